@@ -1,0 +1,36 @@
+"""resdsl: a compiler for ResNet-family architectures.
+
+Write a network as a small ``.res`` spec; load it into a checked IR with :func:`load`
+or :func:`loads`; lower it with the back ends (``resdsl compile``).
+
+>>> import resdsl
+>>> net = resdsl.loads('import std.resnet\\nnetwork r18 = resnet(block = basic, depths = [2, 2, 2, 2])')
+>>> net.params
+11689512
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .diagnostics import Diagnostic, SpecError
+from .ir import Network, Op, Scope
+from .loader import Loader
+
+__version__ = "0.1.0"
+
+__all__ = ["load", "loads", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
+
+
+def load(path: str | Path, *, network: str | None = None) -> Network:
+    """Load the spec at ``path`` and return its checked network.
+
+    The network is the last one the file defines, or the one named ``network``.
+    Raises :class:`SpecError` with every diagnostic found.
+    """
+    return Loader().load(path, network=network)
+
+
+def loads(text: str, path: str = "<string>", *, network: str | None = None) -> Network:
+    """Like :func:`load`, for spec text; imports resolve relative to ``path``'s folder."""
+    return Loader().load(path, text=text, network=network)

@@ -1,0 +1,147 @@
+"""The IR: a checked network as small, immutable, typed data.
+
+A :class:`Network` is a dataflow graph of primitive :class:`Op` s in execution
+(topological) order, with a hierarchy of :class:`Scope` s over it: network → stem /
+stages / head → blocks → layers. Every op knows its inputs, its static output shape for
+the declared input, its parameter count, its multiply-accumulates and the source span
+it came from. Back ends read this and nothing else: they never re-parse, never
+re-compute shapes, and never invent a name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator, Union
+
+from .diagnostics import Span
+
+#: A per-sample tensor shape: (C, H, W) for feature maps, (F,) after flatten.
+Shape = tuple[int, ...]
+#: Attribute values are plain data, so IR values compare, hash and print simply.
+Attr = Union[int, float, bool, str, None, tuple]
+
+#: The op name of the network's input tensor.
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One primitive operation.
+
+    ``name`` is unique in the network and is the spec path of the layer
+    (``layer1.0.conv1``); an unnamed operation is named after its kind in its scope
+    (``layer1.0.add``), and a layer applied a second time gets ``#2``
+    (``layer1.0.relu#2``). ``module`` is the module path (the ``state_dict`` prefix)
+    when the op owns a module, or ``None`` for a functional op.
+    """
+
+    name: str
+    kind: str
+    attrs: tuple[tuple[str, Attr], ...]
+    inputs: tuple[str, ...]
+    shape: Shape
+    params: int
+    macs: int
+    module: str | None
+    span: Span
+
+    def attr(self, key: str) -> Attr:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        raise KeyError(f"{self.kind} op `{self.name}` has no attribute `{key}`")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One instantiated definition: the network, a stage, a block, a shortcut, a stem…
+
+    ``items`` lists, in execution order, the op names this scope runs itself and its
+    child scopes. ``definition`` names the ``.res`` definition it instantiates
+    (``bottleneck``); ``args`` are the arguments it was instantiated with.
+    """
+
+    name: str
+    path: str
+    kind: str
+    definition: str
+    args: tuple[tuple[str, Attr], ...]
+    items: tuple[Union[str, "Scope"], ...]
+    input: str
+    output: str
+    span: Span
+    #: An unnamed stem or head: its layers sit in the parent's namespace (``conv1``, not
+    #: ``stem.conv1``), so ``path`` is the parent's path.
+    inline: bool = False
+
+    @property
+    def children(self) -> tuple["Scope", ...]:
+        return tuple(i for i in self.items if isinstance(i, Scope))
+
+    @property
+    def own_ops(self) -> tuple[str, ...]:
+        return tuple(i for i in self.items if isinstance(i, str))
+
+    def walk(self) -> Iterator["Scope"]:
+        """This scope and every scope below it, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def op_names(self) -> Iterator[str]:
+        """Every op run in this scope or below, in execution order."""
+        for item in self.items:
+            if isinstance(item, str):
+                yield item
+            else:
+                yield from item.op_names()
+
+
+@dataclass(frozen=True)
+class Network:
+    """A checked network: ops in execution order, the scope tree, the declared input."""
+
+    name: str
+    source: str
+    input_shape: Shape
+    ops: tuple[Op, ...]
+    root: Scope
+    output: str
+
+    @cached_property
+    def _by_name(self) -> dict[str, Op]:
+        return {op.name: op for op in self.ops}
+
+    def op(self, name: str) -> Op:
+        return self._by_name[name]
+
+    def shape_of(self, name: str) -> Shape:
+        """The shape of an op's output, or of the network input."""
+        return self.input_shape if name == INPUT else self._by_name[name].shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shape_of(self.output)
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    def scope_params(self, scope: Scope) -> int:
+        return sum(self._by_name[n].params for n in scope.op_names())
+
+    def scope_macs(self, scope: Scope) -> int:
+        return sum(self._by_name[n].macs for n in scope.op_names())
+
+    def modules(self) -> dict[str, Op]:
+        """Module path → the op that owns it, for ops with a module (first application)."""
+        out: dict[str, Op] = {}
+        for op in self.ops:
+            if op.module is not None and op.module not in out:
+                out[op.module] = op
+        return out

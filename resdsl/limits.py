@@ -1,0 +1,42 @@
+"""Limits that keep a spec from asking for something absurd.
+
+They are checked while the spec is elaborated, before anything large is built, so a
+typo like ``conv(6400000, 3)`` or ``stage(basic, 10**9)`` gets a diagnostic instead of
+an allocation. The numbers sit far above every published ResNet (ResNet-1202 has 200
+blocks a stage; the widest layer of any shipped spec has 2,048 channels) and far below
+what would exhaust a workstation.
+"""
+
+from __future__ import annotations
+
+#: Inclusive ranges for primitive-layer arguments, by parameter name.
+RANGES: dict[str, tuple[float, float]] = {
+    "out_channels": (1, 65_536),
+    "out_features": (1, 1_000_000),
+    "kernel_size": (1, 63),
+    "stride": (1, 64),
+    "padding": (0, 1_024),
+    "dilation": (1, 256),
+    "groups": (1, 65_536),
+    "p": (0.0, 0.999_999),
+    "eps": (1e-12, 1.0),
+    "momentum": (0.0, 1.0),
+    "negative_slope": (-1e3, 1e3),
+}
+
+#: Input tensors: channels, and height/width.
+MAX_INPUT_CHANNELS = 4_096
+MAX_INPUT_SIZE = 16_384
+
+#: Blocks in one stage, items in one `range`/list, iterations of one `for`.
+MAX_REPEAT = 10_000
+#: Primitive ops in one network (ResNet-1001 has about 3,700).
+MAX_OPS = 200_000
+#: Nested definition instances (network → stage → block → shortcut is 4).
+MAX_NESTING = 32
+#: Largest integer an expression may produce.
+MAX_INT = 2**53
+#: Nested imports.
+MAX_IMPORT_DEPTH = 32
+#: Size of one spec file.
+MAX_SOURCE_BYTES = 1_000_000

@@ -1,0 +1,226 @@
+"""Loading specs: files, imports, the standard library, and picking the network to build.
+
+``import std.resnet`` reads ``std/resnet.res`` from the standard library shipped with
+the package; ``import "common.res"`` (or ``import common``) reads a file relative to the
+importing one. Imports may not leave the folder of the spec being compiled (or the
+standard library): absolute paths and ``..`` escapes are refused, cycles are
+diagnostics. An import makes the imported file's own definitions visible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import limits
+from .diagnostics import Diagnostic, Diagnostics, SourceCache, Span, SpecError, did_you_mean
+from .elaborate import BUILTINS, DefValue, Elaborator, ModuleEnv, PrimValue, _Skip, _TooMany
+from .ir import Network
+from .resources import std_root
+from .syntax import Alias, Definition, Import, Module, parse
+
+_PARSED: dict[tuple[str, str], Module] = {}  # (path, text) → AST; the std library parses once
+
+
+def _parse_cached(text: str, path: str) -> Module:
+    key = (path, text)
+    if key not in _PARSED:
+        if len(_PARSED) > 256:
+            _PARSED.clear()
+        _PARSED[key] = parse(text, path)
+    return _PARSED[key]
+
+
+def decode(data: bytes, path: str) -> str:
+    """UTF-8 text, or a SpecError (E003) pointing at the first bad byte."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start]
+        line = before.count(b"\n") + 1
+        col = err.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError([Diagnostic("E003", f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
+                                    Span(path, line, col, line, col + 1),
+                                    hint="save the spec as UTF-8 text")]) from None
+    if "\x00" in text:
+        i = text.index("\x00")
+        line = text.count("\n", 0, i) + 1
+        col = i - (text.rfind("\n", 0, i) + 1) + 1
+        raise SpecError([Diagnostic("E003", "the file contains a NUL character",
+                                    Span(path, line, col, line, col + 1),
+                                    hint="is this a binary file?")])
+    return text.removeprefix("\ufeff")
+
+
+class Loader:
+    """Loads one spec (and what it imports) and elaborates its network."""
+
+    def __init__(self, sources: SourceCache | None = None) -> None:
+        self.sources = sources or SourceCache()
+        self.envs: dict[str, ModuleEnv] = {}
+        self.diags = Diagnostics()
+        self.elab = Elaborator()
+        self.root: Path | None = None
+
+    # ------------------------------------------------------------------- API
+
+    def load(self, path: str | Path, text: str | None = None, network: str | None = None) -> Network:
+        """Load a spec file (or ``text`` under that name) and return its checked network."""
+        path = Path(path)
+        self.root = path.resolve().parent
+        env = self.module(path, text, (), None)
+        if env is None:
+            self.finish()
+        return self.build(env, network)
+
+    def build(self, env: ModuleEnv, network: str | None) -> Network:
+        if network is None:
+            if not env.networks:
+                self.diags.error("E050", "the spec defines no network", Span(env.path, 1, 1, 1, 2),
+                                 hint="add `network name = ...` or `network name { ... }`")
+                self.finish()
+            network = env.networks[-1]
+        value = env.names.get(network)
+        if not isinstance(value, DefValue) or value.kind != "network":
+            nets = [n for n, v in env.names.items() if isinstance(v, DefValue) and v.kind == "network"]
+            self.diags.error("E050", f"no network named `{network}`", Span(env.path, 1, 1, 1, 2),
+                             hint=did_you_mean(network, nets) or f"networks here: {', '.join(nets) or 'none'}")
+            self.finish()
+        span = env.own[network][1] if network in env.own else Span(env.path, 1, 1, 1, 2)
+        missing = [p.name for p in value.definition.params
+                   if p.default is None and p.name not in dict(value.bound)]
+        if missing:
+            self.diags.error("E050", f"network `{network}` needs arguments: {', '.join(missing)}",
+                             span, hint=f"define a variant: `network mine = {network}({missing[0]} = ...)`")
+            self.finish()
+        net = self.elab.network(value, span)
+        self.diags.extend(self.elab.diags.items)
+        self.finish()
+        assert net is not None
+        return net
+
+    def finish(self) -> None:
+        if self.diags:
+            raise SpecError(self.diags.items)
+
+    # ------------------------------------------------------------------- modules
+
+    def module(self, path: Path, text: str | None, stack: tuple[str, ...], at: Span | None) -> ModuleEnv | None:
+        key = str(path)
+        if key in stack:
+            chain = " → ".join(Path(p).name for p in (*stack[stack.index(key):], key))
+            self.diags.error("E030", f"import cycle: {chain}", at or Span(key, 1, 1, 1, 2),
+                             hint="move the shared definitions into a file both can import")
+            return None
+        if key in self.envs:
+            return self.envs[key]
+        if len(stack) > limits.MAX_IMPORT_DEPTH:
+            self.diags.error("E030", "imports nest too deeply", at or Span(key, 1, 1, 1, 2))
+            return None
+        try:
+            if text is None:
+                data = path.read_bytes()
+                if len(data) > limits.MAX_SOURCE_BYTES:
+                    self.diags.error("E017", f"the file is larger than {limits.MAX_SOURCE_BYTES:,} bytes",
+                                     Span(key, 1, 1, 1, 2))
+                    return None
+                text = decode(data, key)
+            self.sources.add(key, text)
+            ast = _parse_cached(text, key)
+        except OSError as err:
+            self.diags.error("E031", f"cannot read `{key}`: {err.strerror or err}",
+                             at or Span(key, 0, 0, 0, 0))
+            return None
+        except SpecError as err:
+            self.diags.extend(err.diagnostics)
+            return None
+        is_std = key.startswith(str(std_root()))
+        env = ModuleEnv(key, is_std)
+        self.envs[key] = env
+        for item in ast.items:
+            if isinstance(item, Import):
+                sub_path = self.resolve(item, path)
+                if sub_path is not None:
+                    sub = self.module(sub_path, None, (*stack, key), item.span)
+                    if sub is not None:
+                        env.names.update({k: v for k, (v, _) in sub.own.items()})
+        for item in ast.items:
+            if isinstance(item, (Definition, Alias)):
+                self.define(env, item)
+        return env
+
+    def define(self, env: ModuleEnv, item: Definition | Alias) -> None:
+        if item.name in env.own:
+            first = env.own[item.name][1]
+            self.diags.error("E011", f"`{item.name}` is defined twice", item.name_span,
+                             label=f"first defined at line {first.line}", hint="rename one of them")
+            return
+        if item.name in BUILTINS:
+            self.diags.error("E011", f"`{item.name}` is a built-in name", item.name_span,
+                             hint="choose another name for the definition")
+            return
+        if isinstance(item, Definition):
+            value = DefValue(item, env)
+        else:
+            try:
+                value = self.elab.eval(item.value, dict(env.names))
+            except (_Skip, _TooMany):
+                self.diags.extend(self.elab.diags.items)
+                self.elab.diags.items.clear()
+                return
+            except RecursionError:
+                self.diags.error("E004", "the expression nests too deeply", item.value.span)
+                return
+            if isinstance(value, PrimValue) and item.kind == "module":
+                pass
+            elif not isinstance(value, DefValue) or value.kind != item.kind:
+                self.diags.error("E023", f"`{item.kind} {item.name}` must be a {item.kind}, got "
+                                 f"{_describe(value)}", item.value.span,
+                                 hint=f"the right side names a {item.kind} definition, with "
+                                      "arguments: `base(x = 1)` or `base with (x = 1)`")
+                return
+        env.own[item.name] = (value, item.name_span)
+        env.names[item.name] = value
+        if item.kind == "network":
+            env.networks.append(item.name)
+
+    def resolve(self, imp: Import, importer: Path) -> Path | None:
+        """The file an import names, or None after a diagnostic."""
+        target = imp.target
+        if imp.is_file:
+            if Path(target).is_absolute() or target.startswith("~"):
+                self.diags.error("E032", f"absolute import `{target}` is not allowed", imp.span,
+                                 hint="import files by a path relative to the importing spec")
+                return None
+            candidate = importer.parent / target
+            roots = [self.root or importer.resolve().parent]
+        elif target == "std" or target.startswith("std."):
+            rel = target.split(".")[1:]
+            candidate = std_root().joinpath(*rel).with_suffix(".res") if rel else std_root()
+            roots = [std_root()]
+        else:
+            candidate = importer.parent.joinpath(*target.split(".")).with_suffix(".res")
+            roots = [self.root or importer.resolve().parent]
+        if importer.resolve().is_relative_to(std_root().resolve()):
+            roots.append(std_root())
+        resolved = candidate.resolve()
+        if not any(resolved.is_relative_to(r.resolve()) for r in roots):
+            self.diags.error("E032", f"import `{target}` leaves the spec's folder", imp.span,
+                             hint="keep imported files beside the spec or below its folder")
+            return None
+        if not candidate.is_file():
+            options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
+            prefix = "std." if not imp.is_file and target.startswith("std") else ""
+            hint = did_you_mean(candidate.stem, options)
+            if hint and prefix:
+                hint = hint.replace("`", "`" + prefix, 1) if hint.count("`") == 2 else hint
+            self.diags.error("E031", f"cannot find the import `{target}`", imp.span,
+                             hint=hint or (f"the standard library has: "
+                                           f"{', '.join(sorted(p.stem for p in std_root().glob('*.res')))}"
+                                           if prefix else f"looked for {candidate.name} beside the spec"))
+            return None
+        return candidate
+
+
+def _describe(value) -> str:
+    from .elaborate import type_name
+    return type_name(value)

@@ -1,0 +1,508 @@
+"""Front end: source text → Lark tree → a small immutable AST with spans.
+
+The grammar lives in ``grammars/resdsl.lark``. Lark callbacks raise nothing: the
+transformer only builds nodes, and every check happens later in the elaborator.
+Syntax errors become diagnostics (E001–E004); parsing resumes after an error so that
+one run reports several.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator, Union
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from .diagnostics import Diagnostics, Span, SpecError
+from .resources import data_path
+
+# ------------------------------------------------------------------------------ AST
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    value: int | float
+
+
+@dataclass(frozen=True)
+class Str(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class Bool(Node):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    id: str
+
+
+@dataclass(frozen=True)
+class ListExpr(Node):
+    items: tuple["Expr", ...]
+
+
+@dataclass(frozen=True)
+class Arg(Node):
+    name: str | None  # None for a positional argument
+    value: "Expr"
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: "Expr"
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class With(Node):
+    base: "Expr"
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    base: "Expr"
+    index: "Expr"
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / // % ** == != < <= > >= and or
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class UnaryOp(Node):
+    op: str  # - not
+    operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Cond(Node):
+    then: "Expr"
+    test: "Expr"
+    orelse: "Expr"
+
+
+Expr = Union[Num, Str, Bool, Name, ListExpr, Call, With, Index, BinOp, UnaryOp, Cond]
+
+
+@dataclass(frozen=True)
+class Label(Node):
+    """A layer name; ``parts`` mixes literal text and interpolated expressions."""
+
+    parts: tuple[Union[str, "Expr"], ...]
+
+
+@dataclass(frozen=True)
+class Layer(Node):
+    label: Label | None
+    call: Call
+    source: Name | None
+
+
+@dataclass(frozen=True)
+class Reuse(Node):
+    name: str
+    source: Name | None
+
+
+@dataclass(frozen=True)
+class Assign(Node):
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class If(Node):
+    branches: tuple[tuple[Expr, tuple["Stmt", ...]], ...]
+    orelse: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class For(Node):
+    var: str
+    iterable: Expr
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class Require(Node):
+    test: Expr
+    message: str
+
+
+@dataclass(frozen=True)
+class InputDecl(Node):
+    shape: Expr
+
+
+Stmt = Union[Layer, Reuse, Assign, If, For, Require, InputDecl]
+
+
+@dataclass(frozen=True)
+class Param(Node):
+    name: str
+    default: Expr | None
+
+
+@dataclass(frozen=True)
+class Definition(Node):
+    """``block basic(planes, stride = 1) { ... }``; ``name_span`` points at the name."""
+
+    kind: str
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Alias(Node):
+    """``network resnet50 = resnet(block = bottleneck)``."""
+
+    kind: str
+    name: str
+    value: Expr
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Import(Node):
+    target: str  # "std.resnet" or a relative file path
+    is_file: bool
+    alias: str | None
+
+
+@dataclass(frozen=True)
+class Module(Node):
+    path: str
+    items: tuple[Union[Import, Definition, Alias], ...]
+
+
+# ---------------------------------------------------------------------- the parser
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    grammar = data_path("grammars", "resdsl.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                postlex=_Layout(), cache=False)
+
+
+class _Layout:
+    """Post-lexer: newlines end statements, except inside ( ) [ ] and label braces
+    (``layer{i + 1}``), right after ``{`` and at the start of the file.
+
+    It looks only backwards: the contextual lexer picks terminals by parser state, so
+    a post-lexer must not read ahead. Newlines before ``}``/``else`` are dropped by the
+    ``_NL`` pattern itself.
+    """
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0  # open ( [ and label-interpolation braces
+        braces: list[bool] = []  # one per open `{`: True for a label interpolation
+        prev: Token | None = None
+        for tok in stream:
+            kind = tok.type
+            if kind == "_NL" and (depth or prev is None or prev.type in ("_NL", "LBRACE")):
+                continue
+            if kind in ("LPAR", "LSQB"):
+                depth += 1
+            elif kind in ("RPAR", "RSQB"):
+                depth = max(depth - 1, 0)
+            elif kind == "LBRACE":
+                interp = prev is not None and prev.type in ("NAME", "INT") and prev.end_pos == tok.start_pos
+                braces.append(interp)
+                depth += interp
+            elif kind == "RBRACE" and braces and braces.pop():
+                depth = max(depth - 1, 0)
+            yield tok
+            prev = tok
+        if prev is not None and prev.type != "_NL":
+            yield Token("_NL", "\n", start_pos=prev.end_pos, line=prev.end_line,
+                        column=prev.end_column, end_line=prev.end_line,
+                        end_column=prev.end_column, end_pos=prev.end_pos)
+
+
+_TOKEN_WORDS = {
+    "_NL": "end of line", "LPAR": "`(`", "RPAR": "`)`", "LSQB": "`[`", "RSQB": "`]`",
+    "LBRACE": "`{`", "RBRACE": "`}`", "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`",
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "KIND": "a definition keyword", "$END": "end of file", "DOT": "`.`",
+}
+
+
+def _describe(token_type: str) -> str:
+    if token_type in _TOKEN_WORDS:
+        return _TOKEN_WORDS[token_type]
+    if token_type.startswith("__ANON") or not token_type.isupper():
+        return f"`{token_type}`"
+    return f"`{token_type.lower()}`"
+
+
+def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str, str, Span, str]:
+    line, col = max(err.line, 1), max(err.column, 1)
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
+        hint = ""
+        if ch == "'":
+            hint = 'strings use double quotes: "text"'
+        elif ch == "\t":
+            hint = "remove the tab character"
+        return "E002", f"unexpected character `{ch}`", Span(path, line, col, line, col + 1), hint
+    if isinstance(err, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        return ("E001", "unexpected end of file", Span(path, len(lines), len(lines[-1]) + 1,
+                                                       len(lines), len(lines[-1]) + 2),
+                "a `(`, `[` or `{` may be left open")
+    assert isinstance(err, UnexpectedToken)
+    tok = err.token
+    if tok.type == "$END":
+        lines = text.splitlines() or [""]
+        span = Span(path, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        return "E001", "unexpected end of file", span, "a `(`, `[` or `{` may be left open"
+    expected = sorted({_describe(t) for t in err.expected if not t.startswith("__")})
+    what = "end of line" if tok.type == "_NL" else f"`{tok.value}`"
+    end_col = (tok.end_column or col + 1) if tok.end_line == tok.line else col + 1
+    hint = ""
+    if expected and len(expected) <= 6:
+        hint = "expected " + ", ".join(expected)
+    if tok.type == "_NL" and "`)`" in expected:
+        hint = "a `(` is left open"
+    return "E001", f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
+
+
+def parse(text: str, path: str) -> Module:
+    """Parse source text into a :class:`Module`, or raise :class:`SpecError`."""
+    diags = Diagnostics()
+    last_line = [0]
+
+    def on_error(err: UnexpectedInput) -> bool:
+        code, msg, span, hint = _syntax_diagnostic(err, path, text)
+        if span.line != last_line[0]:  # one error per line: the rest are usually echoes
+            diags.error(code, msg, span, hint=hint)
+            last_line[0] = span.line
+        return len(diags.items) < 10 and not isinstance(err, UnexpectedEOF)
+
+    try:
+        tree = _parser().parse(text, on_error=on_error)
+    except UnexpectedInput as err:
+        if not diags:
+            code, msg, span, hint = _syntax_diagnostic(err, path, text)
+            diags.error(code, msg, span, hint=hint)
+        raise SpecError(diags.items) from None
+    except RecursionError:
+        diags.error("E004", "nesting is too deep", Span(path, 1, 1, 1, 2),
+                    hint="split deeply nested expressions into named values")
+        raise SpecError(diags.items) from None
+    diags.raise_if_any()
+    try:
+        items = _ToAst(path).transform(tree)
+    except RecursionError:
+        diags.error("E004", "nesting is too deep", Span(path, 1, 1, 1, 2),
+                    hint="split deeply nested expressions into named values")
+        raise SpecError(diags.items) from None
+    return Module(Span(path, 1, 1, 1, 1), path, tuple(items.children))
+
+
+# ------------------------------------------------------------------- tree → AST
+
+
+def _span(path: str, meta) -> Span:
+    if getattr(meta, "empty", True):
+        return Span(path, 0, 0, 0, 0)
+    return Span(path, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(path: str, tok: Token) -> Span:
+    return Span(path, tok.line, tok.column, tok.end_line or tok.line,
+                tok.end_column or tok.column + len(tok))
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds AST nodes. Raises nothing: every value is already well-formed by the grammar."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _s(self, meta) -> Span:
+        return _span(self.path, meta)
+
+    # items
+    def import_std(self, meta, c):
+        return Import(self._s(meta), c[0], False, str(c[1]) if len(c) > 1 else None)
+
+    def import_file(self, meta, c):
+        return Import(self._s(meta), _unquote(c[0]), True, str(c[1]) if len(c) > 1 else None)
+
+    def module_path(self, meta, c):
+        return ".".join(str(t) for t in c)
+
+    def definition(self, meta, c):
+        kind, name = c[0], c[1]
+        params = c[2] if len(c) == 4 else ()
+        body = c[-1]
+        return Definition(self._s(meta), str(kind), str(name), params, body,
+                          _tok_span(self.path, name))
+
+    def alias(self, meta, c):
+        return Alias(self._s(meta), str(c[0]), str(c[1]), c[2], _tok_span(self.path, c[1]))
+
+    def params(self, meta, c):
+        return tuple(p for p in c if p is not None)
+
+    def param(self, meta, c):
+        return Param(self._s(meta), str(c[0]), c[1] if len(c) > 1 else None)
+
+    def body(self, meta, c):
+        return tuple(c)
+
+    # statements
+    def layer(self, meta, c):
+        label = c[0] if isinstance(c[0], Label) else None
+        rest = c[1:] if label else c
+        call = rest[0]
+        source = rest[1] if len(rest) > 1 else None
+        return Layer(self._s(meta), label, call, source)
+
+    def label(self, meta, c):
+        parts: list = []
+        for part in c:
+            parts.append(str(part) if isinstance(part, Token) else part)
+        return Label(self._s(meta), tuple(parts))
+
+    def interp(self, meta, c):
+        return c[0]
+
+    def call(self, meta, c):
+        return c[0]
+
+    def source(self, meta, c):
+        return Name(_tok_span(self.path, c[0]), str(c[0]))
+
+    def reuse(self, meta, c):
+        return Reuse(self._s(meta), str(c[0]), c[1] if len(c) > 1 else None)
+
+    def assign(self, meta, c):
+        return Assign(self._s(meta), str(c[0]), c[1])
+
+    def if_stmt(self, meta, c):
+        branches = [(c[0], c[1])]
+        orelse: tuple = ()
+        for extra in c[2:]:
+            if extra[0] == "elif":
+                branches.append((extra[1], extra[2]))
+            else:
+                orelse = extra[1]
+        return If(self._s(meta), tuple(branches), orelse)
+
+    def elif_clause(self, meta, c):
+        return ("elif", c[0], c[1])
+
+    def else_clause(self, meta, c):
+        return ("else", c[0])
+
+    def for_stmt(self, meta, c):
+        return For(self._s(meta), str(c[0]), c[1], c[2])
+
+    def require(self, meta, c):
+        return Require(self._s(meta), c[0], _unquote(c[1]) if len(c) > 1 else "")
+
+    def input_decl(self, meta, c):
+        return InputDecl(self._s(meta), c[0])
+
+    # expressions
+    def cond(self, meta, c):
+        return Cond(self._s(meta), c[0], c[1], c[2])
+
+    def or_(self, meta, c):
+        return BinOp(self._s(meta), "or", c[0], c[1])
+
+    def and_(self, meta, c):
+        return BinOp(self._s(meta), "and", c[0], c[1])
+
+    def not_(self, meta, c):
+        return UnaryOp(self._s(meta), "not", c[0])
+
+    def compare(self, meta, c):
+        return BinOp(self._s(meta), str(c[1]), c[0], c[2])
+
+    def binop(self, meta, c):
+        return BinOp(self._s(meta), str(c[1]), c[0], c[2])
+
+    def neg(self, meta, c):
+        return UnaryOp(self._s(meta), "-", c[0])
+
+    def pow(self, meta, c):
+        return BinOp(self._s(meta), "**", c[0], c[1])
+
+    def index(self, meta, c):
+        return Index(self._s(meta), c[0], c[1])
+
+    def with_(self, meta, c):
+        return With(self._s(meta), c[0], c[1])
+
+    def expr_call(self, meta, c):
+        return Call(self._s(meta), c[0], c[1])
+
+    def args(self, meta, c):
+        return tuple(a for a in c if a is not None)
+
+    def positional(self, meta, c):
+        return Arg(self._s(meta), None, c[0])
+
+    def keyword(self, meta, c):
+        return Arg(self._s(meta), str(c[0]), c[1])
+
+    def int_lit(self, meta, c):
+        return Num(self._s(meta), int(str(c[0]).replace("_", "")))
+
+    def float_lit(self, meta, c):
+        return Num(self._s(meta), float(str(c[0]).replace("_", "")))
+
+    def str_lit(self, meta, c):
+        return Str(self._s(meta), _unquote(c[0]))
+
+    def true_lit(self, meta, c):
+        return Bool(self._s(meta), True)
+
+    def false_lit(self, meta, c):
+        return Bool(self._s(meta), False)
+
+    def name(self, meta, c):
+        return Name(self._s(meta), str(c[0]))
+
+    def list_lit(self, meta, c):
+        return ListExpr(self._s(meta), tuple(x for x in c if x is not None))
+
+
+def _unquote(tok) -> str:
+    raw = str(tok)[1:-1]
+    out, i = [], 0
+    escapes = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\" and i + 1 < len(raw):
+            out.append(escapes.get(raw[i + 1], raw[i + 1]))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
