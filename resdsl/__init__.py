@@ -19,7 +19,7 @@ from .loader import Loader
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
+__all__ = ["load", "loads", "build", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
 
 
 def load(path: str | Path, *, network: str | None = None) -> Network:
@@ -34,3 +34,15 @@ def load(path: str | Path, *, network: str | None = None) -> Network:
 def loads(text: str, path: str = "<string>", *, network: str | None = None) -> Network:
     """Like :func:`load`, for spec text; imports resolve relative to ``path``'s folder."""
     return Loader().load(path, text=text, network=network)
+
+
+def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None):
+    """An ``nn.Module`` for a spec path or a checked :class:`Network` (needs torch).
+
+    Module names and ``state_dict`` keys are the spec's names; ``seed`` makes the
+    initial weights reproducible (``None`` uses torch's global random state).
+    """
+    from .backends.torch_module import build as _build
+
+    net = spec if isinstance(spec, Network) else load(spec, network=network)
+    return _build(net, seed=seed)

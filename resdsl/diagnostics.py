@@ -8,9 +8,9 @@ A spec error is never a Python traceback. Every check in resdsl produces a
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 
 @dataclass(frozen=True, order=True)
@@ -56,9 +56,17 @@ class SpecError(Exception):
         first = self.diagnostics[0] if self.diagnostics else None
         super().__init__(f"{first.span}: {first.message}" if first else "spec error")
 
-    def render(self, sources: "SourceCache | None" = None) -> str:
+    def render(self, sources: SourceCache | None = None) -> str:
         sources = sources or SourceCache()
         return "\n".join(render(d, sources) for d in self.diagnostics)
+
+
+class UsageError(Exception):
+    """A problem with how resdsl was called (not with the spec): exit status 2."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass

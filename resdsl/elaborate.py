@@ -17,17 +17,39 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 from . import limits
 from .diagnostics import NO_SPAN, Diagnostic, Diagnostics, Span, did_you_mean
 from .ir import INPUT, Attr, Network, Op, Scope, Shape
 from .primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError
 from .resources import std_root
-from .syntax import (Arg, Assign, BinOp, Bool, Call, Cond, Definition, Expr, For, If, Index,
-                     InputDecl, Label, Layer, ListExpr, Name, Num, Require, Reuse, Str, UnaryOp,
-                     With)
+from .syntax import (
+    Arg,
+    Assign,
+    BinOp,
+    Bool,
+    Call,
+    Cond,
+    Definition,
+    Expr,
+    For,
+    If,
+    Index,
+    InputDecl,
+    Label,
+    Layer,
+    ListExpr,
+    Name,
+    Num,
+    Require,
+    Reuse,
+    Str,
+    UnaryOp,
+    With,
+)
 
 # ----------------------------------------------------------------------- values
 
@@ -37,7 +59,7 @@ class DefValue:
     """A definition, with the arguments bound so far (by ``with`` or a partial call)."""
 
     definition: Definition
-    env: "ModuleEnv"
+    env: ModuleEnv
     bound: tuple[tuple[str, Any], ...] = ()
 
     @property
@@ -94,6 +116,9 @@ class ModuleEnv:
     own: dict[str, tuple[Value, Span]] = field(default_factory=dict)
     names: dict[str, Value] = field(default_factory=dict)
     networks: list[str] = field(default_factory=list)  # own networks, in file order
+    #: Where a definition is instantiated from when built as the main network: the
+    #: right side of an alias, or a definition's name.
+    sites: dict[str, Span] = field(default_factory=dict)
 
 
 class _Skip(Exception):
@@ -161,7 +186,8 @@ class Elaborator:
         self.ops: list[Op] = []
         self.op_by_name: dict[str, Op] = {}
         self.shapes: dict[str, Shape] = {}
-        self.sites: list[tuple[str, Span]] = []  # (definition name, call span) of live instances
+        #: (definition name, instance path, call span) of the instances being built
+        self.sites: list[tuple[str, str, Span]] = []
         self.shape_errors_muted = False
 
     # ------------------------------------------------------------- diagnostics
@@ -169,13 +195,16 @@ class Elaborator:
     def error(self, code: str, message: str, span: Span, *, label: str = "", hint: str = "") -> None:
         """Record a diagnostic; spans inside the standard library move to the user's call site."""
         notes: tuple[str, ...] = ()
-        if span.path.startswith(str(std_root())):
-            for name, site in reversed(self.sites):
-                if not site.path.startswith(str(std_root())):
-                    rel = span.path[len(str(std_root())) + 1:]
-                    notes = (f"inside `{name}`, at std/{rel}:{span.line}:{span.column}",)
-                    span = site
-                    break
+        std = str(std_root())
+        if span.path.startswith(std) and self.sites:
+            user = next((site for _, _, site in reversed(self.sites) if not site.path.startswith(std)),
+                        None)
+            if user is not None:
+                name, path, _ = self.sites[-1]
+                where = f"in `{path}`, " if path else ""
+                notes = (f"{where}inside `{name}` (std/{span.path[len(std) + 1:]}:{span.line}:"
+                         f"{span.column})",)
+                span = user
         if code in ("E012", "E013", "E016", "E051", "E014"):
             if self.shape_errors_muted:
                 return
@@ -183,20 +212,21 @@ class Elaborator:
         if len(self.diags.items) >= self.diags.limit:
             raise _TooMany()
 
-    def fail(self, code: str, message: str, span: Span, **kw: str) -> "_Skip":
+    def fail(self, code: str, message: str, span: Span, **kw: str) -> _Skip:
         self.error(code, message, span, **kw)
         return _Skip()
 
     # ------------------------------------------------------------- networks
 
-    def network(self, value: DefValue, span: Span) -> Network | None:
-        """Instantiate a network value; ``None`` if diagnostics were recorded."""
+    def network(self, value: DefValue, span: Span, name: str, source: str) -> Network | None:
+        """Instantiate a network value as ``name`` (defined in ``source``); ``None`` if
+        diagnostics were recorded."""
         defn = value.definition
         try:
             args = self.bind(value, (), span)
             frame = Frame("", "network", value.env, {}, INPUT, INPUT)
             frame.tensors["input"] = INPUT
-            self.sites.append((value.name, span))
+            self.sites.append((value.name, "", span))
             self.run_body(defn, frame, args)
         except _Skip:
             return None
@@ -211,11 +241,10 @@ class Elaborator:
                        hint="start the body with `input [3, 224, 224]`")
         if self.diags:
             return None
-        root = Scope(value.name, "", "network", value.name,
+        root = Scope(name, "", "network", value.name,
                      tuple((k, to_attr(v)) for k, v in args.items()), tuple(frame.items),
                      INPUT, frame.current, defn.span)
-        return Network(value.name, value.env.path, frame.input_shape, tuple(self.ops), root,
-                       frame.current)
+        return Network(name, source, frame.input_shape, tuple(self.ops), root, frame.current)
 
     # ------------------------------------------------------------- binding
 
@@ -461,7 +490,8 @@ class Elaborator:
                             st.span, hint=f"write `name: {prim.kind}(...)`; the name becomes its "
                                           "state_dict key")
         op = self.add_op(prim, attrs, inputs, _join(frame.path, name or prim.kind),
-                         _join(frame.path, name) if name else None, st.span, count_params=True)
+                         _join(frame.path, name) if name and prim.module else None, st.span,
+                         count_params=True)
         if name is not None:
             frame.tensors[name] = op.name
             frame.layers[name] = op
@@ -540,7 +570,7 @@ class Elaborator:
         if name is None:  # inlined: layer names must not clash with the caller's
             frame.labels = parent.labels
         frame.tensors["input"] = src
-        self.sites.append((callee.name, span))
+        self.sites.append((callee.name, path, span))
         try:
             self.run_body(callee.definition, frame, bound)
         finally:

@@ -10,9 +10,10 @@ re-compute shapes, and never invent a name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Union
+from typing import Union
 
 from .diagnostics import Span
 
@@ -67,7 +68,7 @@ class Scope:
     kind: str
     definition: str
     args: tuple[tuple[str, Attr], ...]
-    items: tuple[Union[str, "Scope"], ...]
+    items: tuple[str | Scope, ...]
     input: str
     output: str
     span: Span
@@ -76,14 +77,14 @@ class Scope:
     inline: bool = False
 
     @property
-    def children(self) -> tuple["Scope", ...]:
+    def children(self) -> tuple[Scope, ...]:
         return tuple(i for i in self.items if isinstance(i, Scope))
 
     @property
     def own_ops(self) -> tuple[str, ...]:
         return tuple(i for i in self.items if isinstance(i, str))
 
-    def walk(self) -> Iterator["Scope"]:
+    def walk(self) -> Iterator[Scope]:
         """This scope and every scope below it, parents first."""
         yield self
         for child in self.children:

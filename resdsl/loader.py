@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import limits
 from .diagnostics import Diagnostic, Diagnostics, SourceCache, Span, SpecError, did_you_mean
-from .elaborate import BUILTINS, DefValue, Elaborator, ModuleEnv, PrimValue, _Skip, _TooMany
+from .elaborate import BUILTINS, DefValue, Elaborator, ModuleEnv, PrimValue, _Skip, _TooMany, type_name
 from .ir import Network
 from .resources import std_root
 from .syntax import Alias, Definition, Import, Module, parse
@@ -73,6 +73,7 @@ class Loader:
         return self.build(env, network)
 
     def build(self, env: ModuleEnv, network: str | None) -> Network:
+        self.finish()  # errors in definitions first: they would cascade into "no network"
         if network is None:
             if not env.networks:
                 self.diags.error("E050", "the spec defines no network", Span(env.path, 1, 1, 1, 2),
@@ -85,14 +86,14 @@ class Loader:
             self.diags.error("E050", f"no network named `{network}`", Span(env.path, 1, 1, 1, 2),
                              hint=did_you_mean(network, nets) or f"networks here: {', '.join(nets) or 'none'}")
             self.finish()
-        span = env.own[network][1] if network in env.own else Span(env.path, 1, 1, 1, 2)
+        span = env.sites.get(network, Span(env.path, 1, 1, 1, 2))
         missing = [p.name for p in value.definition.params
                    if p.default is None and p.name not in dict(value.bound)]
         if missing:
             self.diags.error("E050", f"network `{network}` needs arguments: {', '.join(missing)}",
                              span, hint=f"define a variant: `network mine = {network}({missing[0]} = ...)`")
             self.finish()
-        net = self.elab.network(value, span)
+        net = self.elab.network(value, span, network, env.path)
         self.diags.extend(self.elab.diags.items)
         self.finish()
         assert net is not None
@@ -174,11 +175,12 @@ class Loader:
                 pass
             elif not isinstance(value, DefValue) or value.kind != item.kind:
                 self.diags.error("E023", f"`{item.kind} {item.name}` must be a {item.kind}, got "
-                                 f"{_describe(value)}", item.value.span,
+                                 f"{type_name(value)}", item.value.span,
                                  hint=f"the right side names a {item.kind} definition, with "
                                       "arguments: `base(x = 1)` or `base with (x = 1)`")
                 return
         env.own[item.name] = (value, item.name_span)
+        env.sites[item.name] = item.value.span if isinstance(item, Alias) else item.name_span
         env.names[item.name] = value
         if item.kind == "network":
             env.networks.append(item.name)
@@ -221,6 +223,3 @@ class Loader:
         return candidate
 
 
-def _describe(value) -> str:
-    from .elaborate import type_name
-    return type_name(value)

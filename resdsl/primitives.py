@@ -11,9 +11,9 @@ normalisation, activations, pooling and element-wise ops count zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
-from typing import Callable
 
 from .ir import Attr, Shape
 from .limits import RANGES
@@ -48,6 +48,8 @@ class Primitive:
     doc: str
     #: None: the positional arguments are the input tensors (add, multiply).
     arity: int | None = 1
+    #: False for ops that are always functional, named or not (add, multiply, zeropad).
+    module: bool = True
 
     @property
     def has_params(self) -> bool:
@@ -227,9 +229,9 @@ PRIMITIVES: dict[str, Primitive] = {p.kind: p for p in [
               "stochastic depth: drops the whole residual branch per sample (identity in eval mode)"),
     Primitive("identity", (), _same, "passes its input through (torch.nn.Identity)"),
     Primitive("add", (), _elementwise("add"), "element-wise sum of its inputs (the residual add)",
-              arity=None),
+              arity=None, module=False),
     Primitive("multiply", (), _elementwise("multiply"),
-              "element-wise product; a C×1×1 gate broadcasts over H×W", arity=None),
+              "element-wise product; a C×1×1 gate broadcasts over H×W", arity=None, module=False),
     Primitive("zeropad", (_p("out_channels", "int"), _p("stride", "int", 1)), _zeropad,
-              "option A shortcut: subsample by `stride`, then pad channels with zeros on both sides"),
+              "option A shortcut: subsample by `stride`, then pad channels with zeros on both sides", module=False),
 ]}

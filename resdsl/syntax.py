@@ -8,9 +8,10 @@ one run reports several.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator, Union
+from typing import Union
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -48,51 +49,51 @@ class Name(Node):
 
 @dataclass(frozen=True)
 class ListExpr(Node):
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Arg(Node):
     name: str | None  # None for a positional argument
-    value: "Expr"
+    value: Expr
 
 
 @dataclass(frozen=True)
 class Call(Node):
-    func: "Expr"
+    func: Expr
     args: tuple[Arg, ...]
 
 
 @dataclass(frozen=True)
 class With(Node):
-    base: "Expr"
+    base: Expr
     args: tuple[Arg, ...]
 
 
 @dataclass(frozen=True)
 class Index(Node):
-    base: "Expr"
-    index: "Expr"
+    base: Expr
+    index: Expr
 
 
 @dataclass(frozen=True)
 class BinOp(Node):
     op: str  # + - * / // % ** == != < <= > >= and or
-    left: "Expr"
-    right: "Expr"
+    left: Expr
+    right: Expr
 
 
 @dataclass(frozen=True)
 class UnaryOp(Node):
     op: str  # - not
-    operand: "Expr"
+    operand: Expr
 
 
 @dataclass(frozen=True)
 class Cond(Node):
-    then: "Expr"
-    test: "Expr"
-    orelse: "Expr"
+    then: Expr
+    test: Expr
+    orelse: Expr
 
 
 Expr = Union[Num, Str, Bool, Name, ListExpr, Call, With, Index, BinOp, UnaryOp, Cond]
@@ -102,7 +103,7 @@ Expr = Union[Num, Str, Bool, Name, ListExpr, Call, With, Index, BinOp, UnaryOp, 
 class Label(Node):
     """A layer name; ``parts`` mixes literal text and interpolated expressions."""
 
-    parts: tuple[Union[str, "Expr"], ...]
+    parts: tuple[str | Expr, ...]
 
 
 @dataclass(frozen=True)
@@ -126,15 +127,15 @@ class Assign(Node):
 
 @dataclass(frozen=True)
 class If(Node):
-    branches: tuple[tuple[Expr, tuple["Stmt", ...]], ...]
-    orelse: tuple["Stmt", ...]
+    branches: tuple[tuple[Expr, tuple[Stmt, ...]], ...]
+    orelse: tuple[Stmt, ...]
 
 
 @dataclass(frozen=True)
 class For(Node):
     var: str
     iterable: Expr
-    body: tuple["Stmt", ...]
+    body: tuple[Stmt, ...]
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class Import(Node):
 @dataclass(frozen=True)
 class Module(Node):
     path: str
-    items: tuple[Union[Import, Definition, Alias], ...]
+    items: tuple[Import | Definition | Alias, ...]
 
 
 # ---------------------------------------------------------------------- the parser
@@ -281,8 +282,10 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str,
     hint = ""
     if expected and len(expected) <= 6:
         hint = "expected " + ", ".join(expected)
-    if tok.type == "_NL" and "`)`" in expected:
-        hint = "a `(` is left open"
+    for opener, closer in (("(", ")"), ("[", "]")):
+        if f"`{closer}`" in expected and (tok.type == "_NL" or tok.line != err.token.line
+                                           or len(expected) > 6):
+            hint = f"is a `{opener}` left open before this?"
     return "E001", f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
 
 

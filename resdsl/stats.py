@@ -1,0 +1,128 @@
+"""Per-section statistics of a checked network, and the `resdsl stats` renderings.
+
+A network's top level splits into *sections*: the stem (everything before the first
+stage), each stage, and the head (everything after the last stage). Tables, diagrams
+and `resdsl stats` all use :func:`sections`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from .ir import Network, Scope, Shape
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    kind: str  # "stem" | "stage" | "head"
+    shape: Shape  # output shape
+    blocks: int  # blocks in a stage, 0 elsewhere
+    params: int
+    macs: int
+    ops: tuple[str, ...]  # op names, in execution order
+    scope: Scope | None  # the stage's scope
+
+
+def sections(net: Network) -> list[Section]:
+    """Stem, stages and head of ``net``, in order; a network without stages is one section."""
+    groups: list[tuple[str, str, list[str], Scope | None]] = []
+    seen_stage = False
+    for item in net.root.items:
+        if isinstance(item, Scope) and item.kind == "stage":
+            groups.append((item.name, "stage", list(item.op_names()), item))
+            seen_stage = True
+            continue
+        ops = [item] if isinstance(item, str) else list(item.op_names())
+        kind = "head" if seen_stage else "stem"
+        if groups and groups[-1][1] == kind:
+            groups[-1][2].extend(ops)
+        else:
+            groups.append((kind, kind, ops, None))
+    out = []
+    for name, kind, ops, scope in groups:
+        if not ops:
+            continue
+        out.append(Section(name, kind, net.op(ops[-1]).shape if kind != "stage" else
+                           net.shape_of(scope.output), len(scope.children) if scope else 0,
+                           sum(net.op(o).params for o in ops), sum(net.op(o).macs for o in ops),
+                           tuple(ops), scope))
+    return out
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def fmt_count(n: int) -> str:
+    """A parameter or MAC count the way papers print it: 25.56M, 4.09G, 9.41K."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
+
+
+def summary(net: Network) -> dict:
+    """JSON-ready statistics: per section and totals (exact integers)."""
+    return {
+        "network": net.name,
+        "source": net.source,
+        "input": list(net.input_shape),
+        "output": list(net.output_shape),
+        "params": net.params,
+        "macs": net.macs,
+        "sections": [{k: (list(v) if k == "shape" else v) for k, v in asdict(s).items()
+                      if k not in ("ops", "scope")} for s in sections(net)],
+    }
+
+
+def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = [i > 0 for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded).rstrip()
+
+    if markdown:
+        rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1))
+                              for w, r in zip(widths, right)) + "|"
+    else:
+        rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def render(nets: list[Network], fmt: str = "table") -> str:
+    """`resdsl stats` output for one or more networks; several are shown side by side."""
+    if fmt == "json":
+        data = [summary(n) for n in nets]
+        return json.dumps(data[0] if len(data) == 1 else data, indent=2)
+    markdown = fmt == "markdown"
+    per_net = [{s.name: s for s in sections(n)} for n in nets]
+    names: list[str] = []
+    for secs in per_net:
+        for name in secs:
+            if name not in names:
+                names.append(name)
+    # stem first, stages in order, head last, whatever order the specs list them in
+    names.sort(key=lambda n: (n != "stem", n == "head"))
+    if len(nets) == 1:
+        header = ["section", "output", "blocks", "params", "MACs"]
+    else:
+        header = ["section"] + [f"{n.name} {col}" for n in nets for col in ("output", "blocks", "params", "MACs")]
+    rows = []
+    for name in names:
+        row = [name]
+        for secs in per_net:
+            s = secs.get(name)
+            row += ([fmt_shape(s.shape), str(s.blocks) if s.blocks else "", f"{s.params:,}",
+                     fmt_count(s.macs)] if s else ["", "", "", ""])
+        rows.append(row)
+    total = ["total"]
+    for n in nets:
+        blocks = sum(s.blocks for s in sections(n))
+        total += [fmt_shape(n.output_shape), str(blocks), f"{n.params:,}", fmt_count(n.macs)]
+    rows.append(total)
+    title = ", ".join(f"{n.name} ({n.source}, input {fmt_shape(n.input_shape)})" for n in nets)
+    return (f"**{title}**\n\n" if markdown else f"{title}\n") + _grid(header, rows, markdown)
