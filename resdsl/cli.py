@@ -20,7 +20,8 @@ from .output import write_atomic
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
-#: Options of `compile`, and the targets each applies to.
+#: Options of `compile`, and the targets each applies to. A back end's ``emit`` takes
+#: the ones that apply to it as keyword arguments (only those the user set).
 TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
     "seed": ("torch", "onnx"),
 }
