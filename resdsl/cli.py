@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .diagnostics import SourceCache, SpecError, UsageError
+from .diagnostics import SourceCache, SpecError, UsageError, did_you_mean
 from .ir import Network
 from .loader import Loader
 from .output import write_atomic
+from .resources import shipped_spec, shipped_specs
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     def spec_command(name: str, help: str, many: bool = True) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help)
         c.add_argument("specs" if many else "spec", nargs="+" if many else None, metavar="SPEC",
-                       help="a .res file")
+                       help="a .res file, or the name of a shipped spec (resnet50)")
         c.add_argument("--network", metavar="NAME",
                        help="the network to use (default: the last one the file defines)")
         return c
@@ -79,9 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_spec(path: str, network: str | None, sources: SourceCache) -> Network:
+    """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec."""
     if not Path(path).is_file():
-        raise UsageError(f"cannot read `{path}`: no such file",
-                         hint="the shipped specs are in specs/, e.g. specs/resnet50.res")
+        shipped = shipped_spec(path)
+        if shipped is None:
+            hint = did_you_mean(Path(path).stem, shipped_specs())
+            raise UsageError(f"cannot read `{path}`: no such file",
+                             hint=hint.replace("?", " (a shipped spec)?") if hint else
+                             "name a .res file, or a shipped spec such as `resnet50`")
+        path = str(shipped)
     return Loader(sources).load(path, network=network)
 
 

@@ -23,3 +23,17 @@ def data_path(*parts: str) -> Path:
 def std_root() -> Path:
     """The folder of the standard library (``import std.resnet`` → ``std/resnet.res``)."""
     return data_path("specs", "std")
+
+
+def shipped_spec(name: str) -> Path | None:
+    """The shipped spec called ``name`` (``resnet50`` or ``resnet50.res``), if there is one."""
+    stem = name.removesuffix(".res")
+    if not stem.isidentifier():
+        return None
+    path = data_path("specs", f"{stem}.res")
+    return path if path.is_file() else None
+
+
+def shipped_specs() -> list[str]:
+    """Names of the shipped specs."""
+    return sorted(p.stem for p in data_path("specs").glob("*.res"))
