@@ -1,0 +1,780 @@
+"""Graphviz diagrams of a network: DOT text from the IR, and SVG/PDF/PNG through `dot`.
+
+Three levels of detail, one figure mode:
+
+``network``
+    stem, each stage and the head as one box, tensor shapes on the edges.
+``block``
+    stages as clusters; each block as its residual branch, its merge (``+``) and its
+    skip edge; identical consecutive blocks (same definition, arguments and layer
+    structure, differing only in their index) collapse into one ``bottleneck × 5``.
+``layer``
+    every op (conv, BN, activation, …) as a node, blocks and shortcuts as nested clusters;
+    ``scope="layer2.0"`` draws one block (or stage) only.
+``blocks``
+    a block figure, like Fig. 2 of He et al. 2015: each distinct block type of one or more
+    specs drawn once, side by side, layer by layer (:func:`emit_blocks`).
+
+Skip edges are dashed for an identity shortcut and solid (bold, a second colour in the
+colour style) through the shortcut's layers for a projection, zero-padding or pooling
+shortcut. DOT text needs no binary; the output is deterministic: node ids are spec paths
+(quoted and %-escaped), labels are HTML-escaped, so no name can break the graph.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+
+from ..diagnostics import UsageError, did_you_mean
+from ..ir import INPUT, Network, Op, Scope
+from ..stats import fmt_count, fmt_shape, sections
+
+DETAILS = ("network", "block", "layer", "blocks")
+ANNOTATIONS = ("shapes", "params", "macs")
+STYLES = ("color", "paper")
+RANKDIRS = ("TB", "LR")
+
+#: How to install Graphviz, for the error when `dot` is missing.
+INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
+                "(macOS), `conda install graphviz`; or write DOT text with --target dot and render it elsewhere")
+
+_NORM_ACT = {"batchnorm", "relu", "relu6", "gelu", "silu", "hardswish", "sigmoid", "tanh", "leaky_relu"}
+_ACT_TEXT = {"relu": "ReLU", "relu6": "ReLU6", "gelu": "GELU", "silu": "SiLU", "hardswish": "hard-swish",
+             "sigmoid": "sigmoid", "tanh": "tanh", "leaky_relu": "leaky ReLU"}
+_CATEGORY = {"conv": "conv", "batchnorm": "norm", "maxpool": "pool", "avgpool": "pool",
+             "global_avgpool": "pool", "linear": "fc", "add": "merge", "multiply": "merge",
+             "zeropad": "pad", **{k: "act" for k in _ACT_TEXT}}
+
+
+@dataclass(frozen=True)
+class Style:
+    font: str
+    size: int
+    node_pen: str
+    edge: str
+    label: str  # secondary text (op names, block ranges)
+    cluster_pen: str
+    cluster_fill: str
+    skip_identity: str
+    skip_projection: str
+    fills: dict[str, str] = field(default_factory=dict)
+    nodesep: float = 0.25
+    ranksep: float = 0.3
+    title: bool = True  # a paper figure gets its caption from the paper, not the graph
+
+    def fill(self, category: str) -> str:
+        return self.fills.get(category, "white")
+
+
+_STYLES = {
+    "color": Style("Helvetica,Arial,sans-serif", 11, "#4d4d4d", "#404040", "#6b6b6b", "#9aa7b5", "#f5f8fb",
+                   "#2f6fb0", "#c4501b",
+                   {"conv": "#d6e6f5", "norm": "#fbeec9", "act": "#dcefd6", "pool": "#f8dcc8",
+                    "fc": "#e6ddf1", "pad": "#eeeeee", "block": "#d6e6f5", "pre": "#dcefd6",
+                    "section": "#eeeeee", "shortcut": "#f8dcc8", "stage": "#d6e6f5"}),
+    "paper": Style("Times,serif", 10, "black", "black", "#555555", "#808080", "white", "black", "black",
+                   {"conv": "#f0f0f0", "block": "#f0f0f0", "stage": "#f0f0f0", "shortcut": "#d9d9d9",
+                    "pad": "#d9d9d9"}, 0.18, 0.22, title=False),
+}
+
+
+@dataclass(frozen=True)
+class _Options:
+    detail: str
+    annotate: frozenset[str]
+    style: Style
+    rankdir: str
+    scope: str | None
+
+    @property
+    def shapes(self) -> bool:
+        return "shapes" in self.annotate
+
+
+def _options(detail: str, annotate: str | Iterable[str] | None, style: str, rankdir: str,
+             scope: str | None) -> _Options:
+    def check(what: str, value: str, allowed: Sequence[str]) -> str:
+        if value not in allowed:
+            raise UsageError(f"unknown {what} `{value}`",
+                             hint=did_you_mean(value, allowed) or f"choose one of: {', '.join(allowed)}")
+        return value
+
+    if annotate is None:
+        annotate = ("shapes",)
+    elif isinstance(annotate, str):
+        annotate = [a.strip() for a in annotate.split(",") if a.strip() and a.strip() != "none"]
+    marks = frozenset(check("annotation", a, ANNOTATIONS) for a in annotate)
+    return _Options(check("detail", detail, DETAILS), marks, _STYLES[check("style", style, STYLES)],
+                    check("rankdir", rankdir.upper(), RANKDIRS), scope)
+
+
+# ---------------------------------------------------------------- escaping
+
+
+def text(value: object) -> str:
+    """Plain text for an HTML-like label: control characters (newlines included) become
+    spaces, and ``& < > " '`` become entities, so any name is safe inside ``<…>``."""
+    clean = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    return html.escape(clean, quote=True)
+
+
+def quote_id(name: str) -> str:
+    """A DOT id for a spec path: quoted, with anything but ``[A-Za-z0-9_.#/-]`` %-escaped
+    (byte-wise, UTF-8), so the mapping is injective and a quote, backslash or newline in a
+    name can never end the string early."""
+    safe = re.sub(r"[^A-Za-z0-9_.#/-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+    return f'"{safe}"'
+
+
+def _comment(value: str) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in value)
+
+
+# ---------------------------------------------------------------- op and section wording
+
+
+def op_text(op: Op) -> str:
+    """How a paper writes one layer: ``3×3 conv, 128, /2``, ``BN``, ``fc, 1000``."""
+    k = op.kind
+    if k == "conv":
+        size = op.attr("kernel_size")
+        s = f"{size}×{size} conv, {op.attr('out_channels')}"
+        if op.attr("stride") != 1:
+            s += f", /{op.attr('stride')}"
+        if op.attr("groups") != 1:
+            s += f", groups {op.attr('groups')}"
+        if op.attr("dilation") != 1:
+            s += f", dilation {op.attr('dilation')}"
+        return s
+    if k == "batchnorm":
+        return "BN"
+    if k in _ACT_TEXT:
+        return _ACT_TEXT[k]
+    if k in ("maxpool", "avgpool"):
+        size, stride = op.attr("kernel_size"), op.attr("stride")
+        s = f"{size}×{size} {'max' if k == 'maxpool' else 'avg'} pool"
+        return s + (f", /{stride}" if stride not in (None, 1) else "")
+    if k == "global_avgpool":
+        return "global avg pool"
+    if k == "linear":
+        return f"fc, {op.attr('out_features')}"
+    if k == "dropout":
+        return f"dropout {op.attr('p'):g}"
+    if k == "drop_path":
+        return f"drop path {op.attr('p'):g}"
+    if k == "zeropad":
+        s = f"zero-pad to {op.attr('out_channels')}"
+        return s + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else "")
+    if k == "add":
+        return "+"
+    if k == "multiply":
+        return "×"
+    return k
+
+
+def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list[str]:
+    """One line per layer, with consecutive BN/activations folded onto one line
+    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names."""
+    ops = [net.op(n) for n in names if net.op(n).kind not in ("flatten", "identity")]
+    if convs_only:
+        main = [op for op in ops if op.kind not in _NORM_ACT]
+        if main:
+            ops = main
+    out: list[str] = []
+    folding = False
+    for op in ops:
+        t = op_text(op)
+        if op.kind in _NORM_ACT and folding and out:
+            out[-1] += f", {t}"
+        else:
+            out.append(t)
+        folding = op.kind in _NORM_ACT
+    return out
+
+
+# ---------------------------------------------------------------- block anatomy
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """A block split the way a figure draws it.
+
+    ``pre`` runs before the branch point (a pre-activation block's BN-ReLU that both
+    paths read), ``body`` is the residual branch, ``merge`` the residual add, ``post``
+    what follows it (the ReLU of a post-activation block); ``shortcut`` is the shortcut
+    scope when it has layers (``None`` for the identity) and ``skip_from`` the tensor it
+    reads.
+    """
+
+    block: Scope
+    pre: tuple[str, ...]
+    body: tuple[str, ...]
+    merge: str | None
+    post: tuple[str, ...]
+    shortcut: Scope | None
+    skip_from: str
+
+
+def block_parts(net: Network, block: Scope) -> BlockParts:
+    """Split ``block`` into branch point, residual branch, merge, shortcut and tail."""
+    shortcut = next((c for c in block.children if c.kind == "shortcut" and any(True for _ in c.op_names())),
+                    None)
+    short_ops = set(shortcut.op_names()) if shortcut else set()
+    main = [n for n in block.op_names() if n not in short_ops]
+    adds = [n for n in main if net.op(n).kind == "add"]
+    if not adds:
+        return BlockParts(block, (), tuple(main), None, (), shortcut, block.input)
+    merge = adds[-1]
+    i = main.index(merge)
+    before, post = main[:i], tuple(main[i + 1:])
+    if shortcut is not None:
+        skip_from = shortcut.input
+    else:
+        branch_end = before[-1] if before else None
+        others = [x for x in net.op(merge).inputs if x != branch_end]
+        skip_from = others[0] if others else block.input
+    if skip_from in before:
+        k = before.index(skip_from)
+        return BlockParts(block, tuple(before[:k + 1]), tuple(before[k + 1:]), merge, post, shortcut,
+                          skip_from)
+    return BlockParts(block, (), tuple(before), merge, post, shortcut, skip_from)
+
+
+def block_signature(net: Network, block: Scope) -> tuple:
+    """What makes two blocks identical: definition, arguments, input shape and every
+    layer (relative name, kind, attributes, shape, relative inputs); not the index."""
+    base = block.path + "."
+
+    def rel(name: str) -> str:
+        if name == block.input:
+            return "<input>"
+        return name[len(base):] if name.startswith(base) else name
+
+    layers = tuple((rel(n), op.kind, op.attrs, op.shape, tuple(rel(i) for i in op.inputs))
+                   for n in block.op_names() for op in [net.op(n)])
+    return (block.definition, block.args, net.shape_of(block.input), layers)
+
+
+def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
+    """A stage's blocks, identical consecutive ones grouped together."""
+    groups: list[list[Scope]] = []
+    last = None
+    for block in stage.children:
+        sig = block_signature(net, block) if block.kind == "block" else ("scope", block.path)
+        if groups and sig == last:
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+        last = sig
+    return groups
+
+
+# ---------------------------------------------------------------- the DOT writer
+
+
+class _Dot:
+    """Accumulates DOT statements with indentation; every label goes through :func:`text`."""
+
+    def __init__(self, net_name: str, source: str, opts: _Options, title: str | None):
+        self.o, self.st = opts, opts.style
+        self.out: list[str] = []
+        self.depth = 1
+        # edges go last, at the top level: an edge written inside a cluster would pull
+        # both its ends into that cluster
+        self.edges: list[str] = []
+        #: nodes of one Graphviz group line up, so the main path is drawn straight and
+        #: the skips curve around it, as in the papers' figures
+        self.group: str | None = None
+        st = self.st
+        self.out += [f"// {_comment(net_name)} ({_comment(source)}), drawn by resdsl",  # file names only
+                     "digraph resdsl {"]
+        graph = [f'rankdir={opts.rankdir}', 'newrank=true', 'forcelabels=true',
+                 f'nodesep={st.nodesep}', f'ranksep={st.ranksep}', f'fontname="{st.font}"',
+                 f'fontsize={st.size + 1}', 'bgcolor="white"', 'pad=0.1']
+        if title and st.title:
+            graph += [f'label=<<B>{text(title)}</B>>', 'labelloc=t']
+        self.line(f"graph [{', '.join(graph)}];")
+        self.line(f'node [shape=box, style="rounded,filled", fillcolor="white", color="{st.node_pen}", '
+                  f'penwidth=0.8, fontname="{st.font}", fontsize={st.size}, margin="0.12,0.05", '
+                  f'height=0.3];')
+        self.line(f'edge [color="{st.edge}", arrowsize=0.6, penwidth=0.8, fontname="{st.font}", '
+                  f'fontsize={st.size - 2}, fontcolor="{st.label}"];')
+
+    def line(self, s: str) -> None:
+        self.out.append("  " * self.depth + s)
+
+    def node(self, nid: str, label: str, main: bool = False, **attrs: str | float) -> None:
+        if main and self.group:
+            attrs["group"] = self.group
+        extra = "".join(f", {k}={_attr(v)}" for k, v in attrs.items())
+        self.line(f"{quote_id(nid)} [label=<{label}>{extra}];")
+
+    def edge(self, a: str, b: str, label: str | None = None, **attrs: str | float) -> None:
+        parts = [f"label=<{label}>"] if label else []
+        parts += [f"{k}={_attr(v)}" for k, v in attrs.items()]
+        self.edges.append(f"  {quote_id(a)} -> {quote_id(b)}" + (f" [{', '.join(parts)}]" if parts else "") + ";")
+
+    def open_cluster(self, cid: str, label: str, fill: bool = True) -> None:
+        st = self.st
+        self.line(f"subgraph {quote_id('cluster_' + cid)} {{")
+        self.depth += 1
+        style = "rounded,filled" if fill and st.cluster_fill != "white" else "rounded"
+        self.line(f'graph [label=<{label}>, labeljust=l, style="{style}", color="{st.cluster_pen}", '
+                  f'fillcolor="{st.cluster_fill}", penwidth=0.8, margin=8];')
+
+    def close(self) -> None:
+        self.depth -= 1
+        self.line("}")
+
+    def label(self, title: str | None, lines: Sequence[str] = (), sub: str | None = None) -> str:
+        """An HTML-like label: a bold title, a small grey subtitle, then plain lines."""
+        parts = []
+        if title:
+            parts.append(f"<B>{text(title)}</B>")
+        small = f'<FONT POINT-SIZE="{self.st.size - 2}" COLOR="{self.st.label}">{text(sub)}</FONT>' if sub else ""
+        if small and title:
+            parts.append(small)
+        parts += [text(s) for s in lines]
+        if small and not title:  # a cluster's numbers go under its name, both flush left
+            parts.append(small)
+            return "".join(p + '<BR ALIGN="LEFT"/>' for p in parts)
+        return "<BR/>".join(parts) or " "
+
+    def shape(self, shape: Sequence[int]) -> str | None:
+        return text(fmt_shape(tuple(shape))) if self.o.shapes else None
+
+    def stats(self, params: int, macs: int) -> list[str]:
+        out = []
+        if "params" in self.o.annotate:
+            out.append(f"{fmt_count(params)} params")
+        if "macs" in self.o.annotate:
+            out.append(f"{fmt_count(macs)} MACs")
+        return out
+
+    def skip(self, a: str, b: str, projection: bool, label: str | None = None) -> None:
+        st = self.st
+        if projection:
+            self.edge(a, b, label, color=st.skip_projection, penwidth=1.4)
+        else:
+            self.edge(a, b, label, color=st.skip_identity, style="dashed", penwidth=1.1)
+
+    def text(self) -> str:
+        return "\n".join([*self.out, *self.edges, "}"]) + "\n"
+
+
+def _attr(v: str | float) -> str:
+    if isinstance(v, float | int):
+        return f"{v:g}"
+    # attribute values are our own words and colours, or group names made from spec
+    # paths: anything that could end or escape the string is %-escaped, as in ids
+    return '"' + "".join(ch if ch.isprintable() and ch not in '"\\%' else f"%{ord(ch):02X}" for ch in v) + '"'
+
+
+def _title(net: Network) -> str:
+    return f"{net.name} · input {fmt_shape(net.input_shape)}"
+
+
+# ---------------------------------------------------------------- detail levels
+
+
+def _terminal(g: _Dot, nid: str, words: str) -> None:
+    g.node(nid, g.label(None, [words]), main=True, shape="plaintext", style="solid")
+
+
+def _network(net: Network, g: _Dot) -> None:
+    st = g.st
+    _terminal(g, INPUT, "input")
+    prev, prev_shape = INPUT, net.input_shape
+    for sec in sections(net):
+        if sec.kind == "stage":
+            groups: list[list[str]] = []
+            for block in sec.scope.children:
+                if groups and groups[-1][0] == block.definition:
+                    groups[-1].append(block.definition)
+                else:
+                    groups.append([block.definition])
+            lines = [d[0] + (f" × {len(d)}" if len(d) > 1 else "") for d in groups]
+            nid, fill = sec.scope.path, st.fill("stage")
+        else:
+            lines, nid, fill = _lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
+        g.node(nid, g.label(sec.name, lines + g.stats(sec.params, sec.macs)), main=True, fillcolor=fill)
+        g.edge(prev, nid, g.shape(prev_shape))
+        prev, prev_shape = nid, sec.shape
+    _terminal(g, "output", "output")
+    g.edge(prev, "output", g.shape(prev_shape))
+
+
+def _block_level(net: Network, g: _Dot) -> None:
+    st = g.st
+    g.group = "main"
+    _terminal(g, INPUT, "input")
+    prev, prev_shape = INPUT, net.input_shape
+    for sec in sections(net):
+        if sec.kind != "stage":
+            nid = f"{sec.name}/{sec.ops[0]}"
+            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs)), main=True,
+                   fillcolor=st.fill("section"))
+            g.edge(prev, nid, g.shape(prev_shape))
+            prev, prev_shape = nid, sec.shape
+            continue
+        stage = sec.scope
+        size = "×".join(str(d) for d in sec.shape[1:])
+        g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
+        for group in block_groups(net, stage):
+            prev = _block_node(net, g, group, prev, prev_shape)
+            prev_shape = net.shape_of(group[-1].output)
+        g.close()
+    _terminal(g, "output", "output")
+    g.edge(prev, "output", g.shape(prev_shape))
+
+
+def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, prev_shape) -> str:
+    """Draw a group of identical blocks as one; returns the node its output leaves from."""
+    st = g.st
+    block = group[0]
+    if block.kind != "block":  # a stage item that is not a block: one box
+        nid = block.path + "/body"
+        g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
+               fillcolor=st.fill("block"))
+        g.edge(prev, nid, g.shape(prev_shape))
+        return nid
+    parts = block_parts(net, block)
+    title = block.definition + (f" × {len(group)}" if len(group) > 1 else "")
+    sub = block.path if len(group) == 1 else f"{block.path} – {group[-1].path}"
+    entry = prev
+    label = g.shape(prev_shape)
+    skip_src = prev
+    if parts.pre:
+        pre = block.path + "/pre"
+        g.node(pre, g.label(None, _lines(net, parts.pre)), main=True, fillcolor=st.fill("pre"))
+        g.edge(entry, pre, label)
+        entry, label = pre, None
+        if parts.skip_from in parts.pre:
+            skip_src = pre
+    body = block.path + "/body"
+    g.node(body, g.label(title, _body_lines(net, block, parts.body), sub), main=True, fillcolor=st.fill("block"))
+    g.edge(entry, body, label)
+    if parts.merge is None:
+        return body
+    merge = block.path + "/merge"
+    post = ", ".join(_lines(net, parts.post))
+    g.node(merge, "<B>+</B>", main=True, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0,
+           fillcolor="white", **({"xlabel": post} if post else {}))
+    g.edge(body, merge)
+    if parts.shortcut is not None:
+        sc = block.path + "/shortcut"
+        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names(), convs_only=True)),
+               fillcolor=st.fill("shortcut"))
+        g.skip(skip_src, sc, True)
+        g.skip(sc, merge, True)
+    else:
+        g.skip(skip_src, merge, False)
+    return merge
+
+
+def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
+    """The residual branch as a block figure names it: convs and pools, and any nested
+    module (squeeze-and-excitation) by its definition."""
+    owner = {n: c for c in block.children if c.kind != "shortcut" for n in c.op_names()}
+    out: list[str] = []
+    run: list[str] = []
+    seen: set[str] = set()
+    for n in names:
+        child = owner.get(n)
+        if child is None:
+            run.append(n)
+            continue
+        out += _lines(net, run, convs_only=True) if run else []
+        run = []
+        if child.path not in seen:
+            seen.add(child.path)
+            out.append(child.definition.replace("_", "-"))
+    out += _lines(net, run, convs_only=True) if run else []
+    return out
+
+
+def _op_node(net: Network, g: _Dot, op: Op, named: bool, main: bool = True) -> None:
+    st = g.st
+    cat = _CATEGORY.get(op.kind, "other")
+    if op.kind == "add":
+        g.node(op.name, "<B>+</B>", main, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0)
+        return
+    if op.kind == "multiply":
+        g.node(op.name, "<B>×</B>", main, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0)
+        return
+    label = text(op_text(op))
+    if named:  # the name under the layer, smaller and grey
+        label += f'<BR/><FONT POINT-SIZE="{st.size - 3}" COLOR="{st.label}">{text(op.name)}</FONT>'
+    g.node(op.name, label, main, fillcolor=st.fill(cat))
+
+
+def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tuple[str, str], bool],
+               main: bool = True) -> None:
+    """Emit ``scope``'s ops, with blocks, shortcuts and modules as nested clusters."""
+    for item in scope.items:
+        if isinstance(item, str):
+            _op_node(net, g, net.op(item), named, main)
+            continue
+        if item.inline:
+            _layer_ops(net, g, item, named, skips, main)
+            continue
+        if item.kind == "block":
+            parts = block_parts(net, item)
+            if parts.merge is not None:
+                tail = parts.shortcut.output if parts.shortcut else parts.skip_from
+                skips[(tail, parts.merge)] = parts.shortcut is not None
+                if parts.shortcut is not None:  # into and through the shortcut
+                    for n in parts.shortcut.op_names():
+                        for i in net.op(n).inputs:
+                            skips[(i, n)] = True
+        title = item.name if item.kind in ("stage", "block") else f"{item.name}: {item.definition}"
+        lines, sub = [title], None
+        if item.kind == "stage":
+            lines = [f"{item.name} · {'×'.join(map(str, net.shape_of(item.output)[1:]))}"]
+            sub = " · ".join(g.stats(net.scope_params(item), net.scope_macs(item)))
+        elif item.kind == "block":
+            lines = [f"{item.path} · {item.definition}"]
+        g.open_cluster(item.path, g.label(None, lines, sub), fill=item.kind in ("stage", "stem", "head"))
+        _layer_ops(net, g, item, named, skips, main and item.kind not in ("shortcut", "module"))
+        g.close()
+
+
+def _find_scope(net: Network, path: str) -> Scope:
+    scopes = {s.path: s for s in net.root.walk() if not s.inline and s.path}
+    if path not in scopes:
+        raise UsageError(f"network `{net.name}` has no stage or block `{path}`",
+                         hint=did_you_mean(path, scopes) or f"e.g. {next(iter(sorted(scopes)), 'layer1.0')}")
+    return scopes[path]
+
+
+def _layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = True) -> None:
+    skips: dict[tuple[str, str], bool] = {}
+    g.group = "main"
+    if scope_path is None:
+        _terminal(g, INPUT, "input")
+        # the stem and head are sections, not scopes, when inline: cluster them anyway
+        for sec in sections(net):
+            if sec.kind == "stage":
+                _layer_ops(net, g, Scope("", "", "network", "", (), (sec.scope,), "", "", sec.scope.span),
+                           named, skips)
+                continue
+            g.open_cluster(f"{sec.name}/{sec.ops[0]}",
+                           g.label(None, [sec.name], " · ".join(g.stats(sec.params, sec.macs))))
+            for n in sec.ops:
+                _op_node(net, g, net.op(n), named)
+            g.close()
+        names = [op.name for op in net.ops]
+        outside: list[str] = []
+    else:
+        scope = _find_scope(net, scope_path)
+        _layer_ops(net, g, Scope("", "", "network", "", (), (scope,), "", "", scope.span), named, skips)
+        names = list(scope.op_names())
+        inside = set(names)
+        outside = sorted({i for n in names for i in net.op(n).inputs if i not in inside},
+                         key=lambda i: -1 if i == INPUT else net.ops.index(net.op(i)))
+        for i in outside:
+            _terminal(g, i, "input" if i == INPUT else i)
+    for n in names:
+        op = net.op(n)
+        for i in op.inputs:
+            src_shape = net.shape_of(i)
+            # shapes on edges where they change (or enter), to keep long chains readable
+            changed = i == INPUT or i in outside or net.op(i).kind in ("add", "multiply") or \
+                src_shape != (net.shape_of(net.op(i).inputs[0]) if net.op(i).inputs else None)
+            label = g.shape(src_shape) if changed else None
+            if (i, n) in skips:
+                g.skip(i, n, skips[(i, n)], label)
+            else:
+                g.edge(i, n, label)
+    if scope_path is None:
+        _terminal(g, "output", "output")
+        g.edge(net.output, "output", g.shape(net.output_shape))
+    else:
+        last = _find_scope(net, scope_path).output
+        _terminal(g, "output", "output")
+        g.edge(last, "output", g.shape(net.shape_of(last)))
+
+
+# ---------------------------------------------------------------- block figures
+
+
+def block_types(net: Network) -> list[Scope]:
+    """The first block of each distinct type: definition, shortcut kind and the kinds of
+    its layers in order (channel counts and strides do not make a new type)."""
+    seen: dict[tuple, Scope] = {}
+    for scope in net.root.walk():
+        if scope.kind != "block":
+            continue
+        parts = block_parts(net, scope)
+        key = (scope.definition, parts.shortcut.definition if parts.shortcut else "identity",
+               bool(parts.pre), tuple(net.op(n).kind for n in scope.op_names()))
+        seen.setdefault(key, scope)
+    return list(seen.values())
+
+
+def shortcut_kind(net: Network, parts: BlockParts) -> str:
+    """``identity shortcut``, ``projection shortcut`` (it has a conv), ``zero-padding
+    shortcut`` (option A), or the shortcut definition's name."""
+    if parts.shortcut is None:
+        return "identity shortcut"
+    kinds = {net.op(n).kind for n in parts.shortcut.op_names()}
+    if "conv" in kinds:
+        return "projection shortcut"
+    if "zeropad" in kinds:
+        return "zero-padding shortcut"
+    return f"{parts.shortcut.definition} shortcut"
+
+
+def _block_figure(nets: Sequence[Network], g: _Dot) -> None:
+    drawn: set[tuple] = set()
+    for k, net in enumerate(nets):
+        for block in block_types(net):
+            parts = block_parts(net, block)
+            key = (block.definition, parts.shortcut.definition if parts.shortcut else "identity",
+                   block_signature(net, block)[3:])
+            if key in drawn:
+                continue
+            drawn.add(key)
+            prefix = f"{k}/" if len(nets) > 1 else ""
+            who = f"{net.name} · " if len(nets) > 1 else ""
+            g.open_cluster(prefix + block.path,
+                           g.label(block.definition, (), f"{who}{block.path} · {shortcut_kind(net, parts)}"),
+                           fill=False)
+            _figure_block(net, g, block, parts, prefix)
+            g.close()
+
+
+def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix: str) -> None:
+    """One block layer by layer, the way Fig. 2 of He et al. 2015 draws it."""
+    st = g.st
+
+    def nid(name: str) -> str:
+        return prefix + name
+
+    g.group = prefix + block.path
+    inp = nid(block.path + "/in")
+    g.node(inp, g.label(None, [f"{fmt_shape(net.shape_of(block.input))}"]), True, shape="plaintext",
+           style="solid")
+    short = set(parts.shortcut.op_names()) if parts.shortcut else set()
+    for n in block.op_names():
+        op = net.op(n)
+        if op.kind in ("add", "multiply"):
+            g.node(nid(n), f"<B>{'+' if op.kind == 'add' else '×'}</B>", n not in short, shape="circle", width=0.22,
+                   height=0.22, fixedsize="true", margin=0, fillcolor="white")
+        else:
+            g.node(nid(n), g.label(None, [op_text(op)]), n not in short,
+                   fillcolor=st.fill("shortcut" if n in short else _CATEGORY.get(op.kind, "other")))
+    for n in block.op_names():
+        for i in net.op(n).inputs:
+            src = inp if i == block.input else nid(i)
+            is_skip = n == parts.merge and i == (parts.shortcut.output if parts.shortcut else parts.skip_from)
+            if is_skip or n in short:
+                g.skip(src, nid(n), parts.shortcut is not None)
+            else:
+                g.edge(src, nid(n))
+    out = nid(block.path + "/out")
+    g.node(out, g.label(None, [fmt_shape(net.shape_of(block.output))]), True, shape="plaintext", style="solid")
+    g.edge(nid(block.output), out)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] | None = None,
+         style: str = "color", rankdir: str = "TB", scope: str | None = None) -> str:
+    """DOT text for ``net``.
+
+    ``detail``: ``network``, ``block`` (default), ``layer`` or ``blocks`` (a block figure);
+    ``annotate``: any of ``shapes`` (default), ``params``, ``macs`` (a comma-separated
+    string or an iterable; ``none`` for no annotation); ``style``: ``color`` or ``paper``;
+    ``rankdir``: ``TB`` or ``LR``; ``scope``: with ``detail="layer"``, one stage or block
+    path to draw alone.
+    """
+    opts = _options(detail, annotate, style, rankdir, scope)
+    if scope is not None and opts.detail != "layer":
+        raise UsageError("`--scope` applies to --detail layer only", hint=f"add --detail layer to draw `{scope}`")
+    if opts.detail == "blocks":
+        return emit_blocks([net], annotate=annotate, style=style, rankdir=rankdir)
+    title = _title(net) if scope is None else f"{net.name} · {scope}"
+    g = _Dot(net.name, PurePath(net.source).name, opts, title)
+    if opts.detail == "network":
+        _network(net, g)
+    elif opts.detail == "block":
+        _block_level(net, g)
+    else:
+        _layer_level(net, g, scope)
+    return g.text()
+
+
+def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None = None,
+                style: str = "color", rankdir: str = "TB") -> str:
+    """A block figure: each distinct block type of ``nets`` drawn once, side by side."""
+    opts = _options("blocks", annotate, style, rankdir, None)
+    names = ", ".join(n.name for n in nets)
+    g = _Dot(names, ", ".join(PurePath(n.source).name for n in nets), opts, f"block types of {names}")
+    _block_figure(nets, g)
+    return g.text()
+
+
+def find_dot() -> str:
+    """The path of Graphviz's `dot`, or a :class:`UsageError` saying how to install it."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
+                         hint=INSTALL_HINT)
+    return exe
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`."""
+    if fmt not in ("svg", "pdf", "png"):
+        raise UsageError(f"cannot render to `{fmt}`", hint="choose svg, pdf or png")
+    cmd = [find_dot(), f"-T{fmt}"]
+    if fmt == "png":
+        cmd.append("-Gdpi=200")  # print resolution: the default 96 dpi blurs in a paper
+    try:
+        proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True, timeout=300,
+                              check=False, env={**os.environ, "TZ": "UTC"})
+    except subprocess.TimeoutExpired as err:
+        raise UsageError("Graphviz's `dot` did not finish within 300 s",
+                         hint="draw less: --detail block, or --scope with --detail layer") from err
+    if proc.returncode != 0 or not proc.stdout:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"Graphviz's `dot` failed (exit status {proc.returncode})"
+                         + (f": {message[0]}" if message else ""),
+                         hint="write the DOT with --target dot to inspect it")
+    if fmt == "pdf":
+        return _fixed_dates(proc.stdout)
+    return proc.stdout
+
+
+def _fixed_dates(pdf: bytes) -> bytes:
+    """Cairo stamps a PDF with the time it was made; pin the digits (same length, so the
+    cross-reference offsets stay valid) to make the output reproducible."""
+    def pin(m: re.Match) -> bytes:
+        n = len(m.group(2))
+        return m.group(1) + (b"19700101000000" + b"0" * n)[:n]
+
+    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)", pin, pdf)
+
+
+def emit_svg(net: Network, **options) -> bytes:
+    """An SVG drawing of ``net`` (options as :func:`emit`)."""
+    return render(emit(net, **options), "svg")
+
+
+def emit_pdf(net: Network, **options) -> bytes:
+    """A PDF drawing of ``net`` (options as :func:`emit`)."""
+    return render(emit(net, **options), "pdf")
+
+
+def emit_png(net: Network, **options) -> bytes:
+    """A PNG drawing of ``net`` at 200 dpi (options as :func:`emit`)."""
+    return render(emit(net, **options), "png")

@@ -1,0 +1,330 @@
+"""Architecture tables in the style of He et al. 2015, Table 1: a column per spec.
+
+Rows follow the paper: ``conv1`` (the stem), ``conv2_x`` … (the stages, in order:
+torchvision's ``layer1`` is the paper's ``conv2_x``), a head row, then FLOPs and
+parameters. Naming rows like the paper rather than like a spec keeps specs with
+different stage names side by side in one table; the stage's own name is in the DOT
+diagrams and in `resdsl stats`. As in the paper, the stem's trailing pooling layer is
+listed at the top of the first stage's row, and a stage's cell is its block's
+convolutions, ``[1×1, 64; 3×3, 64; 1×1, 256] × 3``, read from the conv ops of its blocks
+(kernel, output channels, ``C=32`` for grouped convs); batch norms, activations and
+shortcuts are left out, as the paper does.
+
+"FLOPs" are multiply-accumulates, as in the paper (its 3.6×10⁹ for ResNet-34 counts
+multiply-adds). Numbers use engineering notation with one decimal (``11.3×10⁹``).
+
+Formats: ``markdown`` (``<br>`` between lines in a cell), ``csv`` (a line break inside a
+quoted cell) and ``latex``: a complete document (``article`` + ``booktabs``) that
+compiles on its own; copy the ``tabular`` into a paper.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .diagnostics import UsageError
+from .ir import Network, Scope
+from .stats import sections
+
+FORMATS = ("markdown", "latex", "csv")
+
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+@dataclass(frozen=True)
+class Composition:
+    """``[1×1, 64; 3×3, 64; 1×1, 256] × 3``: one line per conv, repeated ``times``."""
+
+    convs: tuple[str, ...]
+    times: int
+
+
+#: A cell: lines of plain text and block compositions, top to bottom.
+Cell = tuple[str | Composition, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    output: str  # output size, H×W
+    cells: tuple[Cell, ...]  # one per network
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]  # one per network
+    rows: tuple[Row, ...]
+    flops: tuple[int, ...]
+    params: tuple[int, ...]
+
+
+def depth(net: Network) -> int:
+    """Weighted layers on the main path (convs and fc, not shortcuts or SE modules):
+    18 for ResNet-18, 50 for ResNet-50, as the papers count."""
+    blocks = [s for s in net.root.walk() if s.kind == "block"]
+    skip = {n for b in blocks for s in b.walk() if s.kind in ("shortcut", "module") for n in s.op_names()}
+    return sum(1 for op in net.ops if op.kind in ("conv", "linear") and op.name not in skip)
+
+
+def _conv(net: Network, name: str, with_stride: bool = False) -> str:
+    op = net.op(name)
+    k = op.attr("kernel_size")
+    s = f"{k}×{k}, {op.attr('out_channels')}"
+    if op.attr("groups") != 1:
+        s += f", C={op.attr('groups')}"
+    if op.attr("dilation") != 1:
+        s += f", dilation {op.attr('dilation')}"
+    if with_stride and op.attr("stride") != 1:
+        s += f", stride {op.attr('stride')}"
+    return s
+
+
+def _pool(net: Network, name: str) -> str:
+    op = net.op(name)
+    k = op.attr("kernel_size")
+    s = f"{k}×{k} {'max' if op.kind == 'maxpool' else 'average'} pool"
+    stride = op.attr("stride")
+    return s + (f", stride {stride}" if stride not in (None, 1) else "")
+
+
+def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
+    """A block's residual-branch convs as the paper lists them; a squeeze-and-excitation
+    style module (convs on a 1×1 map) becomes ``fc, [16, 256]`` as in the SENet paper."""
+    out: list[str] = []
+    for item in block.items:
+        if isinstance(item, str):
+            if net.op(item).kind == "conv":
+                out.append(_conv(net, item))
+        elif item.kind == "shortcut":
+            continue
+        else:
+            convs = [n for n in item.op_names() if net.op(n).kind == "conv"]
+            if convs and all(net.op(n).shape[1:] == (1, 1) for n in convs):
+                out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in convs) + "]")
+            else:
+                out += block_convs(net, item)
+    return tuple(out)
+
+
+def _stage_cell(net: Network, stage: Scope) -> list[str | Composition]:
+    cell: list[str | Composition] = []
+    for block in stage.children:
+        convs = block_convs(net, block)
+        last = cell[-1] if cell else None
+        if isinstance(last, Composition) and last.convs == convs:
+            cell[-1] = Composition(convs, last.times + 1)
+        else:
+            cell.append(Composition(convs, 1))
+    return cell
+
+
+def build(nets: Sequence[Network]) -> Table:
+    """The table for ``nets``, one column each."""
+    if not nets:
+        raise UsageError("a table needs at least one spec")
+    per_net: list[dict[str, tuple[str, Cell]]] = []
+    order: list[str] = []
+    for net in nets:
+        rows: dict[str, tuple[str, Cell]] = {}
+        carry: list[str] = []  # the stem's trailing pool, shown with the first stage
+        stage_no = 0
+        for sec in sections(net):
+            if sec.kind == "stem":
+                names = list(sec.ops)
+                while names and net.op(names[-1]).kind in ("maxpool", "avgpool", "batchnorm", "relu"):
+                    if net.op(names[-1]).kind in ("maxpool", "avgpool"):
+                        carry.insert(0, _pool(net, names[-1]))
+                    names.pop()
+                if not names:  # a stem that is only a pool
+                    names = list(sec.ops)
+                    carry = []
+                lines: list[str | Composition] = []
+                for n in names:
+                    if net.op(n).kind == "conv":
+                        lines.append(_conv(net, n, with_stride=True))
+                    elif net.op(n).kind in ("maxpool", "avgpool"):
+                        lines.append(_pool(net, n))
+                rows["conv1"] = (_size(net.op(names[-1]).shape), tuple(lines))
+            elif sec.kind == "stage":
+                stage_no += 1
+                rows[f"conv{stage_no + 1}_x"] = (_size(sec.shape), tuple(carry + _stage_cell(net, sec.scope)))
+                carry = []
+            else:
+                words, size = [], ""
+                for n in sec.ops:
+                    op = net.op(n)
+                    if op.kind in ("global_avgpool", "avgpool", "maxpool"):
+                        words.append("average pool" if op.kind != "maxpool" else "max pool")
+                        size = _size(op.shape)
+                    elif op.kind == "linear":
+                        words.append(f"{op.attr('out_features')}-d fc")
+                    elif op.kind == "dropout":
+                        words.append(f"dropout {op.attr('p'):g}")
+                rows[""] = (size, (", ".join(words),) if words else ())
+        per_net.append(rows)
+        for key in rows:
+            if key not in order:
+                order.append(key)
+    # conv1 first, the stages in order, the head row last
+    order.sort(key=lambda k: (k != "conv1", k == "", int(k[4:-2]) if k.startswith("conv") and k != "conv1" else 0))
+    table_rows = []
+    for key in order:
+        sizes = []
+        for rows in per_net:
+            if key in rows and rows[key][0] and rows[key][0] not in sizes:
+                sizes.append(rows[key][0])
+        table_rows.append(Row(key, " / ".join(sizes), tuple(rows[key][1] if key in rows else () for rows in per_net)))
+    return Table(tuple(f"{n.name} ({depth(n)}-layer)" for n in nets), tuple(table_rows),
+                 tuple(n.macs for n in nets), tuple(n.params for n in nets))
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape[1:]) if len(shape) == 3 else ""
+
+
+def engineering(n: int) -> tuple[str, int]:
+    """``n`` as a mantissa with one decimal and an exponent that is a multiple of 3:
+    11282415616 → ("11.3", 9), the way the paper writes 11.3×10⁹."""
+    if n < 1000:  # a count, not a measurement: no decimal
+        return str(n), 0
+    exp = (len(str(n)) - 1) // 3 * 3
+    mantissa = f"{n / 10 ** exp:.1f}"
+    if float(mantissa) >= 1000:  # 999.96×10³ rounds up to the next power
+        exp += 3
+        mantissa = f"{n / 10 ** exp:.1f}"
+    return mantissa, exp
+
+
+def _number(n: int) -> str:
+    m, e = engineering(n)
+    return m if e == 0 else f"{m}×10{str(e).translate(_SUPERSCRIPT)}"
+
+
+def _plain(item: str | Composition) -> str:
+    if isinstance(item, Composition):
+        return f"[{'; '.join(item.convs)}] × {item.times}"
+    return item
+
+
+def markdown(table: Table) -> str:
+    header = ["layer name", "output size", *table.headers]
+    rows = [[r.name, r.output, *("<br>".join(_plain(i) for i in cell) for cell in r.cells)]
+            for r in table.rows]
+    rows.append(["FLOPs", "", *(_number(f) for f in table.flops)])
+    rows.append(["params", "", *(_number(p) for p in table.params)])
+
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "|" + "|".join([":---", ":---:"] + [":---:"] * len(table.headers)) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["layer name", "output size", *table.headers])
+    for r in table.rows:
+        w.writerow([r.name, r.output, *("\n".join(_plain(i) for i in cell) for cell in r.cells)])
+    w.writerow(["FLOPs", "", *table.flops])
+    w.writerow(["params", "", *table.params])
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(s: str) -> str:
+    """Text for LaTeX: specials escaped, × as math, anything outside ASCII dropped to `?`
+    so the document compiles with any engine."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s).replace("×", r"$\times$")
+    return out.encode("ascii", "replace").decode("ascii")
+
+
+def _tex_item(item: str | Composition) -> str:
+    if isinstance(item, Composition):
+        lines = r"\\ ".join(r"\mbox{" + _tex(c) + "}" for c in item.convs)  # text spacing, as the paper
+        return (r"$\left[\begin{array}{@{}c@{}}" + lines + r"\end{array}\right]"
+                + (rf"\times{item.times}$" if item.times > 1 else r"\times 1$"))
+    return _tex(item)
+
+
+def _tex_cell(cell: Cell) -> str:
+    if len(cell) <= 1:
+        return _tex_item(cell[0]) if cell else ""
+    return r"\begin{tabular}[c]{@{}c@{}}" + r" \\ ".join(_tex_item(i) for i in cell) + r"\end{tabular}"
+
+
+def _tex_number(n: int) -> str:
+    m, e = engineering(n)
+    return f"${m}$" if e == 0 else rf"${m}\times10^{{{e}}}$"
+
+
+def _tex_rows(row: Row) -> list[str]:
+    """One table row as LaTeX lines. As in the paper, a line every column shares (the
+    stem, the max pool, the head) spans the model columns once instead of repeating."""
+    n = len(row.cells)
+    cells = [list(c) for c in row.cells]
+    lead = [_tex(row.name), _tex(row.output)]
+    out = []
+    while n > 1 and all(c and isinstance(c[0], str) and c[0] == cells[0][0] for c in cells):
+        out.append(" & ".join([*lead, rf"\multicolumn{{{n}}}{{c}}{{{_tex_item(cells[0][0])}}}"]) + r" \\")
+        lead = ["", ""]
+        for c in cells:
+            c.pop(0)
+    if any(cells) or not out:
+        out.append(" & ".join([*lead, *(_tex_cell(tuple(c)) for c in cells)]) + r" \\")
+    return out
+
+
+def _tex_header(h: str) -> str:
+    name, _, rest = h.partition(" (")
+    if not rest:
+        return _tex(h)
+    return r"\begin{tabular}[b]{@{}c@{}}" + _tex(name) + r" \\ (" + _tex(rest) + r"\end{tabular}"
+
+
+def latex(table: Table) -> str:
+    cols = "ll" + "c" * len(table.headers)
+    head = " & ".join(["layer name", "output size", *(_tex_header(h) for h in table.headers)])
+    body = [line for r in table.rows for line in _tex_rows(r)]
+    return "\n".join([
+        r"% An architecture table in the style of He et al. 2015, Table 1, made by `resdsl table`.",
+        r"% Needs booktabs; copy the tabular (or the table) into a paper.",
+        r"\documentclass{article}",
+        r"\usepackage[margin=2cm]{geometry}",
+        r"\usepackage{booktabs}",
+        r"\begin{document}",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\footnotesize",
+        r"\setlength{\tabcolsep}{3pt}",
+        r"\renewcommand{\arraystretch}{1.15}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        head + r" \\",
+        r"\midrule",
+        *body,
+        r"\midrule",
+        " & ".join(["FLOPs", "", *(_tex_number(f) for f in table.flops)]) + r" \\",
+        " & ".join(["params", "", *(_tex_number(p) for p in table.params)]) + r" \\",
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+        r"\end{document}",
+        "",
+    ])
+
+
+def render(nets: Sequence[Network], fmt: str = "markdown") -> str:
+    """The architecture table of ``nets`` as ``markdown``, ``latex`` or ``csv`` text."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown table format `{fmt}`", hint=f"choose one of: {', '.join(FORMATS)}")
+    table = build(nets)
+    return {"markdown": markdown, "latex": latex, "csv": csv_text}[fmt](table)
