@@ -22,18 +22,20 @@ __version__ = "0.1.0"
 __all__ = ["load", "loads", "build", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
 
 
-def load(path: str | Path, *, network: str | None = None) -> Network:
+def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
     """Load the spec at ``path`` and return its checked network.
 
     The network is the last one the file defines, or the one named ``network``.
+    Networks over the size budget (``resdsl.limits``) are refused unless ``allow_large``.
     Raises :class:`SpecError` with every diagnostic found.
     """
-    return Loader().load(path, network=network)
+    return Loader(allow_large=allow_large).load(path, network=network)
 
 
-def loads(text: str, path: str = "<string>", *, network: str | None = None) -> Network:
+def loads(text: str, path: str = "<string>", *, network: str | None = None,
+          allow_large: bool = False) -> Network:
     """Like :func:`load`, for spec text; imports resolve relative to ``path``'s folder."""
-    return Loader().load(path, text=text, network=network)
+    return Loader(allow_large=allow_large).load(path, text=text, network=network)
 
 
 def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None):

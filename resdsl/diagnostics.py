@@ -51,7 +51,9 @@ class SpecError(Exception):
     """Raised when a spec has errors; ``diagnostics`` holds every one found."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]):
-        unique = {(d.sort_key(), d.label, d.hint): d for d in diagnostics}
+        unique: dict[tuple, Diagnostic] = {}
+        for d in diagnostics:  # the first of duplicates stays: its note names the first instance
+            unique.setdefault((d.sort_key(), d.label, d.hint), d)
         self.diagnostics: list[Diagnostic] = sorted(unique.values(), key=Diagnostic.sort_key)
         first = self.diagnostics[0] if self.diagnostics else None
         super().__init__(f"{first.span}: {first.message}" if first else "spec error")
@@ -122,6 +124,10 @@ class SourceCache:
         return lines[number - 1] if 0 < number <= len(lines) else None
 
 
+#: Excerpts of longer lines are cut to a window of this many characters around the caret.
+EXCERPT_WIDTH = 120
+
+
 def render(d: Diagnostic, sources: SourceCache) -> str:
     """Render like rustc/ruff: header, excerpt with caret, label, hint and notes."""
     s = d.span
@@ -132,8 +138,17 @@ def render(d: Diagnostic, sources: SourceCache) -> str:
         gutter = " " * len(str(s.line))
         text = text.expandtabs(1)
         start = max(s.column - 1, 0)
-        end = s.end_column - 1 if s.end_line == s.line and s.end_column > s.column else start + 1
+        if s.end_line > s.line:  # a span over several lines: underline the rest of the first
+            end = len(text.rstrip())
+        else:
+            end = s.end_column - 1 if s.end_column > s.column else start + 1
         end = min(max(end, start + 1), max(len(text), start + 1))
+        if len(text) > EXCERPT_WIDTH:  # a very long line: show a window around the caret
+            lo = max(0, min(start - EXCERPT_WIDTH // 4, len(text) - EXCERPT_WIDTH))
+            hi = lo + EXCERPT_WIDTH
+            pre, post = ("…" if lo else ""), ("…" if hi < len(text) else "")
+            text = pre + text[lo:hi] + post
+            start, end = start - lo + len(pre), min(end, hi) - lo + len(pre)
         out += [f"{gutter} |", f"{s.line} | {text}",
                 f"{gutter} | {' ' * start}{'^' * (end - start)}{(' ' + d.label) if d.label else ''}",
                 f"{gutter} |"]

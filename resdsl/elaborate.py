@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import ChainMap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -125,6 +126,21 @@ class _Skip(Exception):
     """Abandon the current statement; its diagnostic is already recorded."""
 
 
+class _Failed:
+    """The value of a definition that failed: its diagnostics are out, so a use of its
+    name stays quiet instead of adding an `unknown name` error."""
+
+    name = "<failed>"
+
+
+FAILED = _Failed()
+
+
+class _Abort(_Skip):
+    """Abandon the whole definition instance: a `require` failed, and going on would only
+    report the failure's consequences (an index out of range, a shape mismatch)."""
+
+
 def type_name(v: Value) -> str:
     if isinstance(v, bool):
         return "a boolean"
@@ -158,6 +174,21 @@ def _join(path: str, name: str) -> str:
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 
+#: Layer names become ``nn.Module`` attribute names, so they may not shadow what every
+#: torch module already has (``forward``, ``training``…). Names with a leading ``_`` are
+#: torch's and the generated code's.
+RESERVED_LABELS = frozenset("""
+    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+    double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+    get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+    named_modules named_parameters parameters register_backward_hook register_buffer
+    register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook
+    register_load_state_dict_pre_hook register_module register_parameter
+    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+    set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+""".split())
+
 # -------------------------------------------------------------------- frames
 
 
@@ -174,6 +205,7 @@ class Frame:
     tensors: dict[str, str] = field(default_factory=dict)  # local name → op name
     layers: dict[str, Op] = field(default_factory=dict)  # label → op, for re-application
     labels: dict[str, Span] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)  # labels whose statement failed
     items: list = field(default_factory=list)
     input_shape: Shape | None = None  # networks: the declared input
 
@@ -189,6 +221,7 @@ class Elaborator:
         #: (definition name, instance path, call span) of the instances being built
         self.sites: list[tuple[str, str, Span]] = []
         self.shape_errors_muted = False
+        self.missing_input = False
 
     # ------------------------------------------------------------- diagnostics
 
@@ -205,6 +238,9 @@ class Elaborator:
                 notes = (f"{where}inside `{name}` (std/{span.path[len(std) + 1:]}:{span.line}:"
                          f"{span.column})",)
                 span = user
+        elif self.sites and self.sites[-1][1]:  # inside a named instance of the user's own
+            name, path, site = self.sites[-1]
+            notes = (f"in `{path}`, an instance of `{name}` (line {site.line})",)
         if code in ("E012", "E013", "E016", "E051", "E014"):
             if self.shape_errors_muted:
                 return
@@ -338,7 +374,17 @@ class Elaborator:
 
     # ------------------------------------------------------------- bodies
 
+    def no_input(self, span: Span) -> _Skip:
+        """Only the input of a network that declares none has no shape; say so once."""
+        if not self.missing_input:
+            self.missing_input = True
+            self.error("E050", "the network uses its input before declaring it", span,
+                       hint="start the network's body with `input [3, 224, 224]`")
+        return _Skip()
+
     def run_body(self, defn: Definition, frame: Frame, args: dict[str, Value]) -> None:
+        if frame.kind != "network" and frame.input not in self.shapes:
+            raise self.no_input(self.sites[-1][2])  # the body would only cascade
         frame.vars.update(args)
         shape = self.shapes.get(frame.input)
         if shape is not None and len(shape) == 3:
@@ -349,13 +395,14 @@ class Elaborator:
         for st in stmts:
             try:
                 self.stmt(st, frame)
+            except _Abort:
+                raise
             except _Skip:
                 continue
 
-    def env_of(self, frame: Frame) -> dict[str, Value]:
-        env = dict(frame.module.names)
-        env.update(frame.vars)
-        return env
+    def env_of(self, frame: Frame) -> ChainMap:
+        """Names visible in a body: its variables over its file's definitions (no copy)."""
+        return ChainMap(frame.vars, frame.module.names)
 
     def stmt(self, st, frame: Frame) -> None:
         if isinstance(st, Layer):
@@ -380,8 +427,9 @@ class Elaborator:
                 self.run(st.body, frame)
         elif isinstance(st, Require):
             if not self.truth(self.eval(st.test, self.env_of(frame)), st.test.span):
-                raise self.fail("E041", st.message or "requirement not met", st.span,
-                                label="this `require` does not hold")
+                self.error("E041", st.message or "requirement not met", st.span,
+                           label="this `require` does not hold")
+                raise _Abort()
         elif isinstance(st, InputDecl):
             self.input_decl(st, frame)
 
@@ -399,8 +447,9 @@ class Elaborator:
             raise self.fail("E053", "the input must be declared once, before any layer", st.span)
         v = self.eval(st.shape, self.env_of(frame))
         if not isinstance(v, tuple) or len(v) != 3:
+            got = f"a list of {len(v)}" if isinstance(v, tuple) else type_name(v)
             raise self.fail("E023", f"the input must be a list [channels, height, width], got "
-                            f"{type_name(v)}", st.shape.span, hint="e.g. `input [3, 224, 224]`")
+                            f"{got}", st.shape.span, hint="e.g. `input [3, 224, 224]`")
         dims = tuple(self.as_int(x, "an input size", st.shape.span) for x in v)
         if min(dims) < 1:
             raise self.fail("E015", f"input sizes must be positive, got {list(dims)}", st.shape.span)
@@ -431,6 +480,10 @@ class Elaborator:
         if name == "input":
             raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                             label.span, hint="choose another name")
+        if name in RESERVED_LABELS or name.startswith("_"):
+            raise self.fail("E054", f"`{name}` cannot name a layer: torch modules reserve it",
+                            label.span, hint=f"choose another name, e.g. `{name.strip('_')}_`"
+                            if name.strip("_") else "choose another name")
         if name in frame.labels:
             first = frame.labels[name]
             raise self.fail("E011", f"duplicate layer name `{name}`", label.span,
@@ -465,6 +518,7 @@ class Elaborator:
         except _Skip:
             if name is not None:  # keep later references from cascading
                 frame.tensors.setdefault(name, frame.current)
+                frame.failed.add(name)
             raise
 
     def eval_args(self, args: tuple[Arg, ...], env) -> tuple[tuple[str | None, Value, Span], ...]:
@@ -501,6 +555,8 @@ class Elaborator:
 
     def add_op(self, prim: Primitive, attrs: dict, inputs: list[str], name: str,
                module: str | None, span: Span, *, count_params: bool) -> Op:
+        if any(i not in self.shapes for i in inputs):
+            raise self.no_input(span)
         shapes = [self.shapes[i] for i in inputs]
         attrs = dict(attrs)
         try:
@@ -525,6 +581,11 @@ class Elaborator:
 
     def reuse(self, st: Reuse, frame: Frame) -> None:
         first = frame.layers.get(st.name)
+        if first is None and st.name in frame.failed:
+            raise _Skip()  # the layer's own statement failed and was reported
+        if first is None and st.name in frame.labels:
+            raise self.fail("E023", f"`{st.name}` is not a primitive layer, so it cannot be applied "
+                            "again", st.span, hint="instantiate the definition again under a new name")
         if first is None:
             hint = did_you_mean(st.name, frame.layers)
             if not hint and st.name in PRIMITIVES:
@@ -573,6 +634,8 @@ class Elaborator:
         self.sites.append((callee.name, path, span))
         try:
             self.run_body(callee.definition, frame, bound)
+        except _Abort:
+            raise _Skip() from None  # the instance fails; its caller goes on
         finally:
             self.sites.pop()
         return Scope(name or callee.name, path, callee.kind, callee.name,
@@ -592,7 +655,8 @@ class Elaborator:
         keywords = {a.name: a for a in st.call.args if a.name is not None}
         if len(positional) > 2:
             raise self.fail("E022", "`stage` takes 2 positional arguments (block, depth)",
-                            positional[2].span)
+                            positional[2].span, hint="pass the rest by keyword: "
+                            "`stage(block, depth, stride = 2, planes = 64)`")
         fixed: dict[str, Any] = {}
         for key, arg in zip(("block", "depth"), positional):
             if key in keywords:
@@ -624,7 +688,7 @@ class Elaborator:
         src = self.source(st.source, frame)
         sub = Frame(_join(frame.path, name), "stage", frame.module, {}, src, src)
         for i in range(depth):
-            block_env = dict(env, index=i)
+            block_env = ChainMap({"index": i}, env)
             args = [(k, self.eval(a.value, block_env), a.span) for k, a in keywords.items()]
             if has_stride:
                 args.append(("stride", stride if i == 0 else 1, fixed.get("stride", st.call).span))
@@ -639,15 +703,27 @@ class Elaborator:
     # ------------------------------------------------------------- expressions
 
     def eval(self, e: Expr, env: dict[str, Value]) -> Value:
-        if isinstance(e, (Num, Str, Bool)):
+        kind = type(e)  # names and numbers first: they are most of what a spec evaluates
+        if kind is Name:
+            try:
+                value = env[e.id]
+            except KeyError:
+                if e.id in BUILTINS:
+                    return BUILTINS[e.id]
+                raise self.fail("E010", f"unknown name `{e.id}`", e.span,
+                                hint=did_you_mean(e.id, [*env, *BUILTINS])) from None
+            if value is FAILED:
+                raise _Skip()  # the definition's own diagnostics are out
+            return value
+        if kind is Num:
+            if abs(e.value) > limits.MAX_INT:
+                raise self.fail("E017", "number is too large", e.span,
+                                hint=f"numbers are limited to ±{limits.MAX_INT:,}")
             return e.value
-        if isinstance(e, Name):
-            if e.id in env:
-                return env[e.id]
-            if e.id in BUILTINS:
-                return BUILTINS[e.id]
-            raise self.fail("E010", f"unknown name `{e.id}`", e.span,
-                            hint=did_you_mean(e.id, [*env, *BUILTINS]))
+        if kind is BinOp:
+            return self.binop(e, env)
+        if isinstance(e, (Str, Bool)):
+            return e.value
         if isinstance(e, ListExpr):
             if len(e.items) > limits.MAX_REPEAT:
                 raise self.fail("E017", "list is too long", e.span)
@@ -669,8 +745,6 @@ class Elaborator:
             if e.op == "not":
                 return not self.truth(v, e.operand.span)
             return -self.number(v, e.operand.span)
-        if isinstance(e, BinOp):
-            return self.binop(e, env)
         if isinstance(e, With):
             base = self.eval(e.base, env)
             if not isinstance(base, (DefValue, PrimValue)):
@@ -686,7 +760,7 @@ class Elaborator:
                 try:
                     return fn.fn(*[v for _, v, _ in args])
                 except _BuiltinError as err:
-                    raise self.fail("E040", str(err), e.span) from None
+                    raise self.fail(err.code, str(err), e.span) from None
             if isinstance(fn, (DefValue, PrimValue)):
                 return self.partial(fn, args, e.span)
             if fn is STAGE:
@@ -749,31 +823,38 @@ class _TooMany(Exception):
 
 
 class _BuiltinError(Exception):
-    pass
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
 
 
-def _check(cond: bool, message: str) -> None:
+def _check(cond: bool, message: str, code: str = "E040") -> None:
+    """E040 for a bad value by default; E023 for a value of the wrong type."""
     if not cond:
-        raise _BuiltinError(message)
+        raise _BuiltinError(message, code)
 
 
 def _num(v: Value, fn: str) -> int | float:
     _check(isinstance(v, (int, float)) and not isinstance(v, bool),
-           f"`{fn}` expects numbers, got {type_name(v)}")
+           f"`{fn}` expects numbers, got {type_name(v)}", "E023")
     return v
 
 
 def _range(*args: Value) -> tuple:
-    _check(1 <= len(args) <= 3, "`range` takes 1 to 3 integers")
-    _check(all(isinstance(a, int) and not isinstance(a, bool) for a in args), "`range` takes integers")
+    _check(1 <= len(args) <= 3, "`range` takes 1 to 3 integers", "E022")
+    _check(all(isinstance(a, int) and not isinstance(a, bool) for a in args), "`range` takes integers", "E023")
     _check(len(args) < 3 or args[2] != 0, "`range` step must not be zero")
     r = range(*args)
-    _check(len(r) <= limits.MAX_REPEAT, f"`range` is limited to {limits.MAX_REPEAT:,} items")
+    try:
+        n = len(r)
+    except OverflowError:  # more items than a machine word counts
+        n = limits.MAX_REPEAT + 1
+    _check(n <= limits.MAX_REPEAT, f"`range` is limited to {limits.MAX_REPEAT:,} items", "E017")
     return tuple(r)
 
 
 def _len(v: Value) -> int:
-    _check(isinstance(v, (tuple, str)), f"`len` needs a list, got {type_name(v)}")
+    _check(isinstance(v, (tuple, str)), f"`len` needs a list, got {type_name(v)}", "E023")
     return len(v)
 
 
@@ -786,7 +867,7 @@ def _minmax(fn: Callable, name: str) -> Callable:
 
 
 def _sum(v: Value) -> Value:
-    _check(isinstance(v, tuple), f"`sum` needs a list, got {type_name(v)}")
+    _check(isinstance(v, tuple), f"`sum` needs a list, got {type_name(v)}", "E023")
     return sum(_num(x, "sum") for x in v)
 
 

@@ -30,13 +30,21 @@ MAX_INPUT_SIZE = 16_384
 
 #: Blocks in one stage, items in one `range`/list, iterations of one `for`.
 MAX_REPEAT = 10_000
-#: Primitive ops in one network (ResNet-1001 has about 3,700).
-MAX_OPS = 200_000
+#: Primitive ops in one network (ResNet-1202 has 4,208); keeps elaboration under a second or two.
+MAX_OPS = 30_000
 #: Nested definition instances (network → stage → block → shortcut is 4).
 MAX_NESTING = 32
 #: Largest integer an expression may produce.
 MAX_INT = 2**53
+#: Nested brackets in one expression (deeper ones are refused before parsing).
+MAX_BRACKET_DEPTH = 100
 #: Nested imports.
 MAX_IMPORT_DEPTH = 32
 #: Size of one spec file.
 MAX_SOURCE_BYTES = 1_000_000
+
+#: Budgets a network must fit unless the user passes --allow-large (``allow_large=True``):
+#: weights (wide_resnet101_2 has 127 M) and the float32 activations of one sample, summed
+#: over all layers, as a training-memory estimate (ResNet-50 at 224×224: about 0.4 GB).
+MAX_PARAMS = 1_000_000_000
+MAX_ACTIVATION_BYTES = 32 * 2**30

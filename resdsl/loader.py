@@ -9,11 +9,24 @@ diagnostics. An import makes the imported file's own definitions visible.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
 from pathlib import Path
 
 from . import limits
 from .diagnostics import Diagnostic, Diagnostics, SourceCache, Span, SpecError, did_you_mean
-from .elaborate import BUILTINS, DefValue, Elaborator, ModuleEnv, PrimValue, _Skip, _TooMany, type_name
+from .elaborate import (
+    BUILTINS,
+    FAILED,
+    DefValue,
+    Elaborator,
+    ModuleEnv,
+    PrimValue,
+    _Skip,
+    _TooMany,
+    type_name,
+)
 from .ir import Network
 from .resources import std_root
 from .syntax import Alias, Definition, Import, Module, parse
@@ -54,12 +67,14 @@ def decode(data: bytes, path: str) -> str:
 class Loader:
     """Loads one spec (and what it imports) and elaborates its network."""
 
-    def __init__(self, sources: SourceCache | None = None) -> None:
+    def __init__(self, sources: SourceCache | None = None, *, allow_large: bool = False) -> None:
         self.sources = sources or SourceCache()
+        self.allow_large = allow_large
         self.envs: dict[str, ModuleEnv] = {}
         self.diags = Diagnostics()
         self.elab = Elaborator()
         self.root: Path | None = None
+        self.broken: set[str] = set()  # modules with a failed import
 
     # ------------------------------------------------------------------- API
 
@@ -97,11 +112,48 @@ class Loader:
         self.diags.extend(self.elab.diags.items)
         self.finish()
         assert net is not None
+        if not self.allow_large:
+            self.check_budget(net, span)
         return net
+
+    def check_budget(self, net: Network, span: Span) -> None:
+        """Refuse networks too large to build on an ordinary machine (nothing is allocated yet)."""
+        weights = 4 * net.params
+        activations = 4 * sum(math.prod(op.shape) for op in net.ops)
+        hint = "pass --allow-large (allow_large=True from Python) to build it anyway"
+        if net.params > limits.MAX_PARAMS:
+            self.diags.error("E018", f"network `{net.name}` has {net.params:,} parameters, more than "
+                             f"the limit of {limits.MAX_PARAMS:,}", span,
+                             label=f"{weights / 2**30:.1f} GiB of float32 weights", hint=hint)
+        if activations > limits.MAX_ACTIVATION_BYTES:
+            self.diags.error("E018", f"network `{net.name}` needs {activations / 2**30:.1f} GiB of "
+                             f"activations per sample, more than the limit of "
+                             f"{limits.MAX_ACTIVATION_BYTES / 2**30:.0f} GiB", span,
+                             label=f"input {'×'.join(map(str, net.input_shape))}", hint=hint)
+        self.finish()
 
     def finish(self) -> None:
         if self.diags:
-            raise SpecError(self.diags.items)
+            raise SpecError([self.import_hint(d) for d in self.diags.items])
+
+    def import_hint(self, d: Diagnostic) -> Diagnostic:
+        """An unknown name that a loaded file defines: imports are not transitive, so say
+        which import brings it in."""
+        if d.code != "E010" or d.hint or not d.message.startswith("unknown name `"):
+            return d
+        name = d.message[len("unknown name `"):-1]
+        std = std_root()
+        for key, env in self.envs.items():
+            if name not in env.own or key == d.span.path:
+                continue
+            if Path(key).is_relative_to(std):
+                target = "std." + ".".join(Path(key).relative_to(std).with_suffix("").parts)
+            else:
+                rel = os.path.relpath(key, os.path.dirname(d.span.path) or ".")
+                target = '"' + Path(rel).as_posix() + '"'
+            return dataclasses.replace(d, hint=f"`{name}` is defined in {Path(key).name}, which "
+                                                f"this file does not import: add `import {target}`")
+        return d
 
     # ------------------------------------------------------------------- modules
 
@@ -137,13 +189,21 @@ class Loader:
         is_std = key.startswith(str(std_root()))
         env = ModuleEnv(key, is_std)
         self.envs[key] = env
+        origin: dict[str, str] = {}  # imported name → the file that defines it
         for item in ast.items:
             if isinstance(item, Import):
                 sub_path = self.resolve(item, path)
-                if sub_path is not None:
-                    sub = self.module(sub_path, None, (*stack, key), item.span)
-                    if sub is not None:
-                        env.names.update({k: v for k, (v, _) in sub.own.items()})
+                sub = self.module(sub_path, None, (*stack, key), item.span) if sub_path else None
+                if sub is None:  # its names are unknown here; the import's error says why
+                    self.broken.add(key)
+                    continue
+                for name, (value, _) in sub.own.items():
+                    if name in origin and origin[name] != sub.path:
+                        self.diags.error("E011", f"`{name}` is defined by two imports, "
+                                         f"`{Path(origin[name]).name}` and `{Path(sub.path).name}`",
+                                         item.span, hint="rename it in one of the files")
+                    origin[name] = sub.path
+                    env.names[name] = value
         for item in ast.items:
             if isinstance(item, (Definition, Alias)):
                 self.define(env, item)
@@ -165,8 +225,12 @@ class Loader:
             try:
                 value = self.elab.eval(item.value, dict(env.names))
             except (_Skip, _TooMany):
-                self.diags.extend(self.elab.diags.items)
+                found = self.elab.diags.items
+                if env.path in self.broken:  # an unknown name is most likely the failed import's
+                    found = [d for d in found if d.code != "E010"]
+                self.diags.extend(found)
                 self.elab.diags.items.clear()
+                env.names[item.name] = FAILED
                 return
             except RecursionError:
                 self.diags.error("E004", "the expression nests too deeply", item.value.span)
@@ -178,6 +242,7 @@ class Loader:
                                  f"{type_name(value)}", item.value.span,
                                  hint=f"the right side names a {item.kind} definition, with "
                                       "arguments: `base(x = 1)` or `base with (x = 1)`")
+                env.names[item.name] = FAILED
                 return
         env.own[item.name] = (value, item.name_span)
         env.sites[item.name] = item.value.span if isinstance(item, Alias) else item.name_span
@@ -205,6 +270,8 @@ class Loader:
         if importer.resolve().is_relative_to(std_root().resolve()):
             roots.append(std_root())
         resolved = candidate.resolve()
+        # `lib/../a.res` is `a.res`: the same module key, so cycles are recognised.
+        candidate = Path(os.path.normpath(candidate))
         if not any(resolved.is_relative_to(r.resolve()) for r in roots):
             self.diags.error("E032", f"import `{target}` leaves the spec's folder", imp.span,
                              hint="keep imported files beside the spec or below its folder")

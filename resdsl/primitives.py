@@ -68,14 +68,12 @@ def _fmt(shape: Shape) -> str:
 
 
 def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:
-    span = size + 2 * padding - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
+    span = size + 2 * padding - dilation * (kernel - 1) - 1  # may be negative: a window wider than the input
     out = (-(-span // stride) if ceil else span // stride) + 1
     # As in torch: with ceil_mode the last window must start inside the input or left padding.
     if ceil and (out - 1) * stride >= size + padding:
         out -= 1
-    return out
+    return max(out, 0)
 
 
 def _spatial(kind: str, h: int, w: int, a: dict, ceil: bool = False) -> tuple[int, int]:

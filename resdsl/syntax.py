@@ -8,6 +8,8 @@ one run reports several.
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -16,7 +18,8 @@ from typing import Union
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from .diagnostics import Diagnostics, Span, SpecError
+from . import limits
+from .diagnostics import Diagnostics, Span, SpecError, did_you_mean
 from .resources import data_path
 
 # ------------------------------------------------------------------------------ AST
@@ -183,7 +186,6 @@ class Alias(Node):
 class Import(Node):
     target: str  # "std.resnet" or a relative file path
     is_file: bool
-    alias: str | None
 
 
 @dataclass(frozen=True)
@@ -195,11 +197,21 @@ class Module(Node):
 # ---------------------------------------------------------------------- the parser
 
 
-@lru_cache(maxsize=1)
+_PER_THREAD = threading.local()
+
+
 def _parser() -> Lark:
-    grammar = data_path("grammars", "resdsl.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False,
-                postlex=_Layout(), cache=False)
+    """The parser; one per thread, because the post-lexer keeps the state of the file."""
+    parser = getattr(_PER_THREAD, "parser", None)
+    if parser is None:
+        parser = _PER_THREAD.parser = Lark(_grammar(), parser="lalr", propagate_positions=True,
+                                           maybe_placeholders=False, postlex=_Layout(), cache=False)
+    return parser
+
+
+@lru_cache(maxsize=1)
+def _grammar() -> str:
+    return data_path("grammars", "resdsl.lark").read_text(encoding="utf-8")
 
 
 class _Layout:
@@ -213,14 +225,37 @@ class _Layout:
 
     always_accept = ("_NL",)
 
+    def __init__(self) -> None:
+        # For syntax-error hints: when the parser rejects a token, these describe the
+        # tokens yielded so far (an LALR parser does not read past the token it rejects).
+        self.opened: list[Token] = []  # unclosed ( [ {
+        self.last: Token | None = None  # the last token yielded
+        self.before: Token | None = None  # the one before it
+        self.stray: Token | None = None  # the last ) ] } that closed nothing
+
+    def reset(self) -> None:
+        """Forget the last file (not done in ``process``: lark calls it again to resume
+        after an error)."""
+        self.opened, self.last, self.before, self.stray = [], None, None, None
+
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
         depth = 0  # open ( [ and label-interpolation braces
         braces: list[bool] = []  # one per open `{`: True for a label interpolation
         prev: Token | None = None
+        closes = {"RPAR": "LPAR", "RSQB": "LSQB", "RBRACE": "LBRACE"}
         for tok in stream:
             kind = tok.type
             if kind == "_NL" and (depth or prev is None or prev.type in ("_NL", "LBRACE")):
                 continue
+            if kind in ("LPAR", "LSQB", "LBRACE"):
+                self.opened.append(tok)
+            elif kind in closes:
+                kinds = [t.type for t in self.opened]
+                if closes[kind] in kinds:  # close it, and whatever was left open inside it
+                    del self.opened[len(kinds) - 1 - kinds[::-1].index(closes[kind]):]
+                else:
+                    self.stray = tok
+            self.before, self.last = prev, tok
             if kind in ("LPAR", "LSQB"):
                 depth += 1
             elif kind in ("RPAR", "RSQB"):
@@ -255,6 +290,48 @@ def _describe(token_type: str) -> str:
     return f"`{token_type.lower()}`"
 
 
+_EXPR_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "TRUE", "FALSE", "NOT"}
+_EXPR_END = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "TRUE", "FALSE"}
+_KINDS = ("network", "block", "shortcut", "stem", "head", "module", "import")
+
+
+def _unclosed_hint(opened: list[Token]) -> str:
+    tok = opened[-1]
+    return f"the `{tok.value}` at line {tok.line}, column {tok.column} is never closed"
+
+
+def _token_hint(tok: Token, expected: set[str]) -> str:
+    """Why a token is unexpected, from the tokens around it (LALR's ``expected`` sets
+    merge the lookaheads of several contexts, so they are only a fallback)."""
+    layout: _Layout = _parser().options.postlex
+    opened = layout.opened
+    # The contextual lexer rejects some tokens itself, before this post-lexer sees them.
+    seen = layout.last is not None and layout.last.start_pos == tok.start_pos
+    before = layout.before if seen else layout.last
+    if tok.type == "NAME" and "KIND" in expected and (hint := did_you_mean(tok.value, _KINDS)):
+        return hint
+    if tok.type == "EQUAL" and "COMP_OP" in expected:
+        return "compare with `==`"
+    if tok is layout.stray:
+        return f"this `{tok.value}` closes nothing"
+    if (opened and opened[-1].type in ("LPAR", "LSQB") and opened[-1].line < tok.line
+            and tok.type not in ("RPAR", "RSQB")):
+        return _unclosed_hint(opened)
+    if tok.type in _EXPR_START and before is not None and before.type in _EXPR_END \
+            and before.end_line == tok.line:
+        if opened and opened[-1].type in ("LPAR", "LSQB"):
+            return "is a `,` missing before this?"
+        if before.type == "NAME" and "COLON" in expected:
+            return "a layer's name is followed by `:`, as in `conv1: conv(64, 7)`"
+        return "put each statement on its own line"
+    if tok.type in ("COMMA", "RPAR", "RSQB", "RBRACE") and "NAME" in expected:
+        return "a value is missing before this"
+    if tok.type == "_NL" and "NAME" in expected and "RBRACE" not in expected:
+        return "a value is missing at the end of this line"
+    names = sorted({_describe(t) for t in expected if not t.startswith("__")})
+    return "expected " + ", ".join(names) if names and len(names) <= 6 else ""
+
+
 def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str, str, Span, str]:
     line, col = max(err.line, 1), max(err.column, 1)
     if isinstance(err, UnexpectedCharacters):
@@ -265,42 +342,79 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str,
         elif ch == "\t":
             hint = "remove the tab character"
         return "E002", f"unexpected character `{ch}`", Span(path, line, col, line, col + 1), hint
+    opened = _parser().options.postlex.opened
+    eof_hint = _unclosed_hint(opened) if opened else "the file ends in the middle of a statement"
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
         return ("E001", "unexpected end of file", Span(path, len(lines), len(lines[-1]) + 1,
-                                                       len(lines), len(lines[-1]) + 2),
-                "a `(`, `[` or `{` may be left open")
+                                                       len(lines), len(lines[-1]) + 2), eof_hint)
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     if tok.type == "$END":
         lines = text.splitlines() or [""]
         span = Span(path, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        return "E001", "unexpected end of file", span, "a `(`, `[` or `{` may be left open"
-    expected = sorted({_describe(t) for t in err.expected if not t.startswith("__")})
+        return "E001", "unexpected end of file", span, eof_hint
     what = "end of line" if tok.type == "_NL" else f"`{tok.value}`"
     end_col = (tok.end_column or col + 1) if tok.end_line == tok.line else col + 1
-    hint = ""
-    if expected and len(expected) <= 6:
-        hint = "expected " + ", ".join(expected)
-    for opener, closer in (("(", ")"), ("[", "]")):
-        if f"`{closer}`" in expected and (tok.type == "_NL" or tok.line != err.token.line
-                                           or len(expected) > 6):
-            hint = f"is a `{opener}` left open before this?"
+    hint = _token_hint(tok, set(err.expected))
     return "E001", f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
+
+
+def _deepest(text: str, path: str) -> Span:
+    """Where brackets nest deepest (the likely cause of a RecursionError), or the start of
+    the file when they do not nest deeply (long operator chains)."""
+    depth, best, at, line, col = 0, 0, None, 1, 1
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            if depth > best:
+                best, at = depth, (line, col)
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
+    if at is None or best < 100:
+        return Span(path, 1, 1, 1, 2)
+    return Span(path, at[0], at[1], at[0], at[1] + 1)
+
+
+def _bracket_depth(text: str) -> int:
+    """How deep ( [ { nest, outside strings and comments (a cheap scan before parsing)."""
+    depth = best = 0
+    for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[(\[{]|[)\]}]', text):
+        ch = m.group()
+        if ch in "([{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+    return best
 
 
 def parse(text: str, path: str) -> Module:
     """Parse source text into a :class:`Module`, or raise :class:`SpecError`."""
     diags = Diagnostics()
     last_line = [0]
+    if _bracket_depth(text) > limits.MAX_BRACKET_DEPTH:  # LALR on deep nesting is slow, then recurses
+        diags.error("E004", f"brackets nest more than {limits.MAX_BRACKET_DEPTH} deep",
+                    _deepest(text, path), hint="split deeply nested expressions into named values")
+        raise SpecError(diags.items)
 
     def on_error(err: UnexpectedInput) -> bool:
         code, msg, span, hint = _syntax_diagnostic(err, path, text)
-        if span.line != last_line[0]:  # one error per line: the rest are usually echoes
+        token = getattr(err, "token", None)
+        # After an error, a `}` or the end of the file is rejected only because the
+        # broken statement left the parser mid-way: an echo.
+        echo = bool(diags) and token is not None and token.type in ("RBRACE", "$END")
+        if span.line != last_line[0] and not echo:  # one error per line: the rest are echoes
             diags.error(code, msg, span, hint=hint)
             last_line[0] = span.line
-        return len(diags.items) < 10 and not isinstance(err, UnexpectedEOF)
+        # Past a bracket left open, or an item that does not start with a keyword, every
+        # later line would be an echo of this error.
+        lost = "is never closed" in hint or (
+            token is not None and token.type == "NAME" and "KIND" in err.expected)
+        return len(diags.items) < 10 and not isinstance(err, UnexpectedEOF) and not lost
 
+    _parser().options.postlex.reset()
     try:
         tree = _parser().parse(text, on_error=on_error)
     except UnexpectedInput as err:
@@ -309,14 +423,14 @@ def parse(text: str, path: str) -> Module:
             diags.error(code, msg, span, hint=hint)
         raise SpecError(diags.items) from None
     except RecursionError:
-        diags.error("E004", "nesting is too deep", Span(path, 1, 1, 1, 2),
+        diags.error("E004", "nesting is too deep", _deepest(text, path),
                     hint="split deeply nested expressions into named values")
         raise SpecError(diags.items) from None
     diags.raise_if_any()
     try:
         items = _ToAst(path).transform(tree)
     except RecursionError:
-        diags.error("E004", "nesting is too deep", Span(path, 1, 1, 1, 2),
+        diags.error("E004", "nesting is too deep", _deepest(text, path),
                     hint="split deeply nested expressions into named values")
         raise SpecError(diags.items) from None
     return Module(Span(path, 1, 1, 1, 1), path, tuple(items.children))
@@ -349,10 +463,10 @@ class _ToAst(Transformer):
 
     # items
     def import_std(self, meta, c):
-        return Import(self._s(meta), c[0], False, str(c[1]) if len(c) > 1 else None)
+        return Import(self._s(meta), c[0], False)
 
     def import_file(self, meta, c):
-        return Import(self._s(meta), _unquote(c[0]), True, str(c[1]) if len(c) > 1 else None)
+        return Import(self._s(meta), _unquote(c[0]), True)
 
     def module_path(self, meta, c):
         return ".".join(str(t) for t in c)
