@@ -22,11 +22,11 @@ import re
 import time
 
 import pytest
+from conftest import SPECS
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import resdsl
-from conftest import SPECS
 from resdsl.diagnostics import SpecError
 from resdsl.loader import Loader, decode
 
