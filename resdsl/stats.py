@@ -16,7 +16,7 @@ from .ir import Network, Scope, Shape
 @dataclass(frozen=True)
 class Section:
     name: str
-    kind: str  # "stem" | "stage" | "head"
+    kind: str  # "stem" | "stage" | "head"; "body" for a network without stages
     shape: Shape  # output shape
     blocks: int  # blocks in a stage, 0 elsewhere
     params: int
@@ -26,7 +26,8 @@ class Section:
 
 
 def sections(net: Network) -> list[Section]:
-    """Stem, stages and head of ``net``, in order; a network without stages is one section."""
+    """Stem, stages and head of ``net``, in order; a network without stages is one section,
+    ``body``."""
     groups: list[tuple[str, str, list[str], Scope | None]] = []
     seen_stage = False
     for item in net.root.items:
@@ -40,6 +41,8 @@ def sections(net: Network) -> list[Section]:
             groups[-1][2].extend(ops)
         else:
             groups.append((kind, kind, ops, None))
+    if not seen_stage:
+        groups = [("body", "body", [o for g in groups for o in g[2]], None)]
     out = []
     for name, kind, ops, scope in groups:
         if not ops:
