@@ -45,6 +45,6 @@ MAX_SOURCE_BYTES = 1_000_000
 
 #: Budgets a network must fit unless the user passes --allow-large (``allow_large=True``):
 #: weights (wide_resnet101_2 has 127 M) and the float32 activations of one sample, summed
-#: over all layers, as a training-memory estimate (ResNet-50 at 224×224: about 0.4 GB).
+#: over all layers, as a training-memory estimate (ResNet-50 at 224×224: 0.14 GiB).
 MAX_PARAMS = 1_000_000_000
 MAX_ACTIVATION_BYTES = 32 * 2**30
