@@ -162,7 +162,8 @@ def test_every_target_emits_hostile_names_harmlessly(tmp_path, target):
         module = tmp_path / "hostile_model.py"
         module.write_bytes(out.read_bytes())
         code = ("import torch, hostile_model\n"
-                "model = hostile_model.build_model() if hasattr(hostile_model, 'build_model') else None\n")
+                "model = hostile_model.forward(seed=0).eval()\n"  # the constructor is named after the network
+                "assert model(torch.zeros(2, 3, 16, 16)).shape == (2, 4)\n")
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True,
                               timeout=300)
         assert proc.returncode == 0, proc.stderr.decode()

@@ -1,0 +1,107 @@
+"""torchvision and timm checkpoints load into our modules with strict=True and agree.
+
+The external oracle for names, shapes and semantics: each torchvision model (resnet18…152,
+ResNeXt, Wide ResNet) and timm model (resnet200, resnet50d, seresnet50) is built with
+random weights and randomised BN statistics; its ``state_dict`` goes into our build of the
+spec of the same name (and into the generated source) with ``strict=True``; outputs in
+eval mode must agree. Skipped, with the reason, where torchvision or timm cannot be
+imported (for instance a PyPI torchvision built for another torch release).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import load_spec  # noqa: E402
+from test_torch_source import import_source  # noqa: E402
+
+from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.backends.torch_source import emit  # noqa: E402
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as err:  # a torchvision built for another torch raises RuntimeError, not ImportError
+        return err
+
+
+torchvision = _import("torchvision")
+timm = _import("timm")
+
+TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+               "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+TIMM = ["resnet200", "resnet50d", "seresnet50"]
+
+
+def _need(module, name: str):
+    if isinstance(module, Exception):
+        pytest.skip(f"{name} is not importable here ({type(module).__name__}: {module}); "
+                    f"install it beside torch {torch.__version__} (a torchvision built for that torch) "
+                    "to run this check")
+    return module
+
+
+def _randomize(model: torch.nn.Module) -> None:
+    # BN statistics and affine terms away from their initial values: a wrong eps,
+    # a missing BN or a BN applied in the wrong place then shows in the output
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.25)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+
+
+def _compare(reference: torch.nn.Module, name: str, tmp_path) -> None:
+    reference.eval()
+    _randomize(reference)
+    state = reference.state_dict()
+    net = load_spec(name)
+    ours = build(net, seed=0).eval()
+    ours.load_state_dict(state, strict=True)
+    generated = getattr(import_source(emit(net), tmp_path, name), name)().eval()
+    generated.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        # float32 sums over ~100 layers in another order: tolerance scaled to the output
+        atol = 1e-5 * max(1.0, float(expected.abs().max()))
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
+        torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_checkpoint_loads_strictly_and_agrees(name, tmp_path):
+    models = _need(torchvision, "torchvision").models
+    _compare(getattr(models, name)(weights=None), name, tmp_path)
+
+
+@pytest.mark.parametrize("name", TIMM)
+def test_timm_checkpoint_loads_strictly_and_agrees(name, tmp_path):
+    _compare(_need(timm, "timm").create_model(name, pretrained=False), name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "seresnet50"])
+def test_out_indices_match_timm_features_only(name):
+    timm_ = _need(timm, "timm")
+    full = timm_.create_model(name, pretrained=False).eval()
+    _randomize(full)
+    state = full.state_dict()
+    features = timm_.create_model(name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
+    missing, _ = features.load_state_dict(state, strict=False)  # the head is not in it
+    assert not missing
+    ours = build(load_spec(name), seed=0, out_indices=(0, 1, 2, 3, 4)).eval()
+    ours.load_state_dict(state, strict=True)
+    assert [i["num_chs"] for i in ours.feature_info] == features.feature_info.channels()
+    assert [i["reduction"] for i in ours.feature_info] == features.feature_info.reduction()
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for a, b in zip(ours(x), features(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
