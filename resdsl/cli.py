@@ -25,6 +25,18 @@ EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 #: the ones that apply to it as keyword arguments (only those the user set).
 TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
     "seed": ("torch", "onnx"),
+    "weights": ("onnx",),
+    "opset": ("onnx",),
+    "static_batch": ("onnx",),
+    # The torch source carries no weights, so there is nothing to fold; in process, see
+    # resdsl.backends.torch_module.fold_batchnorms.
+    "fold_bn": ("onnx",),
+    "external_data": ("onnx",),
+    "detail": ("dot", "svg", "pdf", "png"),
+    "annotate": ("dot", "svg", "pdf", "png"),
+    "style": ("dot", "svg", "pdf", "png"),
+    "rankdir": ("dot", "svg", "pdf", "png"),
+    "scope": ("dot", "svg", "pdf", "png"),
 }
 
 
@@ -39,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="a .res file, or the name of a shipped spec (resnet50)")
         c.add_argument("--network", metavar="NAME",
                        help="the network to use (default: the last one the file defines)")
+        c.add_argument("--allow-large", action="store_true",
+                       help="accept networks over the size budget (1 G parameters, 32 GiB of "
+                            "activations per sample)")
         return c
 
     spec_command("check", "check specs and report diagnostics")
@@ -53,7 +68,43 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("-o", "--output", metavar="FILE",
                       help="write here; `-` for stdout (default for text targets)")
     comp.add_argument("--seed", type=int, help="seed for initial weights (torch, onnx)")
+    comp.add_argument("--weights", metavar="FILE",
+                      help="a torch state_dict (.pt/.pth) to use as weights (onnx)")
+    comp.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
+    comp.add_argument("--static-batch", type=int, metavar="N",
+                      help="fix the batch dimension to N (onnx; default: symbolic)")
+    comp.add_argument("--fold-bn", action="store_true",
+                      help="fold batch norms into the convolutions before them (inference)")
+    comp.add_argument("--external-data", action="store_true",
+                      help="write the tensors to FILE.data beside the model (onnx; needed past 2 GB)")
+    _diagram_options(comp)
+
+    diagram = spec_command("diagram", "draw a spec (the format follows -o: .svg, .pdf, .png, .dot)")
+    diagram.add_argument("-o", "--output", metavar="FILE", default="-",
+                         help="write here (default: DOT text on stdout)")
+    diagram.add_argument("--format", choices=("dot", "svg", "pdf", "png"),
+                         help="output format (default: from the extension of -o, else dot)")
+    _diagram_options(diagram)
+
+    table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
+    table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    table.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
     return p
+
+
+def _diagram_options(c: argparse.ArgumentParser) -> None:
+    """The diagram options, shared by `compile --target dot|svg|pdf|png` and `diagram`."""
+    c.add_argument("--detail", choices=("network", "block", "layer", "blocks"),
+                   help="diagrams: network (stages as boxes), block (default; repeated blocks "
+                        "collapsed), layer (every op), blocks (each block type once, side by side)")
+    c.add_argument("--annotate", metavar="LIST",
+                   help="diagrams: comma-separated shapes,params,macs, or none (default: shapes)")
+    c.add_argument("--style", choices=("color", "paper"),
+                   help="diagrams: color (default) or paper (grayscale, serif, compact)")
+    c.add_argument("--rankdir", choices=("TB", "LR"), type=str.upper,
+                   help="diagrams: top to bottom (default) or left to right")
+    c.add_argument("--scope", metavar="PATH",
+                   help="diagrams, with --detail layer: draw one stage or block only, e.g. layer2.0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def load_spec(path: str, network: str | None, sources: SourceCache) -> Network:
+def load_spec(path: str, network: str | None, sources: SourceCache, allow_large: bool = False) -> Network:
     """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec."""
     if not Path(path).is_file():
         shipped = shipped_spec(path)
@@ -89,14 +140,27 @@ def load_spec(path: str, network: str | None, sources: SourceCache) -> Network:
                              hint=hint.replace("?", " (a shipped spec)?") if hint else
                              "name a .res file, or a shipped spec such as `resnet50`")
         path = str(shipped)
-    return Loader(sources).load(path, network=network)
+    return Loader(sources, allow_large=allow_large).load(path, network=network)
+
+
+def load_specs(args, sources: SourceCache) -> list[Network]:
+    """Every spec of ``args.specs``; diagnostics from all of them in one SpecError."""
+    nets, errors = [], []
+    for path in args.specs:
+        try:
+            nets.append(load_spec(path, args.network, sources, args.allow_large))
+        except SpecError as err:
+            errors.extend(err.diagnostics)
+    if errors:
+        raise SpecError(errors)
+    return nets
 
 
 def _check(args, sources: SourceCache) -> int:
     errors, failed = [], 0
     for path in args.specs:
         try:
-            load_spec(path, args.network, sources)
+            load_spec(path, args.network, sources, args.allow_large)
         except SpecError as err:
             errors.extend(err.diagnostics)
             failed += 1
@@ -113,14 +177,7 @@ def _check(args, sources: SourceCache) -> int:
 
 def _stats(args, sources: SourceCache) -> int:
     from .stats import render
-    nets, errors = [], []
-    for path in args.specs:
-        try:
-            nets.append(load_spec(path, args.network, sources))
-        except SpecError as err:
-            errors.extend(err.diagnostics)
-    if errors:
-        raise SpecError(errors)
+    nets = load_specs(args, sources)
     write_atomic(args.output, render(nets, args.format) + "\n")
     return EXIT_OK
 
@@ -131,7 +188,7 @@ def _compile(args, sources: SourceCache) -> int:
     options = {}
     for name, targets in TARGET_OPTIONS.items():
         value = getattr(args, name, None)
-        if value in (None, False):
+        if value is None or value is False:  # `--seed 0` is a value, not an absent option
             continue
         if target.name not in targets:
             raise UsageError(f"`--{name.replace('_', '-')}` does not apply to --target {target.name}",
@@ -143,15 +200,54 @@ def _compile(args, sources: SourceCache) -> int:
             raise UsageError(f"--target {target.name} writes a binary file: give `-o FILE`",
                              hint=f"e.g. -o {Path(args.spec).stem}{target.extension}")
         output = "-"
-    net = load_spec(args.spec, args.network, sources)
+    net = load_spec(args.spec, args.network, sources, args.allow_large)
     data = target.load()(net, **options)
-    write_atomic(output, data)
+    if isinstance(data, bytes | str):
+        write_atomic(output, data)
+        written = [output]
+    else:  # several files that belong together (ONNX external data): written all or nothing
+        written = data.write(output)
     if output != "-":
-        print(f"wrote {output}", file=sys.stderr)
+        print(f"wrote {', '.join(map(str, written))}", file=sys.stderr)
     return EXIT_OK
 
 
-COMMANDS = {"check": _check, "stats": _stats, "compile": _compile}
+def _diagram(args, sources: SourceCache) -> int:
+    from .backends import dot
+    fmt = args.format
+    if fmt is None:
+        suffix = Path(args.output).suffix.lower().lstrip(".") if args.output != "-" else "dot"
+        if suffix not in ("dot", "gv", "svg", "pdf", "png"):
+            raise UsageError(f"cannot tell the format of `{args.output}` from its extension",
+                             hint="use .svg, .pdf, .png or .dot, or give --format")
+        fmt = "dot" if suffix == "gv" else suffix
+    if fmt in ("pdf", "png") and args.output == "-" and sys.stdout.isatty():
+        raise UsageError(f"{fmt} is binary: give `-o FILE`", hint=f"e.g. -o {Path(args.specs[0]).stem}.{fmt}")
+    options = {k: getattr(args, k) for k in ("detail", "annotate", "style", "rankdir", "scope")
+               if getattr(args, k) is not None}
+    nets = load_specs(args, sources)
+    if len(nets) > 1:
+        if options.get("detail") != "blocks" or "scope" in options:
+            raise UsageError("several specs can only be drawn together as a block figure",
+                             hint="add --detail blocks, or draw one spec at a time")
+        options.pop("detail")
+        text = dot.emit_blocks(nets, **options)
+    else:
+        text = dot.emit(nets[0], **options)
+    write_atomic(args.output, text if fmt == "dot" else dot.render(text, fmt))
+    if args.output != "-":
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _table(args, sources: SourceCache) -> int:
+    from .tables import render
+    nets = load_specs(args, sources)
+    write_atomic(args.output, render(nets, args.format))
+    return EXIT_OK
+
+
+COMMANDS = {"check": _check, "stats": _stats, "compile": _compile, "diagram": _diagram, "table": _table}
 
 
 if __name__ == "__main__":  # pragma: no cover

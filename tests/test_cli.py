@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SPECS, load_spec
 
+from conftest import ROOT, SPECS, load_spec
 from resdsl.cli import main
 
 

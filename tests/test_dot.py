@@ -25,9 +25,9 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SPEC_NAMES, load_spec
 
 import resdsl
+from conftest import ROOT, SPEC_NAMES, load_spec
 from resdsl.backends import TARGETS, dot
 from resdsl.cli import main
 from resdsl.diagnostics import UsageError

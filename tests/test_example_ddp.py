@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
+
 from conftest import ROOT  # noqa: E402
 
 

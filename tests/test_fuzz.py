@@ -10,7 +10,7 @@ Three sources of input, all seeded so CI is reproducible:
 * random bytes, including invalid UTF-8 and NUL bytes.
 
 The default run tries a little over 2,000 inputs (about a minute). The long campaign is
-behind a marker: ``pytest -m fuzz_long tests/test_fuzz.py`` (set ``RESDSL_FUZZ_EXAMPLES``
+behind an option: ``pytest --fuzz-long -m fuzz_long tests/test_fuzz.py`` (set ``RESDSL_FUZZ_EXAMPLES``
 to choose its size per source).
 """
 
@@ -22,11 +22,11 @@ import re
 import time
 
 import pytest
-from conftest import SPECS
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import resdsl
+from conftest import SPECS
 from resdsl.diagnostics import SpecError
 from resdsl.loader import Loader, decode
 

@@ -13,8 +13,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, SPECS
 
+from conftest import ROOT, SPECS
 from resdsl import output
 from resdsl.backends import TARGETS
 from resdsl.cli import main

@@ -17,8 +17,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SPEC_NAMES, load_spec
 
+from conftest import ROOT, SPEC_NAMES, load_spec
 from resdsl import tables
 from resdsl.cli import main
 from resdsl.diagnostics import UsageError

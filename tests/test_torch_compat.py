@@ -16,9 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import load_spec  # noqa: E402
 from test_torch_source import import_source  # noqa: E402
 
+from conftest import load_spec  # noqa: E402
 from resdsl.backends.torch_module import build  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 

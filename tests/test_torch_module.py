@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import SPEC_NAMES, load_spec  # noqa: E402
 from test_torch_source import variant  # noqa: E402
 from torch import nn  # noqa: E402
 
 import resdsl  # noqa: E402
+from conftest import SPEC_NAMES, load_spec  # noqa: E402
 from resdsl.backends.torch_module import ResDSLNetwork, build, fold_batchnorms  # noqa: E402
 from resdsl.passes import foldable_batchnorms  # noqa: E402
 

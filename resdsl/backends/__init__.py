@@ -27,4 +27,9 @@ class Target:
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("torch", "torch_source", "emit", ".py", False, "standalone PyTorch source"),
+    Target("onnx", "onnx_graph", "emit", ".onnx", True, "ONNX model (weights included)"),
+    Target("dot", "dot", "emit", ".dot", False, "Graphviz DOT text of the diagram"),
+    Target("svg", "dot", "emit_svg", ".svg", False, "diagram as SVG (needs Graphviz's dot)"),
+    Target("pdf", "dot", "emit_pdf", ".pdf", True, "diagram as PDF (needs Graphviz's dot)"),
+    Target("png", "dot", "emit_png", ".png", True, "diagram as PNG, 200 dpi (needs Graphviz's dot)"),
 ]}
