@@ -337,6 +337,10 @@ def test_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
     err = capsys.readouterr().err
     assert "`dot`" in err and "apt-get install graphviz" in err and "brew install graphviz" in err
     assert not (tmp_path / "r.svg").exists()
+    (tmp_path / "old.png").write_bytes(b"precious")  # an existing output stays as it was
+    assert main(["compile", spec, "--target", "png", "-o", str(tmp_path / "old.png")]) == 2
+    assert (tmp_path / "old.png").read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
     assert main(["compile", spec, "--target", "dot", "-o", str(tmp_path / "r.dot")]) == 0
     check_dot((tmp_path / "r.dot").read_text())
 

@@ -14,7 +14,7 @@ import torch.distributed as dist  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 
-@pytest.mark.slow  # ~30 s: two processes each importing torch and building the model
+# About 20 s (two processes each importing torch), but the example must run in CI.
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                     reason="this torch build has no gloo backend")
 def test_train_ddp_runs_under_torchrun():
