@@ -11,6 +11,7 @@ or :func:`loads`; lower it with the back ends (``resdsl compile``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError
@@ -38,13 +39,16 @@ def loads(text: str, path: str = "<string>", *, network: str | None = None,
     return Loader(allow_large=allow_large).load(path, text=text, network=network)
 
 
-def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None):
+def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None,
+          out_indices: Sequence[int] | None = None):
     """An ``nn.Module`` for a spec path or a checked :class:`Network` (needs torch).
 
     Module names and ``state_dict`` keys are the spec's names; ``seed`` makes the
-    initial weights reproducible (``None`` uses torch's global random state).
+    initial weights reproducible (``None`` uses torch's global random state). With
+    ``out_indices`` the module returns those feature maps (0: the stem before its last
+    pooling, 1…: the stages), like timm's ``features_only``.
     """
     from .backends.torch_module import build as _build
 
     net = spec if isinstance(spec, Network) else load(spec, network=network)
-    return _build(net, seed=seed)
+    return _build(net, seed=seed, out_indices=out_indices)

@@ -12,7 +12,7 @@ from test_torch_source import variant  # noqa: E402
 from torch import nn  # noqa: E402
 
 import resdsl  # noqa: E402
-from conftest import SPEC_NAMES, load_spec  # noqa: E402
+from conftest import SPEC_NAMES, SPECS, load_spec  # noqa: E402
 from resdsl.backends.torch_module import ResDSLNetwork, build, fold_batchnorms  # noqa: E402
 from resdsl.passes import foldable_batchnorms  # noqa: E402
 
@@ -257,3 +257,13 @@ def test_build_accepts_a_path(tmp_path):
     model = resdsl.build("specs/resnet20_cifar.res", seed=0)
     assert isinstance(model, nn.Module)
     assert sum(p.numel() for p in model.parameters()) == 269_722
+
+
+def test_top_level_build_takes_a_path_and_out_indices():
+    """The README's example: `resdsl.build(path, out_indices=...)` returns the stage outputs."""
+    net = load_spec("resnet20_cifar")
+    model = resdsl.build(SPECS / "resnet20_cifar.res", seed=0, out_indices=(1, 2, 3)).eval()
+    with torch.no_grad():
+        feats = model(torch.zeros(2, 3, 32, 32))
+    stages = [s for s in net.root.children if s.kind == "stage"]
+    assert [tuple(f.shape[1:]) for f in feats] == [net.shape_of(s.output) for s in stages]
