@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()))
     comp.add_argument("-o", "--output", metavar="FILE",
                       help="write here; `-` for stdout (default for text targets)")
-    comp.add_argument("--seed", type=int, help="seed for initial weights (torch, onnx)")
+    comp.add_argument("--seed", type=_seed, help="seed for initial weights (torch, onnx)")
     comp.add_argument("--weights", metavar="FILE",
                       help="a torch state_dict (.pt/.pth) to use as weights (onnx)")
     comp.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
@@ -107,6 +107,17 @@ def _diagram_options(c: argparse.ArgumentParser) -> None:
                    help="diagrams, with --detail layer: draw one stage or block only, e.g. layer2.0")
 
 
+def _seed(text: str) -> int:
+    """A seed torch accepts: a whole number in [0, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError("a seed lies between 0 and 2**63 - 1")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -124,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resdsl: interrupted", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:  # a path the user gave cannot be read or written
+        where = f" `{err.filename}`" if err.filename else ""
+        print(f"resdsl: error: cannot use{where}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception:  # a bug in resdsl, not in the spec
         print("resdsl: internal error; please report it with this trace:\n" + traceback.format_exc(),
               file=sys.stderr)
@@ -132,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_spec(path: str, network: str | None, sources: SourceCache, allow_large: bool = False) -> Network:
     """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec."""
+    if Path(path).is_dir():
+        raise UsageError(f"`{path}` is a folder, not a spec", hint="name a .res file")
     if not Path(path).is_file():
         shipped = shipped_spec(path)
         if shipped is None:
@@ -200,6 +217,11 @@ def _compile(args, sources: SourceCache) -> int:
             raise UsageError(f"--target {target.name} writes a binary file: give `-o FILE`",
                              hint=f"e.g. -o {Path(args.spec).stem}{target.extension}")
         output = "-"
+    if output != "-":  # never write over what this run reads
+        reads = [Path(args.spec)] + ([Path(options["weights"])] if options.get("weights") else [])
+        if any(Path(output).resolve() == r.resolve() for r in reads):
+            raise UsageError(f"`-o {output}` would overwrite an input of this run",
+                             hint="choose another output file")
     net = load_spec(args.spec, args.network, sources, args.allow_large)
     data = target.load()(net, **options)
     if isinstance(data, bytes | str):

@@ -593,8 +593,14 @@ class Elaborator:
             raise self.fail("E010", f"unknown layer `{st.name}`", st.span,
                             hint=hint or "only a layer defined earlier in this definition can be applied again")
         inputs = [self.source(st.source, frame)]
-        attrs = dict(first.attrs)
-        op = self.add_op(PRIMITIVES[first.kind], attrs, inputs, first.name, first.module, st.span,
+        prim = PRIMITIVES[first.kind]
+        was, now = self.shapes[first.inputs[0]], self.shapes.get(inputs[0])
+        if prim.has_params and now is not None and (len(now), now[0]) != (len(was), was[0]):
+            raise self.fail("E055", f"`{st.name}` is applied to {now[0]} channels here but was made for "
+                            f"{was[0]}", st.span, label=f"first applied at line {first.span.line}",
+                            hint=f"a layer applied again shares its weights, so it needs the same input "
+                                 f"width; for a new layer write `name: {first.kind}(...)`")
+        op = self.add_op(prim, dict(first.attrs), inputs, first.name, first.module, st.span,
                          count_params=False)  # shared weights count once
         frame.items.append(op.name)
         if st.source is None:

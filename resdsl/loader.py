@@ -82,6 +82,8 @@ class Loader:
         """Load a spec file (or ``text`` under that name) and return its checked network."""
         path = Path(path)
         self.root = path.resolve().parent
+        if text is not None:
+            text = text.removeprefix("\ufeff")  # as for files: a byte-order mark is not content
         env = self.module(path, text, (), None)
         if env is None:
             self.finish()
@@ -276,7 +278,11 @@ class Loader:
             self.diags.error("E032", f"import `{target}` leaves the spec's folder", imp.span,
                              hint="keep imported files beside the spec or below its folder")
             return None
-        if not candidate.is_file():
+        try:
+            found = candidate.is_file()
+        except OSError:  # e.g. a name longer than the file system allows
+            found = False
+        if not found:
             options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
             prefix = "std." if not imp.is_file and target.startswith("std") else ""
             hint = did_you_mean(candidate.stem, options)

@@ -7,6 +7,7 @@ existing output untouched.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
@@ -21,6 +22,10 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         sys.stdout.buffer.flush()
         return
     target = Path(path)
+    if target.is_dir() or str(path).endswith(os.sep):
+        raise IsADirectoryError(errno.EISDIR, "that is a folder, give a file name", str(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(target.parent))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:

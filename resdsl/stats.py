@@ -60,7 +60,7 @@ def fmt_shape(shape: Shape) -> str:
 
 def fmt_count(n: int) -> str:
     """A parameter or MAC count the way papers print it: 25.56M, 4.09G, 9.41K."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= scale:
             return f"{n / scale:.2f}{unit}"
     return str(n)

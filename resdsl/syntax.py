@@ -588,7 +588,10 @@ class _ToAst(Transformer):
         return Arg(self._s(meta), str(c[0]), c[1])
 
     def int_lit(self, meta, c):
-        return Num(self._s(meta), int(str(c[0]).replace("_", "")))
+        digits = str(c[0]).replace("_", "")
+        # Past 30 digits the value only matters as "too large" (the elaborator says so);
+        # this also keeps clear of Python's limit on converting very long digit strings.
+        return Num(self._s(meta), int(digits) if len(digits) <= 30 else 10**31)
 
     def float_lit(self, meta, c):
         return Num(self._s(meta), float(str(c[0]).replace("_", "")))

@@ -127,3 +127,34 @@ def test_api_load_matches_cli():
     net = load_spec("resnet50")
     assert net.name == "resnet50" and net.source.endswith("resnet50.res")
     assert net.input_shape == (3, 224, 224) and net.output_shape == (1000,)
+
+
+@pytest.mark.parametrize("target", ["{tmp}", "{tmp}/nodir/x.txt", "{tmp}/afile/x", "{tmp}/x.md/"])
+def test_unwritable_outputs_are_usage_errors(capsys, tmp_path, target):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    code, _, err = run(capsys, "stats", "resnet18", "-o", target.format(tmp=tmp_path))
+    assert code == 2 and "resdsl: error: cannot use" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_unreadable_specs_are_usage_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "check", str(SPECS / "std"))
+    assert code == 2 and "is a folder" in err
+    code, _, err = run(capsys, "check", "b" * 300)  # longer than a file name may be
+    assert code == 2 and "Traceback" not in err
+
+
+def test_output_may_not_overwrite_the_spec(capsys, tmp_path):
+    spec = tmp_path / "r.res"
+    spec.write_text((SPECS / "resnet20_cifar.res").read_text())
+    before = spec.read_bytes()
+    code, _, err = run(capsys, "compile", str(spec), "--target", "torch", "-o", str(spec))
+    assert code == 2 and "would overwrite an input" in err
+    assert spec.read_bytes() == before
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "1.5"])
+def test_seeds_torch_cannot_take_are_usage_errors(seed):
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", "resnet20_cifar", "--target", "torch", "--seed", seed])
+    assert exc.value.code == 2

@@ -218,6 +218,10 @@ REGRESSIONS = [
     "network n {\n conv1: conv(16, 3)\n}\n",
     # 50,000 nested brackets took a minute in the LALR parser (by hand)
     "network n(x = " + "(" * 50_000 + "1" + ")" * 50_000 + ") {\n    input [3, 8, 8]\n}\n",
+    # a 4,400-digit literal: Python refuses to convert it, lark wrapped that in VisitError (review)
+    "network n(x = " + "9" * 4_400 + ") {\n    input [3, 8, 8]\n}\n",
+    # an import name longer than the file system allows: OSError (review)
+    'import "' + "a" * 300 + '.res"\nnetwork n {\n    input [3, 8, 8]\n}\n',
     # a depth that makes the network far too large (long campaign, mutated: too slow)
     "import std.resnet\nnetwork n = resnet(block = basic, depths = [3, 9999, 3], widths = [16, 32, 64])\n",
 ]
