@@ -228,3 +228,25 @@ network tiny {
     with torch.no_grad():
         assert torch.equal(theirs(x), ours(x))
     torch.jit.script(theirs)
+
+
+def test_inlined_definitions_read_their_callers_values(tmp_path):
+    # an unnamed head is inlined: its `fc` reads the network's flatten, which is legal
+    net = resdsl.loads("""
+head classifier(n) {
+    fc: linear(n)
+}
+network tiny {
+    input [3, 8, 8]
+    c: conv(4, 3)
+    global_avgpool()
+    flatten()
+    classifier(10)
+}
+""")
+    module = import_source(emit(net), tmp_path, "inlined")
+    theirs, ours = module.tiny(seed=0).eval(), build(net, seed=0).eval()
+    assert list(theirs.state_dict()) == list(ours.state_dict()) == ["c.weight", "fc.weight", "fc.bias"]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(theirs(x), ours(x))

@@ -222,6 +222,7 @@ class Lowering:
             out: list[Item] = []
             seen: set[str] = set()
             self._flatten(scope, scope.path, out, seen, None, None)
+            self._check_reads(scope, out)  # the whole body: inlined scopes read their caller's values
             self.items[scope.path] = out
         return self.items[scope.path]
 
@@ -248,7 +249,6 @@ class Lowering:
                 out.append(Item("sub", entry.output, (entry.input,), scope=entry, local=local,
                                 role="shortcut" if entry.kind == "shortcut" else None))
                 seen.add(local)
-        self._check_reads(scope, out)
 
     def _check_reads(self, scope: Scope, items: list[Item]) -> None:
         inside = {scope.input} | {i.output for i in items}
@@ -684,7 +684,9 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     top = renderer.render_class(net.root, top_name, root_forms, [], "")
     function = net.name if is_identifier(net.name) and net.name not in low.names else "build_model"
     function = low.names.fresh(function)
-    source = Path(net.source).name
+    # The file name is the one thing here a spec does not constrain: keep it printable and
+    # harmless inside the module docstring.
+    source = "".join(c if c.isprintable() and c not in '\\"' else "?" for c in Path(net.source).name)
     text = _environment().get_template("model.py.j2").render(
         version=__version__, source=source, network=net.name, top=top, classes=views,
         function=function, seed=seed, params=f"{net.params:,}",
