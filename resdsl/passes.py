@@ -33,3 +33,17 @@ def foldable_batchnorms(net: Network) -> dict[str, str]:
         if conv.kind == "conv" and readers[conv.name] == 1 and applications[conv.module] == 1:
             out[op.name] = conv.name
     return out
+
+
+def reductions(net: Network) -> dict[str, int]:
+    """Op name → how far its output is subsampled from the input (timm's ``reduction``).
+
+    The product of the strides on the way from the input, the largest over joining
+    branches; unlike input size over output size, it does not depend on rounding.
+    """
+    out: dict[str, int] = {}
+    for op in net.ops:
+        before = max((out.get(i, 1) for i in op.inputs), default=1)
+        stride = op.attr("stride") if op.kind in ("conv", "maxpool", "avgpool", "zeropad") else 1
+        out[op.name] = before * stride
+    return out

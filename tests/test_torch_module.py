@@ -267,3 +267,13 @@ def test_top_level_build_takes_a_path_and_out_indices():
         feats = model(torch.zeros(2, 3, 32, 32))
     stages = [s for s in net.root.children if s.kind == "stage"]
     assert [tuple(f.shape[1:]) for f in feats] == [net.shape_of(s.output) for s in stages]
+
+
+def test_feature_reductions_are_strides_not_size_ratios():
+    # timm's feature_info for resnet50 gives reductions 2, 4, 8, 16, 32 whatever the input
+    # size; at 200×200 the maps are 100, 50, 25, 13, 7 wide, so a size ratio would be wrong.
+    text = (SPECS / "resnet50.res").read_text() + "\nnetwork v = resnet50 with (image_size = 200)\n"
+    net = resdsl.loads(text, path=str(SPECS / "resnet50.res"))
+    model = resdsl.build(net, out_indices=(0, 1, 2, 3, 4))
+    assert [f["reduction"] for f in model.feature_info] == [2, 4, 8, 16, 32]
+    assert [net.shape_of(f["op"])[-1] for f in model.feature_info] == [100, 50, 25, 13, 7]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ir import INPUT, Network, Op
-from ..passes import foldable_batchnorms
+from ..passes import foldable_batchnorms, reductions
 from .fold import fold_conv_bn
 
 _ACTIVATIONS = {
@@ -183,8 +183,9 @@ class ResDSLNetwork(nn.Module):
                     raise ValueError(f"out_indices: {i} is out of range; {net.name} has "
                                      f"{len(points)} feature points (stem and {len(points) - 1} stages)")
             self._features = tuple(points[i] for i in out_indices)
+            reduction = reductions(net)
             self.feature_info = [{"num_chs": net.shape_of(n)[0],
-                                  "reduction": net.input_shape[-1] // net.shape_of(n)[-1], "op": n}
+                                  "reduction": reduction[n], "op": n}
                                  for n in self._features]
         self._link()
 
