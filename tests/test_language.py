@@ -289,13 +289,7 @@ def test_conv_output_size_matches_torch(size, k, s, p, d):
                                                 dilation=d).shape[1:])
     except RuntimeError:
         want = None  # torch refuses: the spec must not check clean either
-    spec = (f"network n {{\n    input [2, {size}, {size}]\n"
-            f"    c: conv(4, {k}, stride = {s}, padding = {p}, dilation = {d})\n}}\n")
-    if want is None or 0 in want:
-        with pytest.raises(resdsl.SpecError):
-            resdsl.loads(spec)
-    else:
-        assert resdsl.loads(spec).op("c").shape == want
+    assert_shape_like_torch(f"c: conv(4, {k}, stride = {s}, padding = {p}, dilation = {d})", size, want)
 
 
 @pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
@@ -309,13 +303,19 @@ def test_pool_output_size_matches_torch(kind, size, k, s, p, ceil):
         want = tuple(fn(torch.zeros(1, 2, size, size), k, s, p, ceil_mode=ceil).shape[1:])
     except RuntimeError:
         want = None
-    spec = (f"network n {{\n    input [2, {size}, {size}]\n"
-            f"    p: {kind}({k}, stride = {s}, padding = {p}, ceil_mode = {str(ceil).lower()})\n}}\n")
+    assert_shape_like_torch(f"c: {kind}({k}, stride = {s}, padding = {p}, ceil_mode = {str(ceil).lower()})",
+                            size, want)
+
+
+def assert_shape_like_torch(layer: str, size: int, want: tuple | None) -> None:
+    """A one-layer network on a 2×size×size input: refused where torch refuses (``want`` is
+    None or has a zero), else the layer `c` has torch's output shape."""
+    spec = f"network n {{\n    input [2, {size}, {size}]\n    {layer}\n}}\n"
     if want is None or 0 in want:
         with pytest.raises(resdsl.SpecError):
             resdsl.loads(spec)
     else:
-        assert resdsl.loads(spec).op("p").shape == want
+        assert resdsl.loads(spec).op("c").shape == want
 
 
 def test_zeropad_is_option_a():

@@ -27,6 +27,12 @@ from ..ir import INPUT, Network, Op
 from ..passes import foldable_batchnorms, reductions
 from .fold import fold_conv_bn
 
+#: Unnamed activations run as functions (named ones are the modules in _ACTIVATIONS).
+_FUNCTIONAL_ACTIVATIONS = {
+    "relu": F.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu,
+    "hardswish": F.hardswish, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+}
+
 _ACTIVATIONS = {
     "relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU,
     "hardswish": nn.Hardswish, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
@@ -118,20 +124,8 @@ def functional(op: Op, xs: list[torch.Tensor], training: bool) -> torch.Tensor:
         return out
     if k == "zeropad":
         return zero_pad(x, a["stride"], a["out_channels"])
-    if k == "relu":
-        return F.relu(x)
-    if k == "relu6":
-        return F.relu6(x)
-    if k == "gelu":
-        return F.gelu(x)
-    if k == "silu":
-        return F.silu(x)
-    if k == "hardswish":
-        return F.hardswish(x)
-    if k == "sigmoid":
-        return torch.sigmoid(x)
-    if k == "tanh":
-        return torch.tanh(x)
+    if k in _FUNCTIONAL_ACTIVATIONS:
+        return _FUNCTIONAL_ACTIVATIONS[k](x)
     if k == "leaky_relu":
         return F.leaky_relu(x, a["negative_slope"])
     if k == "maxpool":
