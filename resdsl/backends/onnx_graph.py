@@ -22,7 +22,6 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -157,16 +156,12 @@ def _load_weights(net: Network, weights: str | Path | Mapping) -> tuple[dict[str
 def _read_checkpoint(path: Path) -> object:
     if not path.is_file():
         raise UsageError(f"cannot read weights `{path}`: no such file")
+    # safetensors without any pickle; torch files with weights_only=True (resdsl.checkpoints)
+    from ..checkpoints import CheckpointError, load_checkpoint
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UsageError(f"refusing to load `{path}`: it holds Python objects other than tensors, and "
-                         f"loading them could run code ({first})",
-                         hint="save only the weights: torch.save(model.state_dict(), path)") from None
-    except Exception as err:  # not a torch file, truncated, corrupt zip…
-        raise UsageError(f"cannot read weights `{path}`: {type(err).__name__}: {err}",
-                         hint="--weights takes a file written by torch.save(model.state_dict(), path)") from None
+        return load_checkpoint(path)
+    except CheckpointError as err:
+        raise UsageError(str(err), hint=err.hint) from None
 
 
 def _unwrap(raw: object) -> Mapping:

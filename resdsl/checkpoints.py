@@ -1,0 +1,186 @@
+"""Reading and writing checkpoints: safetensors files and torch pickles.
+
+:func:`load_checkpoint` tells the format from the file's first bytes, not its name. A
+safetensors file is read with the ``safetensors`` package and nothing else: no pickle
+is involved on that path. A torch file (``torch.save``: a zip archive, or the legacy
+pickle) is read with ``torch.load(..., weights_only=True)``, which refuses Python objects
+other than tensors and plain containers. Either way the result is a flat ``state_dict``:
+the wrappers training scripts save (``{"state_dict": …, "epoch": …}``, ``{"model": …}``)
+and DataParallel's ``module.`` prefix are taken off, each with a note.
+
+:func:`dump_checkpoint` is the other direction, to bytes (so that callers can write them
+atomically).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+#: Keys under which training scripts nest the model's state_dict (timm, torchvision's
+#: reference scripts, Lightning), tried in this order.
+WRAPPER_KEYS = ("state_dict", "model")
+
+#: The formats :func:`dump_checkpoint` writes, by file extension.
+FORMATS = {".safetensors": "safetensors", ".pt": "torch", ".pth": "torch"}
+
+_SAVE_HINT = ("save only the weights: safetensors.torch.save_file(model.state_dict(), path), "
+              "or torch.save(model.state_dict(), path)")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or that holds something other than a
+    state_dict. The message names the file; ``hint`` says what would work."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
+
+
+def checkpoint_format(path: str | Path) -> str:
+    """``"safetensors"`` or ``"torch"``, from the file's first bytes.
+
+    A safetensors file starts with the length of its JSON header (8 bytes, little-endian)
+    and then the header, ``{…``; a ``torch.save`` file is a zip archive (``PK``) or, from
+    torch before 1.6, a pickle (protocol 2 or later: byte 0x80). Raises
+    :class:`CheckpointError` for anything else, and ``OSError`` if the file cannot be read.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+        size = path.stat().st_size
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return "torch"
+    raise CheckpointError(f"cannot read weights `{path.name}`: it is neither a safetensors file nor a "
+                          "torch checkpoint" + (" (the file is empty)" if not head else ""),
+                          hint=_SAVE_HINT)
+
+
+def load_checkpoint(path: str | Path, *, notes: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict in the checkpoint at ``path`` (safetensors or torch), on the CPU.
+
+    The format is detected from the content. Wrappers (``{"state_dict": …}``,
+    ``{"model": …}``) and a ``module.`` prefix on every key are removed; a line saying so
+    is appended to ``notes`` when given. Raises :class:`CheckpointError` when the file is
+    not a checkpoint, is corrupt, holds Python objects other than tensors (a pickle that
+    could run code), or holds something other than a mapping of names to dense tensors;
+    ``OSError`` when it cannot be read at all.
+    """
+    path = Path(path)
+    fmt = checkpoint_format(path)
+    if fmt == "safetensors":
+        raw = _read_safetensors(path)
+    elif path.suffix.lower() == ".safetensors":
+        # Whoever named it .safetensors expects no pickle to be loaded from it.
+        raise CheckpointError(f"refusing to load `{path.name}`: it is named like a safetensors file but "
+                              "holds a torch pickle",
+                              hint="if you trust the file, rename it to .pt; better, convert it with "
+                                   "safetensors.torch.save_file where it was made")
+    else:
+        raw = _read_torch(path)
+    return unwrap_state_dict(raw, source=f"`{path.name}`", notes=notes)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f"cannot read weights `{path.name}`: it is a safetensors file, and the "
+                              "`safetensors` package is not installed",
+                              hint="pip install safetensors (it comes with resdsl[torch])") from None
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as err:  # corrupt or truncated
+        raise CheckpointError(f"cannot read weights `{path.name}`: not a valid safetensors file ({err})",
+                              hint="the file may be truncated; download or save it again") from None
+
+
+def _read_torch(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused the pickle
+        detail = _unpickling_detail(str(err))
+        if "global" in detail.lower():  # a class or function to import and call: code could run
+            raise CheckpointError(f"refusing to load `{path.name}`: it holds Python objects other than "
+                                  f"tensors, and loading them could run code ({detail})",
+                                  hint=_SAVE_HINT) from None
+        raise CheckpointError(f"refusing to load `{path.name}`: torch's safe loader (weights_only=True) "
+                              f"cannot read it; it may be corrupt ({detail})", hint=_SAVE_HINT) from None
+    except Exception as err:  # truncated or corrupt archives break in many ways (struct.error, EINVAL…)
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else "corrupt"
+        raise CheckpointError(f"cannot read weights `{path.name}`: {type(err).__name__}: {detail}",
+                              hint="the file may be truncated; " + _SAVE_HINT) from None
+
+
+def _unpickling_detail(message: str) -> str:
+    """The line of torch's weights_only message that says what was refused, without its
+    boilerplate about torch 2.6 and filing issues."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    for line in message.splitlines():
+        line = line.replace("WeightsUnpickler error:", "").strip()
+        if line and not line.startswith(boilerplate):
+            return line
+    return message.strip().splitlines()[0] if message.strip() else "refused"
+
+
+def unwrap_state_dict(raw: object, *, source: str = "the checkpoint",
+                      notes: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The flat state_dict in ``raw``: the mapping itself, or the one nested under a
+    wrapper key (:data:`WRAPPER_KEYS`) when the top level holds no tensors; a ``module.``
+    prefix on every key is dropped. Every value must be a dense tensor.
+    """
+    notes = notes if notes is not None else []
+    while isinstance(raw, Mapping) and not any(isinstance(v, torch.Tensor) for v in raw.values()):
+        key = next((k for k in WRAPPER_KEYS if isinstance(raw.get(k), Mapping)), None)
+        if key is None:
+            break
+        others = sorted(str(k) for k in raw if k != key)
+        notes.append(f"took the state_dict from the `{key}` entry of {source}"
+                     + (f" (it also holds: {', '.join(others)})" if others else ""))
+        raw = raw[key]
+    if not isinstance(raw, Mapping) or not raw:
+        what = "an empty mapping" if isinstance(raw, Mapping) else f"a {type(raw).__name__}"
+        raise CheckpointError(f"{source} holds {what}, not a state_dict (a mapping of names to tensors)",
+                              hint=_SAVE_HINT)
+    bad = [f"`{k}` ({type(v).__name__})" for k, v in raw.items()
+           if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{source} is not a state_dict: not a tensor: {', '.join(bad[:5])}"
+                              + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""), hint=_SAVE_HINT)
+    odd = [k for k, v in raw.items() if v.layout != torch.strided or v.device.type == "meta"]
+    if odd:  # sparse tensors, or meta tensors that carry a shape but no data
+        raise CheckpointError(f"{source} holds tensors without dense data: {', '.join(odd[:5])}"
+                              + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""), hint=_SAVE_HINT)
+    state = dict(raw)
+    if all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+        notes.append(f"dropped the `module.` prefix (DataParallel) from every key of {source}")
+    return state
+
+
+def dump_checkpoint(state: Mapping[str, torch.Tensor], fmt: str,
+                    metadata: Mapping[str, str] | None = None) -> bytes:
+    """``state`` serialised as ``fmt`` (``"safetensors"`` or ``"torch"``, see :data:`FORMATS`).
+
+    safetensors gets ``metadata`` (string to string) and ``format: pt`` in its header, as
+    timm writes; the torch file is ``torch.save`` of a plain dict of tensors.
+    """
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if fmt == "safetensors":
+        from safetensors.torch import save
+
+        return save(tensors, metadata={"format": "pt", **dict(metadata or {})})
+    if fmt == "torch":
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        return buffer.getvalue()
+    raise ValueError(f"unknown checkpoint format {fmt!r}; known: {', '.join(sorted(set(FORMATS.values())))}")
+
