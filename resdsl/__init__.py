@@ -20,7 +20,7 @@ from .loader import Loader
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "build", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
+__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
 
 
 def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
@@ -52,3 +52,17 @@ def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | No
 
     net = spec if isinstance(spec, Network) else load(spec, network=network)
     return _build(net, seed=seed, out_indices=out_indices)
+
+
+def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None):
+    """Load a checkpoint into a (modified) network by name and shape (needs torch).
+
+    Returns ``(state_dict, report)``: a complete ``state_dict`` that loads with
+    ``strict=True`` into ``build(spec)``, and a report naming every tensor copied,
+    adapted (the input conv, to another channel count, as timm's ``adapt_input_conv``),
+    kept at the spec's seeded initialisation, or left unused, with reasons. ``checkpoint``
+    is a safetensors or torch file, or a state_dict. See :mod:`resdsl.weight_transplant`.
+    """
+    from .weight_transplant import transplant as _transplant
+
+    return _transplant(spec, checkpoint, seed=seed, network=network)

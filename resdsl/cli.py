@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
                          help="output format (default: from the extension of -o, else dot)")
     _diagram_options(diagram)
 
+    graft = spec_command("transplant", "load a checkpoint into a (modified) network by name and shape, "
+                         "adapting the input conv to another channel count", many=False)
+    graft.add_argument("--from", dest="checkpoint", required=True, metavar="CHECKPOINT",
+                       help="the weights to transplant: a .safetensors file or a torch state_dict (.pt/.pth)")
+    graft.add_argument("-o", "--output", required=True, metavar="FILE",
+                       help="the new state_dict: .safetensors, or .pt/.pth (torch.save of a plain dict)")
+    graft.add_argument("--seed", type=_seed, default=0,
+                       help="seed for the tensors not taken from the checkpoint (default 0)")
+    graft.add_argument("--format", choices=("text", "json"), default="text",
+                       help="the report: text on stderr (default), or JSON on stdout")
+
     table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
     table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     table.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
@@ -269,7 +280,44 @@ def _table(args, sources: SourceCache) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": _check, "stats": _stats, "compile": _compile, "diagram": _diagram, "table": _table}
+def _transplant(args, sources: SourceCache) -> int:
+    import json
+
+    from .checkpoints import FORMATS, CheckpointError, dump_checkpoint
+    from .weight_transplant import transplant
+    fmt = FORMATS.get(Path(args.output).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"cannot tell the format of `{args.output}` from its extension",
+                         hint="use .safetensors, or .pt / .pth for torch.save")
+    out = Path(args.output).resolve()
+    if any(out == Path(p).resolve() for p in (args.spec, args.checkpoint)):
+        raise UsageError(f"`-o {args.output}` would overwrite an input of this run",
+                         hint="choose another output file")
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise UsageError(f"cannot read the checkpoint `{args.checkpoint}`: "
+                         + ("it is a folder" if checkpoint.is_dir() else "no such file"))
+    net = load_spec(args.spec, args.network, sources, args.allow_large)
+    try:
+        state, report = transplant(net, checkpoint, seed=args.seed)
+    except CheckpointError as err:
+        raise UsageError(str(err), hint=err.hint) from None
+    if not report.placed:
+        raise UsageError(f"no tensor of `{checkpoint.name}` fits {net.name}: nothing was written",
+                         hint="is this the checkpoint of a network of the same family? "
+                              "compare its keys with `resdsl stats` of the spec")
+    write_atomic(args.output, dump_checkpoint(state, fmt, {"resdsl.network": net.name,
+                                                           "resdsl.transplanted_from": checkpoint.name}))
+    if args.format == "json":
+        write_atomic("-", json.dumps(report.to_dict(), indent=2) + "\n")
+    else:
+        print(report.render(), file=sys.stderr)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"check": _check, "stats": _stats, "compile": _compile, "diagram": _diagram, "table": _table,
+            "transplant": _transplant}
 
 
 if __name__ == "__main__":  # pragma: no cover
