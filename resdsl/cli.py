@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
     table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     table.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
+    table.add_argument("--spec-listing", action="store_true",
+                       help="latex: add each spec file as a minted listing (needs -shell-escape and "
+                            "resdsl[docs], whose Pygments lexer minted finds as `resdsl`)")
     return p
 
 
@@ -274,9 +277,15 @@ def _diagram(args, sources: SourceCache) -> int:
 
 
 def _table(args, sources: SourceCache) -> int:
-    from .tables import render
+    from .tables import add_listings, render
+    if args.spec_listing and args.format != "latex":
+        raise UsageError("`--spec-listing` applies to --format latex only")
     nets = load_specs(args, sources)
-    write_atomic(args.output, render(nets, args.format))
+    text = render(nets, args.format)
+    if args.spec_listing:  # each file once, in the order given
+        files = list(dict.fromkeys(Path(n.source) for n in nets))
+        text = add_listings(text, [(f.name, f.read_text(encoding="utf-8-sig")) for f in files])
+    write_atomic(args.output, text)
     return EXIT_OK
 
 

@@ -322,6 +322,27 @@ def latex(table: Table) -> str:
     ])
 
 
+def add_listings(document: str, specs: Sequence[tuple[str, str]]) -> str:
+    """``document`` (from :func:`latex`) with each ``(file name, text)`` of ``specs`` after
+    the table as a ``minted`` listing in the ``resdsl`` language (the Pygments lexer in
+    :mod:`resdsl.lexer`). minted runs ``pygmentize``: compile with ``-shell-escape`` where
+    ``resdsl[docs]`` is installed, so that the lexer is found by name."""
+    listings = []
+    for name, text in specs:
+        if r"\end{minted}" in text:  # would end the verbatim listing early
+            raise UsageError(f"`{name}` contains `\\end{{minted}}` and cannot be listed with minted")
+        listings += [r"\begin{listing}[ht]", r"\begin{minted}[fontsize=\footnotesize]{resdsl}",
+                     text.rstrip("\n"), r"\end{minted}", rf"\caption{{\texttt{{{_tex(name)}}}}}",
+                     r"\end{listing}"]
+    head, end = document.split(r"\end{document}", 1)
+    head = head.replace(r"\usepackage{booktabs}", "\n".join([
+        r"\usepackage{booktabs}",
+        r"% the spec listings: minted calls pygmentize, which finds the resdsl lexer once resdsl[docs]",
+        r"% is installed; compile with -shell-escape (lualatex or xelatex for non-ASCII comments)",
+        r"\usepackage{minted}"]), 1)
+    return head + "\n".join(listings) + "\n" + r"\end{document}" + end
+
+
 def render(nets: Sequence[Network], fmt: str = "markdown") -> str:
     """The architecture table of ``nets`` as ``markdown``, ``latex`` or ``csv`` text."""
     if fmt not in FORMATS:
