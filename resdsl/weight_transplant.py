@@ -84,7 +84,7 @@ class TransplantReport:
         """A human-readable summary; every tensor not placed is named (BN counters are counted)."""
         share = self.params_transplanted / self.params_total if self.params_total else 0.0
         lines = [f"transplant {self.checkpoint} → {self.network}: {self.placed} tensors from the checkpoint "
-                 f"({len(self.copied)} copied, {len(self.adapted)} adapted), "
+                 f"({len(self.copied)} copied" + (f", {len(self.adapted)} adapted" if self.adapted else "") + "), "
                  f"{self.params_transplanted:,} of {self.params_total:,} parameters ({share:.1%})"]
         lines += [f"  note: {n}" for n in self.notes]
         for e in self.adapted:
@@ -143,10 +143,11 @@ def _fmt(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape)) if shape else "scalar"
 
 
-def _mismatch(key: str, here: torch.Tensor, there: torch.Tensor | None) -> str:
-    """Why the checkpoint's tensor cannot take ``key``'s place, or "" if it could."""
-    if there is None:
-        return COUNTER_REASON if key.endswith(".num_batches_tracked") else "not in the checkpoint"
+def _mismatch(key: str, here: torch.Tensor, there: torch.Tensor | None, known: bool) -> str:
+    """Why the checkpoint's tensor cannot take ``key``'s place, or "" if it could;
+    ``known``: the checkpoint has other tensors of the same module."""
+    if there is None:  # a BN counter is only worth a line of its own when its BN is there
+        return COUNTER_REASON if key.endswith(".num_batches_tracked") and known else "not in the checkpoint"
     if here.shape != there.shape:
         return f"shape {_fmt(tuple(here.shape))} here, {_fmt(tuple(there.shape))} in the checkpoint"
     return ""
@@ -191,11 +192,12 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     converted: set[str] = set()
     for path, op in net.modules().items():
         keys = by_module.get(path, [])
+        known = any(k in source for k in keys)  # the checkpoint has this module
         producer = net.op(op.inputs[0]) if op.inputs[0] != INPUT else None
         if (op.kind == "batchnorm" and producer is not None and producer.kind in _WEIGHTED
                 and producer.module in new_modules):
             for key in keys:
-                report.initialised.append(Entry(key, _mismatch(key, target[key], source.get(key)) or
+                report.initialised.append(Entry(key, _mismatch(key, target[key], source.get(key), known) or
                                                 f"follows `{producer.module}`, which is not from the "
                                                 "checkpoint: its statistics would not fit"))
                 used.add(key)
@@ -204,7 +206,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
             value = source.get(key)
             here = tuple(target[key].shape)
             if value is None:
-                report.initialised.append(Entry(key, _mismatch(key, target[key], value)))
+                report.initialised.append(Entry(key, _mismatch(key, target[key], value, known)))
                 if key.endswith(".weight") and op.kind in _WEIGHTED:
                     new_modules.add(path)
                 continue
@@ -220,7 +222,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
                           f"channels repeated cyclically, scaled by {there[1]}/{here[1]}")
                        + " (timm's adapt_input_conv)")
             else:
-                report.initialised.append(Entry(key, _mismatch(key, target[key], value)))
+                report.initialised.append(Entry(key, _mismatch(key, target[key], value, known)))
                 if key.endswith(".weight") and op.kind in _WEIGHTED:
                     new_modules.add(path)
                 continue

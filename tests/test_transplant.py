@@ -134,6 +134,9 @@ def test_deep_stem_is_new_and_everything_after_it_copies(source):
     assert all(torch.equal(new[k], state[k]) for k in rest)
     text = report.render()
     assert "bn1.{weight, bias, running_mean, running_var, num_batches_tracked}: follows `conv1.6`" in text
+    # a new BN's counter is new with it, not a missing counter of a copied BN
+    assert "conv1.1.{weight, bias, running_mean, running_var, num_batches_tracked}: not in the checkpoint" in text
+    assert "BN counters" not in text
 
 
 def test_changed_width_is_listed_tensor_by_tensor(source):
