@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="write here; `-` for stdout (default for text targets)")
     comp.add_argument("--seed", type=_seed, help="seed for initial weights (torch, onnx)")
     comp.add_argument("--weights", metavar="FILE",
-                      help="a torch state_dict (.pt/.pth) to use as weights (onnx)")
+                      help="a state_dict to use as weights (onnx): .safetensors, or a torch file (.pt/.pth)")
     comp.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
     comp.add_argument("--static-batch", type=int, metavar="N",
                       help="fix the batch dimension to N (onnx; default: symbolic)")

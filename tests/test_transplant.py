@@ -12,6 +12,7 @@ spec's seeded initialisation.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -183,6 +184,24 @@ def test_counters_missing_from_the_checkpoint_are_counted_not_listed(tmp_path):
     assert report.to_dict()["params"] == {"total": 11_689_512, "transplanted": 11_689_512}
 
 
+def test_half_precision_checkpoints_are_cast_with_a_note(small):
+    spec, _, state = small
+    new, report = resdsl.transplant(spec, {k: v.half() if v.is_floating_point() else v for k, v in state.items()})
+    assert report.notes == ["converted tensors: float16 → float32"]
+    assert new["layer1.0.conv1.weight"].dtype == torch.float32
+    assert torch.equal(new["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"].half().float())
+
+
+class Payload:
+    """Unpickling this would create a directory: the weights_only loader must refuse it."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
 # ------------------------------------------------------------------------------- the CLI
 
 @pytest.fixture(scope="module")
@@ -278,6 +297,8 @@ def test_cli_refuses_bad_requests_and_writes_nothing(small, tmp_path, capsys):
     junk.write_bytes(b"PK\x03\x04 not really a zip")
     bad_spec = tmp_path / "bad.res"
     bad_spec.write_text("network n {\n    input [3, 8, 8]\n    c: conv(4, 3, strid = 1)\n}\n")
+    evil = tmp_path / "evil.pt"
+    torch.save({"conv1.weight": Payload(str(tmp_path / "pwned"))}, evil)
     unrelated = tmp_path / "unrelated.safetensors"
     unrelated.write_bytes(dump_checkpoint({"encoder.weight": torch.zeros(2, 2)}, "safetensors"))
     cases = [
@@ -287,6 +308,7 @@ def test_cli_refuses_bad_requests_and_writes_nothing(small, tmp_path, capsys):
         ((spec, "--from", tmp_path / "absent.pt", "-o", out), 2, "no such file"),
         ((spec, "--from", tmp_path, "-o", out), 2, "it is a folder"),
         ((spec, "--from", junk, "-o", out), 2, "cannot read weights `junk.pt`"),
+        ((spec, "--from", evil, "-o", out), 2, "refusing to load `evil.pt`: it holds Python objects"),
         ((bad_spec, "--from", ckpt, "-o", out), 1, "error[E020]"),
         ((spec, "--from", unrelated, "-o", out), 2, "no tensor of `unrelated.safetensors` fits grey18"),
         ((spec, "--from", ckpt, "-o", tmp_path / "nofolder" / "o.pt"), 2, "no such folder"),
@@ -296,5 +318,5 @@ def test_cli_refuses_bad_requests_and_writes_nothing(small, tmp_path, capsys):
         assert (code, message in err) == (status, True), (args, err)
         assert "Traceback" not in err and stdout == ""
     assert ckpt.read_bytes() == before and out.read_bytes() == b"previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.res", "junk.pt", "o.safetensors",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.res", "evil.pt", "junk.pt", "o.safetensors",
                                                            "unrelated.safetensors"]
