@@ -83,6 +83,8 @@ class TransplantReport:
     def render(self) -> str:
         """A human-readable summary; every tensor not placed is named (BN counters are counted)."""
         share = self.params_transplanted / self.params_total if self.params_total else 0.0
+        if self.params_transplanted < self.params_total:  # never round a partial transplant up to 100%
+            share = min(share, 0.999)
         lines = [f"transplant {self.checkpoint} → {self.network}: {self.placed} tensors from the checkpoint "
                  f"({len(self.copied)} copied" + (f", {len(self.adapted)} adapted" if self.adapted else "") + "), "
                  f"{self.params_transplanted:,} of {self.params_total:,} parameters ({share:.1%})"]

@@ -270,6 +270,7 @@ def test_cli_writes_a_state_dict_that_loads_strictly(small, tmp_path, capsys, na
     assert code == 0 and stdout == ""
     assert err.startswith("transplant r18.pth → grey18: 120 tensors from the checkpoint (119 copied, 1 adapted)")
     assert "adapted conv1.weight: input conv, 3 → 1 input channels: summed" in err
+    assert "11,170,240 of 11,171,266 parameters (99.9%)" in err  # not rounded up to 100%
     assert "    fc.{weight, bias}: shape 2" not in err and "fc.weight: shape 2×512 here, 1000×512" in err
     assert f"wrote {out}" in err
     written = load_checkpoint(out)
