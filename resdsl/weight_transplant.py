@@ -221,7 +221,8 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
                 placed = adapt_input_conv(value, here[1])
                 how = (f"input conv, {there[1]} → {here[1]} input channels: "
                        + ("summed over the checkpoint's channels" if here[1] == 1 else
-                          f"channels repeated cyclically, scaled by {there[1]}/{here[1]}")
+                          f"channels {'repeated cyclically' if here[1] > there[1] else 'cut'} to "
+                          f"{here[1]}, scaled by {there[1]}/{here[1]}")
                        + " (timm's adapt_input_conv)")
             else:
                 report.initialised.append(Entry(key, _mismatch(key, target[key], value, known)))

@@ -165,6 +165,17 @@ def test_the_input_conv_is_found_from_the_graph_not_by_name(tmp_path):
     assert [e.key for e in report.initialised] == ["mix.weight", "head.weight"]
 
 
+def test_fewer_input_channels_cut_and_rescale(tmp_path):
+    """timm's rule for 3 → 2: the first two filters' channels, scaled by 3/2."""
+    spec = tmp_path / "two.res"
+    spec.write_text("import std.resnet\nnetwork r = resnet(block = basic, depths = [1, 1, 1, 1])\n"
+                    "network r2 = r with (in_channels = 2)\n")
+    source = resdsl.build(spec, network="r", seed=1).state_dict()
+    state, report = resdsl.transplant(spec, source, network="r2")
+    assert torch.equal(state["conv1.weight"], source["conv1.weight"][:, :2] * 1.5)
+    assert "3 → 2 input channels: channels cut to 2, scaled by 3/2" in report.adapted[0].reason
+
+
 def test_adapt_input_conv_keeps_dtype_and_identity():
     w = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(0)).half()
     assert adapt_input_conv(w, 3) is w
@@ -239,7 +250,7 @@ def test_six_channels_repeat_rgb_and_halve(small):
     """RGB repeated twice (a stereo pair of one image) through the adapted net = RGB through the original."""
     spec, ckpt, state = small
     new, report = resdsl.transplant(spec, ckpt, network="stereo18")
-    assert "3 → 6 input channels: channels repeated cyclically, scaled by 3/6" in report.adapted[0].reason
+    assert "3 → 6 input channels: channels repeated cyclically to 6, scaled by 3/6" in report.adapted[0].reason
     model, original = resdsl.build(spec, network="stereo18").eval(), resdsl.build(SPECS / "resnet18.res").eval()
     model.load_state_dict(new, strict=True)
     original.load_state_dict(state, strict=True)

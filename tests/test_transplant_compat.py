@@ -27,6 +27,7 @@ import std.resnet
 network resnet50 = resnet(block = bottleneck, depths = [3, 4, 6, 3])
 network rgbn = resnet50 with (in_channels = 4)
 network grey = resnet50 with (in_channels = 1)
+network two = resnet50 with (in_channels = 2)
 network ten = resnet50 with (num_classes = 10)
 network deep = resnet50 with (stem = deep_stem)
 """
@@ -65,11 +66,11 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "torch"])
-@pytest.mark.parametrize("channels", [4, 1])
+@pytest.mark.parametrize("channels", [4, 1, 2])
 def test_input_conv_adapts_as_timm_and_the_network_follows_torchvision(reference, fmt, channels):
     adapt = _need(timm, "timm").models.adapt_input_conv
     tv, _, _ = reference
-    ours, state, report = _ours(reference, "rgbn" if channels == 4 else "grey", fmt)
+    ours, state, report = _ours(reference, {4: "rgbn", 1: "grey", 2: "two"}[channels], fmt)
     expected = adapt(channels, tv.conv1.weight.detach().clone())
     assert torch.equal(state["conv1.weight"], expected)  # bit for bit
     assert [e.key for e in report.adapted] == ["conv1.weight"] and not report.initialised and not report.unused
