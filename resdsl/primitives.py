@@ -114,6 +114,8 @@ class SourceHelper:
     template: str | None = None
     wrap: tuple[str, ...] = ()
     functional: bool = False
+    #: Every top-level name the text defines (besides ``name``): kept free of class names.
+    defines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -177,7 +177,8 @@ def _gs_text(op: Op) -> str:
     return f"softmax over {r} groups" + (f" × {c}" if c != 1 else "")
 
 
-_GS_HELPER = SourceHelper("group_softmax", template="group_softmax.j2", functional=True)
+_GS_HELPER = SourceHelper("group_softmax", template="group_softmax.j2", functional=True,
+                          defines=("GroupSoftmax",))
 _GS_ARGS = (SourceArg("radix"), SourceArg("cardinality"))
 
 GROUP_SOFTMAX = Primitive(

@@ -234,7 +234,7 @@ DROPOUT = Primitive(
     source_function=SourceCall("F.dropout", (SourceArg("p"),), training=True),
     onnx=((1, _alias),), passthrough="eval")
 
-_DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",))
+_DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",), defines=("DropPath",))
 
 
 def _drop_path_module(a: dict, shapes: list[Shape]):
@@ -257,6 +257,51 @@ DROP_PATH = Primitive(
     source_module=SourceCall("DropPath", (SourceArg("p"),), helpers=(_DROP_PATH,)),
     source_function=SourceCall("drop_path", (SourceArg("p"),), training=True, helpers=(_DROP_PATH,)),
     onnx=((1, _alias),), passthrough="eval")
+
+# ---------------------------------------------------------------- pad (constant)
+
+
+def _pad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, h, w = feature_map("pad", shapes[0])
+    p = a["padding"]
+    return (c, h + 2 * p, w + 2 * p), 0, 0
+
+
+def _pad_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.ConstantPad2d(a["padding"], a["value"])
+
+
+def _pad_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.pad(xs[0], [a["padding"]] * 4, value=a["value"])
+
+
+def _pad_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    import numpy as np
+
+    p = op.attr("padding")
+    if p == 0:
+        g.alias(op, op.inputs[0])
+        return
+    pads = g.const(f"{op.name}/pads", [0, 0, p, p, 0, 0, p, p])
+    value = g.const(f"{op.name}/value", float(op.attr("value")), np.float32)
+    g.node("Pad", [xs[0], pads, value], op.name, out)
+
+
+PAD = Primitive(
+    "pad", (param("padding", "int"), param("value", "float", 0.0, lo=-1e9, hi=1e9)), _pad,
+    "constant padding of `padding` on every side of H and W (torch.nn.ConstantPad2d)",
+    look=Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr('value'):g}" if op.attr("value") else ""),
+              "pad"),
+    torch_module=_pad_module, torch_function=_pad_function,
+    source_module=SourceCall("nn.ConstantPad2d", (SourceArg("padding"), SourceArg("value"))),
+    source_function=SourceCall("F.pad", (SourceArg("padding"), SourceArg("value", "value", 0.0)),
+                               render=lambda ins, args: f"F.pad({ins[0]}, [{args[0]}] * 4"
+                                                        + "".join(f", {a}" for a in args[1:]) + ")"),
+    onnx=((1, _pad_onnx),))
 
 # ---------------------------------------------------------------- zeropad (option A)
 

@@ -213,7 +213,8 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
 
 
-_BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True)
+_BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True,
+                            defines=("blur_filter", "blur_pool"))
 
 BLURPOOL = Primitive(
     "blurpool", (param("stride", "int", 2), param("filt_size", "int", 3, lo=2, hi=15)), _blurpool,
