@@ -164,7 +164,7 @@ def _gs_onnx(g, op: Op, xs: list[str], out: str) -> None:
     if radix == 1:
         g.node("Sigmoid", [xs[0]], name, out)
         return
-    groups = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, card, radix, -1])], f"{name}/groups")
+    groups = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, card, radix, -1])], f"{name}/grouped")
     by_radix = g.node("Transpose", [groups], f"{name}/by_radix", perm=[0, 2, 1, 3])
     soft = g.node("Softmax", [by_radix], f"{name}/softmax", axis=1)
     g.node("Reshape", [soft, g.const(f"{name}/shape", [0, *g.shape_of(op.inputs[0])])], name, out)

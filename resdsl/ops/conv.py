@@ -140,7 +140,7 @@ def _std_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     a, m, name = dict(op.attrs), op.module, op.name
     w = g.param(f"{m}.weight")
     shape = g.state[f"{m}.weight"].shape
-    rows = g.node("Reshape", [w, g.const(f"{name}/rows", [1, shape[0], -1])], f"{name}/rows")
+    rows = g.node("Reshape", [w, g.const(f"{name}/rows", [1, shape[0], -1])], f"{name}/as_rows")
     ones = g.const(f"{name}/ones", np.ones(shape[0]), np.float32)
     zeros = g.const(f"{name}/zeros", np.zeros(shape[0]), np.float32)
     std = g.node("InstanceNormalization", [rows, ones, zeros], f"{name}/standardise", epsilon=float(a["eps"]))
@@ -197,7 +197,7 @@ def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     x = xs[0]
     if (h, w) != (1, 1):  # channels last, so each position is a row
         x = g.node("Transpose", [x], f"{name}/to_rows", perm=[0, 2, 3, 1])
-    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [-1, 1, c])], f"{name}/rows")
+    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [-1, 1, c])], f"{name}/as_rows")
     y = g.node("Conv", [rows, g.param(f"{op.module}.weight")], f"{name}/conv", kernel_shape=[k],
                pads=[(k - 1) // 2] * 2)
     if (h, w) == (1, 1):

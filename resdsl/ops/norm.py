@@ -79,7 +79,7 @@ def _gn_decomposed(g, op: Op, xs: list[str], out: str) -> None:
 
     c, h, w = g.shape_of(op.inputs[0])
     groups, name, m = op.attr("groups"), op.name, op.module
-    rows = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, groups, -1])], f"{name}/groups")
+    rows = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, groups, -1])], f"{name}/grouped")
     ones = g.const(f"{name}/ones", np.ones(groups), np.float32)
     zeros = g.const(f"{name}/zeros", np.zeros(groups), np.float32)
     normed = g.node("InstanceNormalization", [rows, ones, zeros], f"{name}/normalise",
