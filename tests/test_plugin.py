@@ -120,3 +120,21 @@ def test_installed_plugin_is_found_through_its_entry_point(installed, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "entry point resdsl_scale:primitives" in result.stdout
     assert "['ls.gamma']" in result.stdout
+
+
+def test_the_docs_plugin_example_runs(tmp_path):
+    """The ``python`` example of docs/language.md's "Your own primitives", in a process of its own
+    (it registers `clamp` for good), then through every back end."""
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    section = text[text.index("## Your own primitives"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("\n```\n", section.index("```python"))]
+    check = ("\nfrom resdsl.backends import onnx_graph, torch_source\n"
+             "assert [op.kind for op in net.ops] == ['conv', 'clamp']\n"
+             "resdsl.build(net)(__import__('torch').randn(1, 3, 8, 8))\n"
+             "compile(torch_source.emit(net), 'generated', 'exec')\n"
+             "onnx_graph.build_model(net)\n")
+    script = tmp_path / "example.py"
+    script.write_text(code + check)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
