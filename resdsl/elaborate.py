@@ -99,16 +99,28 @@ class Builtin:
     fn: Callable[..., Any]
 
 
-@dataclass(frozen=True)
 class Tensor:
     """A tensor a body can name: the output of the op ``op`` (``label`` for messages).
 
     Labels evaluate to tensors, so tensors can be stored in variables and lists and
-    passed to ``from`` and to the tensor arguments of ``add``, ``concat``…
+    passed to ``from`` and to the tensor arguments of ``add``, ``concat``… (A plain
+    class: one is made each time a label is read, and a frozen dataclass is slow to make.)
     """
 
-    op: str
-    label: str
+    __slots__ = ("op", "label")
+
+    def __init__(self, op: str, label: str) -> None:
+        self.op = op
+        self.label = label
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Tensor and other.op == self.op
+
+    def __hash__(self) -> int:
+        return hash(self.op)
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.op!r}, {self.label!r})"
 
     @property
     def name(self) -> str:
@@ -195,9 +207,7 @@ def to_attr(v: Value) -> Attr:
         return tuple(to_attr(x) for x in v)
     if isinstance(v, (DefValue, PrimValue, Builtin, _Stage, _Current)):
         return v.name
-    if isinstance(v, Tensor):
-        return v.op
-    return v
+    return v.op if type(v) is Tensor else v
 
 
 def _join(path: str, name: str) -> str:
@@ -352,9 +362,12 @@ class Elaborator:
         (``conv1: conv(…) from x`` meant to redirect the chain leaves a dead side branch).
         Only the first weighted layer of each dead branch is reported."""
         live = {output}
+        grow = live.update
         for op in reversed(self.ops):
             if op.name in live:
-                live.update(op.inputs)
+                grow(op.inputs)
+        if len(live) > len(self.ops):  # every op and the input: nothing is dead
+            return
         live_modules = {op.module for op in self.ops if op.name in live and op.module is not None}
         dead_above: set[str] = set()  # dead ops with a dead weighted layer before them
         for op in self.ops:
@@ -414,6 +427,7 @@ class Elaborator:
         bound = dict(value.bound)
         given: dict[str, Span] = {}
         pos = 0
+        is_def = type(value) is DefValue
         for key, v, aspan in args:
             if key is None:
                 if pos >= len(names):
@@ -429,8 +443,7 @@ class Elaborator:
                 raise self.fail("E020", f"`{value.name}` has no parameter `{key}`", aspan, hint=hint)
             if key in given:
                 raise self.fail("E024", f"argument `{key}` given twice", aspan)
-            if isinstance(value, DefValue) and (isinstance(v, Tensor) or (
-                    type(v) is tuple and v and isinstance(v[0], Tensor))):
+            if is_def and (type(v) is Tensor or (type(v) is tuple and v and type(v[0]) is Tensor)):
                 raise self.fail("E023", f"`{value.name}` cannot take a tensor as an argument", aspan,
                                 hint=f"feed it with `from`: `name: {value.name}(...) from x`")
             given[key] = aspan
@@ -648,7 +661,7 @@ class Elaborator:
         if label.gap is not None:
             raise self.fail("E054", f"the layer name `{name}` has a space in it", label.gap,
                             hint="write a name without spaces: `conv{i}`, `paths.{i}`")
-        components = name.split(".")
+        components = name.split(".") if "." in name else (name,)
         for component in components:
             if not _LABEL.fullmatch(component):
                 raise self.fail("E054", f"`{name}` is not a valid layer name", label.span,
@@ -828,7 +841,10 @@ class Elaborator:
                          _join(frame.path, name) if name and prim.module else None, st.span,
                          count_params=True)
         if name is not None:
-            self.bind_label(frame, name, op.name)
+            if "." in name:
+                self.bind_label(frame, name, op.name)
+            else:
+                frame.tensors[name] = op.name
             frame.layers[name] = op
         frame.items.append(op.name)
         if st.source is None:  # a `from` branch leaves the running value where it was
@@ -1080,23 +1096,16 @@ class Elaborator:
     def eval(self, e: Expr, env: dict[str, Value]) -> Value:
         kind = type(e)  # names and numbers first: they are most of what a spec evaluates
         if kind is Name:
-            try:
-                value = env[e.id]
-            except KeyError:
-                tensors = getattr(env, "tensors", None)
-                if tensors and e.id in tensors:
-                    value = _tensor_value(tensors, e.id)
-                    if type(value) is Tensor and value.op in self.tainted and value.op not in self.shapes:
-                        raise _Skip() from None
-                    return value
-                value = BUILTINS.lookup(e.id)
-                if value is _MISSING:
-                    names = [*env, *(tensors or ()), *BUILTINS]
-                    raise self.fail("E010", f"unknown name `{e.id}`", e.span,
-                                    hint=did_you_mean(e.id, [k for k in names if "." not in k])) from None
-                if value is CURRENT:
-                    return self.current(e.span)
-                return value
+            key = e.id
+            if type(env) is _Env:  # a body: no exceptions on the way to a definition or primitive
+                for m in env.maps:
+                    value = m.get(key, _MISSING)
+                    if value is not _MISSING:
+                        break
+            else:
+                value = env.get(key, _MISSING)
+            if value is _MISSING:
+                return self.unbound(e, env)
             if value is FAILED:
                 raise _Skip()  # the definition's own diagnostics are out
             return value
@@ -1109,8 +1118,6 @@ class Elaborator:
             return self.binop(e, env)
         if isinstance(e, (Str, Bool)):
             return e.value
-        if isinstance(e, NoneLit):
-            return None
         if isinstance(e, ListExpr):
             if len(e.items) > limits.MAX_REPEAT:
                 raise self.fail("E017", "list is too long", e.span)
@@ -1157,12 +1164,33 @@ class Elaborator:
                                 e.span, hint="`layer1: stage(block, 3)`")
             raise self.fail("E023", f"{type_name(fn)} cannot be called", e.func.span,
                             hint="test it first: `x != none`" if fn is None else "")
+        if isinstance(e, NoneLit):
+            return None
         raise self.fail("E001", "unsupported expression", e.span)  # unreachable by the grammar
+
+    def unbound(self, e: Name, env) -> Value:
+        """A name that is neither a variable nor a definition: a label, a built-in, or an error."""
+        tensors = getattr(env, "tensors", None)
+        if tensors and e.id in tensors:
+            value = _tensor_value(tensors, e.id)
+            if type(value) is Tensor and value.op in self.tainted and value.op not in self.shapes:
+                raise _Skip()
+            return value
+        value = BUILTINS.lookup(e.id)
+        if value is _MISSING:
+            names = [*env, *(tensors or ()), *BUILTINS]
+            raise self.fail("E010", f"unknown name `{e.id}`", e.span,
+                            hint=did_you_mean(e.id, [k for k in names if "." not in k]))
+        if value is CURRENT:
+            return self.current(e.span)
+        return value
 
     def eval_callee(self, e: Expr, env) -> Value:
         """A value being called: as :meth:`eval`, but a name that is a label (a tensor) and
-        also a definition or primitive is the callable (``relu: relu()`` … ``relu()``)."""
+        also a primitive is the callable (``relu: relu()`` … ``relu()``)."""
         value = self.eval(e, env)
+        if type(value) is not Tensor and type(value) is not tuple:
+            return value
         if isinstance(e, Name) and (isinstance(value, Tensor) or (
                 type(value) is tuple and value and isinstance(value[0], Tensor))):
             found = BUILTINS.lookup(e.id)  # labels come after variables and definitions
@@ -1326,6 +1354,7 @@ class _Builtins(Mapping):
     def __init__(self, fixed: dict[str, Value]) -> None:
         self.fixed = fixed
         self.prims: dict[str, PrimValue] = {}  # cache: kind → PrimValue of the registered entry
+        self.known: dict | None = None
 
     def __getitem__(self, key: str) -> Value:
         value = self.lookup(key)
@@ -1338,8 +1367,10 @@ class _Builtins(Mapping):
         value = self.fixed.get(key, _MISSING)
         if value is not _MISSING:
             return value
-        known = getattr(PRIMITIVES, "_prims", None)  # the registry's dict: no plugin loading
-        prim = known.get(key) if known is not None else None
+        known = self.known
+        if known is None:  # the registry's own dict: a lookup that loads no plugins
+            known = self.known = getattr(PRIMITIVES, "_prims", {})
+        prim = known.get(key)
         if prim is None:
             prim = PRIMITIVES.get(key)  # may load entry-point plugins
             if prim is None:
