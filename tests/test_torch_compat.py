@@ -107,15 +107,7 @@ def _small(name: str, size: int):
                         path=str(path))
 
 
-def _family_cases() -> list:
-    # TEMPORARY while issue 10 lands: a spec not yet written is skipped with that reason.
-    # Once all nine exist this goes, and a missing spec fails.
-    return [pytest.param(name, marks=[] if (SPECS / f"{name}.res").exists()
-                         else [pytest.mark.skip(reason=f"specs/{name}.res not written yet")])
-            for name in TIMM_FAMILY]
-
-
-@pytest.mark.parametrize("name", _family_cases())
+@pytest.mark.parametrize("name", TIMM_FAMILY)
 def test_timm_family_loads_strictly_and_agrees_in_torch_source_and_onnxruntime(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     reference = _need(timm, "timm").create_model(name, pretrained=False).eval()
@@ -128,13 +120,13 @@ def test_timm_family_loads_strictly_and_agrees_in_torch_source_and_onnxruntime(n
     ours.load_state_dict(state, strict=True)
     generated = import_source(emit(net), tmp_path, name).small().eval()
     generated.load_state_dict(state, strict=True)
-    session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = reference(x)
         atol = 1e-5 * max(1.0, float(expected.abs().max()))
         torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
         torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
+    session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"input": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
 
