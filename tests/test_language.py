@@ -351,6 +351,8 @@ def doc_blocks(kind: str) -> list[tuple[str, str, str]]:
 def test_docs_cover_every_primitive_and_parameter():
     doc = DOCS["language.md"]
     for kind, prim in PRIMITIVES.items():
+        if getattr(prim, "origin", "builtin") != "builtin":  # a plugin documents itself
+            continue
         assert f"`{kind}`" in doc, kind
         for p in prim.params:
             assert f"`{p.name}`" in doc, (kind, p.name)
