@@ -490,6 +490,14 @@ class Elaborator:
             elif p.type == "bool" and not isinstance(v, bool):
                 raise self.fail("E023", f"`{p.name}` of `{prim.kind}` must be true or false, got "
                                 f"{type_name(v)}", where)
+            elif p.type == "ints":  # a list of integers (split's sizes)
+                if not isinstance(v, tuple):
+                    raise self.fail("E023", f"`{p.name}` of `{prim.kind}` must be a list of integers, "
+                                    f"got {type_name(v)}", where)
+                v = tuple(self.as_int(x, f"an entry of `{p.name}`", where) for x in v)
+            if p.type == "ints":
+                out[p.name] = v
+                continue
             if p.lo is not None and not (p.lo <= v <= p.hi):
                 code = "E015" if v < p.lo else "E017"
                 what = "too small" if v < p.lo else "too large"
