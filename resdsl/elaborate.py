@@ -732,7 +732,8 @@ class Elaborator:
                 label, _, n = frame.split
                 raise self.fail("E023", f"after the split `{label}` there is no running value",
                                 self.stmt_span, label=f"`{label}` is {n} tensors",
-                                hint=f"say which part this layer reads: `from {label}[0]`")
+                                hint=f"continue from one part with `current = {label}[0]`, or read "
+                                     f"it in this layer with `from {label}[0]`")
             return frame.current
         return self.tensor(src, frame, "`from`")
 
