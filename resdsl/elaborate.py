@@ -813,6 +813,8 @@ class Elaborator:
                 self.stage(st, name, frame, env)
             elif callee is None:  # `attn = none` is not a layer: building nothing is a choice to write
                 what = unparse(st.call.func)
+                if what == "none":
+                    raise self.fail("E023", "`none` is not a layer", st.call.func.span)
                 raise self.fail("E023", f"`{what}` is none, not a layer", st.call.func.span,
                                 hint=f"leave the layer out with a test: `if {what} != none {{ ... }}`")
             else:
