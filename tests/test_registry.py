@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,8 +47,8 @@ CASES: dict[str, tuple[str, str]] = {
     "dropout": ("[4, 8, 8]", "c: conv(4, 3)\na: dropout(0.3)\ndropout(0.2)"),
     "drop_path": ("[4, 8, 8]", "c: conv(4, 3)\nd: drop_path(0.2)\ndrop_path(0.1)"),
     "identity": ("[4, 8, 8]", "a: identity()\nidentity()\nc: conv(4, 1)"),
-    "add": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nadd(a, b)\nadd(a, b, a)"),
-    "multiply": ("[4, 8, 8]", "a: conv(4, 3)\nglobal_avgpool()\ns: sigmoid()\nmultiply(a, s)\nmultiply(a, s, a)"),
+    "add": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nadd(a, b)\nadd(current, b, a)"),
+    "multiply": ("[4, 8, 8]", "a: conv(4, 3)\nglobal_avgpool()\ns: sigmoid()\nmultiply(a, s)\nmultiply(current, s, a)"),
     "zeropad": ("[4, 8, 8]", "c: conv(4, 3)\nz: zeropad(8, stride = 2)\nzeropad(12)"),
     "groupnorm": ("[4, 8, 8]", "c: conv(8, 3)\ngn: groupnorm(groups = 4)\nz: groupnorm(2, eps = 1e-3, zero_init = true)"),
     "layernorm": ("[4, 8, 8]", "c: conv(8, 3)\nln: layernorm()\nln2: layernorm(eps = 1e-5, zero_init = true)"),
@@ -55,7 +57,7 @@ CASES: dict[str, tuple[str, str]] = {
     "blurpool": ("[4, 8, 8]", "a: blurpool()\nblurpool(stride = 1, filt_size = 5)\nc: conv(4, 1)"),
     "concat": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(2, 1) from input\ny: concat(a, b)\nconcat(y, a, b)"),
     "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\nconcat(parts[1], p[0], p[1])"),
-    "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, a)"),
+    "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, current)"),
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),
     "pad": ("[4, 8, 8]", "a: pad(1)\npad(2, value = 0.5)\nc: conv(4, 3)"),
@@ -92,6 +94,16 @@ def import_source(text: str, folder: Path, name: str):
     return module
 
 
+def ruff_clean(path: Path) -> None:
+    """The generated file passes ruff's lint and format checks (where ruff is installed)."""
+    config = ["--no-cache", "--config", str(ROOT / "pyproject.toml"), str(path)]
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run([sys.executable, "-m", "ruff", *command, *config], capture_output=True, text=True)
+        if "No module named ruff" in result.stderr:
+            return
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def opsets(net: resdsl.Network) -> list[int]:
     """The default, the oldest and newest opsets, and every opset where a lowering changes."""
     out = {onnx_graph.MIN_OPSET, onnx_graph.DEFAULT_OPSET, onnx_graph.MAX_OPSET}
@@ -117,6 +129,7 @@ def conform(text: str, tmp_path: Path, kind: str) -> resdsl.Network:
     source = torch_source.emit(net, seed=0)
     ast.parse(source)
     generated = getattr(import_source(source, tmp_path, f"t_{kind}"), net.name)(seed=0).eval()
+    ruff_clean(tmp_path / f"t_{kind}.py")
     assert list(generated.state_dict()) == list(state)
     for key, value in generated.state_dict().items():
         assert torch.equal(value, state[key]), key

@@ -34,6 +34,7 @@ from ..ir import Attr, Network, Op, Scope
 from ..primitives import INPUT_CHANNELS, NODEFAULT, PRIMITIVES, SourceCall, SourceHelper, SourceInit
 from ..resources import data_path
 from ..stats import fmt_shape
+from .source_format import Call, Expr, Sequential, layout
 
 # ---------------------------------------------------------------- identifiers
 
@@ -85,14 +86,20 @@ def camel(name: str) -> str:
 
 def attr_ref(owner: str, name: str) -> str:
     """Attribute access that also works for module names like ``0`` or ``class``."""
-    return f"{owner}.{name}" if is_identifier(name) else f"getattr({owner}, {name!r})"
+    return f"{owner}.{name}" if is_identifier(name) else f"getattr({owner}, {_quoted(name)})"
 
 
 def path_ref(owner: str, path: str) -> str:
     parts = path.split(".")
     if all(is_identifier(p) for p in parts):
         return ".".join([owner, *parts])
-    return f"{owner}.get_submodule({path!r})"
+    return f"{owner}.get_submodule({_quoted(path)})"
+
+
+def _quoted(text: str) -> str:
+    """A string literal in double quotes, as ruff format writes it."""
+    literal = repr(text)
+    return f'"{text}"' if literal == f"'{text}'" and '"' not in text else literal
 
 
 # ---------------------------------------------------------------- layer vocabularies
@@ -427,6 +434,11 @@ class ClassView:
     forward: list[str]
     returns: str
 
+    @property
+    def signature(self) -> str:
+        """``__init__(self, …)``, laid out as ruff format does after ``    def``."""
+        return layout(Call("__init__", ("self", *self.params)), "    ", "def ", " -> None:")
+
 
 class Containers:
     """The containers a class body needs for dotted module names: ``paths.0`` and
@@ -453,25 +465,27 @@ class Containers:
             out = f"{out}[{part}]" if i and ".".join(parts[:i]) in self.lists else attr_ref(out, part)
         return out
 
-    def assign(self, owner: str, local: str, expr: str) -> list[str]:
-        """Statements that create the containers above ``local`` (once) and put ``expr`` there."""
+    def assign(self, owner: str, local: str, expr: Expr, indent: str) -> list[str]:
+        """Statements that create the containers above ``local`` (once) and put ``expr`` there,
+        laid out for ``indent``."""
         lines: list[str] = []
         parts = local.split(".")
         for i in range(1, len(parts)):
             path = ".".join(parts[:i])
             if path not in self.made:
                 self.made.add(path)
-                lines += self._set(owner, path, "nn.ModuleList()" if path in self.lists else "nn.Module()")
-        return lines + self._set(owner, local, expr)
+                lines.append(self._set(owner, path, "nn.ModuleList()" if path in self.lists else "nn.Module()", indent))
+        return [*lines, self._set(owner, local, expr, indent)]
 
-    def _set(self, owner: str, path: str, expr: str) -> list[str]:
+    def _set(self, owner: str, path: str, expr: Expr, indent: str) -> str:
         parent, _, leaf = path.rpartition(".")
         if parent in self.lists:
-            return [f"{self.ref(owner, parent)}.append({expr})"]
+            return layout(Call(f"{self.ref(owner, parent)}.append", (expr,)), indent)
         target = self.ref(owner, parent) if parent else owner
         if is_identifier(leaf):
-            return [f"{target}.{leaf} = {expr}"]
-        return [f"{target}.add_module({leaf!r}, {expr})"]
+            lead = f"{target}.{leaf} = "
+            return lead + layout(expr, indent, lead)
+        return layout(Call(f"{target}.add_module", (_quoted(leaf), expr)), indent)
 
 
 class Renderer:
@@ -497,23 +511,16 @@ class Renderer:
             parts.append(text if arg.keyword is None else f"{arg.keyword}={text}")
         return parts
 
-    def constructor(self, scope: Scope, item: Item, forms: Iterator[tuple], ref, indent: str) -> str:
+    def constructor(self, scope: Scope, item: Item, forms: Iterator[tuple], ref) -> Expr:
         """The expression that builds ``item``'s module, consuming its positions from ``forms``."""
         if item.kind == "sub":
             child = item.scope
             if self.low.is_sequential(child):
-                elements = [self.constructor(child, sub, forms, ref, indent + "    ")
-                            for sub in self.low.body(child)]
-                return _sequential(elements, indent)
+                return Sequential.of([self.constructor(child, sub, forms, ref) for sub in self.low.body(child)])
             cls = self.low.class_of[child.path]
-            args = [f"{p.name}={self.position(next(forms), ref)}" for p in cls.params]
-            return f"{cls.name}({', '.join(args)})"
+            return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
         call = _call(item.op, functional=False)
-        name = call.name
-        args = ", ".join(self.call_args(call, forms, ref))
-        if len(indent) + len(item.local) + len(name) + len(args) + 10 > 110:  # as `ruff format` wraps
-            return f"{name}(\n{indent}    {args}\n{indent})"
-        return f"{name}({args})"
+        return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
     def render_class(self, scope: Scope, name: str, forms: list[tuple], params: list[str],
                      doc: str) -> ClassView:
@@ -541,8 +548,8 @@ class Renderer:
         calls: dict[int, list[str]] = {}
         for n, item in enumerate(items):
             if item.kind in ("layer", "sub"):
-                expr = self.constructor(scope, item, it, init_ref, "        ")
-                init += self.containers.assign("self", item.local, expr)
+                expr = self.constructor(scope, item, it, init_ref)
+                init += self.containers.assign("self", item.local, expr, "        ")
             elif item.kind == "func":
                 calls[n] = self.call_args(_call(item.op, functional=True), it, forward_ref)
         forward = self.forward(scope, items, calls)
@@ -560,8 +567,20 @@ class Renderer:
         for item in items:
             if item.kind == "func" and PRIMITIVES[item.op.kind].passthrough == "always":
                 alias[item.output] = item.inputs[0]
+        # a function whose value nothing reads is left out (a module call stays: it may
+        # update state, as a BN in training does)
+        needed = {resolve(scope.output)}
+        dead: set[int] = set()
+        for n in range(len(items) - 1, -1, -1):
+            item = items[n]
+            if item.kind == "func" and resolve(item.output) not in needed:
+                dead.add(n)
+            else:
+                needed.update(resolve(v) for v in item.inputs)
         last_use: dict[str, int] = {}
         for n, item in enumerate(items):
+            if n in dead:
+                continue
             for v in item.inputs:
                 last_use[resolve(v)] = n
         last_use[resolve(scope.output)] = len(items)
@@ -569,13 +588,16 @@ class Renderer:
         live = {"x": scope.input}
         lines = []
         for n, item in enumerate(items):
-            if item.output in alias:
+            if item.output in alias or n in dead:
                 continue
             ins = [var[resolve(v)] for v in item.inputs]
             for name, value in list(live.items()):
                 if last_use.get(value, -1) <= n:
                     del live[name]
             first = resolve(item.inputs[0])
+            if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
+                lines.append(self.expression(item, ins, calls.get(n, [])))
+                continue
             if item.role == "shortcut":
                 target = _fresh_var("shortcut", live)
             elif var[first] not in live:
@@ -609,19 +631,6 @@ def _fresh_var(base: str, live: dict[str, str]) -> str:
     return ns.fresh(base)
 
 
-def _sequential(elements: list[str], indent: str) -> str:
-    """``nn.Sequential(...)``, one element a line, runs of equal elements as a loop."""
-    runs: list[tuple[str, int]] = []
-    for e in elements:
-        if runs and runs[-1][0] == e:
-            runs[-1] = (e, runs[-1][1] + 1)
-        else:
-            runs.append((e, 1))
-    parts = [e if count == 1 else f"*[{e} for _ in range({count})]" for e, count in runs]
-    inner = indent + "    "
-    return "nn.Sequential(\n" + "".join(f"{inner}{p},\n" for p in parts) + f"{indent})"
-
-
 def _instances_doc(cls: Cls) -> str:
     paths = [s.path for s in cls.instances]
     shown = ", ".join(paths[:3]) + (f" … ({len(paths)} in all)" if len(paths) > 3 else "")
@@ -641,7 +650,13 @@ def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[li
                 if leaf.kind == "layer" and _is_zero_init(leaf.op):
                     found.setdefault((cls is None, path, PRIMITIVES[leaf.op.kind].zero_init), []) \
                         .extend([] if cls is None else [cls.name])
-    return [(classes, path, tensor) for (_, path, tensor), classes in found.items()]
+    return [(_instance_test(classes) if classes else "", path, tensor) for (_, path, tensor), classes in found.items()]
+
+
+def _instance_test(classes: list[str]) -> str:
+    """``isinstance(module, A)`` or ``isinstance(module, (A, B))``, laid out after ``if``."""
+    kinds = classes[0] if len(classes) == 1 else Call("", tuple(classes))
+    return layout(Call("isinstance", ("module", kinds)), " " * 12, "if ", ":")
 
 
 def _environment() -> jinja2.Environment:

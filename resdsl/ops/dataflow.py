@@ -152,6 +152,12 @@ def _split_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Slice", [xs[0], *args], op.name, out)
 
 
+def _slice(ins: list[str], args: list[str]) -> str:
+    """``x[:, a:b]``, spaced as ruff format does when a bound is more than a name or number."""
+    simple = all(a.isidentifier() or a.isdigit() for a in args)
+    return f"{ins[0]}[:, {args[0]}{':' if simple else ' : '}{args[1]}]"
+
+
 _SPLIT_ARGS = (SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),
                SourceArg("end", compute=lambda op, shapes: split_range(dict(op.attrs))[1]))
 
@@ -161,7 +167,7 @@ SPLIT = Primitive(
     "`split(…)` yields every part)", module=False,
     look=Look(lambda op: "split {}:{}".format(*split_range(dict(op.attrs))), "merge"),
     torch_function=_split_function,
-    source_function=SourceCall("split", _SPLIT_ARGS, render=lambda ins, args: f"{ins[0]}[:, {args[0]}:{args[1]}]"),
+    source_function=SourceCall("split", _SPLIT_ARGS, render=_slice),
     onnx=((1, _split_onnx),))
 
 # ---------------------------------------------------------------- flatten, identity, dropout, drop_path
