@@ -76,11 +76,24 @@ def _is_pool(op: Op) -> bool:
 
 
 def depth(net: Network) -> int:
-    """Weighted layers on the main path (convs and fc, not shortcuts or SE modules):
-    18 for ResNet-18, 50 for ResNet-50, as the papers count."""
+    """Weighted layers on the main path, as the papers count them: 18 for ResNet-18, 50 for
+    ResNet-50. Shortcuts and attention modules (their convs act on 1×1 maps: SE, ECA) do
+    not count; a module that stands in for a conv (selective kernel, split attention)
+    counts once, and so does a numbered list of convs (Res2Net's ``convs.{i}``)."""
     blocks = [s for s in net.root.walk() if s.kind == "block"]
-    skip = {n for b in blocks for s in b.walk() if s.kind in ("shortcut", "module") for n in s.op_names()}
-    return sum(1 for op in net.ops if _look(op).depth and op.name not in skip)
+    scopes = {s.path for s in net.root.walk()}
+    skip = {n for b in blocks for s in b.walk() if s.kind == "shortcut" for n in s.op_names()}
+    units: set[str] = set()
+    for module in (s for b in blocks for s in b.walk() if s.kind == "module"):
+        names = [n for n in module.op_names() if n not in skip]
+        skip.update(names)
+        if any(_look(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
+            units.add(module.path)
+    for op in net.ops:
+        if _look(op).depth and op.name not in skip:
+            parent, _, last = (op.module or op.name).rpartition(".")
+            units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
+    return len(units)
 
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
