@@ -149,10 +149,12 @@ def op_text(op: Op) -> str:
 
 def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
-    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names."""
+    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
+    activations or dataflow: split, concat, merges), a run of three or more equal ones as
+    one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy)."""
     ops = [net.op(n) for n in names if not look(net.op(n)).hidden]
     if convs_only:
-        main = [op for op in ops if look(op).category not in _NORM_ACT]
+        main = [op for op in ops if look(op).category not in (*_NORM_ACT, "merge")]
         if main:
             ops = main
     out: list[str] = []
@@ -164,7 +166,17 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list
         else:
             out.append(t)
         folding = look(op).category in _NORM_ACT
-    return out
+    return _runs(out) if convs_only else out
+
+
+def _runs(lines: list[str]) -> list[str]:
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return [line for line, n in out for line in ([f"{line} × {n}"] if n >= 3 else [line] * n)]
 
 
 # ---------------------------------------------------------------- block anatomy
