@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ir import Attr, Op, Shape
-from .limits import RANGES
 
 REQUIRED = object()  # marks a parameter without a default
 
@@ -53,14 +52,33 @@ class PrimParam:
     type: str  # one of PARAM_TYPES; "int?" is an int or none, "ints" a list of ints
     default: object = REQUIRED
     doc: str = ""
-    #: Accepted range, inclusive; checked before anything is built (resdsl/limits.py explains).
+    #: Accepted range, inclusive; checked before anything is built (see :data:`RANGES`).
     lo: float | None = None
     hi: float | None = None
 
 
+#: The accepted range (inclusive) a parameter gets by its name unless its entry gives one:
+#: far above every published ResNet (the widest layer of a shipped spec has 2,048 channels),
+#: far below what would exhaust a workstation, so a typo like ``conv(6400000, 3)`` is a
+#: diagnostic, not an allocation.
+RANGES: dict[str, tuple[float, float]] = {
+    "out_channels": (1, 65_536),
+    "out_features": (1, 1_000_000),
+    "kernel_size": (1, 63),
+    "stride": (1, 64),
+    "padding": (0, 1_024),
+    "dilation": (1, 256),
+    "groups": (1, 65_536),
+    "p": (0.0, 0.999_999),
+    "eps": (1e-12, 1.0),
+    "momentum": (0.0, 1.0),
+    "negative_slope": (-1e3, 1e3),
+}
+
+
 def param(name: str, type_: str, default: object = REQUIRED, doc: str = "", *,
           lo: float | None = None, hi: float | None = None) -> PrimParam:
-    """A :class:`PrimParam`; its range defaults to the one :mod:`resdsl.limits` gives the name."""
+    """A :class:`PrimParam`; its range defaults to the one :data:`RANGES` gives the name."""
     if type_ not in PARAM_TYPES:
         raise ValueError(f"parameter `{name}`: unknown type `{type_}` (one of {', '.join(PARAM_TYPES)})")
     known = RANGES.get(name, (None, None))
