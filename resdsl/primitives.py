@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .ir import Attr, Op, Shape
@@ -221,13 +221,13 @@ class Primitive:
     source_function: SourceCall | None = None
     source_init: SourceInit | None = None
     onnx: tuple[OnnxLowering, ...] = ()
-    #: At inference the op passes its input through (identity; dropout and drop-path in eval).
-    passthrough: bool = False
+    #: The op passes its input through: "always" (identity), or "eval" (dropout, drop-path):
+    #: the generated source drops the former, ONNX both.
+    passthrough: str | None = None
     #: BN folding: "conv" for a conv a following BN folds into, "bn" for the BN itself.
     fold: str | None = None
     #: Where it came from: "builtin", or the plugin that registered it.
     origin: str = "builtin"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def has_params(self) -> bool:
@@ -261,6 +261,10 @@ def missing_lowerings(prim: Primitive) -> list[str]:
         out.append("onnx")
     if prim.has_params and not prim.module:
         out.append("module (a primitive with weights needs one)")
+    if prim.passthrough not in (None, "always", "eval"):
+        out.append('a valid passthrough (None, "always" or "eval")')
+    if prim.fold not in (None, "conv", "bn"):
+        out.append('a valid fold (None, "conv" or "bn")')
     return out
 
 
@@ -357,9 +361,7 @@ def register_primitive(prim: Primitive, *, replace: bool = False) -> Primitive:
 
 
 def _with_origin(prim: Primitive, origin: str) -> Primitive:
-    from dataclasses import replace as _replace
-
-    return _replace(prim, origin=origin)
+    return replace(prim, origin=origin)
 
 
 def load_entry_points(registry: Registry) -> None:
@@ -380,8 +382,6 @@ def load_entry_points(registry: Registry) -> None:
             for prim in prims:
                 if not isinstance(prim, Primitive):
                     raise TypeError(f"got {type(prim).__name__}, not a resdsl Primitive")
-                if prim.kind in registry._prims and registry._prims[prim.kind].origin == f"entry point {ep.value}":
-                    continue
                 registry.add(_with_origin(prim, f"entry point {ep.value}"))
         except Exception as err:  # a plugin's bug must not break every spec
             warnings.warn(f"resdsl: the primitive plugin `{ep.name}` ({ep.value}) was not loaded: "
