@@ -735,6 +735,8 @@ class Elaborator:
                                 hint=f"continue from one part with `current = {label}[0]`, or read "
                                      f"it in this layer with `from {label}[0]`")
             return frame.current
+        if type(src) is Name and type(frame.tensors.get(src.id)) is str:  # the common `from x`
+            return frame.tensors[src.id]
         return self.tensor(src, frame, "`from`")
 
     def tensor(self, e: Expr, frame: Frame, what: str) -> str:
@@ -775,6 +777,11 @@ class Elaborator:
             if a.name is not None:
                 raise self.fail("E023", f"the arguments of `{prim.kind}` are tensors, not keywords",
                                 a.span, hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
+            op = frame.tensors.get(a.value.id) if type(a.value) is Name else None
+            if type(op) is str:  # the common `add(downsample)`: a label
+                inputs.append(op)
+                single = len(st.call.args) == 1
+                continue
             value = self.tensor_value(a.value, frame)
             if isinstance(value, Tensor):
                 inputs.append(value.op)
@@ -804,7 +811,9 @@ class Elaborator:
         try:
             name = self.label(st.label, frame) if st.label else None
             env = self.env_of(frame)
-            callee = self.eval_callee(st.call.func, env)
+            callee = self.eval(st.call.func, env)
+            if type(callee) is Tensor or type(callee) is tuple:  # `relu: relu()` … `relu()`
+                callee = self.eval_callee(st.call.func, env)
             if isinstance(callee, PrimValue):
                 self.primitive(st, callee, name, frame, env)
             elif isinstance(callee, DefValue):
