@@ -583,6 +583,9 @@ class Elaborator:
                     return
             self.run(st.orelse, frame)
         elif isinstance(st, For):
+            if st.var == "current":
+                raise self.fail("E011", "`current` cannot be a loop variable: it is the running value",
+                                st.span, hint="name the loop variable otherwise")
             items = self.eval(st.iterable, self.env_of(frame))
             if not isinstance(items, tuple):
                 raise self.fail("E023", f"`for` needs a list, got {type_name(items)}", st.iterable.span,

@@ -242,6 +242,12 @@ class Loader:
                                       f"the {IMPLICIT_NAMES[p.name]} of the tensor the {item.kind} reads")
                 env.names[item.name] = FAILED
                 return
+            current = next((p for p in item.params if p.name == "current"), None)
+            if current is not None:
+                self.diags.error("E011", "`current` cannot be a parameter: it is the running value",
+                                 current.span, hint="rename the parameter")
+                env.names[item.name] = FAILED
+                return
             value = DefValue(item, env)
         else:
             try:
