@@ -378,17 +378,18 @@ class Elaborator:
                 continue
             if op.params > 0:
                 dead_above.add(op.name)
-                span, notes = self.locate(root, op)
+                span, notes, local = self.locate(root, op)
                 self.diags.items.append(Diagnostic(
-                    "E056", f"the output of `{op.module or op.name}` is never used", span,
+                    "E056", f"the output of `{local}` is never used", span,
                     "it does not reach the network's output",
                     "a layer written with `from` is a side branch: the running value stays where "
                     "it was; use its output (`add(NAME)`, `from NAME`), continue from it with "
                     "`current = NAME`, or remove the layer", notes))
 
-    def locate(self, root: Scope, op: Op) -> tuple[Span, tuple[str, ...]]:
-        """Where to report an op after elaboration: as :meth:`error` would have, at the
-        user's line when the op comes from the standard library."""
+    def locate(self, root: Scope, op: Op) -> tuple[Span, tuple[str, ...], str]:
+        """Where to report an op after elaboration, as :meth:`error` would have (at the
+        user's line when the op comes from the standard library), and its name in the
+        definition that wrote it (the same in every block of a stage, so reported once)."""
         std = str(std_root())
         chain: list[Scope] = []
 
@@ -401,18 +402,21 @@ class Elaborator:
             return False
 
         find(root)
+        owner = next((s for s in reversed(chain) if not s.inline), root)
+        name = op.module or op.name
+        local = name[len(owner.path) + 1:] if owner.path and name.startswith(owner.path + ".") else name
         if not op.span.path.startswith(std):
             inner = next((s for s in reversed(chain[1:]) if not s.inline and s.kind != "stage"), None)
             note = (f"in `{inner.path}`, an instance of `{inner.definition}` (line {inner.span.line})",) \
                 if inner is not None else ()
-            return op.span, note
+            return op.span, note, local
         user = next((s for s in reversed(chain[1:]) if not s.span.path.startswith(std)), None)
         inner = chain[-1]
         if user is None:
-            return op.span, ()
+            return op.span, (), local
         where = f"in `{inner.path}`, " if inner.path else ""
         return user.span, (f"{where}inside `{inner.definition}` (std/{op.span.path[len(std) + 1:]}:"
-                           f"{op.span.line}:{op.span.column})",)
+                           f"{op.span.line}:{op.span.column})",), local
 
     # ------------------------------------------------------------- binding
 
