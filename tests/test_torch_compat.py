@@ -131,7 +131,7 @@ def test_timm_family_loads_strictly_and_agrees_in_torch_source_and_onnxruntime(n
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
 
 
-@pytest.mark.parametrize("name", ["resnet50d", "seresnet50"])
+@pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d"])
 def test_out_indices_match_timm_features_only(name):
     timm_ = _need(timm, "timm")
     full = timm_.create_model(name, pretrained=False).eval()
