@@ -361,13 +361,15 @@ class Elaborator:
         """E056 for a layer with weights whose output never reaches the network's output
         (``conv1: conv(…) from x`` meant to redirect the chain leaves a dead side branch).
         Only the first weighted layer of each dead branch is reported."""
+        # Fast path: when every op but the output is read by another op, nothing is dead.
+        used = set().union(*[op.inputs for op in self.ops])
+        if len(used) - (INPUT in used) - (output in used) == len(self.ops) - 1:
+            return
         live = {output}
         grow = live.update
         for op in reversed(self.ops):
             if op.name in live:
                 grow(op.inputs)
-        if len(live) > len(self.ops):  # every op and the input: nothing is dead
-            return
         live_modules = {op.module for op in self.ops if op.name in live and op.module is not None}
         dead_above: set[str] = set()  # dead ops with a dead weighted layer before them
         for op in self.ops:
