@@ -15,11 +15,13 @@ import importlib.util
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
+pytest.importorskip("torch.fx")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -141,6 +143,12 @@ def conform(text: str, tmp_path: Path, kind: str) -> resdsl.Network:
         want = model(x)
         assert want.shape[1:] == net.output_shape
         torch.testing.assert_close(generated(x), want, rtol=1e-5, atol=1e-5)
+        # as the README promises of every generated file: scriptable and traceable
+        with warnings.catch_warnings():  # torch ≥ 2.10 deprecates scripting, and still supports it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.script(generated)
+        torch.testing.assert_close(scripted(x), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.fx.symbolic_trace(generated)(x), want, rtol=1e-5, atol=1e-5)
 
     # ONNX in onnxruntime, at every opset the lowerings distinguish
     for opset in opsets(net):
