@@ -1211,6 +1211,9 @@ class Elaborator:
             raise self.fail("E010", f"unknown name `{e.id}`", e.span,
                             hint=did_you_mean(e.id, [k for k in names if "." not in k]))
         if value is CURRENT:
+            if type(env) is not _Env:  # a default or an alias: there is no running value here
+                raise self.fail("E023", "`current` is the running value of a body, and there is "
+                                "none here", e.span, hint="use `current` in a definition's body")
             return self.current(e.span)
         return value
 
