@@ -6,7 +6,8 @@ family members: GroupNorm, BiT, ECA, SK, Res2Net, ResNeSt, blur-pool, ResNet-RS,
 is built with random weights and randomised norm statistics and affine terms; its
 ``state_dict`` goes into our build of the spec of the same name (and into the generated
 source) with ``strict=True``; outputs in eval mode must agree. The modern family is also
-compiled to ONNX with the same weights and run in onnxruntime. Skipped, with the reason,
+compiled to ONNX with the same weights and run in onnxruntime, and a few one-line variants
+of the standard library (ECA, blur pool, tiered stem) must be timm's models too. Skipped, with the reason,
 where torchvision or timm cannot be imported (for instance a PyPI torchvision built for
 another torch release).
 """
@@ -129,6 +130,30 @@ def test_timm_family_loads_strictly_and_agrees_in_torch_source_and_onnxruntime(n
     session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"input": x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+
+
+# One-line variants written with the open standard library (not shipped as specs): each
+# must still be exactly timm's model of that name.
+ONE_LINERS = {
+    "ecaresnet50d": 'import std.resnet\nimport "resnet50d.res"\nnetwork v = resnet50d with (attn = eca)',
+    "resnetblur50": 'import "resnet50.res"\nnetwork v = resnet50 with (aa = blurpool)',
+    "resnet26t": "import std.resnet\nnetwork v = resnet(depths = [2, 2, 2, 2], stem = deep_tiered_stem, shortcut = option_d)",
+    "resnet18d": "import std.resnet\nnetwork v = resnet(block = basic, depths = [2, 2, 2, 2], stem = deep_stem, shortcut = option_d)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_LINERS))
+def test_standard_library_one_liners_are_timm_models(name):
+    reference = _need(timm, "timm").create_model(name, pretrained=False).eval()
+    _randomize(reference)
+    net = resdsl.loads(ONE_LINERS[name] + " with (image_size = 128)", path=str(SPECS / "variant.res"))
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    ours = build(net, seed=0).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5 * max(1.0, float(expected.abs().max())))
 
 
 @pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d"])
