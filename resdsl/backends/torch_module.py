@@ -131,16 +131,26 @@ class ResDSLNetwork(nn.Module):
 
 
 def feature_points(net: Network) -> list[str]:
-    """Op names whose outputs are the feature maps: the stem's (before its trailing pooling,
-    as timm), then each stage's."""
+    """Op names whose outputs are the feature maps: the stem's, then each stage's.
+
+    The stem's is taken before its last downsampling, as timm's ``act1``: the layers at the
+    stem's final reduction go (a max pool, or ResNet-RS's strided conv-BN-ReLU in its
+    place), and so do the pools and paddings before them (ResNet-blur's stride-1 max pool,
+    BiT's padding)."""
     from ..stats import sections
     points = []
+    reduction = reductions(net)
     for section in sections(net):
         if section.kind == "head":
             break
         if section.kind == "stem":
             ops = list(section.ops)
-            while len(ops) > 1 and PRIMITIVES[net.op(ops[-1]).kind].look.pool:
+            final = reduction[ops[-1]]
+            if any(reduction[o] < final for o in ops):
+                while len(ops) > 1 and reduction[ops[-1]] == final:
+                    ops.pop()
+            while len(ops) > 1 and (PRIMITIVES[net.op(ops[-1]).kind].look.pool
+                                    or PRIMITIVES[net.op(ops[-1]).kind].look.category == "pad"):
                 ops.pop()
             points.append(ops[-1])
         else:
