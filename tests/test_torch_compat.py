@@ -156,7 +156,8 @@ def test_standard_library_one_liners_are_timm_models(name):
         torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5 * max(1.0, float(expected.abs().max())))
 
 
-@pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d"])
+@pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d",
+                                  "resnetrs101", "resnetblur101d"])
 def test_out_indices_match_timm_features_only(name):
     timm_ = _need(timm, "timm")
     full = timm_.create_model(name, pretrained=False).eval()
