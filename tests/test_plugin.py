@@ -138,3 +138,19 @@ def test_the_docs_plugin_example_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_broken_plugin_is_a_warning_not_an_error(tmp_path):
+    """An installed plugin whose entry point cannot load leaves every spec working."""
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[resdsl.primitives]\nbroken = no_such_module_anywhere:primitives\n")
+    program = ("import resdsl\n"
+               f"net = resdsl.load({str(ROOT / 'specs' / 'resnet18.res')!r})\n"
+               "print(net.params)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "11689512"
+    assert "plugin `broken`" in result.stderr and "was not loaded" in result.stderr
