@@ -58,7 +58,8 @@ CASES: dict[str, tuple[str, str]] = {
     "channel_conv": ("[4, 8, 8]", "c: conv(8, 3)\ncc: channel_conv(3)\nglobal_avgpool()\ne: channel_conv(5)"),
     "blurpool": ("[4, 8, 8]", "a: blurpool()\nblurpool(stride = 1, filt_size = 5)\nc: conv(4, 1)"),
     "concat": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(2, 1) from input\ny: concat(a, b)\nconcat(y, a, b)"),
-    "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\nconcat(parts[1], p[0], p[1])"),
+    "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\n"
+                           "q: split(2) from input\nconcat(parts[1], p[0], p[1], q[0])"),
     "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, current)"),
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),

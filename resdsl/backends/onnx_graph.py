@@ -275,6 +275,18 @@ class _Lowering:
         """Add a node; returns its output tensor (``out``, or ``name``)."""
         return self._node(kind, inputs, name, out, **attrs)
 
+    def node_outputs(self, kind: str, inputs: list[str], name: str, outputs: list[str], **attrs) -> None:
+        """Add a node with several outputs (a Split)."""
+        self.nodes.append(helper.make_node(kind, inputs, outputs, name=name, **attrs))
+
+    def produced(self, tensor: str) -> bool:
+        """Whether a node already writes ``tensor`` (a sibling's lowering wrote it)."""
+        return any(tensor in node.output for node in self.nodes)
+
+    def output_of(self, op: Op) -> str:
+        """The tensor that will hold ``op``'s value (``output`` for the network's last op)."""
+        return self._out(op)
+
     def init(self, name: str, array: np.ndarray) -> str:
         """An initializer (added once per name)."""
         return self._init(name, array)

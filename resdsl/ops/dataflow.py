@@ -147,9 +147,15 @@ def _split_function(a: dict, xs: list, training: bool):
 
 
 def _split_onnx(g, op: Op, xs: list[str], out: str) -> None:
-    start, end = split_range(dict(op.attrs))
-    args = [g.const(f"{op.name}/{n}", v) for n, v in (("starts", [start]), ("ends", [end]), ("axes", [1]))]
-    g.node("Slice", [xs[0], *args], op.name, out)
+    """One ``Split`` node for all the parts of one split (the first part's lowering writes
+    it, named after that part; the others find their tensor written)."""
+    if g.produced(out):
+        return
+    sizes, label = op.attr("sizes"), op.name.rpartition(".")[0]  # the parts are `label.0`, `label.1`…
+    siblings = {o.attr("index"): o for o in g.net.ops if o.kind == op.kind and o.inputs == op.inputs
+                and o.attr("sizes") == sizes and o.name.rpartition(".")[0] == label}
+    outputs = [g.output_of(siblings[i]) if i in siblings else f"{op.name}/unused{i}" for i in range(len(sizes))]
+    g.node_outputs("Split", [xs[0], g.const(f"{op.name}/sizes", list(sizes))], op.name, outputs, axis=1)
 
 
 def _slice(ins: list[str], args: list[str]) -> str:
