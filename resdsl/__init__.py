@@ -17,10 +17,26 @@ from pathlib import Path
 from .diagnostics import Diagnostic, SpecError
 from .ir import Network, Op, Scope
 from .loader import Loader
+from .primitives import (
+    PRIMITIVES,
+    Look,
+    Primitive,
+    PrimParam,
+    ShapeError,
+    SourceArg,
+    SourceCall,
+    SourceHelper,
+    SourceInit,
+    param,
+    register_primitive,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__"]
+__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__",
+           # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
+           "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
+           "SourceHelper", "SourceInit", "register_primitive"]
 
 
 def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:

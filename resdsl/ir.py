@@ -33,8 +33,12 @@ class Op:
     ``name`` is unique in the network and is the spec path of the layer
     (``layer1.0.conv1``); an unnamed operation is named after its kind in its scope
     (``layer1.0.add``), and a layer applied a second time gets ``#2``
-    (``layer1.0.relu#2``). ``module`` is the module path (the ``state_dict`` prefix)
-    when the op owns a module, or ``None`` for a functional op.
+    (``layer1.0.relu#2``). The parts of ``parts: split(…)`` are the ops ``parts.0``,
+    ``parts.1``, … of kind ``split`` (attributes ``sizes`` and ``index``), all reading the
+    same input. ``module`` is the module path (the ``state_dict`` prefix) when the op owns
+    a module, or ``None`` for a functional op; a dotted label gives a dotted path
+    (``layer1.0.convs.2``) whose intermediate parts that are not modules themselves are
+    containers.
     """
 
     name: str

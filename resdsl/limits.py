@@ -1,5 +1,8 @@
 """Limits that keep a spec from asking for something absurd.
 
+(The accepted ranges of primitive-layer arguments live with the primitives, in the op
+registry: :data:`resdsl.primitives.RANGES` and each entry's parameters.)
+
 They are checked while the spec is elaborated, before anything large is built, so a
 typo like ``conv(6400000, 3)`` or ``stage(basic, 10**9)`` gets a diagnostic instead of
 an allocation. The numbers sit far above every published ResNet (ResNet-1202 has 200
@@ -8,21 +11,6 @@ what would exhaust a workstation.
 """
 
 from __future__ import annotations
-
-#: Inclusive ranges for primitive-layer arguments, by parameter name.
-RANGES: dict[str, tuple[float, float]] = {
-    "out_channels": (1, 65_536),
-    "out_features": (1, 1_000_000),
-    "kernel_size": (1, 63),
-    "stride": (1, 64),
-    "padding": (0, 1_024),
-    "dilation": (1, 256),
-    "groups": (1, 65_536),
-    "p": (0.0, 0.999_999),
-    "eps": (1e-12, 1.0),
-    "momentum": (0.0, 1.0),
-    "negative_slope": (-1e3, 1e3),
-}
 
 #: Input tensors: channels, and height/width.
 MAX_INPUT_CHANNELS = 4_096

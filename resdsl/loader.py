@@ -19,6 +19,7 @@ from .diagnostics import Diagnostic, Diagnostics, SourceCache, Span, SpecError, 
 from .elaborate import (
     BUILTINS,
     FAILED,
+    IMPLICIT_NAMES,
     DefValue,
     Elaborator,
     ModuleEnv,
@@ -139,9 +140,10 @@ class Loader:
             raise SpecError([self.import_hint(d) for d in self.diags.items])
 
     def import_hint(self, d: Diagnostic) -> Diagnostic:
-        """An unknown name that a loaded file defines: imports are not transitive, so say
-        which import brings it in."""
-        if d.code != "E010" or d.hint or not d.message.startswith("unknown name `"):
+        """An unknown name that a loaded file or the standard library defines: say which
+        import brings it in (imports are not transitive, and `import std.resnet` is easy to
+        forget)."""
+        if d.code != "E010" or not d.message.startswith("unknown name `"):
             return d
         name = d.message[len("unknown name `"):-1]
         std = std_root()
@@ -155,6 +157,15 @@ class Loader:
                 target = '"' + Path(rel).as_posix() + '"'
             return dataclasses.replace(d, hint=f"`{name}` is defined in {Path(key).name}, which "
                                                 f"this file does not import: add `import {target}`")
+        for path in sorted(std.rglob("*.res")):
+            try:
+                module = _parse_cached(path.read_text(encoding="utf-8"), str(path))
+            except (OSError, UnicodeDecodeError, SpecError):
+                continue
+            if any(isinstance(item, (Definition, Alias)) and item.name == name for item in module.items):
+                target = "std." + ".".join(path.relative_to(std).with_suffix("").parts)
+                return dataclasses.replace(d, hint=f"`{name}` is in the standard library: add "
+                                                    f"`import {target}` at the top of the file")
         return d
 
     # ------------------------------------------------------------------- modules
@@ -222,6 +233,21 @@ class Loader:
                              hint="choose another name for the definition")
             return
         if isinstance(item, Definition):
+            implicit = [p for p in item.params if p.name in IMPLICIT_NAMES]
+            if implicit and item.kind != "network":
+                p = implicit[0]
+                self.diags.error("E011", f"`{p.name}` cannot be a parameter: every {item.kind} "
+                                 "defines it from its input", p.span,
+                                 hint=f"rename the parameter (e.g. `{p.name}_`); `{p.name}` is "
+                                      f"the {IMPLICIT_NAMES[p.name]} of the tensor the {item.kind} reads")
+                env.names[item.name] = FAILED
+                return
+            current = next((p for p in item.params if p.name == "current"), None)
+            if current is not None:
+                self.diags.error("E011", "`current` cannot be a parameter: it is the running value",
+                                 current.span, hint="rename the parameter")
+                env.names[item.name] = FAILED
+                return
             value = DefValue(item, env)
         else:
             try:
@@ -285,9 +311,7 @@ class Loader:
         if not found:
             options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
             prefix = "std." if not imp.is_file and target.startswith("std") else ""
-            hint = did_you_mean(candidate.stem, options)
-            if hint and prefix:
-                hint = hint.replace("`", "`" + prefix, 1) if hint.count("`") == 2 else hint
+            hint = did_you_mean(prefix + candidate.stem, [prefix + o for o in options])
             self.diags.error("E031", f"cannot find the import `{target}`", imp.span,
                              hint=hint or (f"the standard library has: "
                                            f"{', '.join(sorted(p.stem for p in std_root().glob('*.res')))}"

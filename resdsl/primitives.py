@@ -1,8 +1,17 @@
-"""The primitive layers: their parameters, defaults, shape rules, parameter counts and MACs.
+"""The op registry: every primitive layer, defined once, and the plugin API.
 
-Each primitive is one :class:`Primitive` in :data:`PRIMITIVES`. A shape rule takes the
-filled-in attributes and the input shapes and returns ``(shape, params, macs)``, or
-raises :class:`ShapeError`, which the elaborator turns into a diagnostic at the layer.
+A :class:`Primitive` is the single source of truth for one kind of layer: its
+parameters (types, defaults, ranges), its shape rule (which also counts parameters and
+MACs), the tensors it owns (``state_dict`` names and shapes), how diagrams and tables
+show it, and its lowerings — an in-process torch module and/or function, the text of
+the generated PyTorch source, and ONNX nodes per opset range. Back ends look these up in
+:data:`PRIMITIVES`; none of them names a kind.
+
+The built-in entries live in :mod:`resdsl.ops`. A lab adds its own with
+:func:`register_primitive`, or by declaring an entry point in the group
+``resdsl.primitives`` whose object is a :class:`Primitive` (or a function returning one
+or several); entry points are loaded on the first lookup. Lowerings import torch and
+onnx inside their functions, so checking a spec never imports either.
 
 MACs follow the convention of the published figures (torchvision's GFLOPS, He et al.
 2015's FLOPs): multiply-accumulates of convolutions and linear layers only; bias,
@@ -11,14 +20,20 @@ normalisation, activations, pooling and element-wise ops count zero.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from math import prod
+import keyword
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
-from .ir import Attr, Shape
-from .limits import RANGES
+from .ir import Attr, Op, Shape
 
 REQUIRED = object()  # marks a parameter without a default
+
+#: The parameter types a primitive may declare.
+PARAM_TYPES = ("int", "int?", "float", "bool", "ints")
+
+#: The entry-point group plugins declare in their package metadata.
+ENTRY_POINT_GROUP = "resdsl.primitives"
 
 
 class ShapeError(Exception):
@@ -31,17 +46,161 @@ class ShapeError(Exception):
 
 @dataclass(frozen=True)
 class PrimParam:
+    """One parameter of a primitive, as a spec writes it (``kernel_size = 3``)."""
+
     name: str
-    type: str  # "int" | "float" | "bool" | "int?" (int or none)
+    type: str  # one of PARAM_TYPES; "int?" is an int or none, "ints" a list of ints
     default: object = REQUIRED
     doc: str = ""
-    #: Accepted range, inclusive; checked before anything is built (resdsl/limits.py explains).
+    #: Accepted range, inclusive; checked before anything is built (see :data:`RANGES`).
     lo: float | None = None
     hi: float | None = None
 
 
+#: The accepted range (inclusive) a parameter gets by its name unless its entry gives one:
+#: far above every published ResNet (the widest layer of a shipped spec has 2,048 channels),
+#: far below what would exhaust a workstation, so a typo like ``conv(6400000, 3)`` is a
+#: diagnostic, not an allocation.
+RANGES: dict[str, tuple[float, float]] = {
+    "out_channels": (1, 65_536),
+    "out_features": (1, 1_000_000),
+    "kernel_size": (1, 63),
+    "stride": (1, 64),
+    "padding": (0, 1_024),
+    "dilation": (1, 256),
+    "groups": (1, 65_536),
+    "p": (0.0, 0.999_999),
+    "eps": (1e-12, 1.0),
+    "momentum": (0.0, 1.0),
+    "negative_slope": (-1e3, 1e3),
+}
+
+
+def param(name: str, type_: str, default: object = REQUIRED, doc: str = "", *,
+          lo: float | None = None, hi: float | None = None) -> PrimParam:
+    """A :class:`PrimParam`; its range defaults to the one :data:`RANGES` gives the name."""
+    if type_ not in PARAM_TYPES:
+        raise ValueError(f"parameter `{name}`: unknown type `{type_}` (one of {', '.join(PARAM_TYPES)})")
+    known = RANGES.get(name, (None, None))
+    return PrimParam(name, type_, default, doc, known[0] if lo is None else lo, known[1] if hi is None else hi)
+
+
+# ---------------------------------------------------------------- how back ends see a primitive
+
+#: Marks a source argument without a default: it is always written.
+NODEFAULT: Any = object()
+
+#: Source-argument keys that mean the input's channel count.
+INPUT_CHANNELS = frozenset({"in_channels", "num_features", "in_features", "num_channels", "channels"})
+
+
+@dataclass(frozen=True)
+class SourceArg:
+    """One argument of a constructor or function call in the generated source.
+
+    ``key`` is the op attribute it shows (or one of :data:`INPUT_CHANNELS`: the input's
+    channels); ``fixed`` gives a constant instead, ``compute`` a derived value.
+    ``keyword`` ``None`` writes it positionally; an argument equal to ``default`` is left out.
+    """
+
+    key: str
+    keyword: str | None = None
+    default: object = NODEFAULT
+    fixed: object = NODEFAULT
+    #: A value derived from the op and its input shapes (a split's first channel).
+    compute: Callable[[Op, list[Shape]], Attr] | None = None
+
+    def value(self, op: Op, shapes: list[Shape]) -> Attr:
+        """The argument's value for ``op``."""
+        if self.fixed is not NODEFAULT:
+            return self.fixed  # type: ignore[return-value]
+        if self.compute is not None:
+            return self.compute(op, shapes)
+        if self.key in INPUT_CHANNELS:
+            return shapes[0][0]
+        return op.attr(self.key)
+
+
+@dataclass(frozen=True)
+class SourceHelper:
+    """Code the generated file needs once: a function or class, as text or a template in
+    ``templates/torch/``. ``wrap`` lists functions ``torch.fx`` must keep as leaf calls;
+    ``functional`` says the text uses ``F``."""
+
+    name: str
+    text: str | None = None
+    template: str | None = None
+    wrap: tuple[str, ...] = ()
+    functional: bool = False
+    #: Every top-level name the text defines (besides ``name``): kept free of class names.
+    defines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceCall:
+    """A constructor (``nn.Conv2d``) or function (``F.relu``) in the generated source.
+
+    The op's input goes first for a function; ``training`` adds ``self.training`` last.
+    ``render`` writes an expression that is not a plain call (``a + b``); it receives the
+    input variables and the argument texts.
+    """
+
+    name: str
+    args: tuple[SourceArg, ...] = ()
+    training: bool = False
+    helpers: tuple[SourceHelper, ...] = ()
+    render: Callable[[list[str], list[str]], str] | None = None
+
+
+@dataclass(frozen=True)
+class SourceInit:
+    """Initialisation in the generated ``reset_parameters``: for modules that are instances
+    of ``cls``, the statements (``module`` names the instance). Its in-process twin is
+    :attr:`Primitive.init`; both run in module order, so seeded weights agree."""
+
+    cls: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Look:
+    """How diagrams and tables show a primitive.
+
+    ``category`` colours a diagram node; ``norm`` and ``act`` layers fold onto the line of
+    the layer before them (``BN, ReLU``). ``symbol`` draws a merge as a small circle.
+    ``table`` writes the op as a line of a paper table (``3×3, 64``; ``with_stride`` for
+    the stem), ``head`` as a word of the head row. ``hidden`` ops are left out of
+    layer lists (flatten, identity); ``depth`` ops count towards the paper's depth.
+    """
+
+    text: Callable[[Op], str]
+    category: str = "other"
+    symbol: str | None = None
+    residual: bool = False  # the merge of a residual block (a figure draws its skip edge into it)
+    table: Callable[[Op, bool], str] | None = None
+    pool: bool = False  # listed in tables as a pooling layer, and kept off feature points
+    head: Callable[[Op], str] | None = None
+    hidden: bool = False
+    depth: bool = False
+
+
+#: ``(opset it needs, lowering)``: the lowering with the largest opset not above the
+#: target's is used; a lowering is ``fn(g, op, inputs, out)`` on an ONNX graph builder.
+OnnxLowering = tuple[int, Callable[..., None]]
+
+
 @dataclass(frozen=True)
 class Primitive:
+    """One primitive layer: its facts and lowerings (see the module docstring).
+
+    ``infer(attrs, input_shapes)`` returns ``(shape, params, macs)`` or raises
+    :class:`ShapeError`; it may fill in derived attributes (a default padding).
+    ``weights(attrs, input_shapes)`` gives the ``state_dict`` entries of its module, by
+    suffix (``{"weight": (64, 3, 7, 7)}``), buffers included; ``None`` for none.
+    ``torch_module(attrs, input_shapes)`` builds its ``nn.Module`` (for a named layer),
+    ``torch_function(attrs, inputs, training)`` runs it without one.
+    """
+
     kind: str
     params: tuple[PrimParam, ...]
     infer: Callable[[dict[str, Attr], list[Shape]], tuple[Shape, int, int]]
@@ -50,186 +209,198 @@ class Primitive:
     arity: int | None = 1
     #: False for ops that are always functional, named or not (add, multiply, zeropad).
     module: bool = True
+    look: Look | None = None
+    weights: Callable[[dict, list[Shape]], dict[str, tuple[int, ...]]] | None = None
+    torch_module: Callable[[dict, list[Shape]], Any] | None = None
+    torch_function: Callable[[dict, list[Any], bool], Any] | None = None
+    #: In-process initialisation of a built module, run in module order (seeded weights).
+    init: Callable[[Any, dict], None] | None = None
+    #: With a true ``zero_init`` attribute, this tensor of the module starts at zero.
+    zero_init: str | None = None
+    source_module: SourceCall | None = None
+    source_function: SourceCall | None = None
+    source_init: SourceInit | None = None
+    onnx: tuple[OnnxLowering, ...] = ()
+    #: The op passes its input through: "always" (identity), or "eval" (dropout, drop-path):
+    #: the generated source drops the former, ONNX both.
+    passthrough: str | None = None
+    #: BN folding: "conv" for a conv a following BN folds into, "bn" for the BN itself.
+    fold: str | None = None
+    #: Where it came from: "builtin", or the plugin that registered it.
+    origin: str = "builtin"
 
     @property
     def has_params(self) -> bool:
-        return self.kind in ("conv", "batchnorm", "linear")
+        """It owns tensors (weights or buffers), so a layer of this kind needs a name."""
+        return self.weights is not None
+
+    def state(self, attrs: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
+        """The module's ``state_dict`` entries (suffix → shape) for these attributes."""
+        return self.weights(attrs, shapes) if self.weights is not None else {}
+
+    def onnx_lowering(self, opset: int) -> Callable[..., None] | None:
+        """The ONNX lowering for ``opset``: the one needing the newest opset not above it."""
+        usable = [(need, fn) for need, fn in self.onnx if need <= opset]
+        return max(usable, key=lambda t: t[0])[1] if usable else None
 
 
-def _feature_map(kind: str, shape: Shape) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise ShapeError("E051", f"`{kind}` needs a C×H×W feature map, got a {_fmt(shape)} vector",
-                         hint="place it before `flatten()`")
-    return shape  # type: ignore[return-value]
+def missing_lowerings(prim: Primitive) -> list[str]:
+    """What ``prim`` lacks for every back end to handle it; empty when complete."""
+    out = []
+    if prim.look is None:
+        out.append("look (diagram and table text)")
+    if prim.module and prim.torch_module is None:
+        out.append("torch_module")
+    if prim.module and prim.source_module is None:
+        out.append("source_module")
+    if not prim.has_params and prim.torch_function is None:
+        out.append("torch_function")
+    if not prim.has_params and prim.source_function is None:
+        out.append("source_function")
+    if not prim.onnx:
+        out.append("onnx")
+    if prim.has_params and not prim.module:
+        out.append("module (a primitive with weights needs one)")
+    if prim.passthrough not in (None, "always", "eval"):
+        out.append('a valid passthrough (None, "always" or "eval")')
+    if prim.fold not in (None, "conv", "bn"):
+        out.append('a valid fold (None, "conv" or "bn")')
+    return out
 
 
-def _fmt(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
+# ---------------------------------------------------------------- the registry
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:
-    span = size + 2 * padding - dilation * (kernel - 1) - 1  # may be negative: a window wider than the input
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    # As in torch: with ceil_mode the last window must start inside the input or left padding.
-    if ceil and (out - 1) * stride >= size + padding:
-        out -= 1
-    return max(out, 0)
+class Registry(Mapping[str, Primitive]):
+    """kind → :class:`Primitive`; entry-point plugins are loaded on the first lookup."""
+
+    def __init__(self) -> None:
+        self._prims: dict[str, Primitive] = {}
+        self._plugins_loaded = False
+        self._loading = False
+
+    def _plugins(self) -> None:
+        if not self._plugins_loaded and not self._loading:
+            self._loading = True
+            try:
+                load_entry_points(self)
+            finally:
+                self._loading = False
+                self._plugins_loaded = True
+
+    def __getitem__(self, kind: str) -> Primitive:
+        if kind not in self._prims:
+            self._plugins()
+        return self._prims[kind]
+
+    def __contains__(self, kind: object) -> bool:
+        if kind not in self._prims:
+            self._plugins()
+        return kind in self._prims
+
+    def __iter__(self) -> Iterator[str]:
+        self._plugins()
+        return iter(list(self._prims))
+
+    def __len__(self) -> int:
+        self._plugins()
+        return len(self._prims)
+
+    def add(self, prim: Primitive, *, replace: bool = False) -> Primitive:
+        _validate(prim)
+        if prim.kind in self._prims and not replace:
+            raise ValueError(f"a primitive `{prim.kind}` is already registered "
+                             f"(by {self._prims[prim.kind].origin}); pass replace=True to replace it")
+        self._prims[prim.kind] = prim
+        return prim
+
+    def remove(self, kind: str) -> None:
+        """Forget a plugin primitive (a built-in cannot be removed)."""
+        prim = self._prims.get(kind)
+        if prim is None:
+            raise KeyError(f"no primitive `{kind}` is registered")
+        if prim.origin == "builtin":
+            raise ValueError(f"`{kind}` is built in and cannot be removed")
+        del self._prims[kind]
 
 
-def _spatial(kind: str, h: int, w: int, a: dict, ceil: bool = False) -> tuple[int, int]:
-    k, s, p, d = a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1)
-    oh, ow = (_out_size(x, k, s, p, d, ceil) for x in (h, w))
-    if oh < 1 or ow < 1:
-        raise ShapeError("E016", f"`{kind}` shrinks the {h}×{w} feature map to nothing",
-                         label=f"kernel {k}, stride {s}, padding {p} on a {h}×{w} input",
-                         hint="use a larger input size or fewer downsampling stages")
-    return oh, ow
+#: Every primitive by kind: the built-ins of :mod:`resdsl.ops`, then plugins.
+PRIMITIVES = Registry()
+
+#: Names a spec uses for other things; a plugin primitive may not take them.
+RESERVED = frozenset({"stage", "range", "len", "min", "max", "sum", "abs", "int", "float", "round",
+                      "log", "log2", "ceil", "floor", "none", "true", "false", "input", "from", "with"})
 
 
-def _conv(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    c, h, w = _feature_map("conv", shapes[0])
-    out, g, k = a["out_channels"], a["groups"], a["kernel_size"]
-    if a["padding"] is None:
-        a["padding"] = (k - 1) // 2 * a["dilation"]
-    if c % g or out % g:
-        bad = c if c % g else out
-        raise ShapeError("E014", f"groups = {g} does not divide {bad} channels",
-                         label=f"{c} input channels, {out} output channels",
-                         hint="choose groups that divide both channel counts")
-    if a["padding"] * 2 >= k * a["dilation"] + 2 * max(h, w):
-        raise ShapeError("E015", f"padding {a['padding']} is larger than the input and kernel",
-                         hint="padding is usually (kernel_size - 1) // 2 × dilation")
-    oh, ow = _spatial("conv", h, w, a)
-    weights = out * (c // g) * k * k
-    params = weights + (out if a["bias"] else 0)
-    return (out, oh, ow), params, weights * oh * ow
+def _validate(prim: Primitive) -> None:
+    if not prim.kind.isidentifier() or keyword.iskeyword(prim.kind) or prim.kind.startswith("_"):
+        raise ValueError(f"`{prim.kind}` cannot name a primitive: use a lower-case identifier")
+    if prim.kind in RESERVED:
+        raise ValueError(f"`{prim.kind}` is a built-in name of the language and cannot name a primitive")
+    names = [p.name for p in prim.params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"`{prim.kind}` declares a parameter twice")
+    for p in prim.params:
+        if p.type not in PARAM_TYPES:
+            raise ValueError(f"`{prim.kind}`: parameter `{p.name}` has unknown type `{p.type}`")
+    missing = missing_lowerings(prim)
+    if missing:
+        raise ValueError(f"primitive `{prim.kind}` is incomplete: it lacks {', '.join(missing)}")
 
 
-def _batchnorm(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    c, _, _ = _feature_map("batchnorm", shapes[0])
-    return shapes[0], 2 * c, 0
+def register_primitive(prim: Primitive, *, replace: bool = False) -> Primitive:
+    """Add ``prim`` to the registry, so specs can use it and every back end lowers it.
+
+    The entry must be complete — a look, torch module and/or function, source text and an
+    ONNX lowering — or :class:`ValueError` says what is missing. A kind that exists already
+    is refused unless ``replace``. Returns ``prim``.
+    """
+    if prim.origin == "builtin":
+        prim = _with_origin(prim, "register_primitive")
+    return PRIMITIVES.add(prim, replace=replace)
 
 
-def _same(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    return shapes[0], 0, 0
+def _with_origin(prim: Primitive, origin: str) -> Primitive:
+    return replace(prim, origin=origin)
 
 
-def _pool(kind: str) -> Callable:
-    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-        c, h, w = _feature_map(kind, shapes[0])
-        if a["stride"] is None:
-            a["stride"] = a["kernel_size"]
-        if a["padding"] * 2 > a["kernel_size"]:
-            raise ShapeError("E015", f"`{kind}` padding {a['padding']} exceeds half the kernel "
-                             f"size {a['kernel_size']}", hint="torch requires padding ≤ kernel_size / 2")
-        oh, ow = _spatial(kind, h, w, a, ceil=a["ceil_mode"])
-        return (c, oh, ow), 0, 0
-    return infer
+def load_entry_points(registry: Registry) -> None:
+    """Register the primitives plugins declare in the ``resdsl.primitives`` entry-point group.
+
+    An entry point names a :class:`Primitive`, or a function returning one or an iterable
+    of them. A plugin that fails to load is reported as a warning and skipped, so one broken
+    package does not stop every spec from loading.
+    """
+    import warnings
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            found = obj() if callable(obj) and not isinstance(obj, Primitive) else obj
+            prims = [found] if isinstance(found, Primitive) else list(found)
+            for prim in prims:
+                if not isinstance(prim, Primitive):
+                    raise TypeError(f"got {type(prim).__name__}, not a resdsl Primitive")
+                registry.add(_with_origin(prim, f"entry point {ep.value}"))
+        except Exception as err:  # a plugin's bug must not break every spec
+            warnings.warn(f"resdsl: the primitive plugin `{ep.name}` ({ep.value}) was not loaded: "
+                          f"{type(err).__name__}: {err}", stacklevel=2)
 
 
-def _global_avgpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    c, _, _ = _feature_map("global_avgpool", shapes[0])
-    return (c, 1, 1), 0, 0
+def split_sizes(channels: int, chunks: int) -> tuple[int, ...]:
+    """The sizes of ``split(chunks)`` of ``channels`` channels: equal chunks, or ShapeError."""
+    if chunks < 1 or channels % chunks:
+        raise ShapeError("E014", f"{channels} channels do not split into {chunks} equal chunks",
+                         hint="give the sizes instead: `split([a, b, …])`")
+    return (channels // chunks,) * chunks
 
 
-def _flatten(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    return (prod(shapes[0]),), 0, 0
+def _register_builtins() -> None:
+    from .ops import BUILTINS
+
+    for prim in BUILTINS:
+        PRIMITIVES.add(prim)
 
 
-def _linear(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    if len(shapes[0]) != 1:
-        raise ShapeError("E051", f"`linear` needs a flat vector, got a {_fmt(shapes[0])} feature map",
-                         hint="add `flatten()` (after `global_avgpool()`) before it")
-    f, out = shapes[0][0], a["out_features"]
-    return (out,), f * out + (out if a["bias"] else 0), f * out
-
-
-def _elementwise(kind: str) -> Callable:
-    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-        if len(shapes) < 2:
-            raise ShapeError("E020", f"`{kind}` needs at least two inputs, got {len(shapes)}",
-                             hint=f"name the tensors to combine: `{kind}(a, b)`")
-        first = shapes[0]
-        for other in shapes[1:]:
-            if len(other) != len(first):
-                raise ShapeError("E013", f"`{kind}` joins a {_fmt(first)} tensor with a "
-                                 f"{_fmt(other)} one")
-            if kind == "multiply":  # gating: one side may be C×1×1
-                ok = all(x == y or 1 in (x, y) for x, y in zip(first, other))
-                if not ok:
-                    raise ShapeError("E013", f"`multiply` cannot broadcast {_fmt(first)} with "
-                                     f"{_fmt(other)}", hint="a gate must be C×1×1 or the same shape")
-                first = tuple(max(x, y) for x, y in zip(first, other))
-                continue
-            if other[0] != first[0]:
-                raise ShapeError("E012", f"residual add joins {first[0]} channels with {other[0]}",
-                                 label=f"{_fmt(first)} + {_fmt(other)}",
-                                 hint="use a projection shortcut (`shortcut = option_b`) or keep the width")
-            if other != first:
-                raise ShapeError("E013", f"residual add joins a {_fmt(first)} feature map with "
-                                 f"a {_fmt(other)} one",
-                                 label=f"{_fmt(first)} + {_fmt(other)}",
-                                 hint="the shortcut must downsample too: use a projection shortcut "
-                                      "(`shortcut = option_b`) with the block's stride")
-        return first, 0, 0
-    return infer
-
-
-def _zeropad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    c, h, w = _feature_map("zeropad", shapes[0])
-    if a["out_channels"] < c:
-        raise ShapeError("E015", f"`zeropad` can only add channels: {c} → {a['out_channels']}",
-                         hint="option A shortcuts only widen; use a projection to narrow")
-    s = a["stride"]
-    return (a["out_channels"], -(-h // s), -(-w // s)), 0, 0
-
-
-def _p(name: str, type_: str, default: object = REQUIRED, doc: str = "") -> PrimParam:
-    lo, hi = RANGES.get(name, (None, None))
-    return PrimParam(name, type_, default, doc, lo, hi)
-
-
-_ACTIVATIONS = {
-    "relu": "max(x, 0)", "relu6": "min(max(x, 0), 6)", "gelu": "Gaussian error linear unit",
-    "silu": "x · sigmoid(x) (swish)", "hardswish": "x · relu6(x + 3) / 6",
-    "sigmoid": "1 / (1 + e^-x)", "tanh": "hyperbolic tangent",
-}
-
-PRIMITIVES: dict[str, Primitive] = {p.kind: p for p in [
-    Primitive("conv", (
-        _p("out_channels", "int"), _p("kernel_size", "int"), _p("stride", "int", 1),
-        _p("padding", "int?", None, "default (kernel_size - 1) // 2 × dilation"),
-        _p("dilation", "int", 1), _p("groups", "int", 1), _p("bias", "bool", False)),
-        _conv, "2-D convolution (torch.nn.Conv2d); square kernels"),
-    Primitive("batchnorm", (
-        _p("eps", "float", 1e-5), _p("momentum", "float", 0.1),
-        _p("zero_init", "bool", False, "initialise the scale to 0 (last BN of a residual branch)")),
-        _batchnorm, "batch normalisation over channels (torch.nn.BatchNorm2d)"),
-    *[Primitive(k, (), _same, f"activation: {d}") for k, d in _ACTIVATIONS.items()],
-    Primitive("leaky_relu", (_p("negative_slope", "float", 0.01),), _same,
-              "activation: x if x > 0 else negative_slope · x"),
-    Primitive("maxpool", (
-        _p("kernel_size", "int"), _p("stride", "int?", None, "default kernel_size"),
-        _p("padding", "int", 0), _p("dilation", "int", 1), _p("ceil_mode", "bool", False)),
-        _pool("maxpool"), "max pooling (torch.nn.MaxPool2d)"),
-    Primitive("avgpool", (
-        _p("kernel_size", "int"), _p("stride", "int?", None, "default kernel_size"),
-        _p("padding", "int", 0), _p("ceil_mode", "bool", False),
-        _p("count_include_pad", "bool", True)),
-        _pool("avgpool"), "average pooling (torch.nn.AvgPool2d)"),
-    Primitive("global_avgpool", (), _global_avgpool,
-              "average over H×W to C×1×1 (torch.nn.AdaptiveAvgPool2d(1))"),
-    Primitive("flatten", (), _flatten, "C×H×W → a vector of C·H·W"),
-    Primitive("linear", (_p("out_features", "int"), _p("bias", "bool", True)), _linear,
-              "fully connected layer (torch.nn.Linear)"),
-    Primitive("dropout", (_p("p", "float", 0.5),), _same, "dropout (identity in eval mode)"),
-    Primitive("drop_path", (_p("p", "float", 0.0),), _same,
-              "stochastic depth: drops the whole residual branch per sample (identity in eval mode)"),
-    Primitive("identity", (), _same, "passes its input through (torch.nn.Identity)"),
-    Primitive("add", (), _elementwise("add"), "element-wise sum of its inputs (the residual add)",
-              arity=None, module=False),
-    Primitive("multiply", (), _elementwise("multiply"),
-              "element-wise product; a C×1×1 gate broadcasts over H×W", arity=None, module=False),
-    Primitive("zeropad", (_p("out_channels", "int"), _p("stride", "int", 1)), _zeropad,
-              "option A shortcut: subsample by `stride`, then pad channels with zeros on both sides", module=False),
-]}
+_register_builtins()

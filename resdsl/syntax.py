@@ -46,6 +46,11 @@ class Bool(Node):
 
 
 @dataclass(frozen=True)
+class NoneLit(Node):
+    """``none``: no value (an optional layer left out, a default padding)."""
+
+
+@dataclass(frozen=True)
 class Name(Node):
     id: str
 
@@ -99,27 +104,30 @@ class Cond(Node):
     orelse: Expr
 
 
-Expr = Union[Num, Str, Bool, Name, ListExpr, Call, With, Index, BinOp, UnaryOp, Cond]
+Expr = Union[Num, Str, Bool, NoneLit, Name, ListExpr, Call, With, Index, BinOp, UnaryOp, Cond]
 
 
 @dataclass(frozen=True)
 class Label(Node):
-    """A layer name; ``parts`` mixes literal text and interpolated expressions."""
+    """A layer name; ``parts`` mixes literal text (``"."`` between the components of a
+    dotted path) and interpolated expressions."""
 
     parts: tuple[str | Expr, ...]
+    #: Where the name has a space inside it (``conv {i}``, ``paths. 0``), if anywhere.
+    gap: Span | None = None
 
 
 @dataclass(frozen=True)
 class Layer(Node):
     label: Label | None
     call: Call
-    source: Name | None
+    source: Expr | None  # `from EXPR`: the tensor it reads instead of the running value
 
 
 @dataclass(frozen=True)
 class Reuse(Node):
     name: str
-    source: Name | None
+    source: Expr | None
 
 
 @dataclass(frozen=True)
@@ -290,8 +298,8 @@ def _describe(token_type: str) -> str:
     return f"`{token_type.lower()}`"
 
 
-_EXPR_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "TRUE", "FALSE", "NOT"}
-_EXPR_END = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "TRUE", "FALSE"}
+_EXPR_START = {"NAME", "INT", "FLOAT", "STRING", "LPAR", "LSQB", "TRUE", "FALSE", "NONE", "NOT"}
+_EXPR_END = {"NAME", "INT", "FLOAT", "STRING", "RPAR", "RSQB", "TRUE", "FALSE", "NONE"}
 _KINDS = ("network", "block", "shortcut", "stem", "head", "module", "import")
 
 
@@ -500,18 +508,46 @@ class _ToAst(Transformer):
 
     def label(self, meta, c):
         parts: list = []
+        gap = None
+        for i, (component, start, _end, inner_gap) in enumerate(c):
+            if i:
+                parts.append(".")
+                if start != c[i - 1][2] + 1:  # `a. b`, `a .b`: the name has a space in it
+                    gap = gap or self._pos_span(meta, c[i - 1][2])
+            gap = gap or inner_gap
+            parts.extend(component)
+        return Label(self._s(meta), tuple(parts), gap)
+
+    def _label_part(self, meta, c):
+        """A component of a label: its pieces, where it starts and ends, and a gap inside it."""
+        pieces, gap, end = [], None, None
         for part in c:
-            parts.append(str(part) if isinstance(part, Token) else part)
-        return Label(self._s(meta), tuple(parts))
+            if isinstance(part, Token):
+                start, stop, piece = part.start_pos, part.end_pos, str(part)
+            else:  # an interpolation: (expression, start, end) with the braces
+                piece, start, stop = part
+            if end is not None and start != end and gap is None:
+                gap = self._pos_span(meta, end)
+            pieces.append(piece)
+            end = stop
+        first = c[0].start_pos if isinstance(c[0], Token) else c[0][1]
+        return pieces, first, end, gap
+
+    label_name = label_int = label_interp = _label_part
+
+    def _pos_span(self, meta, pos: int) -> Span:
+        # only used for a diagnostic: the column of `pos` on the label's line
+        col = meta.column + (pos - meta.start_pos)
+        return Span(self.path, meta.line, col, meta.line, col + 1)
 
     def interp(self, meta, c):
-        return c[0]
+        return (c[0], meta.start_pos, meta.end_pos)
 
     def call(self, meta, c):
         return c[0]
 
     def source(self, meta, c):
-        return Name(_tok_span(self.path, c[0]), str(c[0]))
+        return c[0]
 
     def reuse(self, meta, c):
         return Reuse(self._s(meta), str(c[0]), c[1] if len(c) > 1 else None)
@@ -604,6 +640,9 @@ class _ToAst(Transformer):
 
     def false_lit(self, meta, c):
         return Bool(self._s(meta), False)
+
+    def none_lit(self, meta, c):
+        return NoneLit(self._s(meta))
 
     def name(self, meta, c):
         return Name(self._s(meta), str(c[0]))

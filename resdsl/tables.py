@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .diagnostics import UsageError
-from .ir import Network, Scope
+from .ir import Network, Op, Scope
+from .primitives import PRIMITIVES, Look
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -61,33 +62,48 @@ class Table:
     params: tuple[int, ...]
 
 
+def _look(op: Op) -> Look:
+    return PRIMITIVES[op.kind].look
+
+
+def _is_layer(op: Op) -> bool:
+    """A layer a paper table lists as a line of its own (a conv, not a pool)."""
+    return _look(op).table is not None and not _look(op).pool
+
+
+def _is_pool(op: Op) -> bool:
+    return _look(op).table is not None and _look(op).pool
+
+
 def depth(net: Network) -> int:
-    """Weighted layers on the main path (convs and fc, not shortcuts or SE modules):
-    18 for ResNet-18, 50 for ResNet-50, as the papers count."""
+    """Weighted layers on the main path, as the papers count them: 18 for ResNet-18, 50 for
+    ResNet-50. Shortcuts and attention modules (their convs act on 1×1 maps: SE, ECA) do
+    not count; a module that stands in for a conv (selective kernel, split attention)
+    counts once, and so does a numbered list of convs (Res2Net's ``convs.{i}``)."""
     blocks = [s for s in net.root.walk() if s.kind == "block"]
-    skip = {n for b in blocks for s in b.walk() if s.kind in ("shortcut", "module") for n in s.op_names()}
-    return sum(1 for op in net.ops if op.kind in ("conv", "linear") and op.name not in skip)
+    scopes = {s.path for s in net.root.walk()}
+    skip = {n for b in blocks for s in b.walk() if s.kind == "shortcut" for n in s.op_names()}
+    units: set[str] = set()
+    for module in (s for b in blocks for s in b.walk() if s.kind == "module"):
+        names = [n for n in module.op_names() if n not in skip]
+        skip.update(names)
+        if any(_look(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
+            units.add(module.path)
+    for op in net.ops:
+        if _look(op).depth and op.name not in skip:
+            parent, _, last = (op.module or op.name).rpartition(".")
+            units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
+    return len(units)
 
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
     op = net.op(name)
-    k = op.attr("kernel_size")
-    s = f"{k}×{k}, {op.attr('out_channels')}"
-    if op.attr("groups") != 1:
-        s += f", C={op.attr('groups')}"
-    if op.attr("dilation") != 1:
-        s += f", dilation {op.attr('dilation')}"
-    if with_stride and op.attr("stride") != 1:
-        s += f", stride {op.attr('stride')}"
-    return s
+    return _look(op).table(op, with_stride)
 
 
 def _pool(net: Network, name: str) -> str:
     op = net.op(name)
-    k = op.attr("kernel_size")
-    s = f"{k}×{k} {'max' if op.kind == 'maxpool' else 'average'} pool"
-    stride = op.attr("stride")
-    return s + (f", stride {stride}" if stride not in (None, 1) else "")
+    return _look(op).table(op, False)
 
 
 def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
@@ -96,13 +112,14 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
     out: list[str] = []
     for item in block.items:
         if isinstance(item, str):
-            if net.op(item).kind == "conv":
+            if _is_layer(net.op(item)):
                 out.append(_conv(net, item))
         elif item.kind == "shortcut":
             continue
         else:
-            convs = [n for n in item.op_names() if net.op(n).kind == "conv"]
-            if convs and all(net.op(n).shape[1:] == (1, 1) for n in convs):
+            convs = [n for n in item.op_names() if _is_layer(net.op(n))]
+            if convs and all(net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)
+                             for n in convs):
                 out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in convs) + "]")
             else:
                 out += block_convs(net, item)
@@ -134,8 +151,9 @@ def build(nets: Sequence[Network]) -> Table:
         for sec in sections(net):
             if sec.kind == "stem":
                 names = list(sec.ops)
-                while names and net.op(names[-1]).kind in ("maxpool", "avgpool", "batchnorm", "relu"):
-                    if net.op(names[-1]).kind in ("maxpool", "avgpool"):
+                # the stem's trailing pools go to the first stage's row, as in the paper
+                while names and (_is_pool(net.op(names[-1])) or _look(net.op(names[-1])).category in ("norm", "act")):
+                    if _is_pool(net.op(names[-1])):
                         carry.insert(0, _pool(net, names[-1]))
                     names.pop()
                 if not names:  # a stem that is only a pool
@@ -143,9 +161,9 @@ def build(nets: Sequence[Network]) -> Table:
                     carry = []
                 lines: list[str | Composition] = []
                 for n in names:
-                    if net.op(n).kind == "conv":
+                    if _is_layer(net.op(n)):
                         lines.append(_conv(net, n, with_stride=True))
-                    elif net.op(n).kind in ("maxpool", "avgpool"):
+                    elif _is_pool(net.op(n)):
                         lines.append(_pool(net, n))
                 rows["conv1"] = (_size(net.op(names[-1]).shape), tuple(lines))
             elif sec.kind == "stage":
@@ -156,13 +174,10 @@ def build(nets: Sequence[Network]) -> Table:
                 words, size = [], ""
                 for n in sec.ops:
                     op = net.op(n)
-                    if op.kind in ("global_avgpool", "avgpool", "maxpool"):
-                        words.append("average pool" if op.kind != "maxpool" else "max pool")
-                        size = _size(op.shape)
-                    elif op.kind == "linear":
-                        words.append(f"{op.attr('out_features')}-d fc")
-                    elif op.kind == "dropout":
-                        words.append(f"dropout {op.attr('p'):g}")
+                    if _look(op).head is not None:
+                        words.append(_look(op).head(op))
+                        if _look(op).pool:
+                            size = _size(op.shape)
                 rows[""] = (size, (", ".join(words),) if words else ())
         per_net.append(rows)
         for key in rows:

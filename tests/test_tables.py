@@ -162,3 +162,13 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert err.value.code == 2
     with pytest.raises(UsageError):
         tables.render([load_spec("resnet18")], "html")
+
+
+def test_depth_counts_layers_as_the_papers_of_the_modern_family_do():
+    """Selective-kernel and split-attention modules stand in for one conv; Res2Net's
+    numbered convs are one layer; attention modules (SE, ECA) and shortcuts count nothing."""
+    expected = {"skresnet34": 34, "res2net50_14w_8s": 50, "ecaresnet101d": 103, "resnet50_gn": 50,
+                "resnetv2_50x1_bit": 50, "seresnet50": 50, "resnet50d": 52}
+    for name, layers in expected.items():
+        if name in SPEC_NAMES:
+            assert tables.depth(load_spec(name)) == layers, name

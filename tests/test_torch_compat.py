@@ -1,11 +1,15 @@
 """torchvision and timm checkpoints load into our modules with strict=True and agree.
 
 The external oracle for names, shapes and semantics: each torchvision model (resnet18…152,
-ResNeXt, Wide ResNet) and timm model (resnet200, resnet50d, seresnet50) is built with
-random weights and randomised BN statistics; its ``state_dict`` goes into our build of the
-spec of the same name (and into the generated source) with ``strict=True``; outputs in
-eval mode must agree. Skipped, with the reason, where torchvision or timm cannot be
-imported (for instance a PyPI torchvision built for another torch release).
+ResNeXt, Wide ResNet) and timm model (resnet200, resnet50d, seresnet50, and the modern
+family members: GroupNorm, BiT, ECA, SK, Res2Net, ResNeSt, blur-pool, ResNet-RS, ResNeXt-T)
+is built with random weights and randomised norm statistics and affine terms; its
+``state_dict`` goes into our build of the spec of the same name (and into the generated
+source) with ``strict=True``; outputs in eval mode must agree. The modern family is also
+compiled to ONNX with the same weights and run in onnxruntime, and a few one-line variants
+of the standard library (ECA, blur pool, tiered stem) must be timm's models too. Skipped, with the reason,
+where torchvision or timm cannot be imported (for instance a PyPI torchvision built for
+another torch release).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ torch = pytest.importorskip("torch")
 
 from test_torch_source import import_source  # noqa: E402
 
-from conftest import load_spec  # noqa: E402
+import resdsl  # noqa: E402
+from conftest import SPECS, load_spec  # noqa: E402
+from resdsl.backends import onnx_graph  # noqa: E402
 from resdsl.backends.torch_module import build  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 
@@ -37,6 +43,9 @@ timm = _import("timm")
 TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
 TIMM = ["resnet200", "resnet50d", "seresnet50"]
+# Written with the open standard library (issue 10); also checked in onnxruntime.
+TIMM_FAMILY = ["seresnext26t_32x4d", "resnetrs101", "resnet50_gn", "ecaresnet101d", "resnetblur101d",
+               "resnetv2_50x1_bit", "skresnet34", "res2net50_14w_8s", "resnest50d"]
 
 
 #: What each reference needs: timm imports torchvision, so both need a torchvision built for
@@ -59,14 +68,18 @@ def _need(module, name: str):
 
 
 def _randomize(model: torch.nn.Module) -> None:
-    # BN statistics and affine terms away from their initial values: a wrong eps,
-    # a missing BN or a BN applied in the wrong place then shows in the output
+    # Norm statistics and affine terms away from their initial values: a wrong eps, a
+    # missing norm, a norm without its affine terms or one applied in the wrong place then
+    # shows in the output. GroupNorm and LayerNorm have no running statistics; their
+    # affine terms are randomised the same way.
     gen = torch.Generator().manual_seed(0)
+    norms = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
+            if isinstance(m, norms) and getattr(m, "weight", None) is not None:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=gen) * 0.5 + 0.25)
                 m.bias.copy_(torch.rand(m.bias.shape, generator=gen) * 0.2 - 0.1)
+            if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) * 0.2 - 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
 
@@ -100,7 +113,63 @@ def test_timm_checkpoint_loads_strictly_and_agrees(name, tmp_path):
     _compare(_need(timm, "timm").create_model(name, pretrained=False), name, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["resnet50d", "seresnet50"])
+def _small(name: str, size: int):
+    """The shipped spec at a smaller input (the ONNX graph has a fixed height and width)."""
+    path = SPECS / f"{name}.res"
+    return resdsl.loads(path.read_text(encoding="utf-8") + f"\nnetwork small = {name} with (image_size = {size})",
+                        path=str(path))
+
+
+@pytest.mark.parametrize("name", TIMM_FAMILY)
+def test_timm_family_loads_strictly_and_agrees_in_torch_source_and_onnxruntime(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    reference = _need(timm, "timm").create_model(name, pretrained=False).eval()
+    _randomize(reference)
+    state = reference.state_dict()
+    assert load_spec(name).params == sum(p.numel() for p in reference.parameters())
+    # 128×128 keeps the deep ones quick; every stage still sees at least 4×4
+    net = _small(name, 128)
+    ours = build(net, seed=0).eval()
+    ours.load_state_dict(state, strict=True)
+    generated = import_source(emit(net), tmp_path, name).small().eval()
+    generated.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+        atol = 1e-5 * max(1.0, float(expected.abs().max()))
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
+        torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
+    session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+
+
+# One-line variants written with the open standard library (not shipped as specs): each
+# must still be exactly timm's model of that name.
+ONE_LINERS = {
+    "ecaresnet50d": 'import std.resnet\nimport "resnet50d.res"\nnetwork v = resnet50d with (attn = eca)',
+    "resnetblur50": 'import "resnet50.res"\nnetwork v = resnet50 with (aa = blurpool)',
+    "resnet26t": "import std.resnet\nnetwork v = resnet(depths = [2, 2, 2, 2], stem = deep_tiered_stem, shortcut = option_d)",
+    "resnet18d": "import std.resnet\nnetwork v = resnet(block = basic, depths = [2, 2, 2, 2], stem = deep_stem, shortcut = option_d)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_LINERS))
+def test_standard_library_one_liners_are_timm_models(name):
+    reference = _need(timm, "timm").create_model(name, pretrained=False).eval()
+    _randomize(reference)
+    net = resdsl.loads(ONE_LINERS[name] + " with (image_size = 128)", path=str(SPECS / "variant.res"))
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    ours = build(net, seed=0).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5 * max(1.0, float(expected.abs().max())))
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d",
+                                  "resnetrs101", "resnetblur101d"])
 def test_out_indices_match_timm_features_only(name):
     timm_ = _need(timm, "timm")
     full = timm_.create_model(name, pretrained=False).eval()

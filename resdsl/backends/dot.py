@@ -34,6 +34,7 @@ from pathlib import PurePath
 
 from ..diagnostics import UsageError, did_you_mean
 from ..ir import INPUT, Network, Op, Scope
+from ..primitives import PRIMITIVES, Look
 from ..stats import fmt_count, fmt_shape, sections
 
 DETAILS = ("network", "block", "layer", "blocks")
@@ -45,12 +46,13 @@ RANKDIRS = ("TB", "LR")
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
                 "(macOS), `conda install graphviz`; or write DOT text with --target dot and render it elsewhere")
 
-_NORM_ACT = {"batchnorm", "relu", "relu6", "gelu", "silu", "hardswish", "sigmoid", "tanh", "leaky_relu"}
-_ACT_TEXT = {"relu": "ReLU", "relu6": "ReLU6", "gelu": "GELU", "silu": "SiLU", "hardswish": "hard-swish",
-             "sigmoid": "sigmoid", "tanh": "tanh", "leaky_relu": "leaky ReLU"}
-_CATEGORY = {"conv": "conv", "batchnorm": "norm", "maxpool": "pool", "avgpool": "pool",
-             "global_avgpool": "pool", "linear": "fc", "add": "merge", "multiply": "merge",
-             "zeropad": "pad", **{k: "act" for k in _ACT_TEXT}}
+#: Layer categories that fold onto the line of the layer before them (``BN, ReLU``).
+_NORM_ACT = ("norm", "act")
+
+
+def look(op: Op) -> Look:
+    """How the registry says to draw ``op``."""
+    return PRIMITIVES[op.kind].look
 
 
 @dataclass(frozen=True)
@@ -142,61 +144,39 @@ def _comment(value: str) -> str:
 
 def op_text(op: Op) -> str:
     """How a paper writes one layer: ``3×3 conv, 128, /2``, ``BN``, ``fc, 1000``."""
-    k = op.kind
-    if k == "conv":
-        size = op.attr("kernel_size")
-        s = f"{size}×{size} conv, {op.attr('out_channels')}"
-        if op.attr("stride") != 1:
-            s += f", /{op.attr('stride')}"
-        if op.attr("groups") != 1:
-            s += f", groups {op.attr('groups')}"
-        if op.attr("dilation") != 1:
-            s += f", dilation {op.attr('dilation')}"
-        return s
-    if k == "batchnorm":
-        return "BN"
-    if k in _ACT_TEXT:
-        return _ACT_TEXT[k]
-    if k in ("maxpool", "avgpool"):
-        size, stride = op.attr("kernel_size"), op.attr("stride")
-        s = f"{size}×{size} {'max' if k == 'maxpool' else 'avg'} pool"
-        return s + (f", /{stride}" if stride not in (None, 1) else "")
-    if k == "global_avgpool":
-        return "global avg pool"
-    if k == "linear":
-        return f"fc, {op.attr('out_features')}"
-    if k == "dropout":
-        return f"dropout {op.attr('p'):g}"
-    if k == "drop_path":
-        return f"drop path {op.attr('p'):g}"
-    if k == "zeropad":
-        s = f"zero-pad to {op.attr('out_channels')}"
-        return s + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else "")
-    if k == "add":
-        return "+"
-    if k == "multiply":
-        return "×"
-    return k
+    return look(op).text(op)
 
 
 def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
-    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names."""
-    ops = [net.op(n) for n in names if net.op(n).kind not in ("flatten", "identity")]
+    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
+    activations or dataflow: split, concat, merges), a run of three or more equal ones as
+    one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy)."""
+    ops = [net.op(n) for n in names if not look(net.op(n)).hidden]
     if convs_only:
-        main = [op for op in ops if op.kind not in _NORM_ACT]
+        main = [op for op in ops if look(op).category not in (*_NORM_ACT, "merge")]
         if main:
             ops = main
     out: list[str] = []
     folding = False
     for op in ops:
         t = op_text(op)
-        if op.kind in _NORM_ACT and folding and out:
+        if look(op).category in _NORM_ACT and folding and out:
             out[-1] += f", {t}"
         else:
             out.append(t)
-        folding = op.kind in _NORM_ACT
-    return out
+        folding = look(op).category in _NORM_ACT
+    return _runs(out) if convs_only else out
+
+
+def _runs(lines: list[str]) -> list[str]:
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return [line for line, n in out for line in ([f"{line} × {n}"] if n >= 3 else [line] * n)]
 
 
 # ---------------------------------------------------------------- block anatomy
@@ -228,7 +208,7 @@ def block_parts(net: Network, block: Scope) -> BlockParts:
                     None)
     short_ops = set(shortcut.op_names()) if shortcut else set()
     main = [n for n in block.op_names() if n not in short_ops]
-    adds = [n for n in main if net.op(n).kind == "add"]
+    adds = [n for n in main if look(net.op(n)).residual]
     if not adds:
         return BlockParts(block, (), tuple(main), None, (), shortcut, block.input)
     merge = adds[-1]
@@ -502,12 +482,10 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
 
 def _op_node(net: Network, g: _Dot, op: Op, named: bool, main: bool = True) -> None:
     st = g.st
-    cat = _CATEGORY.get(op.kind, "other")
-    if op.kind == "add":
-        g.node(op.name, "<B>+</B>", main, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0)
-        return
-    if op.kind == "multiply":
-        g.node(op.name, "<B>×</B>", main, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0)
+    cat = look(op).category
+    if look(op).symbol is not None:
+        g.node(op.name, f"<B>{text(look(op).symbol)}</B>", main, shape="circle", width=0.22, height=0.22,
+               fixedsize="true", margin=0)
         return
     label = text(op_text(op))
     if named:  # the name under the layer, smaller and grey
@@ -586,7 +564,7 @@ def _layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = Tr
         for i in op.inputs:
             src_shape = net.shape_of(i)
             # shapes on edges where they change (or enter), to keep long chains readable
-            changed = i == INPUT or i in outside or net.op(i).kind in ("add", "multiply") or \
+            changed = i == INPUT or i in outside or look(net.op(i)).symbol is not None or \
                 src_shape != (net.shape_of(net.op(i).inputs[0]) if net.op(i).inputs else None)
             label = g.shape(src_shape) if changed else None
             if (i, n) in skips:
@@ -624,10 +602,10 @@ def shortcut_kind(net: Network, parts: BlockParts) -> str:
     shortcut`` (option A), or the shortcut definition's name."""
     if parts.shortcut is None:
         return "identity shortcut"
-    kinds = {net.op(n).kind for n in parts.shortcut.op_names()}
-    if "conv" in kinds:
+    categories = {look(net.op(n)).category for n in parts.shortcut.op_names()}
+    if "conv" in categories:
         return "projection shortcut"
-    if "zeropad" in kinds:
+    if "pad" in categories:
         return "zero-padding shortcut"
     return f"{parts.shortcut.definition} shortcut"
 
@@ -665,12 +643,12 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     short = set(parts.shortcut.op_names()) if parts.shortcut else set()
     for n in block.op_names():
         op = net.op(n)
-        if op.kind in ("add", "multiply"):
-            g.node(nid(n), f"<B>{'+' if op.kind == 'add' else '×'}</B>", n not in short, shape="circle", width=0.22,
+        if look(op).symbol is not None:
+            g.node(nid(n), f"<B>{text(look(op).symbol)}</B>", n not in short, shape="circle", width=0.22,
                    height=0.22, fixedsize="true", margin=0, fillcolor="white")
         else:
             g.node(nid(n), g.label(None, [op_text(op)]), n not in short,
-                   fillcolor=st.fill("shortcut" if n in short else _CATEGORY.get(op.kind, "other")))
+                   fillcolor=st.fill("shortcut" if n in short else look(op).category))
     for n in block.op_names():
         for i in net.op(n).inputs:
             src = inp if i == block.input else nid(i)

@@ -10,6 +10,9 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
 - Initializers are named exactly like the torch back end's ``state_dict`` keys
   (``layer1.0.bn1.running_mean``); constants the lowering needs are named ``<path>/<what>``
   or ``const/<what>``, which no ``state_dict`` key can be (spec names have no ``/``).
+- Each op's nodes come from its registry entry (:mod:`resdsl.primitives`), the lowering
+  for the newest opset its entry has at or below the target's; the entry spells out a
+  decomposition where an older opset lacks the operator (GELU, GroupNormalization…).
 - Dropout, drop-path and identity are the identity at inference: they emit no node.
 - Weights come from the torch back end's seeded initialisation (same seed, same tensors)
   or from a torch ``state_dict`` file loaded with ``weights_only=True``.
@@ -37,7 +40,7 @@ from .. import __version__
 from ..diagnostics import UsageError
 from ..ir import INPUT, Network, Op
 from ..passes import foldable_batchnorms
-from .fold import fold_conv_bn
+from ..primitives import PRIMITIVES
 
 #: Opsets this back end emits and is tested at: 13 is the oldest still common (TensorRT,
 #: mobile runtimes); 21 is the newest that onnxruntime ≥ 1.18 and onnx ≥ 1.16 both know.
@@ -53,9 +56,6 @@ EXTERNAL_ALIGN = 4096
 
 #: The graph's symbolic batch dimension.
 BATCH = "batch"
-
-_BN_BUFFERS = ("weight", "bias", "running_mean", "running_var")
-
 
 def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
          opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
@@ -116,23 +116,12 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
 
 def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
     """The ``state_dict`` keys and shapes of the torch back end's module for ``net``,
-    from the IR alone (``num_batches_tracked`` included)."""
+    from the IR and the registry's weights alone (``num_batches_tracked`` included)."""
     out: dict[str, tuple[int, ...]] = {}
     for path, op in net.modules().items():
-        a = dict(op.attrs)
-        c = net.shape_of(op.inputs[0])[0]
-        if op.kind == "conv":
-            out[f"{path}.weight"] = (a["out_channels"], c // a["groups"], a["kernel_size"], a["kernel_size"])
-            if a["bias"]:
-                out[f"{path}.bias"] = (a["out_channels"],)
-        elif op.kind == "batchnorm":
-            for key in _BN_BUFFERS:
-                out[f"{path}.{key}"] = (c,)
-            out[f"{path}.num_batches_tracked"] = ()
-        elif op.kind == "linear":
-            out[f"{path}.weight"] = (a["out_features"], c)
-            if a["bias"]:
-                out[f"{path}.bias"] = (a["out_features"],)
+        state = PRIMITIVES[op.kind].state(dict(op.attrs), [net.shape_of(i) for i in op.inputs])
+        for key, shape in state.items():
+            out[f"{path}.{key}"] = tuple(shape)
     return out
 
 
@@ -275,133 +264,67 @@ class _Lowering:
             if t == old:
                 self.tensor[value] = new
 
+    # -- what an op's lowering uses (the registry's ONNX lowerings call these)
+
+    def node(self, kind: str, inputs: list[str], name: str, out: str | None = None, **attrs) -> str:
+        """Add a node; returns its output tensor (``out``, or ``name``)."""
+        return self._node(kind, inputs, name, out, **attrs)
+
+    def node_outputs(self, kind: str, inputs: list[str], name: str, outputs: list[str], **attrs) -> None:
+        """Add a node with several outputs (a Split)."""
+        self.nodes.append(helper.make_node(kind, inputs, outputs, name=name, **attrs))
+
+    def produced(self, tensor: str) -> bool:
+        """Whether a node already writes ``tensor`` (a sibling's lowering wrote it)."""
+        return any(tensor in node.output for node in self.nodes)
+
+    def output_of(self, op: Op) -> str:
+        """The tensor that will hold ``op``'s value (``output`` for the network's last op)."""
+        return self._out(op)
+
+    def init(self, name: str, array: np.ndarray) -> str:
+        """An initializer (added once per name)."""
+        return self._init(name, array)
+
+    def param(self, key: str) -> str:
+        """The ``state_dict`` tensor ``key`` as an initializer of that name."""
+        return self._param(key)
+
+    def const(self, name: str, values, dtype=np.int64) -> str:
+        """A constant initializer, int64 unless ``dtype`` says otherwise."""
+        return self._const(name, values, dtype)
+
+    def alias(self, op: Op, source: str) -> None:
+        """``op`` passes ``source`` through: no node."""
+        self._alias(op, source)
+
+    def shape_of(self, value: str) -> tuple[int, ...]:
+        """The per-sample shape of an IR value."""
+        return self.net.shape_of(value)
+
+    def folded_bn(self, op: Op) -> Op | None:
+        """With BN folding, the BN that folds into this conv, if any."""
+        name = self.fold_into.get(op.name)
+        return None if name is None else self.net.op(name)
+
+    def reduce_mean(self, x: str, axes: list[int], name: str) -> str:
+        """ReduceMean keeping dimensions; axes are an attribute before opset 18, an input since."""
+        if self.opset >= 18:
+            return self._node("ReduceMean", [x, self._const(f"{name}/axes", axes)], name, keepdims=1)
+        return self._node("ReduceMean", [x], name, axes=axes, keepdims=1)
+
     # -- ops
 
     def _lower(self, op: Op) -> None:
-        a = dict(op.attrs)
-        xs = [self.tensor[i] for i in op.inputs]
-        x, out, k = xs[0], self._out(op), op.kind
-        if k in ("dropout", "drop_path", "identity") or (k == "batchnorm" and op.name in self.folded):
+        if op.name in self.folded:  # a BN folded into its conv
             self._alias(op, op.inputs[0])
             return
-        if k == "zeropad" and a["stride"] == 1 and a["out_channels"] == self.net.shape_of(op.inputs[0])[0]:
-            self._alias(op, op.inputs[0])
-            return
-        self.tensor[op.name] = out
-        if k == "conv":
-            self._conv(op, a, x, out)
-        elif k == "batchnorm":
-            m = op.module
-            self._node("BatchNormalization", [x, *(self._param(f"{m}.{p}") for p in _BN_BUFFERS)],
-                       op.name, out, epsilon=float(a["eps"]))
-        elif k == "linear":
-            w = self._param(f"{op.module}.weight")
-            b = [self._param(f"{op.module}.bias")] if a["bias"] else []
-            self._node("Gemm", [x, w, *b], op.name, out, transB=1)
-        elif k in ("maxpool", "avgpool"):
-            self._pool(op, a, x, out)
-        elif k == "zeropad":
-            self._zeropad(op, a, x, out)
-        elif k in ("add", "multiply"):
-            kind = "Add" if k == "add" else "Mul"
-            acc = xs[0]
-            for i, y in enumerate(xs[1:-1], start=1):  # left to right, as torch sums them
-                acc = self._node(kind, [acc, y], f"{op.name}/{i}")
-            self._node(kind, [acc, xs[-1]], op.name, out)
-        else:
-            self._unary(op, a, x, out)
-
-    def _conv(self, op: Op, a: dict, x: str, out: str) -> None:
-        m = op.module
-        w, b = self.state[f"{m}.weight"], self.state.get(f"{m}.bias") if a["bias"] else None
-        bn_name = self.fold_into.get(op.name)
-        if bn_name is not None:
-            bn = self.net.op(bn_name)
-            s = {p: self.state[f"{bn.module}.{p}"] for p in _BN_BUFFERS}
-            w, b = fold_conv_bn(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
-                                float(bn.attr("eps")))
-            # Re-key the folded tensors under the conv's names, as the torch folding pass does.
-            inputs = [self._init(f"{m}.weight", w.numpy()), self._init(f"{m}.bias", b.numpy())]
-        else:
-            inputs = [self._param(f"{m}.weight")] + ([self._param(f"{m}.bias")] if b is not None else [])
-        kernel, p, s, d = a["kernel_size"], a["padding"], a["stride"], a["dilation"]
-        self._node("Conv", [x, *inputs], op.name, out, kernel_shape=[kernel, kernel], strides=[s, s],
-                   pads=[p, p, p, p], dilations=[d, d], group=a["groups"])
-
-    def _pool(self, op: Op, a: dict, x: str, out: str) -> None:
-        # With ceil_mode, torch drops a last window that would start in the right padding;
-        # onnx's shape inference does not. So ceil_mode is never emitted: where rounding up
-        # adds a window (`extra` > 0), the overhang is spelled out as end padding.
-        _, h, w = self.net.shape_of(op.inputs[0])
-        _, oh, ow = op.shape
-        k, s, p, d = a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1)
-        extra = [max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)) for o, n in ((oh, h), (ow, w))]
-        pads = [p, p, p + extra[0], p + extra[1]]
-        attrs = {"kernel_shape": [k, k], "strides": [s, s]}
-        if op.kind == "maxpool":
-            if max(pads) >= k:  # onnxruntime wants pads below the kernel size (dilated windows)
-                fill = self._const("const/-inf", -np.inf, np.float32)
-                pad = self._const(f"{op.name}/pads", [0, 0, p, p, 0, 0, pads[2], pads[3]])
-                x, pads = self._node("Pad", [x, pad, fill], f"{op.name}/pad"), [0, 0, 0, 0]
-            self._node("MaxPool", [x], op.name, out, **attrs, pads=pads, dilations=[d, d])
-            return
-        # torch's divisor counts the real padding (with count_include_pad) but never the
-        # overhang: the overhang is padding left out of the count, and counted padding
-        # next to it becomes explicit zeros. (p + extra < kernel without dilation.)
-        include = bool(a["count_include_pad"]) and p > 0
-        if include and any(extra):
-            pad = self._const(f"{op.name}/pads", [0, 0, p, p, 0, 0, p, p])
-            x = self._node("Pad", [x, pad], f"{op.name}/pad")
-            pads, include = [0, 0, extra[0], extra[1]], False
-        self._node("AveragePool", [x], op.name, out, **attrs, pads=pads, count_include_pad=int(include))
-
-    def _zeropad(self, op: Op, a: dict, x: str, out: str) -> None:
-        c, h, w = self.net.shape_of(op.inputs[0])
-        s, extra = a["stride"], a["out_channels"] - c
-        if s != 1:
-            args = [self._const(f"{op.name}/{n}", v)
-                    for n, v in (("starts", [0, 0]), ("ends", [h, w]), ("axes", [2, 3]), ("steps", [s, s]))]
-            x = self._node("Slice", [x, *args], op.name if not extra else f"{op.name}/slice",
-                           out if not extra else None)
-        if extra:
-            pad = self._const(f"{op.name}/pads", [0, extra // 2, 0, 0, 0, extra - extra // 2, 0, 0])
-            self._node("Pad", [x, pad], op.name, out)
-
-    def _unary(self, op: Op, a: dict, x: str, out: str) -> None:
-        """Activations, global pooling and flatten: one input, no weights."""
-        k, name = op.kind, op.name
-        simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
-                  "global_avgpool": "GlobalAveragePool"}
-        if k in simple:
-            self._node(simple[k], [x], name, out)
-        elif k == "flatten":
-            self._node("Flatten", [x], name, out, axis=1)
-        elif k == "leaky_relu":
-            self._node("LeakyRelu", [x], name, out, alpha=float(a["negative_slope"]))
-        elif k == "relu6":
-            lo = self._const("const/zero", 0.0, np.float32)
-            hi = self._const("const/six", 6.0, np.float32)
-            self._node("Clip", [x, lo, hi], name, out)
-        elif k == "silu":
-            self._node("Mul", [x, self._node("Sigmoid", [x], f"{name}/sigmoid")], name, out)
-        elif k == "hardswish":
-            if self.opset >= 14:
-                self._node("HardSwish", [x], name, out)
-            else:  # x · hardsigmoid(x) with ONNX's alpha/beta for relu6(x + 3) / 6
-                gate = self._node("HardSigmoid", [x], f"{name}/gate", alpha=1.0 / 6.0, beta=0.5)
-                self._node("Mul", [x, gate], name, out)
-        elif k == "gelu":
-            if self.opset >= 20:
-                self._node("Gelu", [x], name, out)
-            else:  # torch's exact GELU: x · (1 + erf(x / √2)) / 2
-                sqrt2 = self._const("const/sqrt2", np.sqrt(2.0), np.float32)
-                one = self._const("const/one", 1.0, np.float32)
-                half = self._const("const/half", 0.5, np.float32)
-                e = self._node("Erf", [self._node("Div", [x, sqrt2], f"{name}/scale")], f"{name}/erf")
-                y = self._node("Mul", [x, self._node("Add", [e, one], f"{name}/shift")], f"{name}/gate")
-                self._node("Mul", [y, half], name, out)
-        else:
-            raise ValueError(f"no ONNX lowering for `{k}`")  # PRIMITIVES and this list agree
+        lowering = PRIMITIVES[op.kind].onnx_lowering(self.opset)
+        if lowering is None:
+            raise UsageError(f"`{op.kind}` has no ONNX lowering for opset {self.opset}",
+                             hint="choose a newer --opset")
+        self.tensor[op.name] = self._out(op)
+        lowering(self, op, [self.tensor[i] for i in op.inputs], self._out(op))
 
     # -- the model
 

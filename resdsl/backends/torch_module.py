@@ -2,10 +2,11 @@
 
 Module paths, and so ``state_dict`` keys, are the spec's names (``layer1.0.conv1``).
 The forward pass runs the IR's ops in their (topological) order; ops without a module
-(``add``, unnamed activations, option-A padding) run as torch functions.
+(``add``, unnamed activations, option-A padding) run as torch functions. Both the
+modules and the functions come from the op registry (:mod:`resdsl.primitives`).
 
 Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) conv weights, BN
-scale 1 and shift 0, a BN marked ``zero_init`` scaled to 0, torch's defaults elsewhere.
+scale 1 and shift 0, a norm marked ``zero_init`` scaled to 0, torch's defaults elsewhere.
 With a seed, weights are reproducible and independent of the global RNG.
 
 Beyond a plain classifier: ``out_indices`` returns stage outputs (as timm's
@@ -19,132 +20,33 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
 from ..ir import INPUT, Network, Op
 from ..passes import foldable_batchnorms, reductions
+from ..primitives import PRIMITIVES
 from .fold import fold_conv_bn
+from .torch_layers import DropPath, drop_path, zero_pad
 
-#: Unnamed activations run as functions (named ones are the modules in _ACTIVATIONS).
-_FUNCTIONAL_ACTIVATIONS = {
-    "relu": F.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu,
-    "hardswish": F.hardswish, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
-}
-
-_ACTIVATIONS = {
-    "relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU,
-    "hardswish": nn.Hardswish, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-}
+# Re-exported: these lived here before the registry, and user code imports them from here.
+__all__ = ["ResDSLNetwork", "build", "fold_batchnorms", "feature_points", "init_weights", "make_module",
+           "functional", "DropPath", "drop_path", "zero_pad"]
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: zero a residual branch per sample, rescale the survivors."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Zero whole samples with probability ``p`` in training, scaling the rest by 1 / (1 - p)."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-    return x * mask / keep
-
-
-def zero_pad(x: torch.Tensor, stride: int, out_channels: int) -> torch.Tensor:
-    """The option-A shortcut: subsample, then pad the new channels with zeros (half before)."""
-    x = x[:, :, ::stride, ::stride]
-    extra = out_channels - x.shape[1]
-    return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
-
-
-# Both read the tensor's shape as Python numbers: torch.fx keeps them as leaf calls.
-torch.fx.wrap("drop_path")
-torch.fx.wrap("zero_pad")
-
-
-def make_module(op: Op, in_shape: tuple[int, ...]) -> nn.Module:
+def make_module(op: Op, in_shapes: list[tuple[int, ...]]) -> nn.Module:
     """The torch module for an op (only ops whose ``module`` is set have one)."""
-    a = dict(op.attrs)
-    k = op.kind
-    if k == "conv":
-        return nn.Conv2d(in_shape[0], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
-                         a["dilation"], a["groups"], a["bias"])
-    if k == "batchnorm":
-        return nn.BatchNorm2d(in_shape[0], eps=a["eps"], momentum=a["momentum"])
-    if k in _ACTIVATIONS:
-        return _ACTIVATIONS[k]()
-    if k == "leaky_relu":
-        return nn.LeakyReLU(a["negative_slope"])
-    if k == "maxpool":
-        return nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"],
-                            ceil_mode=a["ceil_mode"])
-    if k == "avgpool":
-        return nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                            count_include_pad=a["count_include_pad"])
-    if k == "global_avgpool":
-        return nn.AdaptiveAvgPool2d(1)
-    if k == "flatten":
-        return nn.Flatten(1)
-    if k == "linear":
-        return nn.Linear(in_shape[0], a["out_features"], a["bias"])
-    if k == "dropout":
-        return nn.Dropout(a["p"])
-    if k == "drop_path":
-        return DropPath(a["p"])
-    if k == "identity":
-        return nn.Identity()
-    raise ValueError(f"no torch module for `{k}`")  # the IR marks these ops functional
+    prim = PRIMITIVES[op.kind]
+    if prim.torch_module is None:
+        raise ValueError(f"`{op.kind}` has no torch module")  # the registry checks entries
+    return prim.torch_module(dict(op.attrs), in_shapes)
 
 
 def functional(op: Op, xs: list[torch.Tensor], training: bool) -> torch.Tensor:
     """Run an op that has no module."""
-    a = dict(op.attrs)
-    k, x = op.kind, xs[0]
-    if k == "add":
-        out = xs[0] + xs[1]
-        for y in xs[2:]:
-            out = out + y
-        return out
-    if k == "multiply":
-        out = xs[0] * xs[1]
-        for y in xs[2:]:
-            out = out * y
-        return out
-    if k == "zeropad":
-        return zero_pad(x, a["stride"], a["out_channels"])
-    if k in _FUNCTIONAL_ACTIVATIONS:
-        return _FUNCTIONAL_ACTIVATIONS[k](x)
-    if k == "leaky_relu":
-        return F.leaky_relu(x, a["negative_slope"])
-    if k == "maxpool":
-        return F.max_pool2d(x, a["kernel_size"], a["stride"], a["padding"], a["dilation"],
-                            ceil_mode=a["ceil_mode"])
-    if k == "avgpool":
-        return F.avg_pool2d(x, a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                            count_include_pad=a["count_include_pad"])
-    if k == "global_avgpool":
-        return F.adaptive_avg_pool2d(x, 1)
-    if k == "flatten":
-        return torch.flatten(x, 1)
-    if k == "dropout":
-        return F.dropout(x, a["p"], training)
-    if k == "drop_path":
-        return drop_path(x, a["p"], training)
-    if k == "identity":
-        return x
-    raise ValueError(f"`{k}` needs a module")  # conv, batchnorm and linear always have names
+    prim = PRIMITIVES[op.kind]
+    if prim.torch_function is None:
+        raise ValueError(f"`{op.kind}` needs a module")  # layers with weights always have names
+    return prim.torch_function(dict(op.attrs), xs, training)
 
 
 class ResDSLNetwork(nn.Module):
@@ -163,9 +65,10 @@ class ResDSLNetwork(nn.Module):
         self.input_shape = net.input_shape
         self._ops = net.ops
         registered: set[str] = set()
+        lists = list_containers(net)
         for op in net.ops:
             if op.module is not None and op.module not in registered:
-                _register(self, op.module, make_module(op, net.shape_of(op.inputs[0])))
+                _register(self, op.module, make_module(op, [net.shape_of(i) for i in op.inputs]), lists)
                 registered.add(op.module)
         self._output = net.output
         self._features: tuple[str, ...] = ()
@@ -188,6 +91,9 @@ class ResDSLNetwork(nn.Module):
         last = max((i for i, op in enumerate(self._ops) if op.name in self._features), default=None)
         ops = self._ops if last is None else self._ops[:last + 1]
         self._steps = [(op, self.get_submodule(op.module) if op.module else None) for op in ops]
+        # the function and attributes of each moduleless op, looked up once
+        self._calls = {op.name: (PRIMITIVES[op.kind].torch_function, dict(op.attrs))
+                       for op, module in self._steps if module is None}
         # values to drop after each step (their last reader), so that forward holds no more
         # activations than a hand-written network does
         keep = set(self._features) | {self._output}
@@ -201,15 +107,19 @@ class ResDSLNetwork(nn.Module):
         """Every op's output by op name (and ``input``): the IR's values, for inspection."""
         values = {INPUT: x}
         for op, module in self._steps:
-            xs = [values[i] for i in op.inputs]
-            values[op.name] = module(xs[0]) if module is not None else functional(op, xs, self.training)
+            values[op.name] = self._run(op, module, [values[i] for i in op.inputs])
         return values
+
+    def _run(self, op: Op, module: nn.Module | None, xs: list[torch.Tensor]) -> torch.Tensor:
+        if module is not None:
+            return module(*xs)
+        function, attrs = self._calls[op.name]
+        return function(attrs, xs, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         values = {INPUT: x}
         for (op, module), release in zip(self._steps, self._release):
-            xs = [values[i] for i in op.inputs]
-            values[op.name] = module(xs[0]) if module is not None else functional(op, xs, self.training)
+            values[op.name] = self._run(op, module, [values[i] for i in op.inputs])
             for name in release:
                 del values[name]
         if self._features:
@@ -221,16 +131,26 @@ class ResDSLNetwork(nn.Module):
 
 
 def feature_points(net: Network) -> list[str]:
-    """Op names whose outputs are the feature maps: the stem's (before its trailing pooling,
-    as timm), then each stage's."""
+    """Op names whose outputs are the feature maps: the stem's, then each stage's.
+
+    The stem's is taken before its last downsampling, as timm's ``act1``: the layers at the
+    stem's final reduction go (a max pool, or ResNet-RS's strided conv-BN-ReLU in its
+    place), and so do the pools and paddings before them (ResNet-blur's stride-1 max pool,
+    BiT's padding)."""
     from ..stats import sections
     points = []
+    reduction = reductions(net)
     for section in sections(net):
         if section.kind == "head":
             break
         if section.kind == "stem":
             ops = list(section.ops)
-            while len(ops) > 1 and net.op(ops[-1]).kind in ("maxpool", "avgpool"):
+            final = reduction[ops[-1]]
+            if any(reduction[o] < final for o in ops):
+                while len(ops) > 1 and reduction[ops[-1]] == final:
+                    ops.pop()
+            while len(ops) > 1 and (PRIMITIVES[net.op(ops[-1]).kind].look.pool
+                                    or PRIMITIVES[net.op(ops[-1]).kind].look.category == "pad"):
                 ops.pop()
             points.append(ops[-1])
         else:
@@ -240,25 +160,43 @@ def feature_points(net: Network) -> list[str]:
     return points
 
 
-def _register(root: nn.Module, path: str, module: nn.Module) -> None:
+def list_containers(net: Network) -> set[str]:
+    """Module paths that are only containers (no op or scope of their own) and whose children
+    are named 0, 1, …, n-1: built as ``nn.ModuleList`` (``paths.0``, ``convs.1``); other
+    containers are plain ``nn.Module`` s. Either way the ``state_dict`` keys are the paths."""
+    children: dict[str, set[str]] = {}
+    for path in net.modules():
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            children.setdefault(".".join(parts[:i]), set()).add(parts[i])
+    return {path for path, names in children.items()
+            if names == {str(i) for i in range(len(names))}}
+
+
+def _register(root: nn.Module, path: str, module: nn.Module, lists: set[str] = frozenset()) -> None:
     parent = root
     *containers, leaf = path.split(".")
-    for name in containers:
+    for i, name in enumerate(containers):
         if name not in parent._modules:
-            parent.add_module(name, nn.Module())
+            where = ".".join(containers[:i + 1])
+            parent.add_module(name, nn.ModuleList() if where in lists else nn.Module())
         parent = parent._modules[name]
     parent.add_module(leaf, module)
 
 
 def init_weights(model: nn.Module, net: Network) -> None:
-    """torchvision's initialisation, plus zero-init of BNs the spec marks."""
-    zero = {op.module for op in net.ops if op.kind == "batchnorm" and op.attr("zero_init")}
+    """Each layer's initialisation from the registry (torchvision's: Kaiming-normal convs,
+    unit-scale norms), in module order, then zero scales where the spec asks for them."""
+    modules = net.modules()
     for name, m in model.named_modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.constant_(m.weight, 0.0 if name in zero else 1.0)
-            nn.init.zeros_(m.bias)
+        op = modules.get(name)
+        if op is None:
+            continue
+        prim, attrs = PRIMITIVES[op.kind], dict(op.attrs)
+        if prim.init is not None:
+            prim.init(m, attrs)
+        if prim.zero_init is not None and attrs.get("zero_init"):
+            nn.init.zeros_(getattr(m, prim.zero_init))
 
 
 def build(net: Network, *, seed: int | None = 0,
@@ -289,7 +227,7 @@ def fold_batchnorms(model: ResDSLNetwork, net: Network) -> ResDSLNetwork:
     for bn_name, conv_name in foldable_batchnorms(net).items():
         bn_path, conv_path = net.op(bn_name).module, net.op(conv_name).module
         conv, bn = folded.get_submodule(conv_path), folded.get_submodule(bn_path)
-        if bn.running_mean is None:  # track_running_stats=False: batch statistics even in eval
+        if getattr(bn, "running_mean", None) is None:  # batch statistics even in eval: nothing to fold
             continue
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                           conv.padding, conv.dilation, conv.groups, bias=True,

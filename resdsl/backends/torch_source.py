@@ -31,8 +31,10 @@ import jinja2
 from .. import __version__
 from ..diagnostics import UsageError
 from ..ir import Attr, Network, Op, Scope
+from ..primitives import INPUT_CHANNELS, NODEFAULT, PRIMITIVES, SourceCall, SourceHelper, SourceInit
 from ..resources import data_path
 from ..stats import fmt_shape
+from .source_format import Call, Expr, Sequential, layout
 
 # ---------------------------------------------------------------- identifiers
 
@@ -84,75 +86,39 @@ def camel(name: str) -> str:
 
 def attr_ref(owner: str, name: str) -> str:
     """Attribute access that also works for module names like ``0`` or ``class``."""
-    return f"{owner}.{name}" if is_identifier(name) else f"getattr({owner}, {name!r})"
+    return f"{owner}.{name}" if is_identifier(name) else f"getattr({owner}, {_quoted(name)})"
 
 
 def path_ref(owner: str, path: str) -> str:
     parts = path.split(".")
     if all(is_identifier(p) for p in parts):
         return ".".join([owner, *parts])
-    return f"{owner}.get_submodule({path!r})"
+    return f"{owner}.get_submodule({_quoted(path)})"
+
+
+def _quoted(text: str) -> str:
+    """A string literal in double quotes, as ruff format writes it."""
+    literal = repr(text)
+    return f'"{text}"' if literal == f"'{text}'" and '"' not in text else literal
 
 
 # ---------------------------------------------------------------- layer vocabularies
 
-_NODEFAULT = object()
-
-#: op kind → (constructor, [(attribute, keyword or None for positional, torch default)]).
-#: ``in_channels``/``num_features``/``in_features`` come from the op's input shape.
-CONSTRUCTORS: dict[str, tuple[str, list[tuple[str, str | None, object]]]] = {
-    "conv": ("nn.Conv2d", [("in_channels", None, _NODEFAULT), ("out_channels", None, _NODEFAULT),
-                           ("kernel_size", "kernel_size", _NODEFAULT), ("stride", "stride", 1),
-                           ("padding", "padding", 0), ("dilation", "dilation", 1),
-                           ("groups", "groups", 1), ("bias", "bias", True)]),
-    "batchnorm": ("nn.BatchNorm2d", [("num_features", None, _NODEFAULT), ("eps", "eps", 1e-5),
-                                     ("momentum", "momentum", 0.1)]),
-    "linear": ("nn.Linear", [("in_features", None, _NODEFAULT), ("out_features", None, _NODEFAULT),
-                             ("bias", "bias", True)]),
-    "relu": ("nn.ReLU", []), "relu6": ("nn.ReLU6", []), "gelu": ("nn.GELU", []),
-    "silu": ("nn.SiLU", []), "hardswish": ("nn.Hardswish", []), "sigmoid": ("nn.Sigmoid", []),
-    "tanh": ("nn.Tanh", []),
-    "leaky_relu": ("nn.LeakyReLU", [("negative_slope", None, _NODEFAULT)]),
-    "maxpool": ("nn.MaxPool2d", [("kernel_size", None, _NODEFAULT), ("stride", "stride", _NODEFAULT),
-                                 ("padding", "padding", 0), ("dilation", "dilation", 1),
-                                 ("ceil_mode", "ceil_mode", False)]),
-    "avgpool": ("nn.AvgPool2d", [("kernel_size", None, _NODEFAULT), ("stride", "stride", _NODEFAULT),
-                                 ("padding", "padding", 0), ("ceil_mode", "ceil_mode", False),
-                                 ("count_include_pad", "count_include_pad", True)]),
-    "global_avgpool": ("nn.AdaptiveAvgPool2d", [("output_size", None, _NODEFAULT)]),
-    "flatten": ("nn.Flatten", [("start_dim", None, _NODEFAULT)]),
-    "dropout": ("nn.Dropout", [("p", None, _NODEFAULT)]),
-    "drop_path": ("DropPath", [("p", None, _NODEFAULT)]),
-    "identity": ("nn.Identity", []),
-}
-
-#: Functional (unnamed) ops: op kind → (call, [(attribute, keyword or None, default)]).
-#: The call's first argument is the op's input; ``training`` ops also get ``self.training``.
-FUNCTIONS: dict[str, tuple[str, list[tuple[str, str | None, object]]]] = {
-    "relu": ("F.relu", []), "relu6": ("F.relu6", []), "gelu": ("F.gelu", []),
-    "silu": ("F.silu", []), "hardswish": ("F.hardswish", []), "sigmoid": ("torch.sigmoid", []),
-    "tanh": ("torch.tanh", []),
-    "leaky_relu": ("F.leaky_relu", [("negative_slope", None, _NODEFAULT)]),
-    "maxpool": ("F.max_pool2d", CONSTRUCTORS["maxpool"][1]),
-    "avgpool": ("F.avg_pool2d", CONSTRUCTORS["avgpool"][1]),
-    "global_avgpool": ("F.adaptive_avg_pool2d", [("output_size", None, _NODEFAULT)]),
-    "flatten": ("torch.flatten", [("start_dim", None, _NODEFAULT)]),
-    "zeropad": ("zero_pad", [("stride", "stride", _NODEFAULT),
-                             ("out_channels", "out_channels", _NODEFAULT)]),
-    "dropout": ("F.dropout", [("p", None, _NODEFAULT)]),
-    "drop_path": ("drop_path", [("p", None, _NODEFAULT)]),
-}
-_TRAINING = {"dropout", "drop_path"}
-_FIXED = {"global_avgpool": {"output_size": 1}, "flatten": {"start_dim": 1}}
-_CHANNELS = {"in_channels", "out_channels", "num_features", "in_features", "out_features"}
+#: Source arguments that are channel counts (they may become ``planes * 4``).
+_CHANNELS = INPUT_CHANNELS | {"out_channels", "out_features"}
 
 
-def _value(net: Network, op: Op, key: str) -> Attr:
-    if key in ("in_channels", "num_features", "in_features") and op.kind != "zeropad":
-        return net.shape_of(op.inputs[0])[0]
-    if key in _FIXED.get(op.kind, {}):
-        return _FIXED[op.kind][key]
-    return op.attr(key)
+def _call(op: Op, functional: bool) -> SourceCall:
+    """The registry's source text for ``op``: its function, or its module's constructor."""
+    prim = PRIMITIVES[op.kind]
+    call = prim.source_function if functional else prim.source_module
+    if call is None:
+        raise ValueError(f"no torch {'function' if functional else 'module'} for `{op.kind}`")
+    return call
+
+
+def _is_zero_init(op: Op) -> bool:
+    return PRIMITIVES[op.kind].zero_init is not None and bool(dict(op.attrs).get("zero_init"))
 
 
 # ---------------------------------------------------------------- scopes as class bodies
@@ -193,9 +159,10 @@ class Cls:
 
 
 def _relative(path: str, base: str) -> str:
+    """``path`` below ``base``; dotted (``paths.0``) when it sits in a container."""
     local = path if not base else path[len(base) + 1:]
-    if (base and not path.startswith(base + ".")) or "." in local or not local:
-        raise ValueError(f"module `{path}` is not a direct child of `{base or 'the network'}`")
+    if (base and not path.startswith(base + ".")) or not local:
+        raise ValueError(f"module `{path}` is not inside `{base or 'the network'}`")
     return local
 
 
@@ -281,7 +248,7 @@ class Lowering:
                 inner = ("seq" if self.is_sequential(child) else "cls", self._signature(child))
                 sig.append(("sub", item.local, inner, refs, item.role))
             else:
-                zero = item.op.kind == "batchnorm" and bool(item.op.attr("zero_init"))
+                zero = _is_zero_init(item.op)
                 sig.append((item.kind, item.local, item.op.kind, refs, item.role, zero))
         signature = (scope.kind, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
@@ -296,7 +263,7 @@ class Lowering:
         by_definition: dict[str, list[Cls]] = {}
         for cls in self.classes.values():
             by_definition.setdefault(cls.definition, []).append(cls)
-        names = Namespace(("DropPath", "drop_path", "zero_pad", "torch", "nn", "F", "camel"))
+        names = Namespace(("torch", "nn", "F", "camel", *_helper_names()))
         self.names = names
         for definition, group in by_definition.items():
             base = camel(definition)
@@ -343,15 +310,11 @@ class Lowering:
                     yield p.vector[n], f"{prefix}{item.local}_{p.name}", _is_channels(p.name)
             return
         op = item.op
-        table = FUNCTIONS if item.kind == "func" else CONSTRUCTORS
-        if op.kind not in table:
-            if item.kind == "func" and op.kind in ("add", "multiply", "identity"):
-                return
-            raise ValueError(f"no torch {'function' if item.kind == 'func' else 'module'} for `{op.kind}`")
-        for key, _, _ in table[op.kind][1]:
-            reads_input = key in ("in_channels", "num_features", "in_features") and op.inputs[0] == scope.input
-            hint = "in_channels" if reads_input and not prefix else f"{prefix}{item.local or op.kind}_{key}"
-            yield _value(self.net, op, key), hint, key in _CHANNELS
+        shapes = [self.net.shape_of(i) for i in op.inputs]
+        for arg in _call(op, item.kind == "func").args:
+            reads_input = arg.key in INPUT_CHANNELS and op.inputs[0] == scope.input
+            hint = "in_channels" if reads_input and not prefix else f"{prefix}{item.local or op.kind}_{arg.key}"
+            yield arg.value(op, shapes), hint, arg.key in _CHANNELS
 
     def params_of(self, cls: Cls) -> Cls:
         if cls.forms or not cls.instances:
@@ -471,12 +434,65 @@ class ClassView:
     forward: list[str]
     returns: str
 
+    @property
+    def signature(self) -> str:
+        """``__init__(self, …)``, laid out as ruff format does after ``    def``."""
+        return layout(Call("__init__", ("self", *self.params)), "    ", "def ", " -> None:")
+
+
+class Containers:
+    """The containers a class body needs for dotted module names: ``paths.0`` and
+    ``paths.1`` live in ``self.paths``, an ``nn.ModuleList`` (children 0…n-1) or else a
+    plain ``nn.Module``, created where its first child is, so modules are built in the
+    order the in-process module builds them."""
+
+    def __init__(self, locals_: list[str]):
+        children: dict[str, list[str]] = {}
+        for local in locals_:
+            parts = local.split(".")
+            for i in range(1, len(parts)):
+                names = children.setdefault(".".join(parts[:i]), [])
+                if parts[i] not in names:
+                    names.append(parts[i])
+        # appended in order, so `self.paths[i]` is `paths.i`
+        self.lists = {p for p, names in children.items() if names == [str(i) for i in range(len(names))]}
+        self.made: set[str] = set()
+
+    def ref(self, owner: str, local: str) -> str:
+        """The expression for the module at ``local``: ``self.paths[0].conv``."""
+        out, parts = owner, local.split(".")
+        for i, part in enumerate(parts):
+            out = f"{out}[{part}]" if i and ".".join(parts[:i]) in self.lists else attr_ref(out, part)
+        return out
+
+    def assign(self, owner: str, local: str, expr: Expr, indent: str) -> list[str]:
+        """Statements that create the containers above ``local`` (once) and put ``expr`` there,
+        laid out for ``indent``."""
+        lines: list[str] = []
+        parts = local.split(".")
+        for i in range(1, len(parts)):
+            path = ".".join(parts[:i])
+            if path not in self.made:
+                self.made.add(path)
+                lines.append(self._set(owner, path, "nn.ModuleList()" if path in self.lists else "nn.Module()", indent))
+        return [*lines, self._set(owner, local, expr, indent)]
+
+    def _set(self, owner: str, path: str, expr: Expr, indent: str) -> str:
+        parent, _, leaf = path.rpartition(".")
+        if parent in self.lists:
+            return layout(Call(f"{self.ref(owner, parent)}.append", (expr,)), indent)
+        target = self.ref(owner, parent) if parent else owner
+        if is_identifier(leaf):
+            lead = f"{target}.{leaf} = "
+            return lead + layout(expr, indent, lead)
+        return layout(Call(f"{target}.add_module", (_quoted(leaf), expr)), indent)
+
 
 class Renderer:
     def __init__(self, net: Network, low: Lowering):
         self.net = net
         self.low = low
-        self.uses: set[str] = set()
+        self.uses: set[SourceHelper] = set()
 
     def position(self, form: tuple, ref) -> str:
         if form[0] == "lit":
@@ -484,42 +500,37 @@ class Renderer:
         _, name, op, k = form
         return ref(name) if op is None else f"{ref(name)} {op} {k}"
 
-    def call_args(self, spec: list, forms: Iterator[tuple], ref) -> list[str]:
+    def call_args(self, call: SourceCall, forms: Iterator[tuple], ref) -> list[str]:
+        self.uses.update(call.helpers)
         parts = []
-        for (_, kw, default), form in zip(spec, forms):
-            if kw is not None and default is not _NODEFAULT and form[0] == "lit" and \
-                    _typed(form[1]) == _typed(default):
+        for arg, form in zip(call.args, forms):
+            if arg.keyword is not None and arg.default is not NODEFAULT and form[0] == "lit" and \
+                    _typed(form[1]) == _typed(arg.default):
                 continue
             text = self.position(form, ref)
-            parts.append(text if kw is None else f"{kw}={text}")
+            parts.append(text if arg.keyword is None else f"{arg.keyword}={text}")
         return parts
 
-    def constructor(self, scope: Scope, item: Item, forms: Iterator[tuple], ref, indent: str) -> str:
+    def constructor(self, scope: Scope, item: Item, forms: Iterator[tuple], ref) -> Expr:
         """The expression that builds ``item``'s module, consuming its positions from ``forms``."""
         if item.kind == "sub":
             child = item.scope
             if self.low.is_sequential(child):
-                elements = [self.constructor(child, sub, forms, ref, indent + "    ")
-                            for sub in self.low.body(child)]
-                return _sequential(elements, indent)
+                return Sequential.of([self.constructor(child, sub, forms, ref) for sub in self.low.body(child)])
             cls = self.low.class_of[child.path]
-            args = [f"{p.name}={self.position(next(forms), ref)}" for p in cls.params]
-            return f"{cls.name}({', '.join(args)})"
-        name, spec = CONSTRUCTORS[item.op.kind]
-        if item.op.kind == "drop_path":
-            self.uses.add("drop_path")
-        args = ", ".join(self.call_args(spec, forms, ref))
-        if len(indent) + len(item.local) + len(name) + len(args) + 10 > 110:  # as `ruff format` wraps
-            return f"{name}(\n{indent}    {args}\n{indent})"
-        return f"{name}({args})"
+            return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
+        call = _call(item.op, functional=False)
+        return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
     def render_class(self, scope: Scope, name: str, forms: list[tuple], params: list[str],
                      doc: str) -> ClassView:
         items = self.low.body(scope)
         attrs = Namespace(("training",))
         for item in items:
-            if item.local is not None and is_identifier(item.local) and item.local not in attrs:
-                attrs.claim(item.local)
+            top = item.local.split(".")[0] if item.local is not None else None
+            if top is not None and is_identifier(top) and top not in attrs:
+                attrs.claim(top)
+        self.containers = Containers([i.local for i in items if i.kind in ("layer", "sub")])
         stored: dict[str, str] = {}
 
         def init_ref(p: str) -> str:
@@ -537,14 +548,10 @@ class Renderer:
         calls: dict[int, list[str]] = {}
         for n, item in enumerate(items):
             if item.kind in ("layer", "sub"):
-                expr = self.constructor(scope, item, it, init_ref, "        ")
-                if is_identifier(item.local):
-                    init.append(f"self.{item.local} = {expr}")
-                else:
-                    init.append(f"self.add_module({item.local!r}, {expr})")
-            elif item.kind == "func" and item.op.kind in FUNCTIONS:
-                spec = FUNCTIONS[item.op.kind][1]
-                calls[n] = self.call_args(spec, it, forward_ref)
+                expr = self.constructor(scope, item, it, init_ref)
+                init += self.containers.assign("self", item.local, expr, "        ")
+            elif item.kind == "func":
+                calls[n] = self.call_args(_call(item.op, functional=True), it, forward_ref)
         forward = self.forward(scope, items, calls)
         init = [f"self.{attr} = {p}" for p, attr in stored.items()] + init
         return ClassView(name, doc, params, init, forward[0], forward[1])
@@ -558,10 +565,22 @@ class Renderer:
             return v
 
         for item in items:
-            if item.kind == "func" and item.op.kind == "identity":
+            if item.kind == "func" and PRIMITIVES[item.op.kind].passthrough == "always":
                 alias[item.output] = item.inputs[0]
+        # a function whose value nothing reads is left out (a module call stays: it may
+        # update state, as a BN in training does)
+        needed = {resolve(scope.output)}
+        dead: set[int] = set()
+        for n in range(len(items) - 1, -1, -1):
+            item = items[n]
+            if item.kind == "func" and resolve(item.output) not in needed:
+                dead.add(n)
+            else:
+                needed.update(resolve(v) for v in item.inputs)
         last_use: dict[str, int] = {}
         for n, item in enumerate(items):
+            if n in dead:
+                continue
             for v in item.inputs:
                 last_use[resolve(v)] = n
         last_use[resolve(scope.output)] = len(items)
@@ -569,13 +588,16 @@ class Renderer:
         live = {"x": scope.input}
         lines = []
         for n, item in enumerate(items):
-            if item.output in alias:
+            if item.output in alias or n in dead:
                 continue
             ins = [var[resolve(v)] for v in item.inputs]
             for name, value in list(live.items()):
                 if last_use.get(value, -1) <= n:
                     del live[name]
             first = resolve(item.inputs[0])
+            if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
+                lines.append(self.expression(item, ins, calls.get(n, [])))
+                continue
             if item.role == "shortcut":
                 target = _fresh_var("shortcut", live)
             elif var[first] not in live:
@@ -591,21 +613,12 @@ class Renderer:
 
     def expression(self, item: Item, ins: list[str], args: list[str]) -> str:
         if item.kind in ("layer", "call", "sub"):
-            return f"{attr_ref('self', item.local)}({ins[0]})"
-        kind = item.op.kind
-        if kind == "add":
-            return " + ".join(ins)
-        if kind == "multiply":
-            return " * ".join(ins)
-        function = FUNCTIONS[kind][0]
-        if kind in ("zeropad", "drop_path"):
-            self.uses.add(kind)
-        if kind in ("zeropad", "drop_path", "dropout", "maxpool", "avgpool", "leaky_relu",
-                    "global_avgpool", "flatten", "relu", "relu6", "gelu", "silu", "hardswish",
-                    "sigmoid", "tanh"):
-            extra = ["self.training"] if kind in _TRAINING else []
-            return f"{function}({', '.join([ins[0], *args, *extra])})"
-        raise ValueError(f"no torch function for `{kind}`")
+            return f"{self.containers.ref('self', item.local)}({', '.join(ins)})"
+        call = _call(item.op, functional=True)
+        if call.render is not None:
+            return call.render(ins, args)
+        extra = ["self.training"] if call.training else []
+        return f"{call.name}({', '.join([ins[0], *args, *extra])})"
 
 
 def _annotation(values: tuple) -> str:
@@ -618,27 +631,15 @@ def _fresh_var(base: str, live: dict[str, str]) -> str:
     return ns.fresh(base)
 
 
-def _sequential(elements: list[str], indent: str) -> str:
-    """``nn.Sequential(...)``, one element a line, runs of equal elements as a loop."""
-    runs: list[tuple[str, int]] = []
-    for e in elements:
-        if runs and runs[-1][0] == e:
-            runs[-1] = (e, runs[-1][1] + 1)
-        else:
-            runs.append((e, 1))
-    parts = [e if count == 1 else f"*[{e} for _ in range({count})]" for e, count in runs]
-    inner = indent + "    "
-    return "nn.Sequential(\n" + "".join(f"{inner}{p},\n" for p in parts) + f"{indent})"
-
-
 def _instances_doc(cls: Cls) -> str:
     paths = [s.path for s in cls.instances]
     shown = ", ".join(paths[:3]) + (f" … ({len(paths)} in all)" if len(paths) > 3 else "")
     return shown
 
 
-def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[list[str], str]]:
-    """Zero-init BNs: ([] for the network itself, or the classes that hold it; its path)."""
+def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[list[str], str, str]]:
+    """Zero-init norms: ([] for the network itself, or the classes that hold it; its path;
+    the tensor to zero)."""
     found: dict[tuple[bool, str], list[str]] = {}
     for cls in [None, *ordered]:
         scope = net.root if cls is None else cls.instances[0]
@@ -646,9 +647,16 @@ def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[li
             subs = [(f"{item.local}.{s.local}", s) for s in low.body(item.scope)] \
                 if item.kind == "sub" and low.is_sequential(item.scope) else [(item.local, item)]
             for path, leaf in subs:
-                if leaf.kind == "layer" and leaf.op.kind == "batchnorm" and leaf.op.attr("zero_init"):
-                    found.setdefault((cls is None, path), []).extend([] if cls is None else [cls.name])
-    return [(classes, path) for (_, path), classes in found.items()]
+                if leaf.kind == "layer" and _is_zero_init(leaf.op):
+                    found.setdefault((cls is None, path, PRIMITIVES[leaf.op.kind].zero_init), []) \
+                        .extend([] if cls is None else [cls.name])
+    return [(_instance_test(classes) if classes else "", path, tensor) for (_, path, tensor), classes in found.items()]
+
+
+def _instance_test(classes: list[str]) -> str:
+    """``isinstance(module, A)`` or ``isinstance(module, (A, B))``, laid out after ``if``."""
+    kinds = classes[0] if len(classes) == 1 else Call("", tuple(classes))
+    return layout(Call("isinstance", ("module", kinds)), " " * 12, "if ", ":")
 
 
 def _environment() -> jinja2.Environment:
@@ -682,6 +690,7 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     top_name = low.names.fresh(camel(net.name))
     root_forms = [("lit", v) for v, _, _ in low.positions(net.root)]
     top = renderer.render_class(net.root, top_name, root_forms, [], "")
+    helpers = _in_registry_order(renderer.uses)
     function = net.name if is_identifier(net.name) and net.name not in low.names else "build_model"
     function = low.names.fresh(function)
     # The file name is the one thing here a spec does not constrain: keep it printable and
@@ -692,10 +701,49 @@ def emit(net: Network, *, seed: int | None = None) -> str:
         function=function, seed=seed, params=f"{net.params:,}",
         input_shape=fmt_shape(net.input_shape), output_shape=fmt_shape(net.output_shape),
         input_dims=", ".join(map(str, net.input_shape)),
-        uses_zero_pad="zeropad" in renderer.uses, uses_drop_path="drop_path" in renderer.uses,
-        uses_functional=any("F." in line for v in [*views, top] for line in v.forward),
-        zero_init=_zero_init(low, net, ordered))
+        helpers=[_helper_text(h) for h in helpers], wrapped=[n for h in helpers for n in h.wrap],
+        uses_functional=any(h.functional for h in helpers)
+        or any("F." in line for v in [*views, top] for line in v.forward),
+        inits=_inits(net), zero_init=_zero_init(low, net, ordered))
     return text
+
+
+def _helper_names() -> tuple[str, ...]:
+    """Names the generated file may define besides its classes: every helper's."""
+    out: list[str] = []
+    for prim in PRIMITIVES.values():
+        for call in (prim.source_module, prim.source_function):
+            for helper in call.helpers if call is not None else ():
+                out += [n for n in (helper.name, *helper.defines) if n not in out]
+    return tuple(out)
+
+
+def _in_registry_order(used: set[SourceHelper]) -> list[SourceHelper]:
+    out: list[SourceHelper] = []
+    for prim in PRIMITIVES.values():
+        for call in (prim.source_module, prim.source_function):
+            for helper in call.helpers if call is not None else ():
+                if helper in used and helper not in out:
+                    out.append(helper)
+    return out
+
+
+def _helper_text(helper: SourceHelper) -> str:
+    if helper.text is not None:
+        return helper.text.strip("\n")
+    return _environment().get_template(helper.template).render().rstrip("\n")
+
+
+def _inits(net: Network) -> list[SourceInit]:
+    """The ``reset_parameters`` clauses of the kinds the network has modules of, in registry
+    order, one per class (a std_conv is initialised as the nn.Conv2d it is)."""
+    kinds = {op.kind for op in net.ops if op.module is not None}
+    out: list[SourceInit] = []
+    for kind, prim in PRIMITIVES.items():
+        init = prim.source_init
+        if kind in kinds and init is not None and all(i.cls != init.cls for i in out):
+            out.append(init)
+    return out
 
 
 def _dependency_order(low: Lowering, root: Scope) -> list[Cls]:

@@ -1,0 +1,30 @@
+"""The built-in primitives, one entry each (see :mod:`resdsl.primitives`).
+
+The order is the registry's: it is the order of the language reference, and the order
+in which a generated file lists the helpers it needs.
+"""
+
+from __future__ import annotations
+
+from .activation import ACTIVATIONS, GROUP_SOFTMAX, LEAKY_RELU
+from .conv import CHANNEL_CONV, CONV, LINEAR, STD_CONV
+from .dataflow import (
+            ADD,
+            CONCAT,
+            DROP_PATH,
+            DROPOUT,
+            FLATTEN,
+            IDENTITY,
+            MULTIPLY,
+            PAD,
+            SPLIT,
+            SUBTRACT,
+            ZEROPAD,
+)
+from .norm import BATCHNORM, GROUPNORM, LAYERNORM
+from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
+
+BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, LINEAR,
+            DROPOUT, ZEROPAD, DROP_PATH, IDENTITY, ADD, MULTIPLY,
+            # added with issue 10
+            GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD)

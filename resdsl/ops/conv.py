@@ -1,0 +1,260 @@
+"""Weighted layers: convolution, weight-standardised convolution, convolution across
+channels (ECA), fully connected.
+
+MACs: a convolution counts ``weights × output positions`` (padding positions included,
+as torchvision's figures do); ``std_conv`` counts the same as ``conv`` (standardising
+the weights is per weight, not per activation); ``channel_conv`` counts ``k`` per channel
+and position, ``C·k·H·W``; ``linear`` counts ``in × out``. Biases count nothing.
+"""
+
+from __future__ import annotations
+
+from ..ir import Op, Shape
+from ..primitives import (
+    NODEFAULT,
+    Look,
+    Primitive,
+    ShapeError,
+    SourceArg,
+    SourceCall,
+    SourceHelper,
+    SourceInit,
+    param,
+)
+from .shapes import feature_map, fmt, spatial
+
+# ---------------------------------------------------------------- conv and std_conv
+
+
+def _conv_rule(kind: str):
+    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+        c, h, w = feature_map(kind, shapes[0])
+        out, g, k = a["out_channels"], a["groups"], a["kernel_size"]
+        if a["padding"] is None:
+            a["padding"] = (k - 1) // 2 * a["dilation"]
+        if c % g or out % g:
+            bad = c if c % g else out
+            raise ShapeError("E014", f"groups = {g} does not divide {bad} channels",
+                             label=f"{c} input channels, {out} output channels",
+                             hint="choose groups that divide both channel counts")
+        if a["padding"] * 2 >= k * a["dilation"] + 2 * max(h, w):
+            raise ShapeError("E015", f"padding {a['padding']} is larger than the input and kernel",
+                             hint="padding is usually (kernel_size - 1) // 2 × dilation")
+        oh, ow = spatial(kind, h, w, a)
+        weights = out * (c // g) * k * k
+        params = weights + (out if a["bias"] else 0)
+        return (out, oh, ow), params, weights * oh * ow
+    return infer
+
+
+def _conv_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
+    out = {"weight": (a["out_channels"], shapes[0][0] // a["groups"], a["kernel_size"], a["kernel_size"])}
+    if a["bias"]:
+        out["bias"] = (a["out_channels"],)
+    return out
+
+
+def _conv_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.Conv2d(shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
+                     a["dilation"], a["groups"], a["bias"])
+
+
+def _std_conv_module(a: dict, shapes: list[Shape]):
+    from ..backends.torch_layers import StdConv2d
+
+    return StdConv2d(shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
+                     a["dilation"], a["groups"], a["bias"], a["eps"])
+
+
+def _kaiming(module, a: dict) -> None:
+    from torch import nn
+
+    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+_KAIMING = SourceInit("nn.Conv2d", ('nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")',))
+
+_CONV_ARGS = (SourceArg("in_channels"), SourceArg("out_channels"), SourceArg("kernel_size", "kernel_size"),
+              SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
+              SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1),
+              SourceArg("bias", "bias", True))
+
+
+def _conv_text(word: str):
+    def text(op: Op) -> str:
+        size = op.attr("kernel_size")
+        s = f"{size}×{size} {word}, {op.attr('out_channels')}"
+        if op.attr("stride") != 1:
+            s += f", /{op.attr('stride')}"
+        if op.attr("groups") != 1:
+            s += f", groups {op.attr('groups')}"
+        if op.attr("dilation") != 1:
+            s += f", dilation {op.attr('dilation')}"
+        return s
+    return text
+
+
+def conv_table(op: Op, with_stride: bool) -> str:
+    """A conv as a line of a paper table: ``3×3, 64, C=32``."""
+    k = op.attr("kernel_size")
+    s = f"{k}×{k}, {op.attr('out_channels')}"
+    if op.attr("groups") != 1:
+        s += f", C={op.attr('groups')}"
+    if op.attr("dilation") != 1:
+        s += f", dilation {op.attr('dilation')}"
+    if with_stride and op.attr("stride") != 1:
+        s += f", stride {op.attr('stride')}"
+    return s
+
+
+def _conv_attrs(g, a: dict) -> dict:
+    k, p, s, d = a["kernel_size"], a["padding"], a["stride"], a["dilation"]
+    return {"kernel_shape": [k, k], "strides": [s, s], "pads": [p, p, p, p], "dilations": [d, d],
+            "group": a["groups"]}
+
+
+def _conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    a, m = dict(op.attrs), op.module
+    bn = g.folded_bn(op)
+    if bn is not None:
+        from ..backends.fold import fold_conv_bn
+
+        w, b = g.state[f"{m}.weight"], g.state.get(f"{m}.bias") if a["bias"] else None
+        s = {p: g.state[f"{bn.module}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")}
+        w, b = fold_conv_bn(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
+                            float(bn.attr("eps")))
+        # Re-key the folded tensors under the conv's names, as the torch folding pass does.
+        inputs = [g.init(f"{m}.weight", w.numpy()), g.init(f"{m}.bias", b.numpy())]
+    else:
+        inputs = [g.param(f"{m}.weight")] + ([g.param(f"{m}.bias")] if a["bias"] else [])
+    g.node("Conv", [xs[0], *inputs], op.name, out, **_conv_attrs(g, a))
+
+
+def _std_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """Standardise the weight in the graph (InstanceNormalization over each output
+    channel's weights), so the initializer stays the state_dict's weight."""
+    import numpy as np
+
+    a, m, name = dict(op.attrs), op.module, op.name
+    w = g.param(f"{m}.weight")
+    shape = g.state[f"{m}.weight"].shape
+    rows = g.node("Reshape", [w, g.const(f"{name}/rows", [1, shape[0], -1])], f"{name}/as_rows")
+    ones = g.const(f"{name}/ones", np.ones(shape[0]), np.float32)
+    zeros = g.const(f"{name}/zeros", np.zeros(shape[0]), np.float32)
+    std = g.node("InstanceNormalization", [rows, ones, zeros], f"{name}/standardise", epsilon=float(a["eps"]))
+    weight = g.node("Reshape", [std, g.const(f"{name}/shape", list(shape))], f"{name}/weight")
+    bias = [g.param(f"{m}.bias")] if a["bias"] else []
+    g.node("Conv", [xs[0], weight, *bias], name, out, **_conv_attrs(g, a))
+
+
+_CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param("stride", "int", 1),
+                param("padding", "int?", None, "default (kernel_size - 1) // 2 × dilation"),
+                param("dilation", "int", 1), param("groups", "int", 1), param("bias", "bool", False))
+
+CONV = Primitive(
+    "conv", _CONV_PARAMS, _conv_rule("conv"), "2-D convolution (torch.nn.Conv2d); square kernels",
+    look=Look(_conv_text("conv"), "conv", table=conv_table, depth=True),
+    weights=_conv_weights, torch_module=_conv_module, init=_kaiming,
+    source_module=SourceCall("nn.Conv2d", _CONV_ARGS), source_init=_KAIMING,
+    onnx=((1, _conv_onnx),), fold="conv")
+
+_STD_CONV = SourceHelper("StdConv2d", template="std_conv.j2", functional=True)
+
+STD_CONV = Primitive(
+    "std_conv", (*_CONV_PARAMS, param("eps", "float", 1e-6, "added to the weights' variance")),
+    _conv_rule("std_conv"),
+    "weight-standardised 2-D convolution, as timm's StdConv2d (BiT): each output channel's "
+    "weights are normalised to zero mean and unit variance",
+    look=Look(_conv_text("WS conv"), "conv", table=conv_table, depth=True),
+    weights=_conv_weights, torch_module=_std_conv_module, init=_kaiming,
+    source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
+                                           SourceArg("eps", "eps", 1e-6)), helpers=(_STD_CONV,)),
+    source_init=_KAIMING, onnx=((1, _std_conv_onnx),))
+
+# ---------------------------------------------------------------- channel_conv (ECA)
+
+
+def _channel_conv(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, h, w = feature_map("channel_conv", shapes[0])
+    k = a["kernel_size"]
+    if k % 2 == 0:
+        raise ShapeError("E015", f"`channel_conv` needs an odd kernel size, got {k}",
+                         hint="ECA rounds its kernel size up to the next odd number")
+    return shapes[0], k, c * k * h * w
+
+
+def _channel_conv_module(a: dict, shapes: list[Shape]):
+    from ..backends.torch_layers import ChannelConv
+
+    return ChannelConv(a["kernel_size"])
+
+
+def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    c, h, w = g.shape_of(op.inputs[0])
+    k, name = op.attr("kernel_size"), op.name
+    x = xs[0]
+    if (h, w) != (1, 1):  # channels last, so each position is a row
+        x = g.node("Transpose", [x], f"{name}/to_rows", perm=[0, 2, 3, 1])
+    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [-1, 1, c])], f"{name}/as_rows")
+    y = g.node("Conv", [rows, g.param(f"{op.module}.weight")], f"{name}/conv", kernel_shape=[k],
+               pads=[(k - 1) // 2] * 2)
+    if (h, w) == (1, 1):
+        g.node("Reshape", [y, g.const(f"{name}/shape", [-1, c, 1, 1])], name, out)
+        return
+    back = g.node("Reshape", [y, g.const(f"{name}/shape", [-1, h, w, c])], f"{name}/from_rows")
+    g.node("Transpose", [back], name, out, perm=[0, 3, 1, 2])
+
+
+CHANNEL_CONV = Primitive(
+    "channel_conv", (param("kernel_size", "int"),), _channel_conv,
+    "1-D convolution across the channel axis at each position, weight 1×1×k, no bias "
+    "(the conv of timm's EcaModule); the channel count is kept",
+    look=Look(lambda op: f"{op.attr('kernel_size')}-tap conv across channels", "conv"),
+    weights=lambda a, shapes: {"weight": (1, 1, a["kernel_size"])}, torch_module=_channel_conv_module,
+    source_module=SourceCall("ChannelConv", (SourceArg("kernel_size"),),
+                             helpers=(SourceHelper("ChannelConv", template="channel_conv.j2"),)),
+    onnx=((1, _channel_conv_onnx),))
+
+# ---------------------------------------------------------------- linear
+
+
+def _linear(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    if len(shapes[0]) != 1:
+        raise ShapeError("E051", f"`linear` needs a flat vector, got a {fmt(shapes[0])} feature map",
+                         hint="add `flatten()` (after `global_avgpool()`) before it")
+    f, out = shapes[0][0], a["out_features"]
+    return (out,), f * out + (out if a["bias"] else 0), f * out
+
+
+def _linear_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
+    out = {"weight": (a["out_features"], shapes[0][0])}
+    if a["bias"]:
+        out["bias"] = (a["out_features"],)
+    return out
+
+
+def _linear_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.Linear(shapes[0][0], a["out_features"], a["bias"])
+
+
+def _linear_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    w = g.param(f"{op.module}.weight")
+    b = [g.param(f"{op.module}.bias")] if op.attr("bias") else []
+    g.node("Gemm", [xs[0], w, *b], op.name, out, transB=1)
+
+
+LINEAR = Primitive(
+    "linear", (param("out_features", "int"), param("bias", "bool", True)), _linear,
+    "fully connected layer (torch.nn.Linear)",
+    look=Look(lambda op: f"fc, {op.attr('out_features')}", "fc", depth=True,
+              head=lambda op: f"{op.attr('out_features')}-d fc"),
+    weights=_linear_weights, torch_module=_linear_module,
+    source_module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
+                                           SourceArg("bias", "bias", True))),
+    onnx=((1, _linear_onnx),))
+
+__all__ = ["CONV", "STD_CONV", "CHANNEL_CONV", "LINEAR", "conv_table", "NODEFAULT"]

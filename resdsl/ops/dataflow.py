@@ -1,0 +1,360 @@
+"""Dataflow: joining, splitting and passing tensors on, and the option-A shortcut.
+
+``add``, ``multiply``, ``subtract`` and ``concat`` take their inputs as tensor
+arguments; ``split`` yields one part of its input's channels (a spec's
+``parts: split(4)`` becomes one op per part, with ``sizes`` and ``index``). None has
+weights or counts MACs; dropout and drop-path are the identity at inference.
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+from ..ir import Op, Shape
+from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
+from .shapes import at_least, feature_map, fmt, residual_join, same
+
+# ---------------------------------------------------------------- add, multiply, subtract
+
+
+def _add(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    at_least("add", shapes, 2)
+    for other in shapes[1:]:
+        residual_join("add", shapes[0], other)
+    return shapes[0], 0, 0
+
+
+def _multiply(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    at_least("multiply", shapes, 2)
+    first = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(first):
+            raise ShapeError("E013", f"`multiply` joins a {fmt(first)} tensor with a {fmt(other)} one")
+        if not all(x == y or 1 in (x, y) for x, y in zip(first, other)):  # gating: one side may be C×1×1
+            raise ShapeError("E013", f"`multiply` cannot broadcast {fmt(first)} with {fmt(other)}",
+                             hint="a gate must be C×1×1 or the same shape")
+        first = tuple(max(x, y) for x, y in zip(first, other))
+    return first, 0, 0
+
+
+def _subtract(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    if len(shapes) != 2:
+        raise ShapeError("E020", f"`subtract` takes two inputs, got {len(shapes)}",
+                         hint="`subtract(a, b)` is a - b")
+    residual_join("subtract", shapes[0], shapes[1])
+    return shapes[0], 0, 0
+
+
+def _fold(op_name: str):
+    """Left to right, as Python evaluates ``a + b + c``."""
+    def run(a: dict, xs: list, training: bool):
+        out = xs[0]
+        for y in xs[1:]:
+            out = out + y if op_name == "Add" else out * y if op_name == "Mul" else out - y
+        return out
+    return run
+
+
+def _chain(onnx_op: str):
+    def lower(g, op: Op, xs: list[str], out: str) -> None:
+        acc = xs[0]
+        for i, y in enumerate(xs[1:-1], start=1):  # left to right, as torch sums them
+            acc = g.node(onnx_op, [acc, y], f"{op.name}/{i}")
+        g.node(onnx_op, [acc, xs[-1]], op.name, out)
+    return lower
+
+
+def _infix(symbol: str):
+    return lambda ins, args: f" {symbol} ".join(ins)
+
+
+ADD = Primitive(
+    "add", (), _add, "element-wise sum of its inputs (the residual add)", arity=None, module=False,
+    look=Look(lambda op: "+", "merge", symbol="+", residual=True),
+    torch_function=_fold("Add"), source_function=SourceCall("add", render=_infix("+")),
+    onnx=((1, _chain("Add")),))
+
+MULTIPLY = Primitive(
+    "multiply", (), _multiply, "element-wise product; a C×1×1 gate broadcasts over H×W",
+    arity=None, module=False,
+    look=Look(lambda op: "×", "merge", symbol="×"),
+    torch_function=_fold("Mul"), source_function=SourceCall("multiply", render=_infix("*")),
+    onnx=((1, _chain("Mul")),))
+
+SUBTRACT = Primitive(
+    "subtract", (), _subtract, "element-wise difference `a - b` of two tensors of one shape",
+    arity=None, module=False,
+    look=Look(lambda op: "−", "merge", symbol="−"),
+    torch_function=_fold("Sub"), source_function=SourceCall("subtract", render=_infix("-")),
+    onnx=((1, _chain("Sub")),))
+
+# ---------------------------------------------------------------- concat, split
+
+
+def _concat(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    at_least("concat", shapes, 1)
+    first = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(first) or other[1:] != first[1:]:
+            raise ShapeError("E013", f"`concat` joins a {fmt(first)} tensor with a {fmt(other)} one",
+                             label="channels are concatenated; the other sizes must agree",
+                             hint="downsample both to the same size first")
+    return (sum(s[0] for s in shapes), *first[1:]), 0, 0
+
+
+def _concat_function(a: dict, xs: list, training: bool):
+    import torch
+
+    return torch.cat(xs, 1)
+
+
+def _concat_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Concat", xs, op.name, out, axis=1)
+
+
+CONCAT = Primitive(
+    "concat", (), _concat, "its inputs' channels, one after another (torch.cat on dim 1)",
+    arity=None, module=False,
+    look=Look(lambda op: "concat", "merge"),
+    torch_function=_concat_function,
+    source_function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"),
+    onnx=((1, _concat_onnx),))
+
+
+def split_range(a: dict) -> tuple[int, int]:
+    """The channels ``[start, end)`` one part of a split takes."""
+    sizes, i = a["sizes"], a["index"]
+    start = sum(sizes[:i])
+    return start, start + sizes[i]
+
+
+def _split(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c = shapes[0][0]
+    sizes, i = tuple(a["sizes"]), a["index"]
+    if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ShapeError("E015", "`split` sizes must be positive integers", hint="e.g. `split([26, 26, 52])`")
+    if sum(sizes) != c:
+        raise ShapeError("E015", f"`split` sizes add up to {sum(sizes)}, but the input has {c} channels",
+                         label=f"sizes {list(sizes)}", hint="the sizes must add up to the channel count")
+    if not 0 <= i < len(sizes):
+        raise ShapeError("E015", f"`split` part {i} does not exist: there are {len(sizes)} parts")
+    return (sizes[i], *shapes[0][1:]), 0, 0
+
+
+def _split_function(a: dict, xs: list, training: bool):
+    start, end = split_range(a)
+    return xs[0][:, start:end]
+
+
+def _split_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """One ``Split`` node for all the parts of one split (the first part's lowering writes
+    it, named after that part; the others find their tensor written)."""
+    if g.produced(out):
+        return
+    sizes, label = op.attr("sizes"), op.name.rpartition(".")[0]  # the parts are `label.0`, `label.1`…
+    siblings = {o.attr("index"): o for o in g.net.ops if o.kind == op.kind and o.inputs == op.inputs
+                and o.attr("sizes") == sizes and o.name.rpartition(".")[0] == label}
+    outputs = [g.output_of(siblings[i]) if i in siblings else f"{op.name}/unused{i}" for i in range(len(sizes))]
+    g.node_outputs("Split", [xs[0], g.const(f"{op.name}/sizes", list(sizes))], op.name, outputs, axis=1)
+
+
+def _slice(ins: list[str], args: list[str]) -> str:
+    """``x[:, a:b]``, spaced as ruff format does when a bound is more than a name or number."""
+    simple = all(a.isidentifier() or a.isdigit() for a in args)
+    return f"{ins[0]}[:, {args[0]}{':' if simple else ' : '}{args[1]}]"
+
+
+_SPLIT_ARGS = (SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),
+               SourceArg("end", compute=lambda op, shapes: split_range(dict(op.attrs))[1]))
+
+SPLIT = Primitive(
+    "split", (param("sizes", "ints"), param("index", "int", 0, lo=0, hi=65_535)), _split,
+    "part `index` of its input's channels cut into parts of `sizes` channels (a spec's "
+    "`split(…)` yields every part)", module=False,
+    look=Look(lambda op: "split {}:{}".format(*split_range(dict(op.attrs))), "merge"),
+    torch_function=_split_function,
+    source_function=SourceCall("split", _SPLIT_ARGS, render=_slice),
+    onnx=((1, _split_onnx),))
+
+# ---------------------------------------------------------------- flatten, identity, dropout, drop_path
+
+
+def _flatten(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    return (prod(shapes[0]),), 0, 0
+
+
+def _flatten_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.Flatten(1)
+
+
+def _flatten_function(a: dict, xs: list, training: bool):
+    import torch
+
+    return torch.flatten(xs[0], 1)
+
+
+def _flatten_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Flatten", [xs[0]], op.name, out, axis=1)
+
+
+FLATTEN = Primitive(
+    "flatten", (), _flatten, "C×H×W → a vector of C·H·W",
+    look=Look(lambda op: "flatten", hidden=True),
+    torch_module=_flatten_module, torch_function=_flatten_function,
+    source_module=SourceCall("nn.Flatten", (SourceArg("start_dim", fixed=1),)),
+    source_function=SourceCall("torch.flatten", (SourceArg("start_dim", fixed=1),)),
+    onnx=((1, _flatten_onnx),))
+
+
+def _alias(g, op: Op, xs: list[str], out: str) -> None:
+    g.alias(op, op.inputs[0])
+
+
+def _identity_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.Identity()
+
+
+IDENTITY = Primitive(
+    "identity", (), same, "passes its input through (torch.nn.Identity)",
+    look=Look(lambda op: "identity", hidden=True),
+    torch_module=_identity_module, torch_function=lambda a, xs, training: xs[0],
+    source_module=SourceCall("nn.Identity"), source_function=SourceCall("identity", render=lambda ins, args: ins[0]),
+    onnx=((1, _alias),), passthrough="always")
+
+
+def _dropout_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.Dropout(a["p"])
+
+
+def _dropout_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.dropout(xs[0], a["p"], training)
+
+
+DROPOUT = Primitive(
+    "dropout", (param("p", "float", 0.5),), same, "dropout (identity in eval mode)",
+    look=Look(lambda op: f"dropout {op.attr('p'):g}", head=lambda op: f"dropout {op.attr('p'):g}"),
+    torch_module=_dropout_module, torch_function=_dropout_function,
+    source_module=SourceCall("nn.Dropout", (SourceArg("p"),)),
+    source_function=SourceCall("F.dropout", (SourceArg("p"),), training=True),
+    onnx=((1, _alias),), passthrough="eval")
+
+_DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",), defines=("DropPath",))
+
+
+def _drop_path_module(a: dict, shapes: list[Shape]):
+    from ..backends.torch_layers import DropPath
+
+    return DropPath(a["p"])
+
+
+def _drop_path_function(a: dict, xs: list, training: bool):
+    from ..backends.torch_layers import drop_path
+
+    return drop_path(xs[0], a["p"], training)
+
+
+DROP_PATH = Primitive(
+    "drop_path", (param("p", "float", 0.0),), same,
+    "stochastic depth: drops the whole residual branch per sample (identity in eval mode)",
+    look=Look(lambda op: f"drop path {op.attr('p'):g}"),
+    torch_module=_drop_path_module, torch_function=_drop_path_function,
+    source_module=SourceCall("DropPath", (SourceArg("p"),), helpers=(_DROP_PATH,)),
+    source_function=SourceCall("drop_path", (SourceArg("p"),), training=True, helpers=(_DROP_PATH,)),
+    onnx=((1, _alias),), passthrough="eval")
+
+# ---------------------------------------------------------------- pad (constant)
+
+
+def _pad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, h, w = feature_map("pad", shapes[0])
+    p = a["padding"]
+    return (c, h + 2 * p, w + 2 * p), 0, 0
+
+
+def _pad_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.ConstantPad2d(a["padding"], a["value"])
+
+
+def _pad_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.pad(xs[0], [a["padding"]] * 4, value=a["value"])
+
+
+def _pad_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    import numpy as np
+
+    p = op.attr("padding")
+    if p == 0:
+        g.alias(op, op.inputs[0])
+        return
+    pads = g.const(f"{op.name}/pads", [0, 0, p, p, 0, 0, p, p])
+    value = g.const(f"{op.name}/value", float(op.attr("value")), np.float32)
+    g.node("Pad", [xs[0], pads, value], op.name, out)
+
+
+PAD = Primitive(
+    "pad", (param("padding", "int"), param("value", "float", 0.0, lo=-1e9, hi=1e9)), _pad,
+    "constant padding of `padding` on every side of H and W (torch.nn.ConstantPad2d)",
+    look=Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr('value'):g}" if op.attr("value") else ""),
+              "pad"),
+    torch_module=_pad_module, torch_function=_pad_function,
+    source_module=SourceCall("nn.ConstantPad2d", (SourceArg("padding"), SourceArg("value"))),
+    source_function=SourceCall("F.pad", (SourceArg("padding"), SourceArg("value", "value", 0.0)),
+                               render=lambda ins, args: f"F.pad({ins[0]}, [{args[0]}] * 4"
+                                                        + "".join(f", {a}" for a in args[1:]) + ")"),
+    onnx=((1, _pad_onnx),))
+
+# ---------------------------------------------------------------- zeropad (option A)
+
+
+def _zeropad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, h, w = feature_map("zeropad", shapes[0])
+    if a["out_channels"] < c:
+        raise ShapeError("E015", f"`zeropad` can only add channels: {c} → {a['out_channels']}",
+                         hint="option A shortcuts only widen; use a projection to narrow")
+    s = a["stride"]
+    return (a["out_channels"], -(-h // s), -(-w // s)), 0, 0
+
+
+def _zeropad_function(a: dict, xs: list, training: bool):
+    from ..backends.torch_layers import zero_pad
+
+    return zero_pad(xs[0], a["stride"], a["out_channels"])
+
+
+def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    c, h, w = g.shape_of(op.inputs[0])
+    s, extra, x = op.attr("stride"), op.attr("out_channels") - c, xs[0]
+    if s == 1 and not extra:
+        g.alias(op, op.inputs[0])
+        return
+    if s != 1:
+        args = [g.const(f"{op.name}/{n}", v)
+                for n, v in (("starts", [0, 0]), ("ends", [h, w]), ("axes", [2, 3]), ("steps", [s, s]))]
+        x = g.node("Slice", [x, *args], op.name if not extra else f"{op.name}/slice", out if not extra else None)
+    if extra:
+        pad = g.const(f"{op.name}/pads", [0, extra // 2, 0, 0, 0, extra - extra // 2, 0, 0])
+        g.node("Pad", [x, pad], op.name, out)
+
+
+ZEROPAD = Primitive(
+    "zeropad", (param("out_channels", "int"), param("stride", "int", 1)), _zeropad,
+    "option A shortcut: subsample by `stride`, then pad channels with zeros on both sides", module=False,
+    look=Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
+              + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"),
+    torch_function=_zeropad_function,
+    source_function=SourceCall("zero_pad", (SourceArg("stride", "stride"), SourceArg("out_channels", "out_channels")),
+                               helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
+                                                     functional=True),)),
+    onnx=((1, _zeropad_onnx),))

@@ -1,0 +1,232 @@
+"""Pooling: max and average pooling, global average pooling, anti-aliased (blur) pooling.
+
+None learns anything and none counts MACs; ``blurpool``'s filter is fixed (a buffer
+outside the ``state_dict``, as in timm), so it counts zero too.
+"""
+
+from __future__ import annotations
+
+from ..ir import Op, Shape
+from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
+from .shapes import feature_map, spatial
+
+# ---------------------------------------------------------------- maxpool, avgpool
+
+
+def _pool_rule(kind: str):
+    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+        c, h, w = feature_map(kind, shapes[0])
+        if a["stride"] is None:
+            a["stride"] = a["kernel_size"]
+        if a["padding"] * 2 > a["kernel_size"]:
+            raise ShapeError("E015", f"`{kind}` padding {a['padding']} exceeds half the kernel "
+                             f"size {a['kernel_size']}", hint="torch requires padding ≤ kernel_size / 2")
+        oh, ow = spatial(kind, h, w, a, ceil=a["ceil_mode"])
+        return (c, oh, ow), 0, 0
+    return infer
+
+
+def _pool_text(word: str):
+    def text(op: Op) -> str:
+        size, stride = op.attr("kernel_size"), op.attr("stride")
+        s = f"{size}×{size} {word} pool"
+        return s + (f", /{stride}" if stride not in (None, 1) else "")
+    return text
+
+
+def _pool_table(word: str):
+    def table(op: Op, with_stride: bool) -> str:
+        k, stride = op.attr("kernel_size"), op.attr("stride")
+        s = f"{k}×{k} {word} pool"
+        return s + (f", stride {stride}" if stride not in (None, 1) else "")
+    return table
+
+
+def _maxpool_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
+
+
+def _maxpool_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.max_pool2d(xs[0], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                        ceil_mode=a["ceil_mode"])
+
+
+def _avgpool_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
+                        count_include_pad=a["count_include_pad"])
+
+
+def _avgpool_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.avg_pool2d(xs[0], a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
+                        count_include_pad=a["count_include_pad"])
+
+
+def _windows(g, op: Op) -> tuple[list[int], dict]:
+    # With ceil_mode, torch drops a last window that would start in the right padding;
+    # onnx's shape inference does not. So ceil_mode is never emitted: where rounding up
+    # adds a window (`extra` > 0), the overhang is spelt out as end padding.
+    _, h, w = g.shape_of(op.inputs[0])
+    _, oh, ow = op.shape
+    k, s, p, d = op.attr("kernel_size"), op.attr("stride"), op.attr("padding"), dict(op.attrs).get("dilation", 1)
+    extra = [max(0, (o - 1) * s + d * (k - 1) + 1 - (n + 2 * p)) for o, n in ((oh, h), (ow, w))]
+    return extra, {"kernel_shape": [k, k], "strides": [s, s]}
+
+
+def _maxpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    import numpy as np
+
+    extra, attrs = _windows(g, op)
+    k, p, d, x = op.attr("kernel_size"), op.attr("padding"), op.attr("dilation"), xs[0]
+    pads = [p, p, p + extra[0], p + extra[1]]
+    if max(pads) >= k:  # onnxruntime wants pads below the kernel size (dilated windows)
+        fill = g.const("const/-inf", -np.inf, np.float32)
+        pad = g.const(f"{op.name}/pads", [0, 0, p, p, 0, 0, pads[2], pads[3]])
+        x, pads = g.node("Pad", [x, pad, fill], f"{op.name}/pad"), [0, 0, 0, 0]
+    g.node("MaxPool", [x], op.name, out, **attrs, pads=pads, dilations=[d, d])
+
+
+def _avgpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    extra, attrs = _windows(g, op)
+    p, x = op.attr("padding"), xs[0]
+    pads = [p, p, p + extra[0], p + extra[1]]
+    # torch's divisor counts the real padding (with count_include_pad) but never the
+    # overhang: the overhang is padding left out of the count, and counted padding
+    # next to it becomes explicit zeros. (p + extra < kernel without dilation.)
+    include = bool(op.attr("count_include_pad")) and p > 0
+    if include and any(extra):
+        pad = g.const(f"{op.name}/pads", [0, 0, p, p, 0, 0, p, p])
+        x = g.node("Pad", [x, pad], f"{op.name}/pad")
+        pads, include = [0, 0, extra[0], extra[1]], False
+    g.node("AveragePool", [x], op.name, out, **attrs, pads=pads, count_include_pad=int(include))
+
+
+_POOL_ARGS = (SourceArg("kernel_size"), SourceArg("stride", "stride"), SourceArg("padding", "padding", 0))
+
+MAXPOOL = Primitive(
+    "maxpool", (param("kernel_size", "int"), param("stride", "int?", None, "default kernel_size"),
+                param("padding", "int", 0), param("dilation", "int", 1), param("ceil_mode", "bool", False)),
+    _pool_rule("maxpool"), "max pooling (torch.nn.MaxPool2d)",
+    look=Look(_pool_text("max"), "pool", table=_pool_table("max"), pool=True, head=lambda op: "max pool"),
+    torch_module=_maxpool_module, torch_function=_maxpool_function,
+    source_module=SourceCall("nn.MaxPool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
+                                              SourceArg("ceil_mode", "ceil_mode", False))),
+    source_function=SourceCall("F.max_pool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
+                                                SourceArg("ceil_mode", "ceil_mode", False))),
+    onnx=((1, _maxpool_onnx),))
+
+_AVG_ARGS = (*_POOL_ARGS, SourceArg("ceil_mode", "ceil_mode", False),
+             SourceArg("count_include_pad", "count_include_pad", True))
+
+AVGPOOL = Primitive(
+    "avgpool", (param("kernel_size", "int"), param("stride", "int?", None, "default kernel_size"),
+                param("padding", "int", 0), param("ceil_mode", "bool", False),
+                param("count_include_pad", "bool", True)),
+    _pool_rule("avgpool"), "average pooling (torch.nn.AvgPool2d)",
+    look=Look(_pool_text("avg"), "pool", table=_pool_table("average"), pool=True,
+              head=lambda op: "average pool"),
+    torch_module=_avgpool_module, torch_function=_avgpool_function,
+    source_module=SourceCall("nn.AvgPool2d", _AVG_ARGS), source_function=SourceCall("F.avg_pool2d", _AVG_ARGS),
+    onnx=((1, _avgpool_onnx),))
+
+# ---------------------------------------------------------------- global_avgpool
+
+
+def _global_avgpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, _, _ = feature_map("global_avgpool", shapes[0])
+    return (c, 1, 1), 0, 0
+
+
+def _gap_module(a: dict, shapes: list[Shape]):
+    from torch import nn
+
+    return nn.AdaptiveAvgPool2d(1)
+
+
+def _gap_function(a: dict, xs: list, training: bool):
+    import torch.nn.functional as F
+
+    return F.adaptive_avg_pool2d(xs[0], 1)
+
+
+def _gap_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("GlobalAveragePool", [xs[0]], op.name, out)
+
+
+_GAP_ARGS = (SourceArg("output_size", fixed=1),)
+
+GLOBAL_AVGPOOL = Primitive(
+    "global_avgpool", (), _global_avgpool, "average over H×W to C×1×1 (torch.nn.AdaptiveAvgPool2d(1))",
+    look=Look(lambda op: "global avg pool", "pool", pool=True, head=lambda op: "average pool"),
+    torch_module=_gap_module, torch_function=_gap_function,
+    source_module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
+    source_function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS),
+    onnx=((1, _gap_onnx),))
+
+# ---------------------------------------------------------------- blurpool
+
+
+def blur_padding(filt_size: int, stride: int) -> int:
+    """timm's ``get_padding(filt_size, stride)``: the reflect padding on each side."""
+    return (stride - 1 + filt_size - 1) // 2
+
+
+def _blurpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    c, h, w = feature_map("blurpool", shapes[0])
+    f, s = a["filt_size"], a["stride"]
+    p = blur_padding(f, s)
+    if p >= min(h, w):
+        raise ShapeError("E016", f"`blurpool` pads {p} by reflection, which needs a feature map larger than "
+                         f"{p}×{p}, got {h}×{w}", hint="use a larger input size or fewer downsampling stages")
+    oh, ow = ((n + 2 * p - f) // s + 1 for n in (h, w))
+    return (c, oh, ow), 0, 0
+
+
+def _blurpool_module(a: dict, shapes: list[Shape]):
+    from ..backends.torch_layers import BlurPool2d
+
+    return BlurPool2d(shapes[0][0], a["filt_size"], a["stride"])
+
+
+def _blurpool_function(a: dict, xs: list, training: bool):
+    from ..backends.torch_layers import blur_pool
+
+    return blur_pool(xs[0], a["filt_size"], a["stride"])
+
+
+def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    from ..backends.torch_layers import blur_filter
+
+    c = g.shape_of(op.inputs[0])[0]
+    f, s, name = op.attr("filt_size"), op.attr("stride"), op.name
+    p = blur_padding(f, s)
+    padded = g.node("Pad", [xs[0], g.const(f"{name}/pads", [0, 0, p, p, 0, 0, p, p])], f"{name}/pad",
+                    mode="reflect")
+    filt = g.init(f"{name}/filt", blur_filter(f).expand(c, 1, f, f).numpy())
+    g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
+
+
+_BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True,
+                            defines=("blur_filter", "blur_pool"))
+
+BLURPOOL = Primitive(
+    "blurpool", (param("stride", "int", 2), param("filt_size", "int", 3, lo=2, hi=15)), _blurpool,
+    "anti-aliased downsampling, as timm's BlurPool2d: reflect padding, a fixed binomial "
+    "filt_size × filt_size depthwise blur, then the stride",
+    look=Look(lambda op: f"{op.attr('filt_size')}×{op.attr('filt_size')} blur pool"
+              + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pool",
+              table=lambda op, _: f"{op.attr('filt_size')}×{op.attr('filt_size')} blur pool, "
+                                  f"stride {op.attr('stride')}", pool=True),
+    torch_module=_blurpool_module, torch_function=_blurpool_function,
+    source_module=SourceCall("BlurPool2d", (SourceArg("channels"), SourceArg("filt_size", "filt_size", 3),
+                                            SourceArg("stride", "stride", 2)), helpers=(_BLUR_HELPER,)),
+    source_function=SourceCall("blur_pool", (SourceArg("filt_size"), SourceArg("stride")),
+                               helpers=(_BLUR_HELPER,)),
+    onnx=((1, _blurpool_onnx),))

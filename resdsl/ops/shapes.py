@@ -1,0 +1,93 @@
+"""Helpers the shape rules share: feature-map checks, window arithmetic, wording.
+
+Every rule returns ``(shape, params, macs)`` or raises :class:`ShapeError` with the
+diagnostic's code; the elaborator reports it at the layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..ir import Shape
+from ..primitives import ShapeError
+
+Rule = Callable[[dict, list[Shape]], tuple[Shape, int, int]]
+
+
+def fmt(shape: Shape) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def feature_map(kind: str, shape: Shape) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ShapeError("E051", f"`{kind}` needs a C×H×W feature map, got a {fmt(shape)} vector",
+                         hint="place it before `flatten()`")
+    return shape  # type: ignore[return-value]
+
+
+def out_size(size: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool) -> int:
+    span = size + 2 * padding - dilation * (kernel - 1) - 1  # may be negative: a window wider than the input
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    # As in torch: with ceil_mode the last window must start inside the input or left padding.
+    if ceil and (out - 1) * stride >= size + padding:
+        out -= 1
+    return max(out, 0)
+
+
+def spatial(kind: str, h: int, w: int, a: dict, ceil: bool = False) -> tuple[int, int]:
+    k, s, p, d = a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1)
+    oh, ow = (out_size(x, k, s, p, d, ceil) for x in (h, w))
+    if oh < 1 or ow < 1:
+        raise ShapeError("E016", f"`{kind}` shrinks the {h}×{w} feature map to nothing",
+                         label=f"kernel {k}, stride {s}, padding {p} on a {h}×{w} input",
+                         hint="use a larger input size or fewer downsampling stages")
+    return oh, ow
+
+
+def same(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    """Shape unchanged, nothing learned, nothing counted (activations, dropout…)."""
+    return shapes[0], 0, 0
+
+
+def same_map(kind: str) -> Rule:
+    """Shape unchanged, on a feature map only."""
+    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
+        feature_map(kind, shapes[0])
+        return shapes[0], 0, 0
+    return infer
+
+
+def at_least(kind: str, shapes: list[Shape], n: int) -> None:
+    if len(shapes) < n:
+        raise ShapeError("E020", f"`{kind}` needs at least {n} input{'s' if n > 1 else ''}, got {len(shapes)}",
+                         hint=f"name the tensors to combine: `{kind}(a, b)`")
+
+
+def residual_join(kind: str, first: Shape, other: Shape) -> None:
+    """The checks of a residual add (or subtract): equal channels (E012), equal sizes (E013)."""
+    if len(other) != len(first):
+        raise ShapeError("E013", f"`{kind}` joins a {fmt(first)} tensor with a {fmt(other)} one")
+    if other[0] != first[0]:
+        what = "residual add" if kind == "add" else f"`{kind}`"
+        raise ShapeError("E012", f"{what} joins {first[0]} channels with {other[0]}",
+                         label=f"{fmt(first)} {'+' if kind == 'add' else '−'} {fmt(other)}",
+                         hint="use a projection shortcut (`shortcut = option_b`) or keep the width"
+                         if kind == "add" else "both operands need the same number of channels")
+    if other != first:
+        what = "residual add" if kind == "add" else f"`{kind}`"
+        raise ShapeError("E013", f"{what} joins a {fmt(first)} feature map with a {fmt(other)} one",
+                         label=f"{fmt(first)} {'+' if kind == 'add' else '−'} {fmt(other)}",
+                         hint="the shortcut must downsample too: use a projection shortcut "
+                              "(`shortcut = option_b`) with the block's stride"
+                         if kind == "add" else "both operands need the same size")
+
+
+def divides(groups: int, channels: int, what: str = "groups") -> None:
+    if groups < 1 or channels % groups:
+        raise ShapeError("E014", f"{what} = {groups} does not divide {channels} channels",
+                         hint=f"choose {what} that divide the channel count")
+
+
+def one_line(values: dict) -> str:
+    """``k=v`` pairs of a look's optional details, skipping defaults (None)."""
+    return ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
