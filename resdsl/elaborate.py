@@ -15,6 +15,7 @@ pointing into the library.
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 from collections import ChainMap
@@ -480,6 +481,10 @@ class Elaborator:
         if name == "input":
             raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                             label.span, hint="choose another name")
+        if keyword.iskeyword(name):  # torch.fx writes module paths into Python code as `self.NAME`
+            raise self.fail("E054", f"`{name}` cannot name a layer: it is a Python keyword",
+                            label.span, hint=f"choose another name, e.g. `{name}_`; torch.fx "
+                            "writes layer names into Python code")
         if name in RESERVED_LABELS or name.startswith("_"):
             raise self.fail("E054", f"`{name}` cannot name a layer: torch modules reserve it",
                             label.span, hint=f"choose another name, e.g. `{name.strip('_')}_`"
