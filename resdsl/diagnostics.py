@@ -113,6 +113,10 @@ class SourceCache:
     def add(self, path: str, text: str) -> None:
         self._texts[path] = text.splitlines()
 
+    def paths(self) -> list[str]:
+        """The files whose text is here (every spec and import a run read)."""
+        return list(self._texts)
+
     def line(self, path: str, number: int) -> str | None:
         if path not in self._texts:
             try:

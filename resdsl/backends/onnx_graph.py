@@ -37,6 +37,7 @@ from onnx import TensorProto, helper
 from .. import __version__
 from ..diagnostics import UsageError
 from ..ir import INPUT, Network, Op
+from ..output import TEMP_TAG, destination, sweep, temp_file, write_all
 from ..passes import foldable_batchnorms
 from .fold import fold_conv_bn
 
@@ -549,10 +550,17 @@ class ExternalDataModel:
         if str(path) == "-":
             raise UsageError("--external-data writes two files and cannot go to standard output",
                              hint="give -o FILE.onnx; the tensors go to FILE.onnx.data")
-        files = self.files(path)
+        real = destination(path)
+        if real is None or any(destination(p) is None for p in self.files(real)):
+            raise UsageError(f"--external-data writes two files, `{path}` and its `.data`, and "
+                             "cannot write them to a device or FIFO",
+                             hint="give -o FILE.onnx in a folder")
+        files = self.files(real)
         model_path, data_path = files
         temps: dict[Path, str] = {}
-        keep = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.", dir=data_path.parent))
+        sweep(model_path)
+        keep = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.{TEMP_TAG}-{os.getpid()}-",
+                                     dir=data_path.parent))
         backup = keep / "previous"
         placed = False
         try:
@@ -585,10 +593,10 @@ class ExternalDataModel:
 def _write_temp(target: Path, payload: bytes) -> str:
     """``payload`` in a new temporary file beside ``target``, synced, with the permissions
     ``target`` has or a new file would get."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = temp_file(target)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write_all(f, payload, target)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())
