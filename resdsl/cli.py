@@ -11,11 +11,12 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .diagnostics import SourceCache, SpecError, UsageError, did_you_mean
+from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean, printable
 from .ir import Network
 from .loader import Loader
 from .output import write_atomic
@@ -34,6 +35,7 @@ TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
     # resdsl.backends.torch_module.fold_batchnorms.
     "fold_bn": ("onnx",),
     "external_data": ("onnx",),
+    "allow_nonfinite": ("onnx",),
     "detail": ("dot", "svg", "pdf", "png"),
     "annotate": ("dot", "svg", "pdf", "png"),
     "style": ("dot", "svg", "pdf", "png"),
@@ -77,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="fix the batch dimension to N (onnx; default: symbolic)")
     comp.add_argument("--fold-bn", action="store_true",
                       help="fold batch norms into the convolutions before them (inference)")
+    comp.add_argument("--allow-nonfinite", action="store_true",
+                      help="accept NaN or infinite values in --weights (onnx)")
     comp.add_argument("--external-data", action="store_true",
                       help="write the tensors to FILE.data beside the model (onnx; needed past 2 GB)")
     _diagram_options(comp)
@@ -169,17 +173,17 @@ def _run(args: argparse.Namespace, sources: SourceCache) -> int:
     except SpecError as err:
         print(err.render(sources), file=sys.stderr)
         return EXIT_SPEC
-    except UsageError as err:
-        print(f"resdsl: error: {err}", file=sys.stderr)
+    except UsageError as err:  # paths from the command line may hold control characters
+        print(f"resdsl: error: {printable(str(err))}", file=sys.stderr)
         if err.hint:
-            print(f"  = help: {err.hint}", file=sys.stderr)
+            print(f"  = help: {printable(err.hint)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as err:
         print(f"resdsl: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # a path the user gave cannot be read or written
         where = f" `{err.filename}`" if err.filename else ""
-        print(f"resdsl: error: cannot use{where}: {err.strerror or err}", file=sys.stderr)
+        print(printable(f"resdsl: error: cannot use{where}: {err.strerror or err}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception:  # a bug in resdsl, not in the spec
         print("resdsl: internal error; please report it with this trace:\n" + traceback.format_exc(),
@@ -290,7 +294,14 @@ def _compile(args, sources: SourceCache) -> int:
     refuse_overwrite(output, reads, also)
     net = load_spec(args.spec, args.network, sources, args.allow_large)
     refuse_overwrite(output, sources.paths(), also)
-    data = target.load()(net, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        data = target.load()(net, **options)
+    for w in caught:  # notes are for the user; anything else goes on as a warning
+        if issubclass(w.category, Note):
+            print(f"resdsl: note: {printable(str(w.message))}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if isinstance(data, bytes | str):
         write_atomic(output, data)
         written = [output]
