@@ -49,10 +49,17 @@ def load(path: str | Path, *, network: str | None = None, allow_large: bool = Fa
     return Loader(allow_large=allow_large).load(path, network=network)
 
 
-def loads(text: str, path: str = "<string>", *, network: str | None = None,
+def loads(text: str, path: str | Path | None = None, *, network: str | None = None,
           allow_large: bool = False) -> Network:
-    """Like :func:`load`, for spec text; imports resolve relative to ``path``'s folder."""
-    return Loader(allow_large=allow_large).load(path, text=text, network=network)
+    """Like :func:`load`, for spec text; ``path`` names it in diagnostics.
+
+    Imports of files resolve relative to ``path``'s folder; without a path the text has no
+    folder (the current one is never assumed), so only the standard library can be imported.
+    """
+    loader = Loader(allow_large=allow_large)
+    if path is None:
+        path, loader.has_folder = "<string>", False
+    return loader.load(path, text=text, network=network)
 
 
 def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None,

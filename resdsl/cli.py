@@ -7,13 +7,16 @@ Messages go to standard error, results to standard output or ``-o FILE``. Exit s
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .diagnostics import SourceCache, SpecError, UsageError, did_you_mean
+from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean, printable
 from .ir import Network
 from .loader import Loader
 from .output import write_atomic
@@ -32,6 +35,7 @@ TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
     # resdsl.backends.torch_module.fold_batchnorms.
     "fold_bn": ("onnx",),
     "external_data": ("onnx",),
+    "allow_nonfinite": ("onnx",),
     "detail": ("dot", "svg", "pdf", "png"),
     "annotate": ("dot", "svg", "pdf", "png"),
     "style": ("dot", "svg", "pdf", "png"),
@@ -70,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--seed", type=_seed, help="seed for initial weights (torch, onnx)")
     comp.add_argument("--weights", metavar="FILE",
                       help="a state_dict to use as weights (onnx): .safetensors, or a torch file (.pt/.pth)")
-    comp.add_argument("--opset", type=int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
-    comp.add_argument("--static-batch", type=int, metavar="N",
+    comp.add_argument("--opset", type=_small_int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
+    comp.add_argument("--static-batch", type=_batch, metavar="N",
                       help="fix the batch dimension to N (onnx; default: symbolic)")
     comp.add_argument("--fold-bn", action="store_true",
                       help="fold batch norms into the convolutions before them (inference)")
+    comp.add_argument("--allow-nonfinite", action="store_true",
+                      help="accept NaN or infinite values in --weights (onnx)")
     comp.add_argument("--external-data", action="store_true",
                       help="write the tensors to FILE.data beside the model (onnx; needed past 2 GB)")
     _diagram_options(comp)
@@ -132,26 +138,66 @@ def _seed(text: str) -> int:
     return value
 
 
+def _small_int(text: str) -> int:
+    """A whole number of modest size (an opset)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if abs(value) > 2**31:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
+
+def _batch(text: str) -> int:
+    """A batch size: a whole number from 1 to 2**31 - 1 (ONNX dimensions are int64, ours stay sane)."""
+    value = _small_int(text)
+    if not 1 <= value < 2**31:
+        raise argparse.ArgumentTypeError("a batch size lies between 1 and 2**31 - 1")
+    return value
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that temporary files are cleaned up."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
     sources = SourceCache()
+    previous = None
+    try:  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed on the way out
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        return _run(args, sources)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, sources: SourceCache) -> int:
     try:
         return COMMANDS[args.command](args, sources)
     except SpecError as err:
         print(err.render(sources), file=sys.stderr)
         return EXIT_SPEC
-    except UsageError as err:
-        print(f"resdsl: error: {err}", file=sys.stderr)
+    except UsageError as err:  # paths from the command line may hold control characters
+        print(f"resdsl: error: {printable(str(err))}", file=sys.stderr)
         if err.hint:
-            print(f"  = help: {err.hint}", file=sys.stderr)
+            print(f"  = help: {printable(err.hint)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("resdsl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"resdsl: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as err:  # a path the user gave cannot be read or written
         where = f" `{err.filename}`" if err.filename else ""
-        print(f"resdsl: error: cannot use{where}: {err.strerror or err}", file=sys.stderr)
+        print(printable(f"resdsl: error: cannot use{where}: {err.strerror or err}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception:  # a bug in resdsl, not in the spec
         print("resdsl: internal error; please report it with this trace:\n" + traceback.format_exc(),
@@ -161,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_spec(path: str, network: str | None, sources: SourceCache, allow_large: bool = False) -> Network:
     """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec."""
+    if not path:  # Path("") is the current folder
+        raise UsageError("an empty name is not a spec", hint="name a .res file")
     if Path(path).is_dir():
         raise UsageError(f"`{path}` is a folder, not a spec", hint="name a .res file")
     if not Path(path).is_file():
@@ -206,9 +254,32 @@ def _check(args, sources: SourceCache) -> int:
     return EXIT_OK
 
 
+def refuse_overwrite(output: str, reads: Iterable[str | Path], also: Iterable[Path] = ()) -> None:
+    """A usage error if writing ``output`` (or the files in ``also`` that go with it) would
+    replace a file this run reads: a spec, an import, the weights."""
+    if output == "-":
+        return
+    for out in [Path(output), *also]:
+        for read in reads:
+            if read and not str(read).startswith("<") and _same_file(out, Path(read)):
+                raise UsageError(f"`-o {output}` would overwrite an input of this run (`{read}`)",
+                                 hint="choose another output file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if not (a.exists() and b.exists()):  # a file yet to be written is no input
+            return False
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except (OSError, RuntimeError):  # a link loop, an unreadable folder: not the same file
+        return False
+
+
 def _stats(args, sources: SourceCache) -> int:
     from .stats import render
+    refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
+    refuse_overwrite(args.output, sources.paths())
     write_atomic(args.output, render(nets, args.format) + "\n")
     return EXIT_OK
 
@@ -231,13 +302,20 @@ def _compile(args, sources: SourceCache) -> int:
             raise UsageError(f"--target {target.name} writes a binary file: give `-o FILE`",
                              hint=f"e.g. -o {Path(args.spec).stem}{target.extension}")
         output = "-"
-    if output != "-":  # never write over what this run reads
-        reads = [Path(args.spec)] + ([Path(options["weights"])] if options.get("weights") else [])
-        if any(Path(output).resolve() == r.resolve() for r in reads):
-            raise UsageError(f"`-o {output}` would overwrite an input of this run",
-                             hint="choose another output file")
+    # never write over what this run reads (ONNX external data goes to OUT.data too)
+    reads = [args.spec] + ([options["weights"]] if options.get("weights") else [])
+    also = [Path(output + ".data")] if options.get("external_data") and output != "-" else []
+    refuse_overwrite(output, reads, also)
     net = load_spec(args.spec, args.network, sources, args.allow_large)
-    data = target.load()(net, **options)
+    refuse_overwrite(output, sources.paths(), also)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        data = target.load()(net, **options)
+    for w in caught:  # notes are for the user; anything else goes on as a warning
+        if issubclass(w.category, Note):
+            print(f"resdsl: note: {printable(str(w.message))}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if isinstance(data, bytes | str):
         write_atomic(output, data)
         written = [output]
@@ -261,7 +339,9 @@ def _diagram(args, sources: SourceCache) -> int:
         raise UsageError(f"{fmt} is binary: give `-o FILE`", hint=f"e.g. -o {Path(args.specs[0]).stem}.{fmt}")
     options = {k: getattr(args, k) for k in ("detail", "annotate", "style", "rankdir", "scope")
                if getattr(args, k) is not None}
+    refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
+    refuse_overwrite(args.output, sources.paths())
     if len(nets) > 1:
         if options.get("detail") != "blocks" or "scope" in options:
             raise UsageError("several specs can only be drawn together as a block figure",
@@ -280,7 +360,9 @@ def _table(args, sources: SourceCache) -> int:
     from .tables import add_listings, render
     if args.spec_listing and args.format != "latex":
         raise UsageError("`--spec-listing` applies to --format latex only")
+    refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
+    refuse_overwrite(args.output, sources.paths())
     text = render(nets, args.format)
     if args.spec_listing:  # each file once, in the order given
         files = list(dict.fromkeys(Path(n.source) for n in nets))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
@@ -63,6 +63,11 @@ class SpecError(Exception):
         return "\n".join(render(d, sources) for d in self.diagnostics)
 
 
+class Note(UserWarning):
+    """Something worth telling the user that is not an error (weights converted to
+    float32); the CLI prints it as ``resdsl: note: …``."""
+
+
 class UsageError(Exception):
     """A problem with how resdsl was called (not with the spec): exit status 2."""
 
@@ -113,6 +118,10 @@ class SourceCache:
     def add(self, path: str, text: str) -> None:
         self._texts[path] = text.splitlines()
 
+    def paths(self) -> list[str]:
+        """The files whose text is here (every spec and import a run read)."""
+        return list(self._texts)
+
     def line(self, path: str, number: int) -> str | None:
         if path not in self._texts:
             try:
@@ -124,19 +133,37 @@ class SourceCache:
         return lines[number - 1] if 0 < number <= len(lines) else None
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ESC, BEL…) become their visible
+    Unicode pictures (␛, ␇), one character each so that carets stay aligned; C1 controls
+    and bidirectional overrides become �."""
+    return text.translate(_PRINTABLE)
+
+
+_PRINTABLE = {c: 0x2400 + c for c in range(0x20)} | {0x7F: 0x2421} | {
+    c: 0xFFFD for c in [*range(0x80, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
+
 #: Excerpts of longer lines are cut to a window of this many characters around the caret.
 EXCERPT_WIDTH = 120
 
 
 def render(d: Diagnostic, sources: SourceCache) -> str:
-    """Render like rustc/ruff: header, excerpt with caret, label, hint and notes."""
+    """Render like rustc/ruff: header, excerpt with caret, label, hint and notes; control
+    characters from the spec (a string literal holding ESC) are shown, not sent."""
+    clean = replace(d, message=printable(d.message), label=printable(d.label), hint=printable(d.hint),
+                    notes=tuple(map(printable, d.notes)),
+                    span=replace(d.span, path=printable(d.span.path)))
+    return _render(clean, sources, d.span.path)
+
+
+def _render(d: Diagnostic, sources: SourceCache, path: str) -> str:
     s = d.span
     out = [f"{s.path}:{s.line}:{s.column}: {d.severity}[{d.code}]: {d.message}"] if s.line else [
         f"{s.path}: {d.severity}[{d.code}]: {d.message}"]
-    text = sources.line(s.path, s.line) if s.line else None
+    text = sources.line(path, s.line) if s.line else None
     if text is not None:
         gutter = " " * len(str(s.line))
-        text = text.expandtabs(1)
+        text = printable(text.expandtabs(1))
         start = max(s.column - 1, 0)
         if s.end_line > s.line:  # a span over several lines: underline the rest of the first
             end = len(text.rstrip())

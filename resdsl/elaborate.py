@@ -15,6 +15,7 @@ pointing into the library.
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 from collections import ChainMap
@@ -297,6 +298,27 @@ class Elaborator:
         self.tainted: set[str] = set()
         self.frames: list[Frame] = []  # the bodies being run, innermost last
         self.stmt_span = NO_SPAN  # the layer statement being run (for `from` diagnostics)
+        #: evaluation steps taken (expressions, statements, instances), against limits.MAX_STEPS
+        self.steps = 0
+        self.exhausted = False
+        self.next_suffix: dict[str, int] = {}  # op name → last `#k` given to a repeat of it
+
+    def charge(self, n: int, span: Span) -> None:
+        """Count ``n`` steps at once (work proportional to a list's length)."""
+        if n:
+            self.steps += n - 1
+            self.step(span)
+
+    def step(self, span: Span) -> None:
+        """Count one evaluation step; past the budget, stop the whole elaboration here."""
+        self.steps += 1
+        if self.steps > limits.MAX_STEPS:
+            if not self.exhausted:  # one diagnostic, where the budget ran out
+                self.exhausted = True
+                self.error("E017", f"the spec takes more than {limits.MAX_STEPS:,} evaluation steps",
+                           span, hint="look for nested loops, or stages of definitions that repeat "
+                                      "a lot; published networks take a small fraction of this")
+            raise _TooMany()
 
     # ------------------------------------------------------------- diagnostics
 
@@ -571,6 +593,7 @@ class Elaborator:
         return env
 
     def stmt(self, st, frame: Frame) -> None:
+        self.step(st.span)
         if isinstance(st, Layer):
             self.layer(st, frame)
         elif isinstance(st, Reuse):
@@ -597,6 +620,7 @@ class Elaborator:
                 raise self.fail("E023", f"`for` needs a list, got {type_name(items)}", st.iterable.span,
                                 hint="use `range(n)` or a list literal")
             for item in items:
+                self.step(st.span)  # an empty body still costs an iteration
                 frame.vars[st.var] = item
                 self.run(st.body, frame)
         elif isinstance(st, Require):
@@ -688,6 +712,10 @@ class Elaborator:
             raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                             label.span, hint="choose another name")
         for component in components:
+            if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
+                raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
+                                label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
+                                "writes layer names into Python code")
             if component in RESERVED_LABELS or component.startswith("_"):
                 raise self.fail("E054", f"`{component}` cannot name a layer: torch modules reserve it",
                                 label.span, hint=f"choose another name, e.g. `{component.strip('_')}_`"
@@ -946,10 +974,15 @@ class Elaborator:
         if len(self.ops) >= limits.MAX_OPS:
             raise self.fail("E017", f"the network has more than {limits.MAX_OPS:,} layers", span,
                             hint="check the depths and repeat counts")
-        unique, k = name, 1
-        while unique in self.op_by_name or unique == INPUT:
-            k += 1
-            unique = f"{name}#{k}"
+        unique = name
+        if unique in self.op_by_name or unique == INPUT:
+            # repeats of a name (`relu`, `relu#2`…): start after the last one given, so that
+            # thousands of unnamed layers are named in linear time
+            k = self.next_suffix.get(name, 1)
+            while unique in self.op_by_name or unique == INPUT:
+                k += 1
+                unique = f"{name}#{k}"
+            self.next_suffix[name] = k
         op = Op(unique, prim.kind, tuple((p.name, to_attr(attrs[p.name])) for p in prim.params),
                 tuple(inputs), shape, params if count_params else 0, macs, module, span)
         self.ops.append(op)
@@ -1036,6 +1069,7 @@ class Elaborator:
         if len(self.sites) >= limits.MAX_NESTING:
             raise self.fail("E060", f"definitions nest more than {limits.MAX_NESTING} deep", span,
                             hint=f"does `{callee.name}` instantiate itself?")
+        self.charge(10, span)  # an instance costs about ten steps' time, even with an empty body
         bound = self.bind(callee, args, call_span)
         path = parent.path if name is None else _join(parent.path, name)
         frame = Frame(path, callee.kind, callee.env, {}, src, src)
@@ -1123,6 +1157,9 @@ class Elaborator:
     # ------------------------------------------------------------- expressions
 
     def eval(self, e: Expr, env: dict[str, Value]) -> Value:
+        self.steps += 1  # inline `step`: this is the hot path
+        if self.steps > limits.MAX_STEPS:
+            self.step(e.span)
         kind = type(e)  # names and numbers first: they are most of what a spec evaluates
         if kind is Name:
             key = e.id
@@ -1182,10 +1219,15 @@ class Elaborator:
             if isinstance(fn, Builtin):
                 if any(k is not None for k, _, _ in args):
                     raise self.fail("E020", f"`{fn.name}` takes no keyword arguments", e.span)
+                # a built-in walks or builds whole lists: charge for their length
+                self.charge(sum(len(v) for _, v, _ in args if isinstance(v, tuple | str)), e.span)
                 try:
-                    return fn.fn(*[v for _, v, _ in args])
+                    result = fn.fn(*[v for _, v, _ in args])
                 except _BuiltinError as err:
                     raise self.fail(err.code, str(err), e.span) from None
+                if isinstance(result, tuple):
+                    self.charge(len(result), e.span)
+                return result
             if isinstance(fn, (DefValue, PrimValue)):
                 return self.partial(fn, args, e.span)
             if fn is STAGE:
@@ -1260,6 +1302,8 @@ class Elaborator:
                 return left
             return self.truth(self.eval(e.right, env), e.right.span)
         a, b = self.eval(e.left, env), self.eval(e.right, env)
+        if isinstance(a, tuple | str) and isinstance(b, tuple | str):  # comparing or joining copies them
+            self.charge(len(a) + len(b), e.span)
         if op in ("==", "!="):
             same = a == b and type(a) is type(b) or (
                 isinstance(a, (int, float)) and isinstance(b, (int, float))
@@ -1270,6 +1314,9 @@ class Elaborator:
                 raise self.fail("E017", "list is too long", e.span)
             return a + b
         if op == "+" and isinstance(a, str) and isinstance(b, str):
+            if len(a) + len(b) > limits.MAX_STRING:
+                raise self.fail("E017", f"the string is longer than {limits.MAX_STRING:,} characters",
+                                e.span)
             return a + b
         x, y = self.number(a, e.left.span), self.number(b, e.right.span)
         if op in ("<", "<=", ">", ">="):

@@ -26,10 +26,22 @@ MAX_NESTING = 32
 MAX_INT = 2**53
 #: Nested brackets in one expression (deeper ones are refused before parsing).
 MAX_BRACKET_DEPTH = 100
+#: Nested syntax (operator chains, conditionals, lists) in the parsed tree; deeper trees are
+#: refused before they are walked (`1 ** 1 ** …` 600 times would exhaust Python's stack).
+MAX_TREE_DEPTH = 200
+#: Characters in one string value (`s = s + s` doubles it).
+MAX_STRING = 10_000
+#: Evaluation steps for one load: expressions, statements, loop iterations and definition
+#: instances together (the largest shipped spec, ResNet-1202, takes 46,000).
+MAX_STEPS = 1_000_000
 #: Nested imports.
 MAX_IMPORT_DEPTH = 32
 #: Size of one spec file.
 MAX_SOURCE_BYTES = 1_000_000
+#: Tokens in one spec file (names, numbers, operators; comments and strings count once). The
+#: parser takes 20–90 µs a token, so this keeps parsing under a few seconds; the standard
+#: library has about 2,500.
+MAX_TOKENS = 50_000
 
 #: Budgets a network must fit unless the user passes --allow-large (``allow_large=True``):
 #: weights (wide_resnet101_2 has 127 M) and the float32 activations of one sample, summed

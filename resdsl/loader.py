@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 from pathlib import Path
 
 from . import limits
@@ -75,6 +76,9 @@ class Loader:
         self.diags = Diagnostics()
         self.elab = Elaborator()
         self.root: Path | None = None
+        #: False for text with no file behind it (``loads`` without a path): it has no
+        #: folder, so only the standard library can be imported
+        self.has_folder = True
         self.broken: set[str] = set()  # modules with a failed import
 
     # ------------------------------------------------------------------- API
@@ -147,7 +151,8 @@ class Loader:
             return d
         name = d.message[len("unknown name `"):-1]
         std = std_root()
-        for key, env in self.envs.items():
+        for env in self.envs.values():
+            key = env.path
             if name not in env.own or key == d.span.path:
                 continue
             if Path(key).is_relative_to(std):
@@ -172,22 +177,23 @@ class Loader:
 
     def module(self, path: Path, text: str | None, stack: tuple[str, ...], at: Span | None) -> ModuleEnv | None:
         key = str(path)
-        if key in stack:
-            chain = " → ".join(Path(p).name for p in (*stack[stack.index(key):], key))
+        # A module is its real file: the same file under two names (links, `a/../a.res`)
+        # loads once, so links cannot fan imports out and its names do not clash (E011).
+        ident = os.path.realpath(key)
+        if ident in stack:
+            chain = " → ".join(Path(p).name for p in (*stack[stack.index(ident):], ident))
             self.diags.error("E030", f"import cycle: {chain}", at or Span(key, 1, 1, 1, 2),
                              hint="move the shared definitions into a file both can import")
             return None
-        if key in self.envs:
-            return self.envs[key]
+        if ident in self.envs:
+            return self.envs[ident]
         if len(stack) > limits.MAX_IMPORT_DEPTH:
             self.diags.error("E030", "imports nest too deeply", at or Span(key, 1, 1, 1, 2))
             return None
         try:
             if text is None:
-                data = path.read_bytes()
-                if len(data) > limits.MAX_SOURCE_BYTES:
-                    self.diags.error("E017", f"the file is larger than {limits.MAX_SOURCE_BYTES:,} bytes",
-                                     Span(key, 1, 1, 1, 2))
+                data = self.read(path, key, at)
+                if data is None:
                     return None
                 text = decode(data, key)
             self.sources.add(key, text)
@@ -201,12 +207,12 @@ class Loader:
             return None
         is_std = key.startswith(str(std_root()))
         env = ModuleEnv(key, is_std)
-        self.envs[key] = env
+        self.envs[ident] = env
         origin: dict[str, str] = {}  # imported name → the file that defines it
         for item in ast.items:
             if isinstance(item, Import):
                 sub_path = self.resolve(item, path)
-                sub = self.module(sub_path, None, (*stack, key), item.span) if sub_path else None
+                sub = self.module(sub_path, None, (*stack, ident), item.span) if sub_path else None
                 if sub is None:  # its names are unknown here; the import's error says why
                     self.broken.add(key)
                     continue
@@ -221,6 +227,34 @@ class Loader:
             if isinstance(item, (Definition, Alias)):
                 self.define(env, item)
         return env
+
+    def read(self, path: Path, key: str, at: Span | None) -> bytes | None:
+        """A spec file's bytes, or None after a diagnostic. Only regular files are read (a
+        device or a FIFO could be endless or block), and no more than the size limit."""
+        where = at or Span(key, 0, 0, 0, 0)
+        try:
+            info = os.stat(path)
+            if not stat.S_ISREG(info.st_mode):
+                self.diags.error("E031", f"cannot read `{key}`: it is not a regular file", where,
+                                 hint="a spec is a .res text file")
+                return None
+            if info.st_size > limits.MAX_SOURCE_BYTES:
+                self.too_large(key, at)
+                return None
+            with open(path, "rb") as f:
+                data = f.read(limits.MAX_SOURCE_BYTES + 1)  # it may have grown since
+        except OSError as err:
+            self.diags.error("E031", f"cannot read `{key}`: {err.strerror or err}", where)
+            return None
+        if len(data) > limits.MAX_SOURCE_BYTES:
+            self.too_large(key, at)
+            return None
+        return data
+
+    def too_large(self, key: str, at: Span | None) -> None:
+        what = "the file" if at is None else f"the imported file `{Path(key).name}`"
+        self.diags.error("E017", f"{what} is larger than {limits.MAX_SOURCE_BYTES:,} bytes",
+                         Span(key, 1, 1, 1, 2) if at is None else at)
 
     def define(self, env: ModuleEnv, item: Definition | Alias) -> None:
         if item.name in env.own:
@@ -286,6 +320,11 @@ class Loader:
                 self.diags.error("E032", f"absolute import `{target}` is not allowed", imp.span,
                                  hint="import files by a path relative to the importing spec")
                 return None
+            if not target.endswith(".res"):
+                # only specs: a diagnostic's excerpt must never show another file's contents (`.env`)
+                self.diags.error("E033", f"`{target}` is not a .res file: only specs can be imported",
+                                 imp.span, hint="name a .res file, e.g. `import \"common.res\"`")
+                return None
             candidate = importer.parent / target
             roots = [self.root or importer.resolve().parent]
         elif target == "std" or target.startswith("std."):
@@ -295,9 +334,21 @@ class Loader:
         else:
             candidate = importer.parent.joinpath(*target.split(".")).with_suffix(".res")
             roots = [self.root or importer.resolve().parent]
-        if importer.resolve().is_relative_to(std_root().resolve()):
-            roots.append(std_root())
-        resolved = candidate.resolve()
+        if not self.has_folder and roots[0] != std_root():  # never the current folder by default
+            self.diags.error("E032", f"cannot import `{target}`: a spec given as text, without a path, "
+                             "has no folder to import from", imp.span,
+                             hint="pass the path the text stands for (`loads(text, path)`); the "
+                                  "standard library (`import std.resnet`) is always available")
+            return None
+        try:
+            if importer.resolve().is_relative_to(std_root().resolve()):
+                roots.append(std_root())
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as err:  # a symbolic link loop
+            self.diags.error("E031", f"cannot resolve the import `{target}`: "
+                             f"{getattr(err, 'strerror', None) or 'a symbolic link loop'}", imp.span,
+                             hint="check the symbolic links on the way to the file")
+            return None
         # `lib/../a.res` is `a.res`: the same module key, so cycles are recognised.
         candidate = Path(os.path.normpath(candidate))
         if not any(resolved.is_relative_to(r.resolve()) for r in roots):
@@ -308,6 +359,11 @@ class Loader:
             found = candidate.is_file()
         except OSError:  # e.g. a name longer than the file system allows
             found = False
+        if found and resolved.suffix != ".res":  # a `x.res` link to `.env`
+            self.diags.error("E033", f"`{target}` is a link to `{resolved.name}`, which is not a .res "
+                             "file: only specs can be imported", imp.span,
+                             hint="import the spec itself")
+            return None
         if not found:
             options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
             prefix = "std." if not imp.is_file and target.startswith("std") else ""

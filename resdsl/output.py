@@ -3,15 +3,29 @@
 A result is written to a temporary file in the destination folder and renamed over the
 target only once complete, so a failure at any point leaves no partial file and an
 existing output untouched.
+
+What is not a regular file is never replaced: a character device (``/dev/null``) or a
+FIFO is written to directly, as a shell redirection would; anything else (a socket, a
+block device) is refused. A symbolic link to a regular file stays a link: the file it
+points to is replaced. Temporary files are named ``.NAME.resdsl-PID-XXXX.tmp``; one left
+behind by a process that no longer runs (killed with SIGKILL) is removed by the next
+write to the same target.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import stat
 import sys
 import tempfile
 from pathlib import Path
+
+from .diagnostics import UsageError
+
+#: Temporary files and folders of this module: `.NAME.resdsl-PID-RANDOM(.tmp)`.
+TEMP_TAG = "resdsl"
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
@@ -21,15 +35,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
         return
-    target = Path(path)
-    if target.is_dir() or str(path).endswith(os.sep):
-        raise IsADirectoryError(errno.EISDIR, "that is a folder, give a file name", str(path))
-    if not target.parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, "no such folder", str(target.parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    target = destination(path)
+    if target is None:  # a device or a FIFO: there is nothing to replace atomically
+        write_stream(path, payload)
+        return
+    fd, tmp = temp_file(target)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write_all(f, payload, path)
             f.flush()
             os.fsync(f.fileno())
         if target.exists():  # keep the permissions of the file we replace
@@ -40,6 +53,115 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def destination(path: str | Path) -> Path | None:
+    """The regular file to replace for ``path`` (a link's target), or None for a character
+    device or FIFO, which is written to directly. Raises for a folder, a missing folder, an
+    empty name and things that cannot be written (sockets, block devices)."""
+    if str(path) == "":
+        raise UsageError("the output file name is empty", hint="give -o FILE, or -o - for stdout")
+    target = Path(path)
+    if str(path).endswith(os.sep):
+        raise IsADirectoryError(errno.EISDIR, "that is a folder, give a file name", str(path))
+    try:
+        mode = os.stat(target).st_mode  # follows links: what a write would reach
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "that is a folder, give a file name", str(path))
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)):
+        return None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = "socket" if stat.S_ISSOCK(mode) else "block device" if stat.S_ISBLK(mode) else "special file"
+        raise UsageError(f"`{path}` is a {kind}, not a file: refusing to write to it",
+                         hint="give the name of a regular file, or -o - for stdout")
+    if mode is not None and _system_path(target):  # /dev/stdout redirected to a file: never rename there
+        return None
+    if target.is_symlink():  # replace what the link points to, and keep the link
+        target = Path(os.path.realpath(target))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(target.parent))
+    return target
+
+
+def _system_path(path: Path) -> bool:
+    """A path in /dev or /proc, or a link into them (/dev/stdout → /proc/self/fd/1)."""
+    system = ("/dev/", "/proc/")
+    if str(path.absolute()).startswith(system):
+        return True
+    try:
+        return os.readlink(path).startswith(system)
+    except OSError:
+        return False
+
+
+def write_stream(path: str | Path, payload: bytes) -> None:
+    """Write to a device or FIFO (or a file reached through /proc) in place: opened for
+    writing without creating, truncating or renaming anything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    with os.fdopen(fd, "wb", buffering=0) as f:
+        write_all(f, payload, path)
+
+
+def write_all(f, payload: bytes, path: str | Path) -> None:
+    """Write everything; an error (a full disk: ENOSPC) names the file it was for."""
+    try:
+        view = memoryview(payload)
+        while view:
+            n = f.write(view)
+            view = view[n:] if n is not None else view[len(view):]
+        f.flush()
+    except OSError as err:
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
+
+
+def temp_file(target: Path) -> tuple[int, str]:
+    """A new temporary file beside ``target`` (``.NAME.resdsl-PID-XXXX.tmp``), after removing
+    the ones dead processes of ours left for the same target."""
+    sweep(target)
+    return tempfile.mkstemp(prefix=f".{target.name}.{TEMP_TAG}-{os.getpid()}-", suffix=".tmp",
+                            dir=target.parent)
+
+
+def sweep(target: Path) -> None:
+    """Remove temporary files and folders that a resdsl process which no longer runs left
+    beside ``target`` (only our own naming pattern, only for this target)."""
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(?:data\.)?" + TEMP_TAG + r"-(\d+)-\w+(?:\.tmp)?")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if not m or _alive(int(m.group(1))):
+            continue
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                for inner in os.scandir(entry.path):
+                    os.unlink(inner.path)
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # another process's, or already gone
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _umask() -> int:

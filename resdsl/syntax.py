@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Union
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import limits
@@ -385,6 +385,26 @@ def _deepest(text: str, path: str) -> Span:
     return Span(path, at[0], at[1], at[0], at[1] + 1)
 
 
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|\w+|[^\w\s]')
+
+
+def _count_tokens(text: str) -> int:
+    """About how many tokens the lexer will make (a string or a comment is one)."""
+    return sum(1 for _ in _TOKEN.finditer(text))
+
+
+def _tree_depth(tree: Tree) -> tuple[int, Tree]:
+    """How deep the parse tree is, and its deepest subtree (walked without recursion)."""
+    best, where = 0, tree
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > best:
+            best, where = depth, node
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return best, where
+
+
 def _bracket_depth(text: str) -> int:
     """How deep ( [ { nest, outside strings and comments (a cheap scan before parsing)."""
     depth = best = 0
@@ -402,6 +422,12 @@ def parse(text: str, path: str) -> Module:
     """Parse source text into a :class:`Module`, or raise :class:`SpecError`."""
     diags = Diagnostics()
     last_line = [0]
+    tokens = _count_tokens(text)
+    if tokens > limits.MAX_TOKENS:  # parsing costs tens of µs a token: refuse before it starts
+        diags.error("E017", f"the file has more than {limits.MAX_TOKENS:,} tokens ({tokens:,})",
+                    Span(path, 1, 1, 1, 2), hint="split the spec into files that import each other, "
+                    "or use `for` loops and stages instead of repeated lines")
+        raise SpecError(diags.items)
     if _bracket_depth(text) > limits.MAX_BRACKET_DEPTH:  # LALR on deep nesting is slow, then recurses
         diags.error("E004", f"brackets nest more than {limits.MAX_BRACKET_DEPTH} deep",
                     _deepest(text, path), hint="split deeply nested expressions into named values")
@@ -435,6 +461,14 @@ def parse(text: str, path: str) -> Module:
                     hint="split deeply nested expressions into named values")
         raise SpecError(diags.items) from None
     diags.raise_if_any()
+    depth, deepest = _tree_depth(tree)
+    if depth > limits.MAX_TREE_DEPTH:  # the transformer and the evaluator recurse per level
+        meta = deepest.meta
+        span = Span(path, meta.line, meta.column, meta.line, meta.column + 1) \
+            if not getattr(meta, "empty", True) else _deepest(text, path)
+        diags.error("E004", f"the expression nests more than {limits.MAX_TREE_DEPTH} deep", span,
+                    hint="split long operator chains and nested conditions into named values")
+        raise SpecError(diags.items)
     try:
         items = _ToAst(path).transform(tree)
     except RecursionError:

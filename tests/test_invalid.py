@@ -33,7 +33,7 @@ import pytest
 
 import resdsl
 from resdsl import cli
-from resdsl.diagnostics import EXCERPT_WIDTH
+from resdsl.diagnostics import EXCERPT_WIDTH, printable
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "cases" / "invalid"
@@ -79,7 +79,7 @@ def split_blocks(stderr: str) -> list[list[str]]:
 
 def source_line(path: Path, number: int) -> str:
     text = path.read_bytes().decode("utf-8", errors="replace")
-    return text.splitlines()[number - 1].expandtabs(1)
+    return printable(text.splitlines()[number - 1].expandtabs(1))  # control characters are shown as ␀, ␛…
 
 
 def test_corpus_is_large_enough():

@@ -99,17 +99,17 @@ def test_outputs_are_byte_identical_across_hash_seeds(tmp_path, target):
 
 HOSTILE_SPEC = """\
 module class(width) {
-    def: conv(width, 3)
+    print: conv(width, 3)
     import_: batchnorm()
     init_: relu()
     0: conv(width, 1)
-    None: identity()
+    isinstance: identity()
     self: relu()
 }
 network forward {
     input [3, 16, 16]
-    lambda: class(8)
-    while: conv(8, 3)
+    super: class(8)
+    F: conv(8, 3)
     x: global_avgpool()
     flatten()
     torch: linear(4)
@@ -117,13 +117,14 @@ network forward {
 """
 
 
-def test_keywords_and_dunder_names_compile(tmp_path):
-    """Python keywords and dunders are legal layer names (they are legal module names in
-    torch); back ends must emit them harmlessly."""
+def test_builtin_and_module_names_compile(tmp_path):
+    """Builtins and the names generated code uses (`torch`, `F`, `self`) are legal layer
+    names; back ends must emit them harmlessly. (Python keywords are refused, E054: torch.fx
+    writes module paths into Python code.)"""
     import resdsl
 
     net = resdsl.loads(HOSTILE_SPEC, str(tmp_path / "hostile.res"))
-    assert {op.module for op in net.ops} >= {"lambda.def", "lambda.0", "while", "torch"}
+    assert {op.module for op in net.ops} >= {"super.print", "super.0", "F", "torch"}
 
 
 @pytest.mark.parametrize("smuggled", [

@@ -204,11 +204,12 @@ def test_namespace_refuses_keywords_and_non_identifiers():
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_module_names_that_are_not_identifiers(tmp_path):
-    # layers called `0` and `class` inside a block class: add_module / getattr, same keys
+    # layers called `0` and `match` (a soft keyword) inside a block class: add_module /
+    # getattr, same keys (hard keywords such as `class` are refused: E054)
     net = resdsl.loads("""
 block odd(planes, stride = 1) {
     0: conv(planes, 3, stride = stride)
-    class: batchnorm()
+    match: batchnorm()
     relu: relu()
     add(input)
     relu
@@ -225,7 +226,7 @@ network tiny {
     module = import_source(emit(net), tmp_path, "odd")
     theirs, ours = module.tiny(seed=0).eval(), build(net, seed=0).eval()
     assert list(theirs.state_dict()) == list(ours.state_dict())
-    assert "layer1.0.class.weight" in theirs.state_dict()
+    assert "layer1.0.match.weight" in theirs.state_dict()
     x = torch.randn(2, 8, 16, 16)
     with torch.no_grad():
         assert torch.equal(theirs(x), ours(x))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,9 @@ import torch
 from onnx import TensorProto, helper
 
 from .. import __version__
-from ..diagnostics import UsageError
+from ..diagnostics import Note, UsageError
 from ..ir import INPUT, Network, Op
+from ..output import TEMP_TAG, destination, sweep, temp_file, write_all
 from ..passes import foldable_batchnorms
 from ..primitives import PRIMITIVES
 
@@ -59,7 +61,7 @@ BATCH = "batch"
 
 def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
          opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-         external_data: bool = False) -> bytes | ExternalDataModel:
+         external_data: bool = False, allow_nonfinite: bool = False) -> bytes | ExternalDataModel:
     """The serialised ONNX model for ``net``.
 
     ``weights`` is a path to a torch ``state_dict`` (``.pt``/``.pth``) or a mapping of
@@ -68,7 +70,7 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
     ``.onnx`` and its tensor file together. Raises :class:`UsageError` for bad options or
     weights, before anything is written.
     """
-    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data)
+    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite)
     if external_data:
         return ExternalDataModel(lowering.model(static_batch, provenance))
     return lowering.serialize(static_batch, provenance)
@@ -76,18 +78,18 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
 
 def build_model(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
                 opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-                external_data: bool = False) -> onnx.ModelProto:
+                external_data: bool = False, allow_nonfinite: bool = False) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` for ``net`` (see :func:`emit` for the options).
 
     Without ``external_data`` a model too large for protobuf is refused with a
     :class:`UsageError` that says to use it.
     """
-    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data)
+    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite)
     return lowering.model(static_batch, provenance)
 
 
 def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None, opset: int,
-           fold_bn: bool, external_data: bool) -> tuple[_Lowering, str]:
+           fold_bn: bool, external_data: bool, allow_nonfinite: bool = False) -> tuple[_Lowering, str]:
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise UsageError(f"opset {opset} is not supported by the onnx target",
                          hint=f"choose --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
@@ -98,7 +100,7 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
         seed = 0 if seed is None else seed
         state, provenance = _seeded_state(net, seed), f"seed {seed}"
     else:
-        state, provenance = _load_weights(net, weights)
+        state, provenance = _load_weights(net, weights, allow_nonfinite)
     lowering = _Lowering(net, state, opset, fold_bn)
     lowering.run()
     if not external_data:
@@ -131,15 +133,32 @@ def _seeded_state(net: Network, seed: int) -> dict[str, torch.Tensor]:
     return build(net, seed=seed).state_dict()
 
 
-def _load_weights(net: Network, weights: str | Path | Mapping) -> tuple[dict[str, torch.Tensor], str]:
+def _load_weights(net: Network, weights: str | Path | Mapping,
+                  allow_nonfinite: bool = False) -> tuple[dict[str, torch.Tensor], str]:
     if isinstance(weights, Mapping):
         raw, provenance = weights, "state_dict"
     else:
         raw, provenance = _read_checkpoint(Path(weights)), f"file {Path(weights).name}"
     state = _unwrap(raw)
     _check_state(net, state, provenance)
-    return {k: v.detach().to("cpu", torch.float32) for k, v in state.items()
-            if not k.endswith(".num_batches_tracked")}, provenance
+    kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
+    converted: dict[str, int] = {}
+    for v in kept.values():
+        if v.dtype != torch.float32:
+            name = str(v.dtype).removeprefix("torch.")
+            converted[name] = converted.get(name, 0) + 1
+    out = {k: v.detach().to("cpu", torch.float32) for k, v in kept.items()}
+    if converted:  # ONNX initializers are float32 here: say so, since precision may change
+        what = ", ".join(f"{n} {dtype} tensor{'s' * (n != 1)}" for dtype, n in sorted(converted.items()))
+        warnings.warn(Note(f"the weights ({provenance}) hold {what}; converted to float32"), stacklevel=2)
+    nonfinite = sorted(k for k, v in out.items() if not bool(torch.isfinite(v).all()))
+    if nonfinite and not allow_nonfinite:  # a float64 beyond float32's range is infinite here too
+        shown = ", ".join(nonfinite[:8]) + (f" and {len(nonfinite) - 8} more" if len(nonfinite) > 8 else "")
+        raise UsageError(f"the weights ({provenance}) hold NaN or infinite values, in {len(nonfinite)} "
+                         f"tensor{'s' * (len(nonfinite) != 1)} (as float32): {shown}",
+                         hint="the model would output NaN; pass --allow-nonfinite "
+                              "(allow_nonfinite=True) to write them anyway")
+    return out, provenance
 
 
 def _read_checkpoint(path: Path) -> object:
@@ -182,6 +201,10 @@ def _check_state(net: Network, state: Mapping, provenance: str) -> None:
             continue
         if not isinstance(value, torch.Tensor) or not value.is_floating_point():
             wrong.append(f"{key} (not a floating-point tensor)")
+        elif value.layout != torch.strided:  # sparse tensors: no dense storage to export
+            wrong.append(f"{key} (a {str(value.layout).removeprefix('torch.')} tensor; save it dense)")
+        elif value.device.type == "meta":  # shapes only, no values
+            wrong.append(f"{key} (a meta tensor, which holds no values)")
         elif tuple(value.shape) != shape:
             wrong.append(f"{key} ({_fmt(tuple(value.shape))}, expected {_fmt(shape)})")
     problems = []
@@ -467,10 +490,17 @@ class ExternalDataModel:
         if str(path) == "-":
             raise UsageError("--external-data writes two files and cannot go to standard output",
                              hint="give -o FILE.onnx; the tensors go to FILE.onnx.data")
-        files = self.files(path)
+        real = destination(path)
+        if real is None or any(destination(p) is None for p in self.files(real)):
+            raise UsageError(f"--external-data writes two files, `{path}` and its `.data`, and "
+                             "cannot write them to a device or FIFO",
+                             hint="give -o FILE.onnx in a folder")
+        files = self.files(real)
         model_path, data_path = files
         temps: dict[Path, str] = {}
-        keep = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.", dir=data_path.parent))
+        sweep(model_path)
+        keep = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.{TEMP_TAG}-{os.getpid()}-",
+                                     dir=data_path.parent))
         backup = keep / "previous"
         placed = False
         try:
@@ -503,10 +533,10 @@ class ExternalDataModel:
 def _write_temp(target: Path, payload: bytes) -> str:
     """``payload`` in a new temporary file beside ``target``, synced, with the permissions
     ``target`` has or a new file would get."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = temp_file(target)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write_all(f, payload, target)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())

@@ -20,6 +20,7 @@ that is dead for some instances.
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import re
 from collections.abc import Iterator
@@ -38,6 +39,12 @@ from .source_format import Call, Expr, Sequential, layout
 
 # ---------------------------------------------------------------- identifiers
 
+#: Module-level names the generated file defines or reads (imports, builtins such as
+#: `isinstance`, `getattr`, `super`, `print`; the registry's helpers come from
+#: `_helper_names`): no class, function, parameter or local variable the spec names may
+#: take one, or the file would shadow what it relies on.
+MODULE_NAMES = ("torch", "nn", "F", "camel", "model", *dir(builtins))
+
 
 def is_identifier(name: str) -> bool:
     """A name usable as a Python identifier: not a keyword, soft keyword or builtin constant."""
@@ -52,6 +59,10 @@ class Namespace:
 
     def __contains__(self, name: str) -> bool:
         return name in self._used
+
+    def used(self) -> frozenset[str]:
+        """Every name taken so far (reserved ones included)."""
+        return frozenset(self._used)
 
     def claim(self, name: str) -> str:
         """Take ``name`` exactly; raise ``ValueError`` if it is not a free identifier."""
@@ -263,7 +274,7 @@ class Lowering:
         by_definition: dict[str, list[Cls]] = {}
         for cls in self.classes.values():
             by_definition.setdefault(cls.definition, []).append(cls)
-        names = Namespace(("torch", "nn", "F", "camel", *_helper_names()))
+        names = Namespace((*MODULE_NAMES, *_helper_names()))
         self.names = names
         for definition, group in by_definition.items():
             base = camel(definition)
@@ -324,7 +335,9 @@ class Lowering:
         vectors = [tuple(_typed(p[j][0]) for p in per_instance) for j in range(len(hints))]
         args = _arg_vectors(cls.instances)
         elsewhere = {v for v, (h, _) in zip(vectors, hints) if h != "in_channels"}
-        names = Namespace(("self", "x"))
+        # constructor parameters must not shadow the module names `__init__` reads (`nn`,
+        # the block classes)
+        names = Namespace(("self", "x", *self.names.used()))
         chosen: dict[tuple, str] = {}
         params: dict[str, tuple] = {}
         forms: list[tuple] = []
@@ -599,13 +612,13 @@ class Renderer:
                 lines.append(self.expression(item, ins, calls.get(n, [])))
                 continue
             if item.role == "shortcut":
-                target = _fresh_var("shortcut", live)
+                target = _fresh_var("shortcut", live, self.low.names)
             elif var[first] not in live:
                 target = var[first]
             elif "out" not in live:
                 target = "out"
             else:
-                target = _fresh_var(item.local or item.op.kind, live)
+                target = _fresh_var(item.local or item.op.kind, live, self.low.names)
             live[target] = item.output
             var[item.output] = target
             lines.append(f"{target} = {self.expression(item, ins, calls.get(n, []))}")
@@ -626,8 +639,9 @@ def _annotation(values: tuple) -> str:
     return types[0] if len(types) == 1 else " | ".join(types)
 
 
-def _fresh_var(base: str, live: dict[str, str]) -> str:
-    ns = Namespace(tuple(live) + ("self",))
+def _fresh_var(base: str, live: dict[str, str], module: Namespace) -> str:
+    # a local named `F`, `torch` or after a block class would hide it from later lines
+    ns = Namespace((*live, "self", *module.used()))
     return ns.fresh(base)
 
 
@@ -691,6 +705,9 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     root_forms = [("lit", v) for v, _, _ in low.positions(net.root)]
     top = renderer.render_class(net.root, top_name, root_forms, [], "")
     helpers = _in_registry_order(renderer.uses)
+    # a top-level layer called `reset_parameters` would be found before the method
+    reset = Namespace(("training", *(i.local for i in low.body(net.root) if i.local))).fresh(
+        "reset_parameters")
     function = net.name if is_identifier(net.name) and net.name not in low.names else "build_model"
     function = low.names.fresh(function)
     # The file name is the one thing here a spec does not constrain: keep it printable and
@@ -698,7 +715,7 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     source = "".join(c if c.isprintable() and c not in '\\"' else "?" for c in Path(net.source).name)
     text = _environment().get_template("model.py.j2").render(
         version=__version__, source=source, network=net.name, top=top, classes=views,
-        function=function, seed=seed, params=f"{net.params:,}",
+        function=function, seed=seed, reset=reset, params=f"{net.params:,}",
         input_shape=fmt_shape(net.input_shape), output_shape=fmt_shape(net.output_shape),
         input_dims=", ".join(map(str, net.input_shape)),
         helpers=[_helper_text(h) for h in helpers], wrapped=[n for h in helpers for n in h.wrap],
