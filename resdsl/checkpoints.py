@@ -155,7 +155,8 @@ def unwrap_state_dict(raw: object, *, source: str = "the checkpoint",
     if bad:
         raise CheckpointError(f"{source} is not a state_dict: not a tensor: {', '.join(bad[:5])}"
                               + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""), hint=_SAVE_HINT)
-    odd = [k for k, v in raw.items() if v.layout != torch.strided or v.device.type == "meta"]
+    odd = [f"{k} ({'meta' if v.device.type == 'meta' else str(v.layout).removeprefix('torch.')})"
+           for k, v in raw.items() if v.layout != torch.strided or v.device.type == "meta"]
     if odd:  # sparse tensors, or meta tensors that carry a shape but no data
         raise CheckpointError(f"{source} holds tensors without dense data: {', '.join(odd[:5])}"
                               + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""), hint=_SAVE_HINT)
