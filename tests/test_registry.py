@@ -25,6 +25,8 @@ pytest.importorskip("torch.fx")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from test_onnx import assert_valid  # noqa: E402
+
 import resdsl  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from resdsl import stats, tables  # noqa: E402
@@ -154,7 +156,7 @@ def conform(text: str, tmp_path: Path, kind: str) -> resdsl.Network:
     # ONNX in onnxruntime, at every opset the lowerings distinguish
     for opset in opsets(net):
         proto = onnx_graph.build_model(net, weights=weights or None, opset=opset)  # none: nothing learned
-        onnx.checker.check_model(proto, full_check=True)
+        assert_valid(proto, net)  # checker, strict shape inference, the IR's shapes with a symbolic batch
         session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
         got = session.run(None, {"input": x.numpy()})[0]
         torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-4,

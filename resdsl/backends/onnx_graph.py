@@ -235,6 +235,8 @@ class _Lowering:
     init_names: list[str] = field(default_factory=list)
     #: IR value (op name or ``input``) → the ONNX tensor that holds it.
     tensor: dict[str, str] = field(default_factory=dict)
+    #: Tensors whose shape a lowering declares (ops shape inference cannot see into).
+    declared: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def run(self) -> None:
         net = self.net
@@ -286,6 +288,8 @@ class _Lowering:
         for value, t in self.tensor.items():
             if t == old:
                 self.tensor[value] = new
+        if old in self.declared:
+            self.declared[new] = self.declared.pop(old)
 
     # -- what an op's lowering uses (the registry's ONNX lowerings call these)
 
@@ -296,6 +300,11 @@ class _Lowering:
     def node_outputs(self, kind: str, inputs: list[str], name: str, outputs: list[str], **attrs) -> None:
         """Add a node with several outputs (a Split)."""
         self.nodes.append(helper.make_node(kind, inputs, outputs, name=name, **attrs))
+
+    def declare(self, tensor: str, shape: tuple[int, ...]) -> None:
+        """Record ``tensor``'s per-sample shape in the graph's value_info, for an operator
+        onnx's shape inference does not know (GroupNormalization-21 in onnx 1.23)."""
+        self.declared[tensor] = shape
 
     def produced(self, tensor: str) -> bool:
         """Whether a node already writes ``tensor`` (a sibling's lowering wrote it)."""
@@ -364,7 +373,9 @@ class _Lowering:
             self.nodes, net.name,
             [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [batch, *net.input_shape])],
             [helper.make_tensor_value_info(self.output_name, TensorProto.FLOAT, [batch, *net.output_shape])],
-            doc_string=f"network `{net.name}` from {spec}")
+            doc_string=f"network `{net.name}` from {spec}",
+            value_info=[helper.make_tensor_value_info(t, TensorProto.FLOAT, [batch, *shape])
+                        for t, shape in self.declared.items() if t != self.output_name])
         opsets = [helper.make_opsetid("", self.opset)]
         model = helper.make_model(graph, opset_imports=opsets, producer_name="resdsl",
                                   producer_version=__version__,

@@ -192,19 +192,16 @@ def _channel_conv_module(a: dict, shapes: list[Shape]):
 
 
 def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """The channels as a column (N×1×C×H·W) and a k×1 ``Conv`` down it: no transpose, and
+    every reshape keeps the batch dimension (0), so shape inference keeps it symbolic."""
     c, h, w = g.shape_of(op.inputs[0])
     k, name = op.attr("kernel_size"), op.name
-    x = xs[0]
-    if (h, w) != (1, 1):  # channels last, so each position is a row
-        x = g.node("Transpose", [x], f"{name}/to_rows", perm=[0, 2, 3, 1])
-    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [-1, 1, c])], f"{name}/as_rows")
-    y = g.node("Conv", [rows, g.param(f"{op.module}.weight")], f"{name}/conv", kernel_shape=[k],
-               pads=[(k - 1) // 2] * 2)
-    if (h, w) == (1, 1):
-        g.node("Reshape", [y, g.const(f"{name}/shape", [-1, c, 1, 1])], name, out)
-        return
-    back = g.node("Reshape", [y, g.const(f"{name}/shape", [-1, h, w, c])], f"{name}/from_rows")
-    g.node("Transpose", [back], name, out, perm=[0, 3, 1, 2])
+    column = g.node("Reshape", [xs[0], g.const(f"{name}/column", [0, 1, c, h * w])], f"{name}/as_column")
+    kernel = g.node("Reshape", [g.param(f"{op.module}.weight"), g.const(f"{name}/kernel", [1, 1, k, 1])],
+                    f"{name}/weight")
+    pad = (k - 1) // 2
+    y = g.node("Conv", [column, kernel], f"{name}/conv", kernel_shape=[k, 1], pads=[pad, 0, pad, 0])
+    g.node("Reshape", [y, g.const(f"{name}/shape", [0, c, h, w])], name, out)
 
 
 CHANNEL_CONV = Primitive(

@@ -99,6 +99,7 @@ def _gn_native(g, op: Op, xs: list[str], out: str) -> None:
     m = op.module
     g.node("GroupNormalization", [xs[0], g.param(f"{m}.weight"), g.param(f"{m}.bias")], op.name, out,
            epsilon=float(op.attr("eps")), num_groups=op.attr("groups"))
+    g.declare(out, op.shape)  # onnx's shape inference has no rule for it yet
 
 
 GROUPNORM = Primitive(
