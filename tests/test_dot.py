@@ -345,6 +345,29 @@ def test_missing_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: py
     check_dot((tmp_path / "r.dot").read_text())
 
 
+def test_render_goes_through_the_graphviz_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """The package runs `dot`; its ExecutableNotFound, or no package at all, is our exit 2
+    with install hints, and no file is written."""
+    import graphviz
+
+    calls = []
+
+    def missing(*args, **kwargs):
+        calls.append(args)
+        raise graphviz.ExecutableNotFound(["dot"])
+
+    monkeypatch.setattr(graphviz, "pipe", missing)
+    spec = str(ROOT / "specs" / "resnet18.res")
+    assert main(["diagram", spec, "-o", str(tmp_path / "r.png")]) == 2
+    assert calls and calls[0][:2] == ("dot", "png")
+    assert "apt-get install graphviz" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # the package is not installed
+    assert main(["diagram", spec, "-o", str(tmp_path / "r.svg")]) == 2
+    assert "resdsl[diagrams]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------- the command line
 
 

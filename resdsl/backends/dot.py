@@ -26,8 +26,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -701,46 +699,53 @@ def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None
     return g.text()
 
 
-def find_dot() -> str:
-    """The path of Graphviz's `dot`, or a :class:`UsageError` saying how to install it."""
-    exe = shutil.which("dot")
-    if exe is None:
-        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
-                         hint=INSTALL_HINT)
-    return exe
-
-
 def render(dot_text: str, fmt: str) -> bytes:
-    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`."""
+    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`, run by
+    the `graphviz` package; a missing package or `dot` program is a :class:`UsageError`
+    that says how to install it."""
     if fmt not in ("svg", "pdf", "png"):
         raise UsageError(f"cannot render to `{fmt}`", hint="choose svg, pdf or png")
-    cmd = [find_dot(), f"-T{fmt}"]
-    if fmt == "png":
-        cmd.append("-Gdpi=200")  # print resolution: the default 96 dpi blurs in a paper
     try:
-        proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True, timeout=300,
-                              check=False, env={**os.environ, "TZ": "UTC"})
-    except subprocess.TimeoutExpired as err:
-        raise UsageError("Graphviz's `dot` did not finish within 300 s",
-                         hint="draw less: --detail block, or --scope with --detail layer") from err
-    if proc.returncode != 0 or not proc.stdout:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise UsageError(f"Graphviz's `dot` failed (exit status {proc.returncode})"
+        import graphviz
+    except ImportError:
+        raise UsageError("rendering needs the `graphviz` Python package, which is not installed",
+                         hint="pip install 'resdsl[diagrams]' (or graphviz); or write DOT text with "
+                              "--target dot and render it elsewhere") from None
+    if fmt == "png":  # print resolution (as `dot -Gdpi=200`): the default 96 dpi blurs in a paper
+        dot_text = dot_text.replace("digraph resdsl {\n", "digraph resdsl {\n  graph [dpi=200];\n", 1)
+    # Cairo writes a PDF's date in the local zone, and the zone's length varies ("Z" or
+    # "+01'00"): `dot` runs in UTC. The package takes no env, so ours is set around the call.
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    try:
+        out = graphviz.pipe("dot", fmt, dot_text.encode("utf-8"), quiet=True)
+    except graphviz.ExecutableNotFound:
+        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
+                         hint=INSTALL_HINT) from None
+    except graphviz.CalledProcessError as err:
+        message = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"Graphviz's `dot` failed (exit status {err.returncode})"
                          + (f": {message[0]}" if message else ""),
-                         hint="write the DOT with --target dot to inspect it")
-    if fmt == "pdf":
-        return _fixed_dates(proc.stdout)
-    return proc.stdout
+                         hint="write the DOT with --target dot to inspect it") from None
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+    if not out:
+        raise UsageError("Graphviz's `dot` wrote nothing", hint="write the DOT with --target dot to inspect it")
+    return _fixed_dates(out) if fmt == "pdf" else out
 
 
 def _fixed_dates(pdf: bytes) -> bytes:
-    """Cairo stamps a PDF with the time it was made; pin the digits (same length, so the
-    cross-reference offsets stay valid) to make the output reproducible."""
+    """Cairo stamps a PDF with the time it was made; pin the digits and any zone offset
+    (same length, so the cross-reference offsets stay valid) to make the output reproducible."""
     def pin(m: re.Match) -> bytes:
         n = len(m.group(2))
-        return m.group(1) + (b"19700101000000" + b"0" * n)[:n]
+        zone = re.sub(rb"[0-9]", b"0", m.group(3)).replace(b"-", b"+")
+        return m.group(1) + (b"19700101000000" + b"0" * n)[:n] + zone
 
-    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)", pin, pdf)
+    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)([-+Z0-9']*)", pin, pdf)
 
 
 def emit_svg(net: Network, **options) -> bytes:
