@@ -195,15 +195,19 @@ def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     c, h, w = g.shape_of(op.inputs[0])
     k, name = op.attr("kernel_size"), op.name
     x = xs[0]
-    if (h, w) != (1, 1):  # channels last, so each position is a row
+    pointwise = (h, w) == (1, 1) and not g.varies(op.inputs[0])
+    if not pointwise:  # channels last, so each position is a row
         x = g.node("Transpose", [x], f"{name}/to_rows", perm=[0, 2, 3, 1])
-    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [-1, 1, c])], f"{name}/as_rows")
+    rows = g.node("Reshape", [x, g.const(f"{name}/rows", [0 if pointwise else -1, 1, c])], f"{name}/as_rows")
     y = g.node("Conv", [rows, g.param(f"{op.module}.weight")], f"{name}/conv", kernel_shape=[k],
                pads=[(k - 1) // 2] * 2)
-    if (h, w) == (1, 1):
-        g.node("Reshape", [y, g.const(f"{name}/shape", [-1, c, 1, 1])], name, out)
+    if pointwise:
+        # y is N×1×C here: 0 keeps N, so shape inference keeps the symbolic batch
+        g.node("Reshape", [y, g.const(f"{name}/shape", [0, c, 1, 1])], name, out)
         return
-    back = g.node("Reshape", [y, g.const(f"{name}/shape", [-1, h, w, c])], f"{name}/from_rows")
+    shape = (g.spatial_shape(x, f"{name}/rows_shape") if g.varies(op.inputs[0])
+             else g.const(f"{name}/shape", [-1, h, w, c]))
+    back = g.node("Reshape", [y, shape], f"{name}/from_rows")
     g.node("Transpose", [back], name, out, perm=[0, 3, 1, 2])
 
 
