@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .diagnostics import UsageError
+from .grid import grid
 from .ir import Network, Op, Scope
 from .primitives import PRIMITIVES, Look
 from .stats import sections
@@ -230,14 +231,8 @@ def markdown(table: Table) -> str:
             for r in table.rows]
     rows.append(["FLOPs", "", *(_number(f) for f in table.flops)])
     rows.append(["params", "", *(_number(p) for p in table.params)])
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join([":---", ":---:"] + [":---:"] * len(table.headers)) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return grid(header, rows, ["l"] + ["c"] * (len(header) - 1), markdown=True, pad=False,
+                escape=lambda s: s.replace("|", "\\|")) + "\n"
 
 
 def csv_text(table: Table) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import resdsl
 from conftest import ROOT, SPEC_NAMES, load_spec
 from resdsl import tables
 from resdsl.cli import main
@@ -172,3 +173,21 @@ def test_depth_counts_layers_as_the_papers_of_the_modern_family_do():
     for name, layers in expected.items():
         if name in SPEC_NAMES:
             assert tables.depth(load_spec(name)) == layers, name
+
+
+def test_one_grid_renderer_for_stats_and_tables():
+    """`stats` and `table` lay out markdown with the same renderer (resdsl.grid): the same
+    rows give the same lines, whichever asks."""
+    from resdsl.grid import grid
+
+    rows = [["a|b", "1"], ["c", "22"]]
+    assert grid(["x", "y"], rows, ["l", "r"], markdown=False) == "x     y\n---  --\na|b   1\nc    22"
+    assert grid(["x", "y"], rows, ["l", "r"], markdown=True, escape=lambda s: s.replace("|", "\\|")) == (
+        "| x    |  y |\n|:-----|---:|\n| a\\|b |  1 |\n| c    | 22 |")
+    assert grid(["x", "y"], rows, ["l", "c"], markdown=True, pad=False) == (
+        "| x | y |\n|:---|:---:|\n| a|b | 1 |\n| c | 22 |")
+    with pytest.raises(ValueError):
+        grid(["x"], [], ["x"], markdown=True)
+    for module in ("stats", "tables"):
+        source = (Path(resdsl.__file__).parent / f"{module}.py").read_text()
+        assert "from .grid import grid" in source and '" | ".join' not in source
