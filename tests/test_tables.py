@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import resdsl
-from conftest import ROOT, SPEC_NAMES, load_spec
+from conftest import ROOT, SPEC_NAMES, SPECS, load_spec
 from resdsl import tables
 from resdsl.cli import main
 from resdsl.diagnostics import UsageError
@@ -191,3 +191,22 @@ def test_one_grid_renderer_for_stats_and_tables():
     for module in ("stats", "tables"):
         source = (Path(resdsl.__file__).parent / f"{module}.py").read_text()
         assert "from .grid import grid" in source and '" | ".join' not in source
+
+
+def test_depth_label_follows_the_name_or_the_spec():
+    """Deep stems add convs that the family's names do not count: resnet50d is headed
+    50-layer (52 weighted layers counted); WRN counts its projections; a spec states it."""
+    from resdsl.tables import depth, depth_label
+
+    r50d = resdsl.load(SPECS / "resnet50d.res")
+    assert (depth(r50d), depth_label(r50d)) == (52, 50)
+    assert "resnet50d (50-layer)" in tables.render([r50d], "markdown")
+    assert depth_label(resdsl.load(SPECS / "wrn16_8_cifar.res")) == 16
+    assert depth_label(resdsl.load(SPECS / "resnet18.res")) == 18
+    stated = resdsl.loads("import std.resnet\nnetwork toy = resnet(block = basic, depths = [1, 1], "
+                          "widths = [8, 16], depth_label = 10)")
+    assert (depth(stated), depth_label(stated)) == (6, 10)
+    by_hand = resdsl.loads("network mine(depth_label = \"two\") {\n input [3, 8, 8]\n c: conv(4, 3)\n"
+                           " fc: conv(2, 1)\n}")
+    assert "mine (two-layer)" in tables.render([by_hand], "markdown")
+    assert depth_label(resdsl.loads("network n_1 {\n input [3, 8, 8]\n c: conv(4, 3)\n}")) == 1
