@@ -387,9 +387,6 @@ class _Lowering:
         in_dims: list[int | str] = [batch, *net.input_shape]
         out_dims: list[int | str] = [batch, *net.output_shape]
         if self.dynamic:
-            if len(net.input_shape) != 3:
-                raise UsageError(f"--dynamic-size needs a C×H×W input; `{net.name}` takes "
-                                 f"{_fmt(net.input_shape)}", hint="leave --dynamic-size out")
             in_dims[2:] = [HEIGHT, WIDTH]
             if self.varies(net.output) and len(out_dims) == 4:  # a feature map comes out
                 out_dims[2:] = [f"output_{HEIGHT}", f"output_{WIDTH}"]
