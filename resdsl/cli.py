@@ -31,6 +31,7 @@ TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
     "weights": ("onnx",),
     "opset": ("onnx",),
     "static_batch": ("onnx",),
+    "dynamic_size": ("onnx",),
     # The torch source carries no weights, so there is nothing to fold; in process, see
     # resdsl.backends.torch_module.fold_batchnorms.
     "fold_bn": ("onnx",),
@@ -77,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--opset", type=_small_int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
     comp.add_argument("--static-batch", type=_batch, metavar="N",
                       help="fix the batch dimension to N (onnx; default: symbolic)")
+    comp.add_argument("--dynamic-size", action="store_true",
+                      help="symbolic input height and width (onnx; default: the spec's declared size)")
     comp.add_argument("--fold-bn", action="store_true",
                       help="fold batch norms into the convolutions before them (inference)")
     comp.add_argument("--allow-nonfinite", action="store_true",

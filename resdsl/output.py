@@ -17,9 +17,11 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .diagnostics import UsageError
@@ -39,20 +41,80 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     if target is None:  # a device or a FIFO: there is nothing to replace atomically
         write_stream(path, payload)
         return
-    fd, tmp = temp_file(target)
+    tmp = stage(target, payload, path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write_all(f, payload, path)
-            f.flush()
-            os.fsync(f.fileno())
-        if target.exists():  # keep the permissions of the file we replace
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def stage(target: Path, payload: bytes, shown: str | Path | None = None) -> str:
+    """``payload`` in a new temporary file beside ``target`` (a regular file's path, from
+    :func:`destination`), synced, with the permissions the file it will replace has (or a
+    new file would get); the caller renames it into place. Removed again on failure."""
+    fd, tmp = temp_file(target)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_all(f, payload, shown if shown is not None else target)
+        seal(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def seal(tmp: str | Path, target: Path) -> None:
+    """Make a finished temporary file ready to replace ``target``: its bytes on disk, and
+    the permissions of the file it replaces (or of a new file, under the umask)."""
+    fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if target.exists():  # keep the permissions of the file we replace
+        os.chmod(tmp, target.stat().st_mode & 0o777)
+    else:
+        os.chmod(tmp, 0o666 & ~_umask())
+
+
+def temp_dir(target: Path) -> Path:
+    """A new temporary folder beside ``target`` (``.NAME.resdsl-PID-XXXX``), for a writer
+    that makes its files by name (onnx's external data); :func:`sweep` removes it if left."""
+    sweep(target)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{TEMP_TAG}-{os.getpid()}-", dir=target.parent))
+
+
+def replace_all(staged: Sequence[tuple[str | Path, Path]]) -> None:
+    """Rename each staged temporary file over its target, in this order, all or nothing:
+    if a rename fails, the targets already replaced get their previous files back (kept
+    as hard links, or copies, until the last rename), and new ones are removed. Put first
+    what the later files point to (an ONNX model's tensors before the model)."""
+    if not staged:
+        return
+    keep = temp_dir(staged[0][1])
+    done: list[tuple[Path, Path | None]] = []
+    try:
+        for i, (tmp, target) in enumerate(staged):
+            backup = None
+            if target.exists() and i < len(staged) - 1:  # the last one's rename is the commit
+                backup = keep / str(i)
+                try:
+                    os.link(target, backup)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(target, backup)
+            os.replace(tmp, target)
+            done.append((target, backup))
+        done.clear()
+    finally:
+        for target, backup in reversed(done):  # a later rename failed: undo the earlier ones
+            if backup is not None:
+                os.replace(backup, target)
+            else:
+                target.unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(keep, ignore_errors=True)
 
 
 def destination(path: str | Path) -> Path | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from .grid import grid
 from .ir import Network, Scope, Shape
 
 
@@ -80,22 +81,6 @@ def summary(net: Network) -> dict:
     }
 
 
-def _grid(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = [i > 0 for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
-        return ("| " + " | ".join(padded) + " |") if markdown else "  ".join(padded).rstrip()
-
-    if markdown:
-        rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1))
-                              for w, r in zip(widths, right)) + "|"
-    else:
-        rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
 def render(nets: list[Network], fmt: str = "table") -> str:
     """`resdsl stats` output for one or more networks; several are shown side by side."""
     if fmt == "json":
@@ -128,4 +113,5 @@ def render(nets: list[Network], fmt: str = "table") -> str:
         total += [fmt_shape(n.output_shape), str(blocks), f"{n.params:,}", fmt_count(n.macs)]
     rows.append(total)
     title = ", ".join(f"{n.name} ({n.source}, input {fmt_shape(n.input_shape)})" for n in nets)
-    return (f"**{title}**\n\n" if markdown else f"{title}\n") + _grid(header, rows, markdown)
+    body = grid(header, rows, ["l"] + ["r"] * (len(header) - 1), markdown=markdown)
+    return (f"**{title}**\n\n" if markdown else f"{title}\n") + body

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .diagnostics import UsageError
+from .grid import grid
 from .ir import Network, Op, Scope
 from .primitives import PRIMITIVES, Look
 from .stats import sections
@@ -94,6 +96,30 @@ def depth(net: Network) -> int:
             parent, _, last = (op.module or op.name).rpartition(".")
             units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
     return len(units)
+
+
+#: How far the depth a name states may be from the counted one and still be the name's
+#: convention: a deep stem adds 2 convs (ResNet-D: resnet50d has 52), ResNet-RS 3, and WRN
+#: counts its 2 shortcut projections (WRN-16-8 has 14 main-path layers).
+NAME_DEPTH_TOLERANCE = 4
+
+
+def depth_label(net: Network) -> int | str:
+    """The depth a table heads the network with (``50`` in "50-layer").
+
+    A network parameter ``depth_label`` states it (the standard library's ``resnet``
+    takes one: ``resnet(…, depth_label = 50)``); otherwise the number in the network's
+    name that is within ``NAME_DEPTH_TOLERANCE`` of the counted :func:`depth`, since names
+    follow their family's convention (``resnet50d``: 50, though its deep stem makes 52
+    weighted layers); otherwise the counted depth."""
+    stated = dict(net.root.args).get("depth_label")
+    if stated is not None and stated is not False and stated != 0 and stated != "":
+        return stated
+    counted = depth(net)
+    for m in re.finditer(r"\d+", net.name):
+        if abs(int(m.group()) - counted) <= NAME_DEPTH_TOLERANCE:
+            return int(m.group())
+    return counted
 
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
@@ -192,7 +218,7 @@ def build(nets: Sequence[Network]) -> Table:
             if key in rows and rows[key][0] and rows[key][0] not in sizes:
                 sizes.append(rows[key][0])
         table_rows.append(Row(key, " / ".join(sizes), tuple(rows[key][1] if key in rows else () for rows in per_net)))
-    return Table(tuple(f"{n.name} ({depth(n)}-layer)" for n in nets), tuple(table_rows),
+    return Table(tuple(f"{n.name} ({depth_label(n)}-layer)" for n in nets), tuple(table_rows),
                  tuple(n.macs for n in nets), tuple(n.params for n in nets))
 
 
@@ -230,14 +256,8 @@ def markdown(table: Table) -> str:
             for r in table.rows]
     rows.append(["FLOPs", "", *(_number(f) for f in table.flops)])
     rows.append(["params", "", *(_number(p) for p in table.params)])
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join([":---", ":---:"] + [":---:"] * len(table.headers)) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return grid(header, rows, ["l"] + ["c"] * (len(header) - 1), markdown=True, pad=False,
+                escape=lambda s: s.replace("|", "\\|")) + "\n"
 
 
 def csv_text(table: Table) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPEC_NAMES, load_spec
+import resdsl
+from conftest import ROOT, SPEC_NAMES, SPECS, load_spec
 from resdsl import tables
 from resdsl.cli import main
 from resdsl.diagnostics import UsageError
@@ -172,3 +173,40 @@ def test_depth_counts_layers_as_the_papers_of_the_modern_family_do():
     for name, layers in expected.items():
         if name in SPEC_NAMES:
             assert tables.depth(load_spec(name)) == layers, name
+
+
+def test_one_grid_renderer_for_stats_and_tables():
+    """`stats` and `table` lay out markdown with the same renderer (resdsl.grid): the same
+    rows give the same lines, whichever asks."""
+    from resdsl.grid import grid
+
+    rows = [["a|b", "1"], ["c", "22"]]
+    assert grid(["x", "y"], rows, ["l", "r"], markdown=False) == "x     y\n---  --\na|b   1\nc    22"
+    assert grid(["x", "y"], rows, ["l", "r"], markdown=True, escape=lambda s: s.replace("|", "\\|")) == (
+        "| x    |  y |\n|:-----|---:|\n| a\\|b |  1 |\n| c    | 22 |")
+    assert grid(["x", "y"], rows, ["l", "c"], markdown=True, pad=False) == (
+        "| x | y |\n|:---|:---:|\n| a|b | 1 |\n| c | 22 |")
+    with pytest.raises(ValueError):
+        grid(["x"], [], ["x"], markdown=True)
+    for module in ("stats", "tables"):
+        source = (Path(resdsl.__file__).parent / f"{module}.py").read_text()
+        assert "from .grid import grid" in source and '" | ".join' not in source
+
+
+def test_depth_label_follows_the_name_or_the_spec():
+    """Deep stems add convs that the family's names do not count: resnet50d is headed
+    50-layer (52 weighted layers counted); WRN counts its projections; a spec states it."""
+    from resdsl.tables import depth, depth_label
+
+    r50d = resdsl.load(SPECS / "resnet50d.res")
+    assert (depth(r50d), depth_label(r50d)) == (52, 50)
+    assert "resnet50d (50-layer)" in tables.render([r50d], "markdown")
+    assert depth_label(resdsl.load(SPECS / "wrn16_8_cifar.res")) == 16
+    assert depth_label(resdsl.load(SPECS / "resnet18.res")) == 18
+    stated = resdsl.loads("import std.resnet\nnetwork toy = resnet(block = basic, depths = [1, 1], "
+                          "widths = [8, 16], depth_label = 10)")
+    assert (depth(stated), depth_label(stated)) == (6, 10)
+    by_hand = resdsl.loads("network mine(depth_label = \"two\") {\n input [3, 8, 8]\n c: conv(4, 3)\n"
+                           " fc: conv(2, 1)\n}")
+    assert "mine (two-layer)" in tables.render([by_hand], "markdown")
+    assert depth_label(resdsl.loads("network n_1 {\n input [3, 8, 8]\n c: conv(4, 3)\n}")) == 1

@@ -26,8 +26,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -147,11 +145,12 @@ def op_text(op: Op) -> str:
     return look(op).text(op)
 
 
-def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list[str]:
+def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
     (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
     activations or dataflow: split, concat, merges), a run of three or more equal ones as
-    one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy)."""
+    one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy). With ``fold`` a BN or activation
+    joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box)."""
     ops = [net.op(n) for n in names if not look(net.op(n)).hidden]
     if convs_only:
         main = [op for op in ops if look(op).category not in (*_NORM_ACT, "merge")]
@@ -161,7 +160,7 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False) -> list
     folding = False
     for op in ops:
         t = op_text(op)
-        if look(op).category in _NORM_ACT and folding and out:
+        if look(op).category in _NORM_ACT and (folding or fold) and out:
             out[-1] += f", {t}"
         else:
             out.append(t)
@@ -275,8 +274,11 @@ class _Dot:
         st = self.st
         self.out += [f"// {_comment(net_name)} ({_comment(source)}), drawn by resdsl",  # file names only
                      "digraph resdsl {"]
+        nodesep, ranksep = st.nodesep, st.ranksep
+        if opts.detail == "block":  # a column of a paper: tighter ranks, skips further out
+            nodesep, ranksep = max(nodesep, 0.5), min(ranksep, 0.2)
         graph = [f'rankdir={opts.rankdir}', 'newrank=true', 'forcelabels=true',
-                 f'nodesep={st.nodesep}', f'ranksep={st.ranksep}', f'fontname="{st.font}"',
+                 f'nodesep={nodesep:g}', f'ranksep={ranksep:g}', f'fontname="{st.font}"',
                  f'fontsize={st.size + 1}', 'bgcolor="white"', 'pad=0.1']
         if title and st.title:
             graph += [f'label=<<B>{text(title)}</B>>', 'labelloc=t']
@@ -319,8 +321,8 @@ class _Dot:
         if title:
             parts.append(f"<B>{text(title)}</B>")
         small = f'<FONT POINT-SIZE="{self.st.size - 2}" COLOR="{self.st.label}">{text(sub)}</FONT>' if sub else ""
-        if small and title:
-            parts.append(small)
+        if small and title:  # on the title's line: a line less in every block
+            parts[-1] += " " + small
         parts += [text(s) for s in lines]
         if small and not title:  # a cluster's numbers go under its name, both flush left
             parts.append(small)
@@ -338,12 +340,12 @@ class _Dot:
             out.append(f"{fmt_count(macs)} MACs")
         return out
 
-    def skip(self, a: str, b: str, projection: bool, label: str | None = None) -> None:
+    def skip(self, a: str, b: str, projection: bool, label: str | None = None, **attrs: str | float) -> None:
         st = self.st
         if projection:
-            self.edge(a, b, label, color=st.skip_projection, penwidth=1.4)
+            self.edge(a, b, label, color=st.skip_projection, penwidth=1.4, **attrs)
         else:
-            self.edge(a, b, label, color=st.skip_identity, style="dashed", penwidth=1.1)
+            self.edge(a, b, label, color=st.skip_identity, style="dashed", penwidth=1.1, **attrs)
 
     def text(self) -> str:
         return "\n".join([*self.out, *self.edges, "}"]) + "\n"
@@ -407,8 +409,9 @@ def _block_level(net: Network, g: _Dot) -> None:
         stage = sec.scope
         size = "×".join(str(d) for d in sec.shape[1:])
         g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
-        for group in block_groups(net, stage):
-            prev = _block_node(net, g, group, prev, prev_shape)
+        for i, group in enumerate(block_groups(net, stage)):
+            # the shape where it changes: into the stage; inside, the cluster names the size
+            prev = _block_node(net, g, group, prev, prev_shape if i == 0 else None)
             prev_shape = net.shape_of(group[-1].output)
         g.close()
     _terminal(g, "output", "output")
@@ -423,13 +426,13 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, prev_shape
         nid = block.path + "/body"
         g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
                fillcolor=st.fill("block"))
-        g.edge(prev, nid, g.shape(prev_shape))
+        g.edge(prev, nid, g.shape(prev_shape) if prev_shape is not None else None)
         return nid
     parts = block_parts(net, block)
     title = block.definition + (f" × {len(group)}" if len(group) > 1 else "")
     sub = block.path if len(group) == 1 else f"{block.path} – {group[-1].path}"
     entry = prev
-    label = g.shape(prev_shape)
+    label = g.shape(prev_shape) if prev_shape is not None else None
     skip_src = prev
     if parts.pre:
         pre = block.path + "/pre"
@@ -445,17 +448,22 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, prev_shape
         return body
     merge = block.path + "/merge"
     post = ", ".join(_lines(net, parts.post))
-    g.node(merge, "<B>+</B>", main=True, shape="circle", width=0.22, height=0.22, fixedsize="true", margin=0,
-           fillcolor="white", **({"xlabel": post} if post else {}))
+    if post:  # what follows the add (the ReLU) is written in its node, not floating beside it
+        g.node(merge, f"<B>+</B> {text(post)}", main=True, height=0.2, margin="0.05,0.01", style="rounded",
+               fillcolor="white")
+    else:
+        g.node(merge, "<B>+</B>", main=True, shape="circle", width=0.22, height=0.22, fixedsize="true",
+               margin=0, fillcolor="white")
     g.edge(body, merge)
+    # weight 0: the main path stays straight, and the skips bend around it
     if parts.shortcut is not None:
         sc = block.path + "/shortcut"
-        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names(), convs_only=True)),
+        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names(), fold=True)),
                fillcolor=st.fill("shortcut"))
-        g.skip(skip_src, sc, True)
-        g.skip(sc, merge, True)
+        g.skip(skip_src, sc, True, weight=0)
+        g.skip(sc, merge, True, weight=0)
     else:
-        g.skip(skip_src, merge, False)
+        g.skip(skip_src, merge, False, weight=0)
     return merge
 
 
@@ -612,21 +620,26 @@ def shortcut_kind(net: Network, parts: BlockParts) -> str:
 
 def _block_figure(nets: Sequence[Network], g: _Dot) -> None:
     drawn: set[tuple] = set()
+    panels: list[tuple[int, Network, Scope, BlockParts]] = []
     for k, net in enumerate(nets):
         for block in block_types(net):
             parts = block_parts(net, block)
             key = (block.definition, parts.shortcut.definition if parts.shortcut else "identity",
                    block_signature(net, block)[3:])
-            if key in drawn:
-                continue
-            drawn.add(key)
-            prefix = f"{k}/" if len(nets) > 1 else ""
-            who = f"{net.name} · " if len(nets) > 1 else ""
-            g.open_cluster(prefix + block.path,
-                           g.label(block.definition, (), f"{who}{block.path} · {shortcut_kind(net, parts)}"),
-                           fill=False)
-            _figure_block(net, g, block, parts, prefix)
-            g.close()
+            if key not in drawn:
+                drawn.add(key)
+                panels.append((k, net, block, parts))
+    # The panels in the order of the arguments, in every rankdir: dot lays LR out as TB
+    # turned a quarter, which stacks the first cluster at the bottom, so LR emits them
+    # last first.
+    for k, net, block, parts in panels if g.o.rankdir == "TB" else panels[::-1]:
+        prefix = f"{k}/" if len(nets) > 1 else ""
+        who = f"{net.name} · " if len(nets) > 1 else ""
+        g.open_cluster(prefix + block.path,
+                       g.label(block.definition, (), f"{who}{block.path} · {shortcut_kind(net, parts)}"),
+                       fill=False)
+        _figure_block(net, g, block, parts, prefix)
+        g.close()
 
 
 def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix: str) -> None:
@@ -641,7 +654,16 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     g.node(inp, g.label(None, [f"{fmt_shape(net.shape_of(block.input))}"]), True, shape="plaintext",
            style="solid")
     short = set(parts.shortcut.op_names()) if parts.shortcut else set()
-    for n in block.op_names():
+
+    def shown(name: str) -> str:
+        """The drawn op behind ``name``: an identity (option D's at stride 1) or another
+        hidden op is no box, its readers' edges come from what it passes through."""
+        while name != block.input and look(net.op(name)).hidden and net.op(name).inputs:
+            name = net.op(name).inputs[0]
+        return name
+
+    names = [n for n in block.op_names() if shown(n) == n]
+    for n in names:
         op = net.op(n)
         if look(op).symbol is not None:
             g.node(nid(n), f"<B>{text(look(op).symbol)}</B>", n not in short, shape="circle", width=0.22,
@@ -649,17 +671,18 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
         else:
             g.node(nid(n), g.label(None, [op_text(op)]), n not in short,
                    fillcolor=st.fill("shortcut" if n in short else look(op).category))
-    for n in block.op_names():
-        for i in net.op(n).inputs:
+    for n in names:
+        for i in map(shown, net.op(n).inputs):
             src = inp if i == block.input else nid(i)
-            is_skip = n == parts.merge and i == (parts.shortcut.output if parts.shortcut else parts.skip_from)
+            is_skip = n == parts.merge and i == shown(parts.shortcut.output if parts.shortcut else parts.skip_from)
             if is_skip or n in short:
                 g.skip(src, nid(n), parts.shortcut is not None)
             else:
                 g.edge(src, nid(n))
     out = nid(block.path + "/out")
     g.node(out, g.label(None, [fmt_shape(net.shape_of(block.output))]), True, shape="plaintext", style="solid")
-    g.edge(nid(block.output), out)
+    last = shown(block.output)
+    g.edge(inp if last == block.input else nid(last), out)
 
 
 # ---------------------------------------------------------------- entry points
@@ -701,46 +724,53 @@ def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None
     return g.text()
 
 
-def find_dot() -> str:
-    """The path of Graphviz's `dot`, or a :class:`UsageError` saying how to install it."""
-    exe = shutil.which("dot")
-    if exe is None:
-        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
-                         hint=INSTALL_HINT)
-    return exe
-
-
 def render(dot_text: str, fmt: str) -> bytes:
-    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`."""
+    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`, run by
+    the `graphviz` package; a missing package or `dot` program is a :class:`UsageError`
+    that says how to install it."""
     if fmt not in ("svg", "pdf", "png"):
         raise UsageError(f"cannot render to `{fmt}`", hint="choose svg, pdf or png")
-    cmd = [find_dot(), f"-T{fmt}"]
-    if fmt == "png":
-        cmd.append("-Gdpi=200")  # print resolution: the default 96 dpi blurs in a paper
     try:
-        proc = subprocess.run(cmd, input=dot_text.encode("utf-8"), capture_output=True, timeout=300,
-                              check=False, env={**os.environ, "TZ": "UTC"})
-    except subprocess.TimeoutExpired as err:
-        raise UsageError("Graphviz's `dot` did not finish within 300 s",
-                         hint="draw less: --detail block, or --scope with --detail layer") from err
-    if proc.returncode != 0 or not proc.stdout:
-        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise UsageError(f"Graphviz's `dot` failed (exit status {proc.returncode})"
+        import graphviz
+    except ImportError:
+        raise UsageError("rendering needs the `graphviz` Python package, which is not installed",
+                         hint="pip install 'resdsl[diagrams]' (or graphviz); or write DOT text with "
+                              "--target dot and render it elsewhere") from None
+    if fmt == "png":  # print resolution (as `dot -Gdpi=200`): the default 96 dpi blurs in a paper
+        dot_text = dot_text.replace("digraph resdsl {\n", "digraph resdsl {\n  graph [dpi=200];\n", 1)
+    # Cairo writes a PDF's date in the local zone, and the zone's length varies ("Z" or
+    # "+01'00"): `dot` runs in UTC. The package takes no env, so ours is set around the call.
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    try:
+        out = graphviz.pipe("dot", fmt, dot_text.encode("utf-8"), quiet=True)
+    except graphviz.ExecutableNotFound:
+        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
+                         hint=INSTALL_HINT) from None
+    except graphviz.CalledProcessError as err:
+        message = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"Graphviz's `dot` failed (exit status {err.returncode})"
                          + (f": {message[0]}" if message else ""),
-                         hint="write the DOT with --target dot to inspect it")
-    if fmt == "pdf":
-        return _fixed_dates(proc.stdout)
-    return proc.stdout
+                         hint="write the DOT with --target dot to inspect it") from None
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+    if not out:
+        raise UsageError("Graphviz's `dot` wrote nothing", hint="write the DOT with --target dot to inspect it")
+    return _fixed_dates(out) if fmt == "pdf" else out
 
 
 def _fixed_dates(pdf: bytes) -> bytes:
-    """Cairo stamps a PDF with the time it was made; pin the digits (same length, so the
-    cross-reference offsets stay valid) to make the output reproducible."""
+    """Cairo stamps a PDF with the time it was made; pin the digits and any zone offset
+    (same length, so the cross-reference offsets stay valid) to make the output reproducible."""
     def pin(m: re.Match) -> bytes:
         n = len(m.group(2))
-        return m.group(1) + (b"19700101000000" + b"0" * n)[:n]
+        zone = re.sub(rb"[0-9]", b"0", m.group(3)).replace(b"-", b"+")
+        return m.group(1) + (b"19700101000000" + b"0" * n)[:n] + zone
 
-    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)", pin, pdf)
+    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)([-+Z0-9']*)", pin, pdf)
 
 
 def emit_svg(net: Network, **options) -> bytes:

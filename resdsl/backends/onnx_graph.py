@@ -18,15 +18,16 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
   or from a torch ``state_dict`` file loaded with ``weights_only=True``.
 - With ``fold_bn`` every BN the IR marks foldable (:func:`resdsl.passes.foldable_batchnorms`)
   is folded into its convolution; otherwise there is one BatchNormalization per spec BN.
+- With ``dynamic_size`` the input's height and width are symbolic (``height``, ``width``)
+  as well as its batch: lowerings that need a spatial size read it from the graph
+  (``Shape``) where it depends on the input, and every Reshape is written with 0 / -1.
 - Models past protobuf's 2 GB limit need ``external_data``: the tensors then go to a file
   beside the ``.onnx`` (:class:`ExternalDataModel`), both written atomically together.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, external_data_helper, helper
 
 from .. import __version__
 from ..diagnostics import Note, UsageError
 from ..ir import INPUT, Network, Op
-from ..output import TEMP_TAG, destination, sweep, temp_file, write_all
+from ..output import destination, replace_all, seal, stage, sweep, temp_dir
 from ..passes import foldable_batchnorms
 from ..primitives import PRIMITIVES
 
@@ -58,19 +59,24 @@ EXTERNAL_ALIGN = 4096
 
 #: The graph's symbolic batch dimension.
 BATCH = "batch"
+#: With ``dynamic_size``: the input's symbolic height and width.
+HEIGHT, WIDTH = "height", "width"
 
 def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
          opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-         external_data: bool = False, allow_nonfinite: bool = False) -> bytes | ExternalDataModel:
+         external_data: bool = False, allow_nonfinite: bool = False,
+         dynamic_size: bool = False) -> bytes | ExternalDataModel:
     """The serialised ONNX model for ``net``.
 
     ``weights`` is a path to a torch ``state_dict`` (``.pt``/``.pth``) or a mapping of
     tensors; without it the weights are the torch back end's for ``seed`` (default 0).
     With ``external_data`` the result is an :class:`ExternalDataModel`, which writes the
-    ``.onnx`` and its tensor file together. Raises :class:`UsageError` for bad options or
+    ``.onnx`` and its tensor file together. With ``dynamic_size`` the input's height and
+    width are symbolic (the graph runs at any size the network accepts). Raises :class:`UsageError` for bad options or
     weights, before anything is written.
     """
-    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite)
+    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
+                                  dynamic_size)
     if external_data:
         return ExternalDataModel(lowering.model(static_batch, provenance))
     return lowering.serialize(static_batch, provenance)
@@ -78,18 +84,21 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
 
 def build_model(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
                 opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-                external_data: bool = False, allow_nonfinite: bool = False) -> onnx.ModelProto:
+                external_data: bool = False, allow_nonfinite: bool = False,
+                dynamic_size: bool = False) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` for ``net`` (see :func:`emit` for the options).
 
     Without ``external_data`` a model too large for protobuf is refused with a
     :class:`UsageError` that says to use it.
     """
-    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite)
+    lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
+                                  dynamic_size)
     return lowering.model(static_batch, provenance)
 
 
 def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None, opset: int,
-           fold_bn: bool, external_data: bool, allow_nonfinite: bool = False) -> tuple[_Lowering, str]:
+           fold_bn: bool, external_data: bool, allow_nonfinite: bool = False,
+           dynamic_size: bool = False) -> tuple[_Lowering, str]:
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise UsageError(f"opset {opset} is not supported by the onnx target",
                          hint=f"choose --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
@@ -101,7 +110,7 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
         state, provenance = _seeded_state(net, seed), f"seed {seed}"
     else:
         state, provenance = _load_weights(net, weights, allow_nonfinite)
-    lowering = _Lowering(net, state, opset, fold_bn)
+    lowering = _Lowering(net, state, opset, fold_bn, dynamic=bool(dynamic_size))
     lowering.run()
     if not external_data:
         # The tensors, and a generous kilobyte for each node's and tensor's description.
@@ -230,6 +239,8 @@ class _Lowering:
     state: Mapping[str, torch.Tensor]
     opset: int
     fold_bn: bool
+    #: Symbolic height and width (``dynamic_size``).
+    dynamic: bool = False
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[np.ndarray] = field(default_factory=list)
     init_names: list[str] = field(default_factory=list)
@@ -334,6 +345,19 @@ class _Lowering:
         """The per-sample shape of an IR value."""
         return self.net.shape_of(value)
 
+    def varies(self, value: str) -> bool:
+        """With ``dynamic_size``, whether the height or width of IR value ``value`` depends
+        on the input's (false after a global pool); always false for a static graph."""
+        if not self.dynamic:
+            return False
+        if not hasattr(self, "_varying"):
+            self._varying = _size_dependent(self.net)
+        return value in self._varying
+
+    def spatial_shape(self, x: str, name: str) -> str:
+        """A ``Shape`` node: ``x``'s dimensions, read from the graph at run time."""
+        return self._node("Shape", [x], name)
+
     def folded_bn(self, op: Op) -> Op | None:
         """With BN folding, the BN that folds into this conv, if any."""
         name = self.fold_into.get(op.name)
@@ -369,13 +393,21 @@ class _Lowering:
         net = self.net
         batch = static_batch if static_batch is not None else BATCH
         spec = Path(net.source).name
+        in_dims: list[int | str] = [batch, *net.input_shape]
+        out_dims: list[int | str] = [batch, *net.output_shape]
+        if self.dynamic:
+            in_dims[2:] = [HEIGHT, WIDTH]
+            if self.varies(net.output) and len(out_dims) == 4:  # a feature map comes out
+                out_dims[2:] = [f"output_{HEIGHT}", f"output_{WIDTH}"]
         graph = helper.make_graph(
             self.nodes, net.name,
-            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [batch, *net.input_shape])],
-            [helper.make_tensor_value_info(self.output_name, TensorProto.FLOAT, [batch, *net.output_shape])],
+            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, in_dims)],
+            [helper.make_tensor_value_info(self.output_name, TensorProto.FLOAT, out_dims)],
             doc_string=f"network `{net.name}` from {spec}",
-            value_info=[helper.make_tensor_value_info(t, TensorProto.FLOAT, [batch, *shape])
-                        for t, shape in self.declared.items() if t != self.output_name])
+            # a declared shape's height and width are unknown (None) in a graph of any size
+            value_info=[helper.make_tensor_value_info(
+                t, TensorProto.FLOAT, [batch, *(shape[:1] + (None,) * (len(shape) - 1) if self.dynamic else shape)])
+                for t, shape in self.declared.items() if t != self.output_name])
         opsets = [helper.make_opsetid("", self.opset)]
         model = helper.make_model(graph, opset_imports=opsets, producer_name="resdsl",
                                   producer_version=__version__,
@@ -384,6 +416,7 @@ class _Lowering:
         helper.set_model_props(model, {
             "resdsl.version": __version__, "resdsl.spec": spec, "resdsl.network": net.name,
             "resdsl.weights": provenance, "resdsl.fold_bn": str(self.fold_bn).lower(),
+            **({"resdsl.dynamic_size": "true"} if self.dynamic else {}),
         })
         return model
 
@@ -426,6 +459,24 @@ class _Lowering:
         return b"".join([model_head, _tag(_MODEL_GRAPH, size), *pieces, model_tail])
 
 
+def _size_dependent(net: Network) -> set[str]:
+    """The IR values whose height or width changes with the input's: the registry's shape
+    rules run again at twice the declared input size, and the sizes compared. (A value
+    whose size does not change there, a global pool's 1×1, is the same at every size.)"""
+    c, h, w = net.input_shape
+    shapes: dict[str, tuple[int, ...]] = {INPUT: (c, 2 * h, 2 * w)}
+    out = {INPUT}
+    for op in net.ops:
+        try:
+            shape = PRIMITIVES[op.kind].infer(dict(op.attrs), [shapes[i] for i in op.inputs])[0]
+        except Exception:  # noqa: BLE001 - a rule that refuses the larger size: assume it varies
+            shape = ()
+        shapes[op.name] = shape
+        if tuple(shape[1:]) != tuple(op.shape[1:]) or len(op.shape) < 3 and any(i in out for i in op.inputs):
+            out.add(op.name)
+    return out
+
+
 # Field numbers in onnx.proto.
 _MODEL_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _GRAPH_INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
@@ -461,39 +512,34 @@ class ExternalDataModel:
     """An ONNX model whose tensors live in a file beside it (``model.onnx.data``).
 
     The data file's name depends on where the model goes, so the tensors are placed only
-    when :meth:`write` is called; both files are written to temporary names first and
-    renamed into place only once both are complete.
+    when :meth:`write` is called, by ``onnx.external_data_helper``; both files are written
+    to temporary names first and renamed into place only once both are complete
+    (:func:`resdsl.output.replace_all`).
     """
 
     def __init__(self, model: onnx.ModelProto):
         self._model = model
-        self._chunks: list[bytes] = []
+
+    @staticmethod
+    def paths(path: str | Path) -> tuple[Path, Path]:
+        """The model's path and its data file's: ``path`` and ``path.data``."""
+        path = Path(path)
+        return path, path.with_name(path.name + ".data")
+
+    def external(self, location: str) -> onnx.ModelProto:
+        """A copy of the model whose tensors of ``EXTERNAL_MIN_BYTES`` or more are marked
+        to go to ``location``, each at an offset aligned to ``EXTERNAL_ALIGN`` (so that
+        runtimes can memory-map them); their bytes are still inline."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self._model)
         offset = 0
         for tensor in model.graph.initializer:
             if len(tensor.raw_data) < EXTERNAL_MIN_BYTES:
                 continue
             offset = -(-offset // EXTERNAL_ALIGN) * EXTERNAL_ALIGN
-            data = tensor.raw_data
-            pad = offset - sum(len(c) for c in self._chunks)
-            if pad:
-                self._chunks.append(b"\0" * pad)
-            self._chunks.append(data)
-            tensor.ClearField("raw_data")
-            tensor.data_location = TensorProto.EXTERNAL
-            for key, value in (("location", ""), ("offset", str(offset)), ("length", str(len(data)))):
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
-            offset += len(data)
-
-    def files(self, path: str | Path) -> dict[Path, bytes]:
-        """The files to write for a model at ``path``: the model and its data."""
-        path = Path(path)
-        data = path.with_name(path.name + ".data")
-        for tensor in self._model.graph.initializer:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = data.name
-        return {path: self._model.SerializeToString(deterministic=True), data: b"".join(self._chunks)}
+            external_data_helper.set_external_data(tensor, location, offset, len(tensor.raw_data))
+            offset += len(tensor.raw_data)
+        return model
 
     def write(self, path: str | Path) -> list[Path]:
         """Write the model at ``path`` and its tensors beside it, all or nothing: on any
@@ -502,62 +548,23 @@ class ExternalDataModel:
             raise UsageError("--external-data writes two files and cannot go to standard output",
                              hint="give -o FILE.onnx; the tensors go to FILE.onnx.data")
         real = destination(path)
-        if real is None or any(destination(p) is None for p in self.files(real)):
+        if real is None or destination(self.paths(real)[1]) is None:
             raise UsageError(f"--external-data writes two files, `{path}` and its `.data`, and "
                              "cannot write them to a device or FIFO",
                              hint="give -o FILE.onnx in a folder")
-        files = self.files(real)
-        model_path, data_path = files
-        temps: dict[Path, str] = {}
+        model_path, data_path = self.paths(real)
         sweep(model_path)
-        keep = Path(tempfile.mkdtemp(prefix=f".{data_path.name}.{TEMP_TAG}-{os.getpid()}-",
-                                     dir=data_path.parent))
-        backup = keep / "previous"
-        placed = False
+        work = temp_dir(data_path)
         try:
-            for target, payload in files.items():
-                temps[target] = _write_temp(target, payload)
-            if data_path.exists():  # the old tensors, kept until the new model is in place
-                try:
-                    os.link(data_path, backup)
-                except OSError:  # a file system without hard links
-                    shutil.copyfile(data_path, backup)
+            model = self.external(data_path.name)
+            # onnx writes the tensors to `location` in the folder it is given, at their offsets
+            external_data_helper.write_external_data_tensors(model, str(work))
+            data_tmp = work / data_path.name
+            data_tmp.touch()  # a model with no tensor that large still gets its (empty) file
+            seal(data_tmp, data_path)
+            model_tmp = stage(model_path, model.SerializeToString(deterministic=True))
             # The data first: a model never points at tensors that are not there yet.
-            os.replace(temps[data_path], data_path)
-            del temps[data_path]
-            placed = True
-            os.replace(temps[model_path], model_path)
-            del temps[model_path]
-            placed = False
+            replace_all([(data_tmp, data_path), (model_tmp, model_path)])
         finally:
-            if placed:  # the model could not be placed: put the old data back
-                if backup.exists():
-                    os.replace(backup, data_path)
-                else:
-                    data_path.unlink(missing_ok=True)
-            for tmp in temps.values():
-                Path(tmp).unlink(missing_ok=True)
-            shutil.rmtree(keep, ignore_errors=True)
-        return list(files)
-
-
-def _write_temp(target: Path, payload: bytes) -> str:
-    """``payload`` in a new temporary file beside ``target``, synced, with the permissions
-    ``target`` has or a new file would get."""
-    fd, tmp = temp_file(target)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_all(f, payload, target)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+            shutil.rmtree(work, ignore_errors=True)
+        return [model_path, data_path]

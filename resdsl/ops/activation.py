@@ -167,7 +167,10 @@ def _gs_onnx(g, op: Op, xs: list[str], out: str) -> None:
     groups = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, card, radix, -1])], f"{name}/grouped")
     by_radix = g.node("Transpose", [groups], f"{name}/by_radix", perm=[0, 2, 1, 3])
     soft = g.node("Softmax", [by_radix], f"{name}/softmax", axis=1)
-    g.node("Reshape", [soft, g.const(f"{name}/shape", [0, *g.shape_of(op.inputs[0])])], name, out)
+    # Back to the input's shape: a constant unless the size is symbolic (--dynamic-size).
+    shape = (g.spatial_shape(xs[0], f"{name}/input_shape") if g.varies(op.inputs[0])
+             else g.const(f"{name}/shape", [0, *g.shape_of(op.inputs[0])]))
+    g.node("Reshape", [soft, shape], name, out)
 
 
 def _gs_text(op: Op) -> str:

@@ -196,12 +196,15 @@ def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     every reshape keeps the batch dimension (0), so shape inference keeps it symbolic."""
     c, h, w = g.shape_of(op.inputs[0])
     k, name = op.attr("kernel_size"), op.name
-    column = g.node("Reshape", [xs[0], g.const(f"{name}/column", [0, 1, c, h * w])], f"{name}/as_column")
+    column = g.node("Reshape", [xs[0], g.const(f"{name}/column", [0, 1, c, -1])], f"{name}/as_column")
     kernel = g.node("Reshape", [g.param(f"{op.module}.weight"), g.const(f"{name}/kernel", [1, 1, k, 1])],
                     f"{name}/weight")
     pad = (k - 1) // 2
     y = g.node("Conv", [column, kernel], f"{name}/conv", kernel_shape=[k, 1], pads=[pad, 0, pad, 0])
-    g.node("Reshape", [y, g.const(f"{name}/shape", [0, c, h, w])], name, out)
+    # back to N×C×H×W: the input's own shape where its size varies (a graph of any size)
+    shape = (g.spatial_shape(xs[0], f"{name}/input_shape") if g.varies(op.inputs[0])
+             else g.const(f"{name}/shape", [0, c, h, w]))
+    g.node("Reshape", [y, shape], name, out)
 
 
 CHANNEL_CONV = Primitive(

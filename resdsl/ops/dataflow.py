@@ -340,8 +340,10 @@ def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
         g.alias(op, op.inputs[0])
         return
     if s != 1:
+        # Ends past the size are clamped to it: the same slice at every input size.
+        end = [h, w] if not g.varies(op.inputs[0]) else [2**63 - 1] * 2
         args = [g.const(f"{op.name}/{n}", v)
-                for n, v in (("starts", [0, 0]), ("ends", [h, w]), ("axes", [2, 3]), ("steps", [s, s]))]
+                for n, v in (("starts", [0, 0]), ("ends", end), ("axes", [2, 3]), ("steps", [s, s]))]
         x = g.node("Slice", [x, *args], op.name if not extra else f"{op.name}/slice", out if not extra else None)
     if extra:
         pad = g.const(f"{op.name}/pads", [0, extra // 2, 0, 0, 0, extra - extra // 2, 0, 0])

@@ -74,17 +74,18 @@ def _gn_module(a: dict, shapes: list[Shape]):
 
 def _gn_decomposed(g, op: Op, xs: list[str], out: str) -> None:
     """Before opset 21 (18's GroupNormalization has per-group scales): normalise
-    N×G×(C/G·H·W) rows with InstanceNormalization, then scale and shift per channel."""
+    N×G×(C/G·H)×W blocks with InstanceNormalization, then scale and shift per channel."""
     import numpy as np
 
-    c, h, w = g.shape_of(op.inputs[0])
+    c = g.shape_of(op.inputs[0])[0]
     groups, name, m = op.attr("groups"), op.name, op.module
-    rows = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, groups, -1])], f"{name}/grouped")
+    # N×G×(C/G·H)×W and back: 0 keeps N and W, so no constant holds the input's size.
+    rows = g.node("Reshape", [xs[0], g.const(f"{name}/groups", [0, groups, -1, 0])], f"{name}/grouped")
     ones = g.const(f"{name}/ones", np.ones(groups), np.float32)
     zeros = g.const(f"{name}/zeros", np.zeros(groups), np.float32)
     normed = g.node("InstanceNormalization", [rows, ones, zeros], f"{name}/normalise",
                     epsilon=float(op.attr("eps")))
-    y = g.node("Reshape", [normed, g.const(f"{name}/shape", [0, c, h, w])], f"{name}/unflatten")
+    y = g.node("Reshape", [normed, g.const(f"{name}/shape", [0, c, -1, 0])], f"{name}/unflatten")
     _scale_shift(g, op, y, out, m, name)
 
 

@@ -80,9 +80,31 @@ def _windows(g, op: Op) -> tuple[list[int], dict]:
     return extra, {"kernel_shape": [k, k], "strides": [s, s]}
 
 
+def _symbolic_ceil(g, op: Op) -> bool:
+    """A ceil_mode pool on a symbolic size (--dynamic-size): whether a window overhangs
+    depends on the size, so ONNX's own ceil_mode is used. Without padding, and with windows
+    at least as wide as the stride, no window starts past the input, where torch and ONNX
+    differ; other such pools are refused."""
+    if not (op.attr("ceil_mode") and g.varies(op.inputs[0])):
+        return False
+    k, s, p, d = op.attr("kernel_size"), op.attr("stride"), op.attr("padding"), dict(op.attrs).get("dilation", 1)
+    if p == 0 and d * (k - 1) + 1 >= s:
+        return True
+    from ..diagnostics import UsageError
+
+    raise UsageError(f"`{op.name}` pools with ceil_mode and padding {p}, stride {s}: its ONNX form depends "
+                     "on the input size, so --dynamic-size cannot express it",
+                     hint="leave --dynamic-size out, or give the layer padding 0 (or ceil_mode = false)")
+
+
 def _maxpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     import numpy as np
 
+    if _symbolic_ceil(g, op):
+        k, s, d = op.attr("kernel_size"), op.attr("stride"), op.attr("dilation")
+        g.node("MaxPool", [xs[0]], op.name, out, kernel_shape=[k, k], strides=[s, s], dilations=[d, d],
+               ceil_mode=1)
+        return
     extra, attrs = _windows(g, op)
     k, p, d, x = op.attr("kernel_size"), op.attr("padding"), op.attr("dilation"), xs[0]
     pads = [p, p, p + extra[0], p + extra[1]]
@@ -94,6 +116,11 @@ def _maxpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
 
 
 def _avgpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    if _symbolic_ceil(g, op):  # no padding: nothing to count but the input
+        k, s = op.attr("kernel_size"), op.attr("stride")
+        g.node("AveragePool", [xs[0]], op.name, out, kernel_shape=[k, k], strides=[s, s], ceil_mode=1,
+               count_include_pad=0)
+        return
     extra, attrs = _windows(g, op)
     p, x = op.attr("padding"), xs[0]
     pads = [p, p, p + extra[0], p + extra[1]]
