@@ -458,3 +458,17 @@ def test_backends_agree_long(text, bits):
 @given(HOSTILE_NAMES, st.integers(0, 2**20))
 def test_hostile_names_long(names, bits):
     _quiet(check_everywhere)(hostile_text(names), bits, onnx_runs=1, kind="hostile")
+
+
+# Cases the campaigns found, kept as regressions.
+HOSTILE_REGRESSIONS = [
+    # a block parameter named after a builtin, `__build_class__`, was renamed `__build_class___2`,
+    # which Python mangles inside the class body (`_N0__build_class___2`): TypeError (long campaign)
+    ["n0", "__build_class__", "n2", "n3", "n4", "n5", *(f"n{i}" for i in range(6, 18))],
+    ["n0", "__x", "__y__", "n3", "__main__", "n5", *(f"n{i}" for i in range(6, 18))],
+]
+
+
+@pytest.mark.parametrize("names", HOSTILE_REGRESSIONS, ids=range(len(HOSTILE_REGRESSIONS)))
+def test_hostile_regressions(names):
+    assert _quiet(check_everywhere)(hostile_text(names), 0, kind="hostile")
