@@ -106,14 +106,18 @@ def test_external_data_refuses_a_device(tmp_path, capsys):
 
 
 def test_link_to_stdout_is_not_renamed_over(tmp_path):
-    """`-o /dev/stdout` with stdout redirected to a file: the output lands in the file."""
+    """`-o LINK` where LINK → /proc/self/fd/1 (what /dev/stdout is), with stdout redirected to a
+    file: the output lands in the file and the link stays. The link is our own: a broken
+    writer then replaces it, never the machine's /dev/stdout."""
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")
     out = tmp_path / "out.txt"
     with open(out, "wb") as f:
-        proc = subprocess.run([sys.executable, "-m", "resdsl.cli", "stats", str(R20), "-o", "/dev/stdout"],
+        proc = subprocess.run([sys.executable, "-m", "resdsl.cli", "stats", str(R20), "-o", str(link)],
                               stdout=f, stderr=subprocess.PIPE, env=ENV, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     assert "resnet20_cifar" in out.read_text()
-    assert os.path.islink("/dev/stdout")
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
 
 
 def test_symlinked_output_stays_a_link(tmp_path):
