@@ -214,6 +214,8 @@ def load_spec(path: str, network: str | None, sources: SourceCache, allow_large:
         raise UsageError("an empty name is not a spec", hint="name a .res file")
     if Path(path).is_dir():
         raise UsageError(f"`{path}` is a folder, not a spec", hint="name a .res file")
+    if Path(path).exists() and not Path(path).is_file():  # a device or FIFO: never read it
+        raise UsageError(f"`{path}` is not a regular file", hint="name a .res file")
     if not Path(path).is_file():
         shipped = shipped_spec(path)
         if shipped is None:

@@ -47,8 +47,14 @@ MODULE_NAMES = ("torch", "nn", "F", "camel", "model", *dir(builtins))
 
 
 def is_identifier(name: str) -> bool:
-    """A name usable as a Python identifier: not a keyword, soft keyword or builtin constant."""
-    return name.isidentifier() and not keyword.iskeyword(name) and not keyword.issoftkeyword(name)
+    """A name usable as a Python identifier: not a keyword, soft keyword or builtin constant,
+    and not one Python mangles inside a class body (``__x`` becomes ``_Cls__x``)."""
+    return name.isidentifier() and not keyword.iskeyword(name) and not keyword.issoftkeyword(name) \
+        and not _mangled(name)
+
+
+def _mangled(name: str) -> bool:
+    return name.startswith("__") and not name.endswith("__")
 
 
 class Namespace:
@@ -76,6 +82,8 @@ class Namespace:
     def fresh(self, base: str) -> str:
         """``base`` made an identifier (``0`` → ``m0``), numbered if taken (``out_2``)."""
         base = re.sub(r"\W", "_", base) or "value"
+        if base.startswith("__"):  # `__x` (or `__x___2`) would be `_Cls__x` in a class body
+            base = f"p{base}"
         if not is_identifier(base):
             base = f"m{base}" if base[0].isdigit() else f"{base}_"
         name, n = base, 1
