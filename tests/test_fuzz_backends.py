@@ -393,8 +393,10 @@ def hostile_names(draw) -> list[str]:
     for i in range(18):
         pool = NAME if i < 6 else LABEL
         name = draw(st.one_of(st.none(), pool))
-        while name is None or name in out:
-            name = f"n{i}" if name is None else None
+        if name is None or name in out:
+            name = f"n{i}"
+            while name in out:  # a random identifier may be `n7` too
+                name += "_"
         out.append(name)
     return out
 
