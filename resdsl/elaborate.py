@@ -57,6 +57,16 @@ from .syntax import (
 # ----------------------------------------------------------------------- values
 
 
+def _param_names(owner) -> tuple[str, ...]:
+    """The parameter names of a definition or primitive, computed once per object (kept in
+    its ``__dict__``: both are frozen dataclasses, compared and hashed by their fields)."""
+    names = owner.__dict__.get("_param_names")
+    if names is None:
+        names = tuple(p.name for p in owner.params)
+        object.__setattr__(owner, "_param_names", names)
+    return names
+
+
 @dataclass(frozen=True)
 class DefValue:
     """A definition, with the arguments bound so far (by ``with`` or a partial call)."""
@@ -74,8 +84,8 @@ class DefValue:
         return self.definition.kind
 
     @property
-    def param_names(self) -> list[str]:
-        return [p.name for p in self.definition.params]
+    def param_names(self) -> tuple[str, ...]:
+        return _param_names(self.definition)
 
 
 @dataclass(frozen=True)
@@ -90,8 +100,8 @@ class PrimValue:
         return self.prim.kind
 
     @property
-    def param_names(self) -> list[str]:
-        return [p.name for p in self.prim.params]
+    def param_names(self) -> tuple[str, ...]:
+        return _param_names(self.prim)
 
 
 @dataclass(frozen=True)
@@ -204,11 +214,24 @@ def type_name(v: Value) -> str:
 
 def to_attr(v: Value) -> Attr:
     """IR-friendly form of a value: callables by name, lists as tuples."""
+    t = type(v)
+    if t is int or t is str or t is float or t is bool or v is None:
+        return v
     if isinstance(v, tuple):
         return tuple(to_attr(x) for x in v)
     if isinstance(v, (DefValue, PrimValue, Builtin, _Stage, _Current)):
         return v.name
     return v.op if type(v) is Tensor else v
+
+
+def _attrs(bound: dict[str, Value]) -> tuple[tuple[str, Attr], ...]:
+    """``(name, to_attr(value))`` for each argument (plain values kept as they are)."""
+    out = []
+    for k, v in bound.items():
+        t = type(v)
+        out.append((k, v if t is int or t is str or t is float or t is bool or v is None
+                    else to_attr(v)))
+    return tuple(out)
 
 
 def _join(path: str, name: str) -> str:
@@ -217,6 +240,11 @@ def _join(path: str, name: str) -> str:
 
 #: The names every definition body gets from its input (so no parameter may take them).
 IMPLICIT_NAMES = {"in_channels": "channel count", "in_height": "height", "in_width": "width"}
+
+_SEQ = (tuple, str)
+
+#: Layer names that passed the checks of ``Elaborator.label`` → their components
+_LABELS_OK: dict[str, tuple[str, ...]] = {}
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
 
@@ -280,6 +308,7 @@ class Frame:
     #: After ``parts: split(…)`` there is no single running value: (label, span, parts).
     split: tuple[str, Span, int] | None = None
     params: tuple[str, ...] = ()  # the definition's parameter names (for hints)
+    env: Any = None  # the body's names (see Elaborator.env_of), made once
 
 
 class Elaborator:
@@ -505,13 +534,16 @@ class Elaborator:
                 out[p.name] = p.default
                 continue
             v = bound[p.name]
-            if p.type in ("int", "int?"):
+            if p.type == "int" or p.type == "int?":
                 if v is None and p.type == "int?":
                     out[p.name] = None
                     continue
-                v = self.as_int(v, f"`{p.name}` of `{prim.kind}`", where)
+                if type(v) is not int:
+                    v = self.as_int(v, f"`{p.name}` of `{prim.kind}`", where)
             elif p.type == "float":
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                if type(v) is float:
+                    pass
+                elif isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise self.fail("E023", f"`{p.name}` of `{prim.kind}` must be a number, got "
                                     f"{type_name(v)}", where)
                 v = float(v)
@@ -588,30 +620,37 @@ class Elaborator:
     def env_of(self, frame: Frame) -> ChainMap:
         """Names visible in a body: its variables, then its file's definitions, then its
         labels (no copy)."""
-        env = _Env(frame.vars, frame.module.names)
-        env.tensors = frame.tensors
+        env = frame.env
+        if env is None:
+            env = frame.env = _Env(frame.vars, frame.module.names)
+            env.tensors = frame.tensors
         return env
 
     def stmt(self, st, frame: Frame) -> None:
-        self.step(st.span)
-        if isinstance(st, Layer):
+        if self.steps >= limits.MAX_STEPS:
+            self.step(st.span)
+        else:  # inline `step`
+            self.steps += 1
+        kind = type(st)
+        if kind is Layer:
             self.layer(st, frame)
-        elif isinstance(st, Reuse):
+        elif kind is Reuse:
             self.reuse(st, frame)
-        elif isinstance(st, Assign):
+        elif kind is Assign:
             if st.name == "current":  # `current = x`: the next layer reads x
                 self.stmt_span = st.span
                 frame.current = self.tensor(st.value, frame, "`current`")
                 frame.split = None
                 return
             frame.vars[st.name] = self.eval(st.value, self.env_of(frame))
-        elif isinstance(st, If):
+        elif kind is If:
             for test, body in st.branches:
-                if self.truth(self.eval(test, self.env_of(frame)), test.span):
+                v = self.eval(test, self.env_of(frame))
+                if v is True or (v is not False and self.truth(v, test.span)):
                     self.run(body, frame)
                     return
             self.run(st.orelse, frame)
-        elif isinstance(st, For):
+        elif kind is For:
             if st.var == "current":
                 raise self.fail("E011", "`current` cannot be a loop variable: it is the running value",
                                 st.span, hint="name the loop variable otherwise")
@@ -623,16 +662,17 @@ class Elaborator:
                 self.step(st.span)  # an empty body still costs an iteration
                 frame.vars[st.var] = item
                 self.run(st.body, frame)
-        elif isinstance(st, Require):
+        elif kind is Require:
             env = self.env_of(frame)
-            if not self.truth(self.eval(st.test, env), st.test.span):
+            v = self.eval(st.test, env)
+            if v is not True and not self.truth(v, st.test.span):
                 if frame.input in self.tainted:
                     raise _Abort()  # it may only fail because an earlier statement did
                 why = self.explain(st.test, env)
                 self.error("E041", st.message or "requirement not met", st.span,
                            label="this `require` does not hold" + (f": {why}" if why else ""))
                 raise _Abort()
-        elif isinstance(st, InputDecl):
+        elif kind is InputDecl:
             self.input_decl(st, frame)
 
     def explain(self, test: Expr, env) -> str:
@@ -702,24 +742,29 @@ class Elaborator:
         if label.gap is not None:
             raise self.fail("E054", f"the layer name `{name}` has a space in it", label.gap,
                             hint="write a name without spaces: `conv{i}`, `paths.{i}`")
-        components = name.split(".") if "." in name else (name,)
-        for component in components:
-            if not _LABEL.fullmatch(component):
-                raise self.fail("E054", f"`{name}` is not a valid layer name", label.span,
-                                hint="names are identifiers (letters, digits, `_`) or whole numbers, "
-                                     "joined by `.`")
-        if name == "input":
-            raise self.fail("E011", "`input` names the block's input and cannot name a layer",
-                            label.span, hint="choose another name")
-        for component in components:
-            if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
-                raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
-                                label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
-                                "writes layer names into Python code")
-            if component in RESERVED_LABELS or component.startswith("_"):
-                raise self.fail("E054", f"`{component}` cannot name a layer: torch modules reserve it",
-                                label.span, hint=f"choose another name, e.g. `{component.strip('_')}_`"
-                                if component.strip("_") else "choose another name")
+        components = _LABELS_OK.get(name)
+        if components is None:  # not checked yet (the check depends on the name alone)
+            components = name.split(".") if "." in name else (name,)
+            for component in components:
+                if not _LABEL.fullmatch(component):
+                    raise self.fail("E054", f"`{name}` is not a valid layer name", label.span,
+                                    hint="names are identifiers (letters, digits, `_`) or whole numbers, "
+                                         "joined by `.`")
+            if name == "input":
+                raise self.fail("E011", "`input` names the block's input and cannot name a layer",
+                                label.span, hint="choose another name")
+            for component in components:
+                if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
+                    raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
+                                    label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
+                                    "writes layer names into Python code")
+                if component in RESERVED_LABELS or component.startswith("_"):
+                    raise self.fail("E054", f"`{component}` cannot name a layer: torch modules reserve it",
+                                    label.span, hint=f"choose another name, e.g. `{component.strip('_')}_`"
+                                    if component.strip("_") else "choose another name")
+            if len(_LABELS_OK) >= 4096:
+                _LABELS_OK.clear()
+            _LABELS_OK[name] = components
         labels = frame.labels
         if name in labels:
             first = labels[name]
@@ -878,7 +923,8 @@ class Elaborator:
             raise
 
     def eval_args(self, args: tuple[Arg, ...], env) -> tuple[tuple[str | None, Value, Span], ...]:
-        return tuple((a.name, self.eval(a.value, env), a.span) for a in args)
+        ev = self.eval
+        return tuple([(a.name, ev(a.value, env), a.span) for a in args])
 
     def primitive(self, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
         prim = callee.prim
@@ -958,11 +1004,15 @@ class Elaborator:
     def add_op(self, prim: Primitive, attrs: dict, inputs: list[str], name: str,
                module: str | None, span: Span, *, count_params: bool) -> Op:
         tainted = self.tainted and any(i in self.tainted for i in inputs)
-        if any(i not in self.shapes for i in inputs):
-            if tainted:
-                raise _Skip()
-            raise self.no_input(span)
-        shapes = [self.shapes[i] for i in inputs]
+        known = self.shapes
+        shapes = []
+        for i in inputs:
+            shape = known.get(i)
+            if shape is None:
+                if tainted:
+                    raise _Skip()
+                raise self.no_input(span)
+            shapes.append(shape)
         attrs = dict(attrs)
         try:
             shape, params, macs = prim.infer(attrs, shapes)
@@ -983,7 +1033,13 @@ class Elaborator:
                 k += 1
                 unique = f"{name}#{k}"
             self.next_suffix[name] = k
-        op = Op(unique, prim.kind, tuple((p.name, to_attr(attrs[p.name])) for p in prim.params),
+        items = []
+        for p in prim.params:
+            v = attrs[p.name]
+            t = type(v)
+            items.append((p.name, v if t is int or t is str or t is float or t is bool or v is None
+                          else to_attr(v)))
+        op = Op(unique, prim.kind, tuple(items),
                 tuple(inputs), shape, params if count_params else 0, macs, module, span)
         self.ops.append(op)
         self.op_by_name[unique] = op
@@ -1084,7 +1140,7 @@ class Elaborator:
         finally:
             self.sites.pop()
         return Scope(name or callee.name, path, callee.kind, callee.name,
-                     tuple((k, to_attr(v)) for k, v in bound.items()), tuple(frame.items), src,
+                     _attrs(bound), tuple(frame.items), src,
                      frame.current, span, inline=name is None)
 
     def stage(self, st: Layer, name: str | None, frame: Frame, env) -> None:
@@ -1182,13 +1238,15 @@ class Elaborator:
             return e.value
         if kind is BinOp:
             return self.binop(e, env)
-        if isinstance(e, (Str, Bool)):
+        if kind is Str or kind is Bool:
             return e.value
-        if isinstance(e, ListExpr):
+        if kind is NoneLit:
+            return None
+        if kind is ListExpr:
             if len(e.items) > limits.MAX_REPEAT:
                 raise self.fail("E017", "list is too long", e.span)
             return tuple(self.eval(x, env) for x in e.items)
-        if isinstance(e, Index):
+        if kind is Index:
             base, idx = self.eval(e.base, env), self.eval(e.index, env)
             if isinstance(base, Tensor) and base.op in self.tainted:
                 raise _Skip()  # a failed split: its error is out
@@ -1199,21 +1257,23 @@ class Elaborator:
                 raise self.fail("E040", f"index {i} is out of range for a list of {len(base)}",
                                 e.index.span)
             return base[i]
-        if isinstance(e, Cond):
-            test = self.truth(self.eval(e.test, env), e.test.span)
+        if kind is Cond:
+            test = self.eval(e.test, env)
+            if test is not True and test is not False:
+                self.truth(test, e.test.span)
             return self.eval(e.then if test else e.orelse, env)
-        if isinstance(e, UnaryOp):
+        if kind is UnaryOp:
             v = self.eval(e.operand, env)
             if e.op == "not":
                 return not self.truth(v, e.operand.span)
             return -self.number(v, e.operand.span)
-        if isinstance(e, With):
+        if kind is With:
             base = self.eval_callee(e.base, env)
             if not isinstance(base, (DefValue, PrimValue)):
                 raise self.fail("E023", f"`with` overrides arguments of a definition, not of "
                                 f"{type_name(base)}", e.base.span)
             return self.partial(base, self.eval_args(e.args, env), e.span)
-        if isinstance(e, Call):
+        if kind is Call:
             fn = self.eval_callee(e.func, env)
             args = self.eval_args(e.args, env)
             if isinstance(fn, Builtin):
@@ -1235,8 +1295,6 @@ class Elaborator:
                                 e.span, hint="`layer1: stage(block, 3)`")
             raise self.fail("E023", f"{type_name(fn)} cannot be called", e.func.span,
                             hint="test it first: `x != none`" if fn is None else "")
-        if isinstance(e, NoneLit):
-            return None
         raise self.fail("E001", "unsupported expression", e.span)  # unreachable by the grammar
 
     def unbound(self, e: Name, env) -> Value:
@@ -1296,16 +1354,55 @@ class Elaborator:
 
     def binop(self, e: BinOp, env) -> Value:
         op = e.op
-        if op in ("and", "or"):
-            left = self.truth(self.eval(e.left, env), e.left.span)
+        if op == "and" or op == "or":
+            left = self.eval(e.left, env)
+            if left is not True and left is not False:
+                self.truth(left, e.left.span)
             if (op == "and") != left:
                 return left
-            return self.truth(self.eval(e.right, env), e.right.span)
+            right = self.eval(e.right, env)
+            if right is not True and right is not False:
+                self.truth(right, e.right.span)
+            return right
         a, b = self.eval(e.left, env), self.eval(e.right, env)
-        if isinstance(a, tuple | str) and isinstance(b, tuple | str):  # comparing or joining copies them
+        if a is None or b is None:  # `x != none`: only none equals none
+            if op == "==":
+                return a is b
+            if op == "!=":
+                return a is not b
+        ta, tb = type(a), type(b)
+        if ta is int and tb is int:  # the common case: integer arithmetic and comparisons
+            if op == "==":
+                return a == b
+            if op == "!=":
+                return a != b
+            if op == "<":
+                return a < b
+            if op == "<=":
+                return a <= b
+            if op == ">":
+                return a > b
+            if op == ">=":
+                return a >= b
+            if op == "+":
+                r = a + b
+            elif op == "-":
+                r = a - b
+            elif op == "*":
+                r = a * b
+            elif op == "//" and b != 0:
+                r = a // b
+            elif op == "%" and b != 0:
+                r = a % b
+            else:
+                return self._arith(e, op, a, b)
+            if abs(r) > limits.MAX_INT:
+                raise self.fail("E017", "number is too large", e.span)
+            return r
+        if isinstance(a, _SEQ) and isinstance(b, _SEQ):  # comparing or joining copies them
             self.charge(len(a) + len(b), e.span)
-        if op in ("==", "!="):
-            same = a == b and type(a) is type(b) or (
+        if op == "==" or op == "!=":
+            same = a == b and ta is tb or (
                 isinstance(a, (int, float)) and isinstance(b, (int, float))
                 and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
             return same if op == "==" else not same
@@ -1318,17 +1415,40 @@ class Elaborator:
                 raise self.fail("E017", f"the string is longer than {limits.MAX_STRING:,} characters",
                                 e.span)
             return a + b
-        x, y = self.number(a, e.left.span), self.number(b, e.right.span)
-        if op in ("<", "<=", ">", ">="):
-            return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+        return self._arith(e, op, self.number(a, e.left.span), self.number(b, e.right.span))
+
+    def _arith(self, e: BinOp, op: str, x: int | float, y: int | float) -> Value:
+        """Comparisons and arithmetic on two numbers (checked by the caller)."""
+        if op == "<":
+            return x < y
+        if op == "<=":
+            return x <= y
+        if op == ">":
+            return x > y
+        if op == ">=":
+            return x >= y
         if op in ("/", "//", "%") and y == 0:
             raise self.fail("E040", "division by zero", e.right.span)
         if op == "**" and (abs(y) > 64 or (isinstance(y, int) and y < 0 and isinstance(x, int))):
             if abs(y) > 64:
                 raise self.fail("E017", f"exponent {y} is too large", e.right.span)
         try:
-            r = {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "/": lambda: x / y,
-                 "//": lambda: x // y, "%": lambda: x % y, "**": lambda: x ** y}[op]()
+            if op == "+":
+                r = x + y
+            elif op == "-":
+                r = x - y
+            elif op == "*":
+                r = x * y
+            elif op == "/":
+                r = x / y
+            elif op == "//":
+                r = x // y
+            elif op == "%":
+                r = x % y
+            elif op == "**":
+                r = x ** y
+            else:
+                raise KeyError(op)
         except (OverflowError, ZeroDivisionError):
             raise self.fail("E040", "arithmetic overflow", e.span) from None
         if isinstance(r, complex):
@@ -1355,8 +1475,9 @@ def _check(cond: bool, message: str, code: str = "E040") -> None:
 
 
 def _num(v: Value, fn: str) -> int | float:
-    _check(isinstance(v, (int, float)) and not isinstance(v, bool),
-           f"`{fn}` expects numbers, got {type_name(v)}", "E023")
+    t = type(v)
+    if t is not int and t is not float and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+        raise _BuiltinError(f"`{fn}` expects numbers, got {type_name(v)}", "E023")
     return v
 
 
@@ -1374,7 +1495,8 @@ def _range(*args: Value) -> tuple:
 
 
 def _len(v: Value) -> int:
-    _check(isinstance(v, (tuple, str)), f"`len` needs a list, got {type_name(v)}", "E023")
+    if not isinstance(v, (tuple, str)):
+        raise _BuiltinError(f"`len` needs a list, got {type_name(v)}", "E023")
     return len(v)
 
 
@@ -1387,7 +1509,8 @@ def _minmax(fn: Callable, name: str) -> Callable:
 
 
 def _sum(v: Value) -> Value:
-    _check(isinstance(v, tuple), f"`sum` needs a list, got {type_name(v)}", "E023")
+    if not isinstance(v, tuple):
+        raise _BuiltinError(f"`sum` needs a list, got {type_name(v)}", "E023")
     return sum(_num(x, "sum") for x in v)
 
 

@@ -285,7 +285,7 @@ class Loader:
             value = DefValue(item, env)
         else:
             try:
-                value = self.elab.eval(item.value, dict(env.names))
+                value = self.elab.eval(item.value, env.names)  # evaluation reads its env, never writes it
             except (_Skip, _TooMany):
                 found = self.elab.diags.items
                 if env.path in self.broken:  # an unknown name is most likely the failed import's
@@ -315,6 +315,7 @@ class Loader:
     def resolve(self, imp: Import, importer: Path) -> Path | None:
         """The file an import names, or None after a diagnostic."""
         target = imp.target
+        std = std_root()
         if imp.is_file:
             if Path(target).is_absolute() or target.startswith("~"):
                 self.diags.error("E032", f"absolute import `{target}` is not allowed", imp.span,
@@ -329,20 +330,20 @@ class Loader:
             roots = [self.root or importer.resolve().parent]
         elif target == "std" or target.startswith("std."):
             rel = target.split(".")[1:]
-            candidate = std_root().joinpath(*rel).with_suffix(".res") if rel else std_root()
-            roots = [std_root()]
+            candidate = std.joinpath(*rel).with_suffix(".res") if rel else std
+            roots = [std]
         else:
             candidate = importer.parent.joinpath(*target.split(".")).with_suffix(".res")
             roots = [self.root or importer.resolve().parent]
-        if not self.has_folder and roots[0] != std_root():  # never the current folder by default
+        if not self.has_folder and roots[0] != std:  # never the current folder by default
             self.diags.error("E032", f"cannot import `{target}`: a spec given as text, without a path, "
                              "has no folder to import from", imp.span,
                              hint="pass the path the text stands for (`loads(text, path)`); the "
                                   "standard library (`import std.resnet`) is always available")
             return None
         try:
-            if importer.resolve().is_relative_to(std_root().resolve()):
-                roots.append(std_root())
+            if importer.resolve().is_relative_to(std.resolve()):
+                roots.append(std)
             resolved = candidate.resolve()
         except (OSError, RuntimeError) as err:  # a symbolic link loop
             self.diags.error("E031", f"cannot resolve the import `{target}`: "
