@@ -754,8 +754,11 @@ class Elaborator:
                 raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                                 label.span, hint="choose another name")
             for component in components:
-                if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
-                    raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
+                if keyword.iskeyword(component) or component == "self":
+                    # torch.fx writes module paths into Python code; a top-level `self` would
+                    # rebind the traced forward's own `self`
+                    what = "it is a Python keyword" if component != "self" else "torch.fx code calls the module `self`"
+                    raise self.fail("E054", f"`{component}` cannot name a layer: {what}",
                                     label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
                                     "writes layer names into Python code")
                 if component in RESERVED_LABELS or component.startswith("_"):
