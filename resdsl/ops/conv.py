@@ -158,7 +158,7 @@ CONV = Primitive(
     look=Look(_conv_text("conv"), "conv", table=conv_table, depth=True),
     weights=_conv_weights, torch_module=_conv_module, init=_kaiming,
     source_module=SourceCall("nn.Conv2d", _CONV_ARGS), source_init=_KAIMING,
-    onnx=((1, _conv_onnx),), fold="conv")
+    onnx=((1, _conv_onnx),), fold="conv", overwritable=True)
 
 _STD_CONV = SourceHelper("StdConv2d", template="std_conv.j2", functional=True)
 
@@ -171,7 +171,7 @@ STD_CONV = Primitive(
     weights=_conv_weights, torch_module=_std_conv_module, init=_kaiming,
     source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
                                            SourceArg("eps", "eps", 1e-6)), helpers=(_STD_CONV,)),
-    source_init=_KAIMING, onnx=((1, _std_conv_onnx),))
+    source_init=_KAIMING, onnx=((1, _std_conv_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- channel_conv (ECA)
 
@@ -255,6 +255,6 @@ LINEAR = Primitive(
     weights=_linear_weights, torch_module=_linear_module,
     source_module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
                                            SourceArg("bias", "bias", True))),
-    onnx=((1, _linear_onnx),))
+    onnx=((1, _linear_onnx),), overwritable=True)
 
 __all__ = ["CONV", "STD_CONV", "CHANNEL_CONV", "LINEAR", "conv_table", "NODEFAULT"]

@@ -120,7 +120,7 @@ MAXPOOL = Primitive(
                                               SourceArg("ceil_mode", "ceil_mode", False))),
     source_function=SourceCall("F.max_pool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
                                                 SourceArg("ceil_mode", "ceil_mode", False))),
-    onnx=((1, _maxpool_onnx),))
+    onnx=((1, _maxpool_onnx),), overwritable=True)
 
 _AVG_ARGS = (*_POOL_ARGS, SourceArg("ceil_mode", "ceil_mode", False),
              SourceArg("count_include_pad", "count_include_pad", True))
@@ -134,7 +134,7 @@ AVGPOOL = Primitive(
               head=lambda op: "average pool"),
     torch_module=_avgpool_module, torch_function=_avgpool_function,
     source_module=SourceCall("nn.AvgPool2d", _AVG_ARGS), source_function=SourceCall("F.avg_pool2d", _AVG_ARGS),
-    onnx=((1, _avgpool_onnx),))
+    onnx=((1, _avgpool_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- global_avgpool
 
@@ -168,7 +168,7 @@ GLOBAL_AVGPOOL = Primitive(
     torch_module=_gap_module, torch_function=_gap_function,
     source_module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
     source_function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS),
-    onnx=((1, _gap_onnx),))
+    onnx=((1, _gap_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- blurpool
 
