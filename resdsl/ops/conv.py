@@ -119,14 +119,14 @@ def _conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     a, m = dict(op.attrs), op.module
     bn = g.folded_bn(op)
     if bn is not None:
-        from ..backends.fold import fold_conv_bn
+        from ..backends.fold import fold_conv_bn_arrays
 
         w, b = g.state[f"{m}.weight"], g.state.get(f"{m}.bias") if a["bias"] else None
         s = {p: g.state[f"{bn.module}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")}
-        w, b = fold_conv_bn(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
-                            float(bn.attr("eps")))
+        w, b = fold_conv_bn_arrays(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
+                                   float(bn.attr("eps")))
         # Re-key the folded tensors under the conv's names, as the torch folding pass does.
-        inputs = [g.init(f"{m}.weight", w.numpy()), g.init(f"{m}.bias", b.numpy())]
+        inputs = [g.init(f"{m}.weight", w), g.init(f"{m}.bias", b)]
     else:
         inputs = [g.param(f"{m}.weight")] + ([g.param(f"{m}.bias")] if a["bias"] else [])
     g.node("Conv", [xs[0], *inputs], op.name, out, **_conv_attrs(g, a))

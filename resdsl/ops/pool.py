@@ -6,6 +6,8 @@ outside the ``state_dict``, as in timm), so it counts zero too.
 
 from __future__ import annotations
 
+import math
+
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
 from .shapes import feature_map, spatial
@@ -202,14 +204,16 @@ def _blurpool_function(a: dict, xs: list, training: bool):
 
 
 def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
-    from ..backends.torch_layers import blur_filter
+    import numpy as np
 
     c = g.shape_of(op.inputs[0])[0]
     f, s, name = op.attr("filt_size"), op.attr("stride"), op.name
     p = blur_padding(f, s)
     padded = g.node("Pad", [xs[0], g.const(f"{name}/pads", [0, 0, p, p, 0, 0, p, p])], f"{name}/pad",
                     mode="reflect")
-    filt = g.init(f"{name}/filt", blur_filter(f).expand(c, 1, f, f).numpy())
+    # torch_layers.blur_filter's binomial filter, in numpy (the ONNX path needs no torch)
+    row = np.array([math.comb(f - 1, k) for k in range(f)], np.float32) / 2 ** (f - 1)
+    filt = g.init(f"{name}/filt", np.broadcast_to(row[:, None] * row[None, :], (c, 1, f, f)))
     g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
 
 
