@@ -7,7 +7,11 @@ modules and the functions come from the op registry (:mod:`resdsl.primitives`).
 
 Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) conv weights, BN
 scale 1 and shift 0, a norm marked ``zero_init`` scaled to 0, torch's defaults elsewhere.
-With a seed, weights are reproducible and independent of the global RNG.
+With a seed, weights are reproducible and independent of the global RNG. Convolutions
+are built once: made without torch's default initialisation (``nn.utils.skip_init``, on
+the default device), which Kaiming-normal would overwrite, then initialised by
+:func:`init_weights` (a conv bias starts at zero); the generated source does the same, so
+both still start from the same weights for a seed.
 
 Beyond a plain classifier: ``out_indices`` returns stage outputs (as timm's
 ``features_only``), drop-path ops of the spec give stochastic depth in training mode, and

@@ -542,6 +542,8 @@ class Renderer:
             cls = self.low.class_of[child.path]
             return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
         call = _call(item.op, functional=False)
+        if call.skip_init:  # built once: reset_parameters initialises it (the `skip_init` helper)
+            return Call("skip_init", (call.name, *self.call_args(call, forms, ref)))
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
     def render_class(self, scope: Scope, name: str, forms: list[tuple], params: list[str],
