@@ -38,7 +38,8 @@ __all__ = ["ResDSLNetwork", "build", "fold_batchnorms", "feature_points", "init_
 
 
 def make_module(op: Op, in_shapes: list[tuple[int, ...]]) -> nn.Module:
-    """The torch module for an op (only ops whose ``module`` is set have one)."""
+    """The torch module for an op (only ops whose ``module`` is set have one). Kinds built
+    once (a conv) come uninitialised: :func:`init_weights` initialises them."""
     prim = PRIMITIVES[op.kind]
     if prim.torch_module is None:
         raise ValueError(f"`{op.kind}` has no torch module")  # the registry checks entries
