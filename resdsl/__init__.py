@@ -63,18 +63,20 @@ def loads(text: str, path: str | Path | None = None, *, network: str | None = No
 
 
 def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None,
-          out_indices: Sequence[int] | None = None):
+          out_indices: Sequence[int] | None = None, inplace: bool = True):
     """An ``nn.Module`` for a spec path or a checked :class:`Network` (needs torch).
 
     Module names and ``state_dict`` keys are the spec's names; ``seed`` makes the
     initial weights reproducible (``None`` uses torch's global random state). With
     ``out_indices`` the module returns those feature maps (0: the stem before its last
-    pooling, 1…: the stages), like timm's ``features_only``.
+    pooling, 1…: the stages), like timm's ``features_only``. Activations and residual adds
+    run in place where nothing else reads what they overwrite; ``inplace=False`` turns
+    that off (the outputs and gradients are the same).
     """
     from .backends.torch_module import build as _build
 
     net = spec if isinstance(spec, Network) else load(spec, network=network)
-    return _build(net, seed=seed, out_indices=out_indices)
+    return _build(net, seed=seed, out_indices=out_indices, inplace=inplace)
 
 
 def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None):

@@ -2,8 +2,9 @@
 
 :func:`load_checkpoint` tells the format from the file's first bytes, not its name. A
 safetensors file is read with the ``safetensors`` package and nothing else: no pickle
-is involved on that path. A torch file (``torch.save``: a zip archive, or the legacy
-pickle) is read with ``torch.load(..., weights_only=True)``, which refuses Python objects
+is involved on that path; :func:`load_arrays` reads it as numpy arrays without importing
+torch at all (the ONNX back end's path), and torch is imported only for torch files. A
+torch file (``torch.save``: a zip archive, or the legacy pickle) is read with ``torch.load(..., weights_only=True)``, which refuses Python objects
 other than tensors and plain containers. Either way the result is a flat ``state_dict``:
 the wrappers training scripts save (``{"state_dict": …, "epoch": …}``, ``{"model": …}``)
 and DataParallel's ``module.`` prefix are taken off, each with a note.
@@ -15,11 +16,16 @@ atomically).
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 #: Keys under which training scripts nest the model's state_dict (timm, torchvision's
 #: reference scripts, Lightning), tried in this order.
@@ -60,6 +66,84 @@ def checkpoint_format(path: str | Path) -> str:
     raise CheckpointError(f"cannot read weights `{path.name}`: it is neither a safetensors file nor a "
                           "torch checkpoint" + (" (the file is empty)" if not head else ""),
                           hint=_SAVE_HINT)
+
+
+def _is_tensor(value: object) -> bool:
+    """A torch tensor or a numpy array; never imports torch (a torch tensor means it is loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.ndarray)
+
+
+def load_arrays(path: str | Path, *, notes: list[str] | None = None,
+                dtypes: dict[str, str] | None = None) -> dict[str, Any]:
+    """The state_dict at ``path``, as :func:`load_checkpoint` reads it, except that a
+    safetensors file becomes numpy arrays and torch is not imported for it (a torch file
+    still gives torch tensors). numpy has no bfloat16: such tensors come as float32, and
+    ``dtypes`` (when given) receives their names, so a caller can say what was converted.
+    """
+    path = Path(path)
+    if checkpoint_format(path) != "safetensors":
+        return load_checkpoint(path, notes=notes)
+    raw, widened = read_safetensors_numpy(path)
+    if dtypes is not None:
+        dtypes.update({k: "bfloat16" for k in widened})
+    return unwrap_state_dict(raw, source=f"`{path.name}`", notes=notes)
+
+
+#: safetensors dtype → numpy dtype (little-endian); BF16 is widened to float32 by hand.
+_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                 "I8": "i1", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+
+
+def read_safetensors_numpy(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
+    """A safetensors file's tensors as numpy arrays (the format is a JSON header and raw
+    little-endian data, read here without torch), and the keys of those that were bfloat16
+    (widened to float32: numpy has no bfloat16). Offsets and sizes are checked."""
+    import numpy as np
+
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot read weights `{path.name}`: not a valid safetensors file ({why})",
+                               hint="the file may be truncated; download or save it again")
+
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or 8 + size > len(data):
+        raise bad("the header runs past the end of the file")
+    try:
+        header = json.loads(data[8:8 + size])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise bad(f"the header is not JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    body = memoryview(data)[8 + size:]
+    out: dict[str, np.ndarray] = {}
+    widened: set[str] = set()
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            kind, shape, (start, end) = entry["dtype"], [int(n) for n in entry["shape"]], entry["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise bad(f"the entry for `{key}` is malformed") from None
+        if kind != "BF16" and kind not in _NUMPY_DTYPES:
+            raise bad(f"`{key}` has the dtype {kind}, which is not supported here")
+        width = 2 if kind == "BF16" else np.dtype(_NUMPY_DTYPES[kind]).itemsize
+        count = 1
+        for n in shape:
+            count *= n
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(body)) \
+                or end - start != count * width or any(n < 0 for n in shape):
+            raise bad(f"the data of `{key}` does not match its shape and dtype")
+        if kind == "BF16":  # a bfloat16 is the top half of a float32
+            bits = np.frombuffer(body[start:end], "<u2").astype(np.uint32) << 16
+            out[key] = bits.view(np.float32).reshape(shape)
+            widened.add(key)
+        else:
+            out[key] = np.frombuffer(body[start:end], _NUMPY_DTYPES[kind]).reshape(shape)
+    return out, widened
 
 
 def load_checkpoint(path: str | Path, *, notes: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -104,6 +188,8 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_torch(path: Path) -> object:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused the pickle
@@ -138,7 +224,7 @@ def unwrap_state_dict(raw: object, *, source: str = "the checkpoint",
     prefix on every key is dropped. Every value must be a dense tensor.
     """
     notes = notes if notes is not None else []
-    while isinstance(raw, Mapping) and not any(isinstance(v, torch.Tensor) for v in raw.values()):
+    while isinstance(raw, Mapping) and not any(_is_tensor(v) for v in raw.values()):
         key = next((k for k in WRAPPER_KEYS if isinstance(raw.get(k), Mapping)), None)
         if key is None:
             break
@@ -151,12 +237,14 @@ def unwrap_state_dict(raw: object, *, source: str = "the checkpoint",
         raise CheckpointError(f"{source} holds {what}, not a state_dict (a mapping of names to tensors)",
                               hint=_SAVE_HINT)
     bad = [f"`{k}` ({type(v).__name__})" for k, v in raw.items()
-           if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+           if not isinstance(k, str) or not _is_tensor(v)]
     if bad:
         raise CheckpointError(f"{source} is not a state_dict: not a tensor: {', '.join(bad[:5])}"
                               + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""), hint=_SAVE_HINT)
+    torch = sys.modules.get("torch")  # numpy arrays are always dense
     odd = [f"{k} ({'meta' if v.device.type == 'meta' else str(v.layout).removeprefix('torch.')})"
-           for k, v in raw.items() if v.layout != torch.strided or v.device.type == "meta"]
+           for k, v in raw.items() if torch is not None and isinstance(v, torch.Tensor)
+           and (v.layout != torch.strided or v.device.type == "meta")]
     if odd:  # sparse tensors, or meta tensors that carry a shape but no data
         raise CheckpointError(f"{source} holds tensors without dense data: {', '.join(odd[:5])}"
                               + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""), hint=_SAVE_HINT)
@@ -174,6 +262,8 @@ def dump_checkpoint(state: Mapping[str, torch.Tensor], fmt: str,
     safetensors gets ``metadata`` (string to string) and ``format: pt`` in its header, as
     timm writes; the torch file is ``torch.save`` of a plain dict of tensors.
     """
+    import torch
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if fmt == "safetensors":
         from safetensors.torch import save

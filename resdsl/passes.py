@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
 
-from .ir import Network
+from .ir import INPUT, Network
 from .primitives import PRIMITIVES
 
 
@@ -51,3 +53,38 @@ def reductions(net: Network) -> dict[str, int]:
         stride = dict(op.attrs).get("stride")
         out[op.name] = before * (stride if isinstance(stride, int) and not isinstance(stride, bool) else 1)
     return out
+
+
+def inplace_ops(net: Network, keep: Iterable[str] = ()) -> frozenset[str]:
+    """Ops that may overwrite their first input with their result (``ReLU(inplace=True)``,
+    ``out += shortcut``), as torchvision's ResNets do.
+
+    Invariant: the value overwritten is read by that op alone — the network input and
+    output and the values in ``keep`` (feature outputs) count as read elsewhere — and was
+    made by an op whose registry entry says it may be overwritten (a fresh tensor its
+    backward never reads: not a ReLU's or a sigmoid's output, not a view or an alias). So
+    no op, and no backward, sees a value after it is overwritten. A module applied more
+    than once runs in place only if every application may (it is one module object).
+    """
+    readers = consumers(net)
+    for name in keep:
+        readers[name] += 1
+    ok: dict[str, bool] = {}  # module path (or op name) → every application may run in place
+    for op in net.ops:
+        key = op.module or op.name
+        first = op.inputs[0] if op.inputs else INPUT
+        safe = (PRIMITIVES[op.kind].inplace and first != INPUT and readers[first] == 1
+                and PRIMITIVES[net.op(first).kind].overwritable)
+        ok[key] = ok.get(key, True) and safe
+    return frozenset(op.name for op in net.ops if ok[op.module or op.name])
+
+
+def with_inplace(net: Network, keep: Iterable[str] = ()) -> Network:
+    """``net`` with ``inplace = true`` on the ops :func:`inplace_ops` allows: what the torch
+    back ends (in process and source) lower. Shapes, names and weights are unchanged."""
+    chosen = inplace_ops(net, keep)
+    if not chosen:
+        return net
+    ops = tuple(replace(op, attrs=(*op.attrs, ("inplace", True))) if op.name in chosen else op
+                for op in net.ops)
+    return replace(net, ops=ops)

@@ -150,6 +150,15 @@ class SourceCall:
     training: bool = False
     helpers: tuple[SourceHelper, ...] = ()
     render: Callable[[list[str], list[str]], str] | None = None
+    #: The statements that run it in place, overwriting the first input's variable
+    #: (``out += shortcut``), for an op whose in-place form is not a call with
+    #: ``inplace=True``; they receive the input variables.
+    render_inplace: Callable[[list[str]], list[str]] | None = None
+    #: The constructor is called through the ``skip_init`` helper (``nn.utils.skip_init`` on
+    #: the default device: made on the meta device, then given uninitialised storage), so
+    #: torch's default initialisation is not run only to be overwritten; the call lists that
+    #: helper, and the kind's :class:`SourceInit` must set every tensor.
+    skip_init: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,16 @@ class Primitive:
     passthrough: str | None = None
     #: BN folding: "conv" for a conv a following BN folds into, "bn" for the BN itself.
     fold: str | None = None
+    #: It can overwrite its first input with its result (``nn.ReLU(inplace=True)``,
+    #: ``out += shortcut``): its torch lowerings honour a true ``inplace`` attribute, which
+    #: :func:`resdsl.passes.inplace_ops` sets only where the dataflow allows it. Its backward
+    #: must not need the input it overwrites.
+    inplace: bool = False
+    #: Its output is a new tensor that its backward never reads, so the op after it may
+    #: overwrite it in place. False, the safe default (and a plugin's unless it says so),
+    #: for ops whose autograd saves their output (ReLU, sigmoid, tanh, softmax) and ops
+    #: whose output may be their input or a view of it (identity, dropout, flatten, split).
+    overwritable: bool = False
     #: Where it came from: "builtin", or the plugin that registered it.
     origin: str = "builtin"
 
@@ -263,6 +282,9 @@ def missing_lowerings(prim: Primitive) -> list[str]:
         out.append("module (a primitive with weights needs one)")
     if prim.passthrough not in (None, "always", "eval"):
         out.append('a valid passthrough (None, "always" or "eval")')
+    if prim.inplace and not prim.has_params and prim.source_function is not None and \
+            prim.source_function.render is not None and prim.source_function.render_inplace is None:
+        out.append("render_inplace (its source is an expression, and it may run in place)")
     if prim.fold not in (None, "conv", "bn"):
         out.append('a valid fold (None, "conv" or "bn")')
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -183,3 +185,59 @@ def test_external_data_writes_past_the_limit_refused_without_it(tmp_path, monkey
     assert "--external-data" in capsys.readouterr().err and not out.exists()
     assert compile_("--external-data", "-o", str(out)) == 0
     onnx.checker.check_model(str(out), full_check=True)
+
+
+# ---------------------------------------------------------------- no torch where none is needed (issue 14)
+
+_NO_TORCH = """
+import sys
+from resdsl.cli import main
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+print("torch modules:", loaded)
+sys.exit(code if code else (3 if loaded else 0))
+"""
+
+
+def _compile_without_torch(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SPECS.parent), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", _NO_TORCH, "compile", *args, "--target", "onnx",
+                           "-o", str(tmp_path / "out.onnx")], capture_output=True, text=True, env=env)
+
+
+def test_onnx_from_safetensors_never_imports_torch(trained, tmp_path):
+    from safetensors.torch import save_file
+
+    net, state, x, ref = trained
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, weights)
+    for extra in ([], ["--fold-bn"]):
+        result = _compile_without_torch(tmp_path, SPEC, "--weights", str(weights), *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "torch modules: []" in result.stdout
+        assert_close(run_onnx(str(tmp_path / "out.onnx"), x), ref)
+
+
+def test_onnx_of_a_network_without_weights_never_imports_torch(tmp_path):
+    spec = tmp_path / "plain.res"
+    spec.write_text("network plain {\n    input [3, 8, 8]\n    relu()\n    maxpool(2)\n    global_avgpool()\n}\n")
+    result = _compile_without_torch(tmp_path, str(spec))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "torch modules: []" in result.stdout
+
+
+def test_bfloat16_safetensors_are_widened_with_a_note(trained, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    net, state, x, ref = trained
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}, weights)
+    assert compile_("--weights", str(weights), "-o", str(tmp_path / "m.onnx")) == 0
+    assert "bfloat16 tensors; converted to float32" in capsys.readouterr().err
+    # the same numbers torch gets from the bfloat16 weights
+    model = resdsl.build(net)
+    model.load_state_dict({k: v.to(torch.bfloat16).float() if v.is_floating_point() else v
+                           for k, v in state.items()})
+    with torch.no_grad():
+        want = model.eval()(torch.from_numpy(x)).numpy()
+    assert_close(run_onnx(str(tmp_path / "m.onnx"), x), want)

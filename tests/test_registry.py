@@ -25,6 +25,7 @@ pytest.importorskip("torch.fx")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from test_inplace import assert_same, training_step  # noqa: E402
 from test_onnx import assert_valid  # noqa: E402
 
 import resdsl  # noqa: E402
@@ -32,6 +33,7 @@ from conftest import ROOT  # noqa: E402
 from resdsl import stats, tables  # noqa: E402
 from resdsl.backends import dot, onnx_graph, torch_source  # noqa: E402
 from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.passes import inplace_ops  # noqa: E402
 from resdsl.primitives import PRIMITIVES, missing_lowerings  # noqa: E402
 
 #: kind → (input shape, body). Inputs are small; every body uses the kind at least twice.
@@ -129,6 +131,11 @@ def conform(text: str, tmp_path: Path, kind: str) -> resdsl.Network:
     state = model.state_dict()
     expected = onnx_graph.expected_state(net)
     assert {k: tuple(v.shape) for k, v in state.items()} == expected
+
+    # in place where resdsl.passes allows it (issue 14): one training step, bit for bit the
+    # out-of-place module's
+    xt = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(5))
+    assert_same(training_step(build(net, seed=0), xt), training_step(build(net, seed=0, inplace=False), xt))
 
     # generated source: same keys, same seeded weights, same outputs
     source = torch_source.emit(net, seed=0)
@@ -236,3 +243,27 @@ def test_onnx_lowering_is_chosen_by_opset():
     assert gelu.onnx_lowering(13) is gelu.onnx_lowering(19) is not gelu.onnx_lowering(20)
     assert re.search("Gelu", onnx_graph.build_model(resdsl.loads(spec_text("gelu")), opset=20)
                      .graph.node[1].op_type)
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, p in PRIMITIVES.items() if p.inplace))
+def test_an_in_place_primitive_overwrites_its_input_in_every_torch_lowering(kind, tmp_path):
+    """``inplace`` is a promise the lowerings keep: given ``inplace = true`` the function, the
+    module and the generated source overwrite the first input; without it, none does."""
+    prim = PRIMITIVES[kind]
+    arity = 2 if prim.arity is None else prim.arity
+    xs = [torch.randn(2, 4, 3, 3) for _ in range(arity)]
+    attrs = {p.name: p.default for p in prim.params}
+    kept = xs[0].clone()
+    assert torch.equal(prim.torch_function(attrs, [xs[0].clone(), *xs[1:]], False),
+                       prim.torch_function(attrs | {"inplace": True}, [kept, *xs[1:]], False))
+    assert not torch.equal(kept, xs[0]), "the in-place function left its input alone"
+    if prim.module:
+        y = xs[0].clone()
+        prim.torch_module(attrs | {"inplace": True}, [(4, 3, 3)])(y)
+        assert not torch.equal(y, xs[0])
+    # the generated source: a statement of its own, or the call's inplace=True
+    body = "c: conv(4, 3)\nb: conv(4, 1) from input\n" + (f"{kind}(c, b)" if prim.arity is None else f"h: {kind}() from b\nadd(h, c)")
+    net = resdsl.loads(f"network t {{\n    input [4, 8, 8]\n    {body.replace(chr(10), chr(10) + '    ')}\n}}\n")
+    assert any(op.kind == kind for op in net.ops if op.name in inplace_ops(net))
+    source = torch_source.emit(net)
+    assert "inplace=True" in source or " += " in source or " -= " in source

@@ -14,8 +14,9 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
   for the newest opset its entry has at or below the target's; the entry spells out a
   decomposition where an older opset lacks the operator (GELU, GroupNormalization…).
 - Dropout, drop-path and identity are the identity at inference: they emit no node.
-- Weights come from the torch back end's seeded initialisation (same seed, same tensors)
-  or from a torch ``state_dict`` file loaded with ``weights_only=True``.
+- Weights come from the torch back end's seeded initialisation (same seed, same tensors),
+  from a safetensors file read as numpy arrays (torch is then never imported), or from a
+  torch ``state_dict`` file loaded with ``weights_only=True``.
 - With ``fold_bn`` every BN the IR marks foldable (:func:`resdsl.passes.foldable_batchnorms`)
   is folded into its convolution; otherwise there is one BatchNormalization per spec BN.
 - With ``dynamic_size`` the input's height and width are symbolic (``height``, ``width``)
@@ -28,6 +29,7 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
 from __future__ import annotations
 
 import shutil
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from onnx import TensorProto, external_data_helper, helper
 
 from .. import __version__
@@ -107,7 +108,8 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
                          hint="a seed chooses initial weights; --weights gives them")
     if weights is None:
         seed = 0 if seed is None else seed
-        state, provenance = _seeded_state(net, seed), f"seed {seed}"
+        # a network without weights needs no torch to initialise them
+        state, provenance = (_seeded_state(net, seed) if expected_state(net) else {}), f"seed {seed}"
     else:
         state, provenance = _load_weights(net, weights, allow_nonfinite)
     lowering = _Lowering(net, state, opset, fold_bn, dynamic=bool(dynamic_size))
@@ -136,31 +138,46 @@ def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _seeded_state(net: Network, seed: int) -> dict[str, torch.Tensor]:
+def _seeded_state(net: Network, seed: int) -> dict[str, np.ndarray]:
+    # the only ONNX path that needs torch: the torch back end's seeded initialisation
     from .torch_module import build
 
-    return build(net, seed=seed).state_dict()
+    return {k: v.detach().numpy() for k, v in build(net, seed=seed).state_dict().items()}
+
+
+def _torch_tensor(value: object) -> bool:
+    """A torch tensor (only possible when torch is loaded: this never imports it)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _dtype_name(value) -> str:
+    return str(value.dtype).removeprefix("torch.") if _torch_tensor(value) else value.dtype.name
 
 
 def _load_weights(net: Network, weights: str | Path | Mapping,
-                  allow_nonfinite: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+                  allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], str]:
+    widened: dict[str, str] = {}  # bfloat16 tensors read from safetensors as float32
     if isinstance(weights, Mapping):
         raw, provenance = weights, "state_dict"
     else:
-        raw, provenance = _read_checkpoint(Path(weights)), f"file {Path(weights).name}"
+        raw, provenance = _read_checkpoint(Path(weights), widened), f"file {Path(weights).name}"
     state = _unwrap(raw)
     _check_state(net, state, provenance)
     kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
     converted: dict[str, int] = {}
-    for v in kept.values():
-        if v.dtype != torch.float32:
-            name = str(v.dtype).removeprefix("torch.")
+    for k, v in kept.items():
+        name = widened.get(k) or _dtype_name(v)
+        if name != "float32":
             converted[name] = converted.get(name, 0) + 1
-    out = {k: v.detach().to("cpu", torch.float32) for k, v in kept.items()}
+    # numpy float32 arrays from here on; torch tensors (from a torch file, or given) are converted
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes infinite: reported below
+        out = {k: (v.detach().to("cpu", sys.modules["torch"].float32).numpy() if _torch_tensor(v)
+                   else np.asarray(v, np.float32)) for k, v in kept.items()}
     if converted:  # ONNX initializers are float32 here: say so, since precision may change
         what = ", ".join(f"{n} {dtype} tensor{'s' * (n != 1)}" for dtype, n in sorted(converted.items()))
         warnings.warn(Note(f"the weights ({provenance}) hold {what}; converted to float32"), stacklevel=2)
-    nonfinite = sorted(k for k, v in out.items() if not bool(torch.isfinite(v).all()))
+    nonfinite = sorted(k for k, v in out.items() if not bool(np.isfinite(v).all()))
     if nonfinite and not allow_nonfinite:  # a float64 beyond float32's range is infinite here too
         shown = ", ".join(nonfinite[:8]) + (f" and {len(nonfinite) - 8} more" if len(nonfinite) > 8 else "")
         raise UsageError(f"the weights ({provenance}) hold NaN or infinite values, in {len(nonfinite)} "
@@ -170,13 +187,14 @@ def _load_weights(net: Network, weights: str | Path | Mapping,
     return out, provenance
 
 
-def _read_checkpoint(path: Path) -> object:
+def _read_checkpoint(path: Path, widened: dict[str, str]) -> object:
     if not path.is_file():
         raise UsageError(f"cannot read weights `{path}`: no such file")
-    # safetensors without any pickle; torch files with weights_only=True (resdsl.checkpoints)
-    from ..checkpoints import CheckpointError, load_checkpoint
+    # safetensors as numpy, without pickle or torch; torch files with weights_only=True
+    # (resdsl.checkpoints)
+    from ..checkpoints import CheckpointError, load_arrays
     try:
-        return load_checkpoint(path)
+        return load_arrays(path, dtypes=widened)
     except CheckpointError as err:
         raise UsageError(str(err), hint=err.hint) from None
 
@@ -186,7 +204,7 @@ def _unwrap(raw: object) -> Mapping:
     under ``state_dict`` / ``model``; a ``module.`` prefix (DataParallel) is dropped."""
     if isinstance(raw, Mapping):
         for key in ("state_dict", "model"):
-            if isinstance(raw.get(key), Mapping) and not any(isinstance(v, torch.Tensor) for v in raw.values()):
+            if isinstance(raw.get(key), Mapping) and not any(_is_array(v) for v in raw.values()):
                 raw = raw[key]
                 break
     if not isinstance(raw, Mapping) or not raw:
@@ -208,13 +226,20 @@ def _check_state(net: Network, state: Mapping, provenance: str) -> None:
         value = state.get(key)
         if value is None or key in optional:
             continue
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        if _torch_tensor(value):
+            if not value.is_floating_point():
+                wrong.append(f"{key} (not a floating-point tensor)")
+                continue
+            if value.layout != sys.modules["torch"].strided:  # sparse tensors: no dense storage to export
+                wrong.append(f"{key} (a {str(value.layout).removeprefix('torch.')} tensor; save it dense)")
+                continue
+            if value.device.type == "meta":  # shapes only, no values
+                wrong.append(f"{key} (a meta tensor, which holds no values)")
+                continue
+        elif not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
             wrong.append(f"{key} (not a floating-point tensor)")
-        elif value.layout != torch.strided:  # sparse tensors: no dense storage to export
-            wrong.append(f"{key} (a {str(value.layout).removeprefix('torch.')} tensor; save it dense)")
-        elif value.device.type == "meta":  # shapes only, no values
-            wrong.append(f"{key} (a meta tensor, which holds no values)")
-        elif tuple(value.shape) != shape:
+            continue
+        if tuple(value.shape) != shape:
             wrong.append(f"{key} ({_fmt(tuple(value.shape))}, expected {_fmt(shape)})")
     problems = []
     for title, keys in (("missing", missing), ("unexpected", extra), ("wrongly shaped", wrong)):
@@ -227,6 +252,10 @@ def _check_state(net: Network, state: Mapping, provenance: str) -> None:
                               "resdsl.build(spec).state_dict()")
 
 
+def _is_array(value: object) -> bool:
+    return isinstance(value, np.ndarray) or _torch_tensor(value)
+
+
 def _fmt(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape)) if shape else "scalar"
 
@@ -236,7 +265,7 @@ def _fmt(shape: tuple[int, ...]) -> str:
 @dataclass
 class _Lowering:
     net: Network
-    state: Mapping[str, torch.Tensor]
+    state: Mapping[str, np.ndarray]
     opset: int
     fold_bn: bool
     #: Symbolic height and width (``dynamic_size``).
@@ -281,7 +310,7 @@ class _Lowering:
         return name
 
     def _param(self, key: str) -> str:
-        return self._init(key, self.state[key].numpy())
+        return self._init(key, self.state[key])
 
     def _const(self, name: str, values, dtype=np.int64) -> str:
         return self._init(name, np.asarray(values, dtype=dtype))

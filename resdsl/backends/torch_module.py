@@ -7,7 +7,11 @@ modules and the functions come from the op registry (:mod:`resdsl.primitives`).
 
 Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) conv weights, BN
 scale 1 and shift 0, a norm marked ``zero_init`` scaled to 0, torch's defaults elsewhere.
-With a seed, weights are reproducible and independent of the global RNG.
+With a seed, weights are reproducible and independent of the global RNG. Convolutions
+are built once: made without torch's default initialisation (``nn.utils.skip_init``, on
+the default device), which Kaiming-normal would overwrite, then initialised by
+:func:`init_weights` (a conv bias starts at zero); the generated source does the same, so
+both still start from the same weights for a seed.
 
 Beyond a plain classifier: ``out_indices`` returns stage outputs (as timm's
 ``features_only``), drop-path ops of the spec give stochastic depth in training mode, and
@@ -23,7 +27,7 @@ import torch
 from torch import nn
 
 from ..ir import INPUT, Network, Op
-from ..passes import foldable_batchnorms, reductions
+from ..passes import foldable_batchnorms, reductions, with_inplace
 from ..primitives import PRIMITIVES
 from .fold import fold_conv_bn
 from .torch_layers import DropPath, drop_path, zero_pad
@@ -34,7 +38,8 @@ __all__ = ["ResDSLNetwork", "build", "fold_batchnorms", "feature_points", "init_
 
 
 def make_module(op: Op, in_shapes: list[tuple[int, ...]]) -> nn.Module:
-    """The torch module for an op (only ops whose ``module`` is set have one)."""
+    """The torch module for an op (only ops whose ``module`` is set have one). Kinds built
+    once (a conv) come uninitialised: :func:`init_weights` initialises them."""
     prim = PRIMITIVES[op.kind]
     if prim.torch_module is None:
         raise ValueError(f"`{op.kind}` has no torch module")  # the registry checks entries
@@ -57,19 +62,16 @@ class ResDSLNetwork(nn.Module):
     final pooling (timm's ``act1``), index ``i`` the output of stage ``i`` (``layer{i}``);
     layers after the last one asked for do not run. ``feature_info`` describes each
     (channels, reduction, op name).
+
+    Activations and residual adds run in place (``ReLU(inplace=True)``, ``out += shortcut``)
+    where :func:`resdsl.passes.inplace_ops` finds nothing else reads the value they
+    overwrite, as torchvision's do; ``inplace=False`` runs every op out of place.
     """
 
-    def __init__(self, net: Network, out_indices: Sequence[int] | None = None):
+    def __init__(self, net: Network, out_indices: Sequence[int] | None = None, *, inplace: bool = True):
         super().__init__()
         self.spec_name = net.name
         self.input_shape = net.input_shape
-        self._ops = net.ops
-        registered: set[str] = set()
-        lists = list_containers(net)
-        for op in net.ops:
-            if op.module is not None and op.module not in registered:
-                _register(self, op.module, make_module(op, [net.shape_of(i) for i in op.inputs]), lists)
-                registered.add(op.module)
         self._output = net.output
         self._features: tuple[str, ...] = ()
         self.feature_info: list[dict] = []
@@ -84,6 +86,16 @@ class ResDSLNetwork(nn.Module):
             self.feature_info = [{"num_chs": net.shape_of(n)[0],
                                   "reduction": reduction[n], "op": n}
                                  for n in self._features]
+        if inplace:  # feature outputs are returned, so nothing may overwrite them
+            net = with_inplace(net, keep=self._features)
+        self._ops = net.ops
+        self._inplace = frozenset(op.name for op in net.ops if dict(op.attrs).get("inplace"))
+        registered: set[str] = set()
+        lists = list_containers(net)
+        for op in net.ops:
+            if op.module is not None and op.module not in registered:
+                _register(self, op.module, make_module(op, [net.shape_of(i) for i in op.inputs]), lists)
+                registered.add(op.module)
         self._link()
 
     def _link(self) -> None:
@@ -107,7 +119,10 @@ class ResDSLNetwork(nn.Module):
         """Every op's output by op name (and ``input``): the IR's values, for inspection."""
         values = {INPUT: x}
         for op, module in self._steps:
-            values[op.name] = self._run(op, module, [values[i] for i in op.inputs])
+            xs = [values[i] for i in op.inputs]
+            if op.name in self._inplace:  # keep the value it would overwrite, for inspection
+                xs[0] = xs[0].clone()
+            values[op.name] = self._run(op, module, xs)
         return values
 
     def _run(self, op: Op, module: nn.Module | None, xs: list[torch.Tensor]) -> torch.Tensor:
@@ -200,17 +215,18 @@ def init_weights(model: nn.Module, net: Network) -> None:
 
 
 def build(net: Network, *, seed: int | None = 0,
-          out_indices: Sequence[int] | None = None) -> ResDSLNetwork:
+          out_indices: Sequence[int] | None = None, inplace: bool = True) -> ResDSLNetwork:
     """An ``nn.Module`` for ``net``; ``seed`` makes the initial weights reproducible
     (``None`` draws from torch's global random state). ``out_indices`` makes it a feature
-    extractor (see :class:`ResDSLNetwork`); the weights do not depend on it."""
+    extractor (see :class:`ResDSLNetwork`); the weights do not depend on it, nor on
+    ``inplace`` (``False`` runs every op out of place)."""
     if seed is None:
-        model = ResDSLNetwork(net, out_indices)
+        model = ResDSLNetwork(net, out_indices, inplace=inplace)
         init_weights(model, net)
         return model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ResDSLNetwork(net, out_indices)
+        model = ResDSLNetwork(net, out_indices, inplace=inplace)
         init_weights(model, net)
     return model
 

@@ -32,6 +32,7 @@ import jinja2
 from .. import __version__
 from ..diagnostics import UsageError
 from ..ir import Attr, Network, Op, Scope
+from ..passes import with_inplace
 from ..primitives import INPUT_CHANNELS, NODEFAULT, PRIMITIVES, SourceCall, SourceHelper, SourceInit
 from ..resources import data_path
 from ..stats import fmt_shape
@@ -134,6 +135,12 @@ def _call(op: Op, functional: bool) -> SourceCall:
     if call is None:
         raise ValueError(f"no torch {'function' if functional else 'module'} for `{op.kind}`")
     return call
+
+
+def _inplace_statement(op: Op) -> bool:
+    """The op runs in place as a statement of its own (``out += shortcut``)."""
+    call = PRIMITIVES[op.kind].source_function
+    return bool(dict(op.attrs).get("inplace")) and call is not None and call.render_inplace is not None
 
 
 def _is_zero_init(op: Op) -> bool:
@@ -268,7 +275,9 @@ class Lowering:
                 sig.append(("sub", item.local, inner, refs, item.role))
             else:
                 zero = _is_zero_init(item.op)
-                sig.append((item.kind, item.local, item.op.kind, refs, item.role, zero))
+                # `out += y` and `out = out + y` are different statements: different classes
+                statement = item.kind == "func" and _inplace_statement(item.op)
+                sig.append((item.kind, item.local, item.op.kind, refs, item.role, zero, statement))
         signature = (scope.kind, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
             cls = self.classes.setdefault(signature, Cls(signature, scope.definition, scope.kind))
@@ -541,6 +550,8 @@ class Renderer:
             cls = self.low.class_of[child.path]
             return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
         call = _call(item.op, functional=False)
+        if call.skip_init:  # built once: reset_parameters initialises it (the `skip_init` helper)
+            return Call("skip_init", (call.name, *self.call_args(call, forms, ref)))
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
     def render_class(self, scope: Scope, name: str, forms: list[tuple], params: list[str],
@@ -619,6 +630,12 @@ class Renderer:
             if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
                 lines.append(self.expression(item, ins, calls.get(n, [])))
                 continue
+            if item.kind == "func" and _inplace_statement(item.op):  # overwrites its first input
+                target = var[first]
+                live[target] = item.output
+                var[item.output] = target
+                lines += _call(item.op, functional=True).render_inplace(ins)
+                continue
             if item.role == "shortcut":
                 target = _fresh_var("shortcut", live, self.low.names)
             elif var[first] not in live:
@@ -696,6 +713,8 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     whose layers cannot be laid out as nested modules (a block reading a value computed
     inside another block) raises :class:`~resdsl.diagnostics.UsageError`.
     """
+    # in place where the dataflow allows (`nn.ReLU(inplace=True)`, `out += shortcut`)
+    net = with_inplace(net)
     try:
         low = Lowering(net)
     except ValueError as err:

@@ -20,16 +20,21 @@ class _Act:
     text: str  # as diagrams write it
     module: str  # torch.nn class
     function: str  # call in torch, "F.relu" or "torch.sigmoid"
+    inplace: bool = False  # torch has an in-place form whose backward does not need the input
+    # autograd saves neither its output nor, run in place, its result (ReLU and sigmoid do; an
+    # in-place SiLU or hard-swish is kept whole as well, to be safe)
+    overwritable: bool = True
 
 
 _ACTS = [
-    _Act("relu", "max(x, 0)", "ReLU", "ReLU", "F.relu"),
-    _Act("relu6", "min(max(x, 0), 6)", "ReLU6", "ReLU6", "F.relu6"),
+    _Act("relu", "max(x, 0)", "ReLU", "ReLU", "F.relu", inplace=True, overwritable=False),
+    _Act("relu6", "min(max(x, 0), 6)", "ReLU6", "ReLU6", "F.relu6", inplace=True, overwritable=False),
     _Act("gelu", "Gaussian error linear unit", "GELU", "GELU", "F.gelu"),
-    _Act("silu", "x · sigmoid(x) (swish)", "SiLU", "SiLU", "F.silu"),
-    _Act("hardswish", "x · relu6(x + 3) / 6", "hard-swish", "Hardswish", "F.hardswish"),
-    _Act("sigmoid", "1 / (1 + e^-x)", "sigmoid", "Sigmoid", "torch.sigmoid"),
-    _Act("tanh", "hyperbolic tangent", "tanh", "Tanh", "torch.tanh"),
+    _Act("silu", "x · sigmoid(x) (swish)", "SiLU", "SiLU", "F.silu", inplace=True, overwritable=False),
+    _Act("hardswish", "x · relu6(x + 3) / 6", "hard-swish", "Hardswish", "F.hardswish", inplace=True,
+         overwritable=False),
+    _Act("sigmoid", "1 / (1 + e^-x)", "sigmoid", "Sigmoid", "torch.sigmoid", overwritable=False),
+    _Act("tanh", "hyperbolic tangent", "tanh", "Tanh", "torch.tanh", overwritable=False),
 ]
 
 
@@ -40,6 +45,8 @@ def _torch_call(path: str):
         import torch.nn.functional as F
 
         owner = F if path.startswith("F.") else torch
+        if a.get("inplace"):  # set by resdsl.passes.inplace_ops, only for kinds that allow it
+            return getattr(owner, path.split(".")[1])(xs[0], inplace=True)
         return getattr(owner, path.split(".")[1])(xs[0])
     return run
 
@@ -48,8 +55,17 @@ def _nn(cls: str):
     def build(a: dict, shapes: list[Shape]):
         from torch import nn
 
-        return getattr(nn, cls)()
+        return getattr(nn, cls)(inplace=True) if a.get("inplace") else getattr(nn, cls)()
     return build
+
+
+def inplace_flag(op: Op, shapes: list[Shape]) -> bool:
+    """The ``inplace`` argument of a generated call: what resdsl.passes decided for ``op``."""
+    return bool(dict(op.attrs).get("inplace", False))
+
+
+#: ``inplace=True`` in the generated source, written only where the pass chose it.
+INPLACE_ARG = SourceArg("inplace", "inplace", default=False, compute=inplace_flag)
 
 
 def _simple(onnx_op: str):
@@ -101,12 +117,13 @@ _ONNX = {
 
 
 def _activation(act: _Act) -> Primitive:
+    args = (INPLACE_ARG,) if act.inplace else ()
     return Primitive(
         act.kind, (), same, f"activation: {act.doc}",
         look=Look(lambda op, t=act.text: t, "act"),
         torch_module=_nn(act.module), torch_function=_torch_call(act.function),
-        source_module=SourceCall(f"nn.{act.module}"), source_function=SourceCall(act.function),
-        onnx=_ONNX[act.kind])
+        source_module=SourceCall(f"nn.{act.module}", args), source_function=SourceCall(act.function, args),
+        onnx=_ONNX[act.kind], inplace=act.inplace, overwritable=act.overwritable)
 
 
 ACTIVATIONS = [_activation(a) for a in _ACTS]
@@ -137,7 +154,9 @@ LEAKY_RELU = Primitive(
     torch_module=_leaky_module, torch_function=_leaky_function,
     source_module=SourceCall("nn.LeakyReLU", (SourceArg("negative_slope"),)),
     source_function=SourceCall("F.leaky_relu", (SourceArg("negative_slope"),)),
-    onnx=((1, _leaky_onnx),))
+    onnx=((1, _leaky_onnx),),
+    # not in place: torch refuses an in-place leaky ReLU's backward for a negative slope
+    overwritable=True)
 
 # ---------------------------------------------------------------- group_softmax
 

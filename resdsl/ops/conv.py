@@ -55,10 +55,14 @@ def _conv_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
 
 
 def _conv_module(a: dict, shapes: list[Shape]):
+    import torch
     from torch import nn
 
-    return nn.Conv2d(shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
-                     a["dilation"], a["groups"], a["bias"])
+    # Built once (issue 14): no default initialisation that `_kaiming` would overwrite; the
+    # weights are uninitialised until the init pass (resdsl.build runs it).
+    return nn.utils.skip_init(nn.Conv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
+                              a["padding"], a["dilation"], a["groups"], a["bias"],
+                              device=torch.get_default_device())
 
 
 def _std_conv_module(a: dict, shapes: list[Shape]):
@@ -72,9 +76,12 @@ def _kaiming(module, a: dict) -> None:
     from torch import nn
 
     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    if module.bias is not None:  # every tensor set here: the module is built without default init
+        nn.init.zeros_(module.bias)
 
 
-_KAIMING = SourceInit("nn.Conv2d", ('nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")',))
+_KAIMING = SourceInit("nn.Conv2d", ('nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")',
+                                    "if module.bias is not None:", "    nn.init.zeros_(module.bias)"))
 
 _CONV_ARGS = (SourceArg("in_channels"), SourceArg("out_channels"), SourceArg("kernel_size", "kernel_size"),
               SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
@@ -119,14 +126,14 @@ def _conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     a, m = dict(op.attrs), op.module
     bn = g.folded_bn(op)
     if bn is not None:
-        from ..backends.fold import fold_conv_bn
+        from ..backends.fold import fold_conv_bn_arrays
 
         w, b = g.state[f"{m}.weight"], g.state.get(f"{m}.bias") if a["bias"] else None
         s = {p: g.state[f"{bn.module}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")}
-        w, b = fold_conv_bn(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
-                            float(bn.attr("eps")))
+        w, b = fold_conv_bn_arrays(w, b, s["weight"], s["bias"], s["running_mean"], s["running_var"],
+                                   float(bn.attr("eps")))
         # Re-key the folded tensors under the conv's names, as the torch folding pass does.
-        inputs = [g.init(f"{m}.weight", w.numpy()), g.init(f"{m}.bias", b.numpy())]
+        inputs = [g.init(f"{m}.weight", w), g.init(f"{m}.bias", b)]
     else:
         inputs = [g.param(f"{m}.weight")] + ([g.param(f"{m}.bias")] if a["bias"] else [])
     g.node("Conv", [xs[0], *inputs], op.name, out, **_conv_attrs(g, a))
@@ -149,6 +156,14 @@ def _std_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Conv", [xs[0], weight, *bias], name, out, **_conv_attrs(g, a))
 
 
+#: The generated file's wrapper for modules built once (SourceCall.skip_init).
+_SKIP_INIT = SourceHelper("skip_init", text='''
+def skip_init(module_cls: type[nn.Module], *args: object, **kwargs: object) -> nn.Module:
+    """`module_cls(*args, **kwargs)` without torch's default initialisation, on the default
+    device: reset_parameters() initialises every tensor once."""
+    return nn.utils.skip_init(module_cls, *args, device=torch.get_default_device(), **kwargs)
+''')
+
 _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param("stride", "int", 1),
                 param("padding", "int?", None, "default (kernel_size - 1) // 2 × dilation"),
                 param("dilation", "int", 1), param("groups", "int", 1), param("bias", "bool", False))
@@ -157,8 +172,8 @@ CONV = Primitive(
     "conv", _CONV_PARAMS, _conv_rule("conv"), "2-D convolution (torch.nn.Conv2d); square kernels",
     look=Look(_conv_text("conv"), "conv", table=conv_table, depth=True),
     weights=_conv_weights, torch_module=_conv_module, init=_kaiming,
-    source_module=SourceCall("nn.Conv2d", _CONV_ARGS), source_init=_KAIMING,
-    onnx=((1, _conv_onnx),), fold="conv")
+    source_module=SourceCall("nn.Conv2d", _CONV_ARGS, skip_init=True, helpers=(_SKIP_INIT,)), source_init=_KAIMING,
+    onnx=((1, _conv_onnx),), fold="conv", overwritable=True)
 
 _STD_CONV = SourceHelper("StdConv2d", template="std_conv.j2", functional=True)
 
@@ -171,7 +186,7 @@ STD_CONV = Primitive(
     weights=_conv_weights, torch_module=_std_conv_module, init=_kaiming,
     source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
                                            SourceArg("eps", "eps", 1e-6)), helpers=(_STD_CONV,)),
-    source_init=_KAIMING, onnx=((1, _std_conv_onnx),))
+    source_init=_KAIMING, onnx=((1, _std_conv_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- channel_conv (ECA)
 
@@ -255,6 +270,6 @@ LINEAR = Primitive(
     weights=_linear_weights, torch_module=_linear_module,
     source_module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
                                            SourceArg("bias", "bias", True))),
-    onnx=((1, _linear_onnx),))
+    onnx=((1, _linear_onnx),), overwritable=True)
 
 __all__ = ["CONV", "STD_CONV", "CHANNEL_CONV", "LINEAR", "conv_table", "NODEFAULT"]

@@ -49,10 +49,19 @@ def _fold(op_name: str):
     """Left to right, as Python evaluates ``a + b + c``."""
     def run(a: dict, xs: list, training: bool):
         out = xs[0]
+        if a.get("inplace"):  # resdsl.passes.inplace_ops: nothing else reads xs[0]
+            for y in xs[1:]:
+                out = out.add_(y) if op_name == "Add" else out.sub_(y)
+            return out
         for y in xs[1:]:
             out = out + y if op_name == "Add" else out * y if op_name == "Mul" else out - y
         return out
     return run
+
+
+def _augmented(symbol: str):
+    """``out += b`` (then ``out += c``): left to right, as the expression form sums them."""
+    return lambda ins: [f"{ins[0]} {symbol}= {y}" for y in ins[1:]]
 
 
 def _chain(onnx_op: str):
@@ -71,22 +80,25 @@ def _infix(symbol: str):
 ADD = Primitive(
     "add", (), _add, "element-wise sum of its inputs (the residual add)", arity=None, module=False,
     look=Look(lambda op: "+", "merge", symbol="+", residual=True),
-    torch_function=_fold("Add"), source_function=SourceCall("add", render=_infix("+")),
-    onnx=((1, _chain("Add")),))
+    torch_function=_fold("Add"),
+    source_function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")),
+    onnx=((1, _chain("Add")),), inplace=True, overwritable=True)
 
 MULTIPLY = Primitive(
     "multiply", (), _multiply, "element-wise product; a C×1×1 gate broadcasts over H×W",
     arity=None, module=False,
     look=Look(lambda op: "×", "merge", symbol="×"),
     torch_function=_fold("Mul"), source_function=SourceCall("multiply", render=_infix("*")),
-    onnx=((1, _chain("Mul")),))
+    # not in place: a product's backward needs both factors
+    onnx=((1, _chain("Mul")),), overwritable=True)
 
 SUBTRACT = Primitive(
     "subtract", (), _subtract, "element-wise difference `a - b` of two tensors of one shape",
     arity=None, module=False,
     look=Look(lambda op: "−", "merge", symbol="−"),
-    torch_function=_fold("Sub"), source_function=SourceCall("subtract", render=_infix("-")),
-    onnx=((1, _chain("Sub")),))
+    torch_function=_fold("Sub"),
+    source_function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")),
+    onnx=((1, _chain("Sub")),), inplace=True, overwritable=True)
 
 # ---------------------------------------------------------------- concat, split
 
@@ -118,7 +130,7 @@ CONCAT = Primitive(
     look=Look(lambda op: "concat", "merge"),
     torch_function=_concat_function,
     source_function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"),
-    onnx=((1, _concat_onnx),))
+    onnx=((1, _concat_onnx),), overwritable=True)
 
 
 def split_range(a: dict) -> tuple[int, int]:

@@ -61,7 +61,7 @@ BATCHNORM = Primitive(
     source_module=SourceCall("nn.BatchNorm2d", (SourceArg("num_features"), SourceArg("eps", "eps", 1e-5),
                                                 SourceArg("momentum", "momentum", 0.1))),
     source_init=SourceInit("nn.BatchNorm2d", ("nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)")),
-    onnx=((1, _bn_onnx),), fold="bn")
+    onnx=((1, _bn_onnx),), fold="bn", overwritable=True)
 
 # ---------------------------------------------------------------- groupnorm
 
@@ -112,7 +112,7 @@ GROUPNORM = Primitive(
     weights=_affine_weights, torch_module=_gn_module, zero_init="weight",
     source_module=SourceCall("nn.GroupNorm", (SourceArg("groups"), SourceArg("num_channels"),
                                               SourceArg("eps", "eps", 1e-5))),
-    onnx=((1, _gn_decomposed), (21, _gn_native)))
+    onnx=((1, _gn_decomposed), (21, _gn_native)), overwritable=True)
 
 # ---------------------------------------------------------------- layernorm (channels first)
 

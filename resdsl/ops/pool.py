@@ -6,6 +6,8 @@ outside the ``state_dict``, as in timm), so it counts zero too.
 
 from __future__ import annotations
 
+import math
+
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
 from .shapes import feature_map, spatial
@@ -147,7 +149,7 @@ MAXPOOL = Primitive(
                                               SourceArg("ceil_mode", "ceil_mode", False))),
     source_function=SourceCall("F.max_pool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
                                                 SourceArg("ceil_mode", "ceil_mode", False))),
-    onnx=((1, _maxpool_onnx),))
+    onnx=((1, _maxpool_onnx),), overwritable=True)
 
 _AVG_ARGS = (*_POOL_ARGS, SourceArg("ceil_mode", "ceil_mode", False),
              SourceArg("count_include_pad", "count_include_pad", True))
@@ -161,7 +163,7 @@ AVGPOOL = Primitive(
               head=lambda op: "average pool"),
     torch_module=_avgpool_module, torch_function=_avgpool_function,
     source_module=SourceCall("nn.AvgPool2d", _AVG_ARGS), source_function=SourceCall("F.avg_pool2d", _AVG_ARGS),
-    onnx=((1, _avgpool_onnx),))
+    onnx=((1, _avgpool_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- global_avgpool
 
@@ -195,7 +197,7 @@ GLOBAL_AVGPOOL = Primitive(
     torch_module=_gap_module, torch_function=_gap_function,
     source_module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
     source_function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS),
-    onnx=((1, _gap_onnx),))
+    onnx=((1, _gap_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- blurpool
 
@@ -229,14 +231,16 @@ def _blurpool_function(a: dict, xs: list, training: bool):
 
 
 def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
-    from ..backends.torch_layers import blur_filter
+    import numpy as np
 
     c = g.shape_of(op.inputs[0])[0]
     f, s, name = op.attr("filt_size"), op.attr("stride"), op.name
     p = blur_padding(f, s)
     padded = g.node("Pad", [xs[0], g.const(f"{name}/pads", [0, 0, p, p, 0, 0, p, p])], f"{name}/pad",
                     mode="reflect")
-    filt = g.init(f"{name}/filt", blur_filter(f).expand(c, 1, f, f).numpy())
+    # torch_layers.blur_filter's binomial filter, in numpy (the ONNX path needs no torch)
+    row = np.array([math.comb(f - 1, k) for k in range(f)], np.float32) / 2 ** (f - 1)
+    filt = g.init(f"{name}/filt", np.broadcast_to(row[:, None] * row[None, :], (c, 1, f, f)))
     g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
 
 

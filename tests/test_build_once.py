@@ -1,0 +1,57 @@
+"""Build once (issue 14): no default initialisation that the init pass then overwrites.
+
+Convolutions are made with ``nn.utils.skip_init`` (on the meta device, then given
+uninitialised storage on the default device) in process and in the generated source, and
+initialised once by the registry's init (Kaiming-normal weight, zero bias). Seeded weights
+stay equal between the two (``tests/test_torch_source.py`` and the registry conformance test
+compare them); here: no default draw is wasted, and the default device is honoured.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from test_torch_source import import_source  # noqa: E402
+
+from conftest import load_spec  # noqa: E402
+from resdsl.backends.torch_module import ResDSLNetwork, build  # noqa: E402
+from resdsl.backends.torch_source import emit  # noqa: E402
+
+
+def _real_default_draws(monkeypatch) -> list[tuple[int, ...]]:
+    """Shapes of the tensors torch's default (Kaiming-uniform) initialisation fills with real
+    random numbers; draws on the meta device are free and not counted."""
+    seen: list[tuple[int, ...]] = []
+    original = torch.nn.init.kaiming_uniform_
+
+    def counting(tensor, *args, **kwargs):
+        if tensor.device.type != "meta":
+            seen.append(tuple(tensor.shape))
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_uniform_", counting)
+    return seen
+
+
+def test_convolutions_get_no_default_initialisation(monkeypatch, tmp_path):
+    net = load_spec("resnet50")
+    seen = _real_default_draws(monkeypatch)
+    model = build(net, seed=0)
+    assert seen == [(1000, 2048)]  # the classifier's default init is its only one (as torchvision's)
+    seen.clear()
+    generated = import_source(emit(net, seed=0), tmp_path, "resnet50").resnet50(seed=0)
+    assert seen == [(1000, 2048)]
+    for (key, a), b in zip(model.state_dict().items(), generated.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(bool(torch.isfinite(m.weight).all()) and m.weight.std() > 0 for m in convs)
+
+
+def test_the_default_device_is_honoured(tmp_path):
+    net = load_spec("resnet18")
+    with torch.device("meta"):
+        model = ResDSLNetwork(net)
+        generated = import_source(emit(net), tmp_path, "resnet18").resnet18(seed=None)
+    assert {p.device.type for p in [*model.parameters(), *generated.parameters()]} == {"meta"}
