@@ -754,10 +754,11 @@ class Elaborator:
                 raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                                 label.span, hint="choose another name")
             for component in components:
-                if keyword.iskeyword(component) or component == "self":
-                    # torch.fx writes module paths into Python code; a top-level `self` would
-                    # rebind the traced forward's own `self`
-                    what = "it is a Python keyword" if component != "self" else "torch.fx code calls the module `self`"
+                if keyword.iskeyword(component) or component.lower() == "self":
+                    # torch.fx writes module paths into Python code, snake-cased: a top-level
+                    # `self` (or `Self`, `SELF`) would rebind the traced forward's own `self`
+                    what = ("torch.fx code calls the module `self`" if component.lower() == "self"
+                            else "it is a Python keyword")
                     raise self.fail("E054", f"`{component}` cannot name a layer: {what}",
                                     label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
                                     "writes layer names into Python code")
