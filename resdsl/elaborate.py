@@ -754,12 +754,8 @@ class Elaborator:
                 raise self.fail("E011", "`input` names the block's input and cannot name a layer",
                                 label.span, hint="choose another name")
             for component in components:
-                if keyword.iskeyword(component) or component.lower() == "self":
-                    # torch.fx writes module paths into Python code, snake-cased: a top-level
-                    # `self` (or `Self`, `SELF`) would rebind the traced forward's own `self`
-                    what = ("torch.fx code calls the module `self`" if component.lower() == "self"
-                            else "it is a Python keyword")
-                    raise self.fail("E054", f"`{component}` cannot name a layer: {what}",
+                if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
+                    raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
                                     label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
                                     "writes layer names into Python code")
                 if component in RESERVED_LABELS or component.startswith("_"):
@@ -769,6 +765,12 @@ class Elaborator:
             if len(_LABELS_OK) >= 4096:
                 _LABELS_OK.clear()
             _LABELS_OK[name] = components
+        if not frame.path and components[0].lower() == "self":
+            # torch.fx names a value after its module path, snake-cased: a top-level `self`
+            # (`Self`, `SELF`) would rebind the traced forward's own `self` (`layer1.0.self` is fine)
+            raise self.fail("E054", f"`{components[0]}` cannot name a top-level layer: torch.fx code calls "
+                            "the module `self`", label.span,
+                            hint=f"choose another name, e.g. `{components[0]}_`, or put it inside a named block")
         labels = frame.labels
         if name in labels:
             first = labels[name]
