@@ -10,46 +10,17 @@ statistics. Skipped where torchvision or timm cannot be imported; with
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from test_inplace import training_step  # noqa: E402
+from test_torch_compat import _need, timm, torchvision  # noqa: E402
 from test_torch_source import import_source  # noqa: E402
 
 from conftest import load_spec  # noqa: E402
 from resdsl.backends.torch_module import build  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
-
-
-def _import(name: str):
-    try:
-        return importlib.import_module(name)
-    except Exception as err:  # a torchvision built for another torch raises RuntimeError, not ImportError
-        return err
-
-
-torchvision = _import("torchvision")
-timm = _import("timm")
-
-_REQUIREMENT = {
-    "torchvision": "a torchvision built for this torch",
-    "timm": "timm, which imports torchvision, so also a torchvision built for this torch",
-}
-
-
-def _need(module, name: str):
-    if isinstance(module, Exception):
-        reason = (f"{name} is not importable here ({type(module).__name__}: {module}); this check "
-                  f"needs {_REQUIREMENT[name]} (torch {torch.__version__} is installed); CI runs it in "
-                  "a reference environment: pip install torch==2.14.1 torchvision==0.29.1 timm==1.0.31")
-        if os.environ.get("RESDSL_REQUIRE_REFERENCE") == "1":  # CI's reference run: never skip
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return module
 
 
 def _compare(reference: torch.nn.Module, name: str, tmp_path) -> None:
