@@ -11,7 +11,6 @@ without a case, or with a lowering missing, fails here.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import subprocess
 import sys
@@ -27,6 +26,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from test_inplace import assert_same, training_step  # noqa: E402
 from test_onnx import assert_valid  # noqa: E402
+from test_torch_source import import_source  # noqa: E402
 
 import resdsl  # noqa: E402
 from conftest import ROOT  # noqa: E402
@@ -90,15 +90,6 @@ def randomized(state: dict) -> dict:
         else:
             out[key] = value + 0.2 * torch.randn(value.shape, generator=gen)
     return out
-
-
-def import_source(text: str, folder: Path, name: str):
-    path = folder / f"{name}.py"
-    path.write_text(text)
-    spec = importlib.util.spec_from_file_location(f"conformance_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def ruff_clean(path: Path) -> None:
