@@ -53,6 +53,7 @@ from .syntax import (
     UnaryOp,
     With,
 )
+from .torch_names import RESERVED_LABELS
 
 # ----------------------------------------------------------------------- values
 
@@ -247,21 +248,6 @@ _SEQ = (tuple, str)
 _LABELS_OK: dict[str, tuple[str, ...]] = {}
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
-
-#: Layer names become ``nn.Module`` attribute names, so they may not shadow what every
-#: torch module already has (``forward``, ``training``…). Names with a leading ``_`` are
-#: torch's and the generated code's.
-RESERVED_LABELS = frozenset("""
-    T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
-    double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
-    get_submodule half ipu load_state_dict modules mtia named_buffers named_children
-    named_modules named_parameters parameters register_backward_hook register_buffer
-    register_forward_hook register_forward_pre_hook register_full_backward_hook
-    register_full_backward_pre_hook register_load_state_dict_post_hook
-    register_load_state_dict_pre_hook register_module register_parameter
-    register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
-    set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
-""".split())
 
 # -------------------------------------------------------------------- frames
 

@@ -9,7 +9,9 @@ source) with ``strict=True``; outputs in eval mode must agree. The modern family
 compiled to ONNX with the same weights and run in onnxruntime, and a few one-line variants
 of the standard library (ECA, blur pool, tiered stem) must be timm's models too. Skipped, with the reason,
 where torchvision or timm cannot be imported (for instance a PyPI torchvision built for
-another torch release).
+another torch release). The installed torch's ``nn.Module`` attribute names must all be
+among the layer names the front end refuses (``resdsl/torch_names.py``), checked with torch
+alone.
 """
 
 from __future__ import annotations
@@ -186,3 +188,26 @@ def test_out_indices_match_timm_features_only(name):
     with torch.no_grad():
         for a, b in zip(ours(x), features(x), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
+
+
+def test_reserved_labels_cover_the_installed_torch():
+    # What a child module's name can shadow: every attribute a plain `nn.Module` has, which
+    # `dir()` lists (methods, properties, class attributes such as `T_destination` and
+    # `dump_patches`) together with the instance's own `__dict__` (`training`; the rest,
+    # `_parameters`, `_modules`…, start with `_`). `add_module` refuses exactly these
+    # (`hasattr(self, name)`), and a child set under one anyway would hide behind the
+    # attribute. Names starting with `_` are refused by rule, so only public ones must be
+    # listed; the containers the back ends build (`nn.Sequential`, `nn.ModuleList`) only
+    # hold children named 0, 1, …. Needs torch alone: it runs in the development
+    # environment (torch 2.13) and in CI's reference environment (torch 2.14.1).
+    from resdsl.torch_names import RESERVED_LABELS
+
+    module = torch.nn.Module()
+    public = {name for name in {*dir(module), *vars(module)} if not name.startswith("_")}
+    assert "training" in public and "forward" in public
+    missing = sorted(public - RESERVED_LABELS)
+    assert not missing, f"torch {torch.__version__}: add {missing} to resdsl/torch_names.py"
+    for name in sorted(public):  # each one does clash: torch refuses it as a child's name
+        with pytest.raises(KeyError, match="already exists"):
+            torch.nn.Module().add_module(name, torch.nn.Identity())
+    torch.nn.Module().add_module("conv1", torch.nn.Identity())
