@@ -31,7 +31,7 @@ from .elaborate import (
 )
 from .ir import Network
 from .resources import std_root
-from .syntax import Alias, Definition, Import, Module, parse
+from .syntax import Alias, Definition, Import, Module, parse, too_deep
 
 _PARSED: dict[tuple[str, str], Module] = {}  # (path, text) → AST; the std library parses once
 
@@ -295,7 +295,7 @@ class Loader:
                 env.names[item.name] = FAILED
                 return
             except RecursionError:
-                self.diags.error("E004", "the expression nests too deeply", item.value.span)
+                too_deep(self.diags, item.value.span)
                 return
             if isinstance(value, PrimValue) and item.kind == "module":
                 pass

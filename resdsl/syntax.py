@@ -9,14 +9,20 @@ one run reports several.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Union
 
 from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from . import limits
 from .diagnostics import Diagnostics, Span, SpecError, did_you_mean
@@ -205,21 +211,20 @@ class Module(Node):
 # ---------------------------------------------------------------------- the parser
 
 
-_PER_THREAD = threading.local()
-
-
-def _parser() -> Lark:
-    """The parser; one per thread, because the post-lexer keeps the state of the file."""
-    parser = getattr(_PER_THREAD, "parser", None)
-    if parser is None:
-        parser = _PER_THREAD.parser = Lark(_grammar(), parser="lalr", propagate_positions=True,
-                                           maybe_placeholders=False, postlex=_Layout(), cache=False)
-    return parser
-
-
 @lru_cache(maxsize=1)
 def _grammar() -> str:
     return data_path("grammars", "resdsl.lark").read_text(encoding="utf-8")
+
+
+@dataclass
+class _Seen:
+    """What the post-lexer has yielded of one file so far: the input of the syntax-error
+    hints (an LALR parser does not read past the token it rejects)."""
+
+    opened: list[Token] = field(default_factory=list)  # unclosed ( [ {
+    last: Token | None = None  # the last token yielded
+    before: Token | None = None  # the one before it
+    stray: Token | None = None  # the last ) ] } that closed nothing
 
 
 class _Layout:
@@ -234,19 +239,15 @@ class _Layout:
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
-        # For syntax-error hints: when the parser rejects a token, these describe the
-        # tokens yielded so far (an LALR parser does not read past the token it rejects).
-        self.opened: list[Token] = []  # unclosed ( [ {
-        self.last: Token | None = None  # the last token yielded
-        self.before: Token | None = None  # the one before it
-        self.stray: Token | None = None  # the last ) ] } that closed nothing
+        self.seen = _Seen()
 
     def reset(self) -> None:
         """Forget the last file (not done in ``process``: lark calls it again to resume
         after an error)."""
-        self.opened, self.last, self.before, self.stray = [], None, None, None
+        self.seen = _Seen()
 
     def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        seen = self.seen
         depth = 0  # open ( [ and label-interpolation braces
         braces: list[bool] = []  # one per open `{`: True for a label interpolation
         prev: Token | None = None
@@ -256,14 +257,14 @@ class _Layout:
             if kind == "_NL" and (depth or prev is None or prev.type in ("_NL", "LBRACE")):
                 continue
             if kind in ("LPAR", "LSQB", "LBRACE"):
-                self.opened.append(tok)
+                seen.opened.append(tok)
             elif kind in closes:
-                kinds = [t.type for t in self.opened]
+                kinds = [t.type for t in seen.opened]
                 if closes[kind] in kinds:  # close it, and whatever was left open inside it
-                    del self.opened[len(kinds) - 1 - kinds[::-1].index(closes[kind]):]
+                    del seen.opened[len(kinds) - 1 - kinds[::-1].index(closes[kind]):]
                 else:
-                    self.stray = tok
-            self.before, self.last = prev, tok
+                    seen.stray = tok
+            seen.before, seen.last = prev, tok
             if kind in ("LPAR", "LSQB"):
                 depth += 1
             elif kind in ("RPAR", "RSQB"):
@@ -280,6 +281,30 @@ class _Layout:
             yield Token("_NL", "\n", start_pos=prev.end_pos, line=prev.end_line,
                         column=prev.end_column, end_line=prev.end_line,
                         end_column=prev.end_column, end_pos=prev.end_pos)
+
+
+_IDLE: list[tuple[Lark, _Layout]] = []  # parsers not in use, each with its post-lexer
+
+
+@contextmanager
+def _parser() -> Iterator[tuple[Lark, _Seen]]:
+    """A parser for one parse, and the record its post-lexer keeps of the file.
+
+    The post-lexer keeps the state of the file it reads, so no two parses share one:
+    each takes an idle parser or builds one, and puts it back when done. Parsing is then
+    thread-safe and reentrant, and the hints read that state only as an argument.
+    """
+    try:
+        lark, layout = _IDLE.pop()
+    except IndexError:
+        layout = _Layout()
+        lark = Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                    postlex=layout, cache=False)
+    layout.reset()
+    try:
+        yield lark, layout.seen
+    finally:
+        _IDLE.append((lark, layout))
 
 
 _TOKEN_WORDS = {
@@ -308,19 +333,18 @@ def _unclosed_hint(opened: list[Token]) -> str:
     return f"the `{tok.value}` at line {tok.line}, column {tok.column} is never closed"
 
 
-def _token_hint(tok: Token, expected: set[str]) -> str:
+def _token_hint(tok: Token, expected: set[str], seen: _Seen) -> str:
     """Why a token is unexpected, from the tokens around it (LALR's ``expected`` sets
     merge the lookaheads of several contexts, so they are only a fallback)."""
-    layout: _Layout = _parser().options.postlex
-    opened = layout.opened
-    # The contextual lexer rejects some tokens itself, before this post-lexer sees them.
-    seen = layout.last is not None and layout.last.start_pos == tok.start_pos
-    before = layout.before if seen else layout.last
+    opened = seen.opened
+    # The contextual lexer rejects some tokens itself, before the post-lexer sees them.
+    yielded = seen.last is not None and seen.last.start_pos == tok.start_pos
+    before = seen.before if yielded else seen.last
     if tok.type == "NAME" and "KIND" in expected and (hint := did_you_mean(tok.value, _KINDS)):
         return hint
     if tok.type == "EQUAL" and "COMP_OP" in expected:
         return "compare with `==`"
-    if tok is layout.stray:
+    if tok is seen.stray:
         return f"this `{tok.value}` closes nothing"
     if (opened and opened[-1].type in ("LPAR", "LSQB") and opened[-1].line < tok.line
             and tok.type not in ("RPAR", "RSQB")):
@@ -340,7 +364,10 @@ def _token_hint(tok: Token, expected: set[str]) -> str:
     return "expected " + ", ".join(names) if names and len(names) <= 6 else ""
 
 
-def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str, str, Span, str]:
+def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str,
+                       seen: _Seen) -> tuple[str, str, Span, str]:
+    """The diagnostic for a parse error: code, message, span and hint. ``seen`` is what the
+    post-lexer of this parse had yielded when the error came."""
     line, col = max(err.line, 1), max(err.column, 1)
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if 0 <= err.pos_in_stream < len(text) else "?"
@@ -350,8 +377,7 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str,
         elif ch == "\t":
             hint = "remove the tab character"
         return "E002", f"unexpected character `{ch}`", Span(path, line, col, line, col + 1), hint
-    opened = _parser().options.postlex.opened
-    eof_hint = _unclosed_hint(opened) if opened else "the file ends in the middle of a statement"
+    eof_hint = _unclosed_hint(seen.opened) if seen.opened else "the file ends in the middle of a statement"
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
         return ("E001", "unexpected end of file", Span(path, len(lines), len(lines[-1]) + 1,
@@ -364,28 +390,51 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str) -> tuple[str,
         return "E001", "unexpected end of file", span, eof_hint
     what = "end of line" if tok.type == "_NL" else f"`{tok.value}`"
     end_col = (tok.end_column or col + 1) if tok.end_line == tok.line else col + 1
-    hint = _token_hint(tok, set(err.expected))
+    hint = _token_hint(tok, set(err.expected), seen)
     return "E001", f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
 
 
-def _deepest(text: str, path: str) -> Span:
-    """Where brackets nest deepest (the likely cause of a RecursionError), or the start of
-    the file when they do not nest deeply (long operator chains)."""
-    depth, best, at, line, col = 0, 0, None, 1, 1
-    for ch in text:
-        if ch in "([{":
+# ------------------------------------------------------------------ nesting (E004)
+
+# Strings and comments as the grammar lexes them: the scans below skip their insides.
+_STRING_OR_COMMENT = r'"(?:[^"\\\n]|\\.)*"|#[^\n]*'
+_BRACKETS = re.compile(_STRING_OR_COMMENT + r"|(?P<open>[(\[{])|(?P<close>[)\]}])")
+
+
+def _nesting(text: str) -> tuple[int, int]:
+    """How deep ( [ { nest outside strings and comments, and the offset of the first
+    bracket at that depth (-1 when there are none). A cheap scan, run before parsing."""
+    depth = best = 0
+    at = -1
+    for m in _BRACKETS.finditer(text):
+        if m.group("open"):
             depth += 1
             if depth > best:
-                best, at = depth, (line, col)
-        elif ch in ")]}":
+                best, at = depth, m.start()
+        elif m.group("close"):
             depth = max(depth - 1, 0)
-        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
-    if at is None or best < 100:
+    return best, at
+
+
+def _deepest(text: str, path: str) -> Span:
+    """Where brackets nest deepest, if they nest past the limit; else the start of the file
+    (then long operator chains, not brackets, are the likely cause)."""
+    best, at = _nesting(text)
+    if best < limits.MAX_BRACKET_DEPTH:
         return Span(path, 1, 1, 1, 2)
-    return Span(path, at[0], at[1], at[0], at[1] + 1)
+    line = text.count("\n", 0, at) + 1
+    col = at - text.rfind("\n", 0, at)
+    return Span(path, line, col, line, col + 1)
 
 
-_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|\w+|[^\w\s]')
+def too_deep(diags: Diagnostics, span: Span, message: str = "the expression nests too deeply",
+             hint: str = "split deeply nested expressions into named values") -> None:
+    """Record E004, nesting too deep: the one place it is reported, by the parser's limits
+    and wherever Python's own stack runs out (a :class:`RecursionError`) on a spec."""
+    diags.error("E004", message, span, hint=hint)
+
+
+_TOKEN = re.compile(_STRING_OR_COMMENT + r"|\w+|[^\w\s]")
 
 
 def _count_tokens(text: str) -> int:
@@ -405,77 +454,66 @@ def _tree_depth(tree: Tree) -> tuple[int, Tree]:
     return best, where
 
 
-def _bracket_depth(text: str) -> int:
-    """How deep ( [ { nest, outside strings and comments (a cheap scan before parsing)."""
-    depth = best = 0
-    for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[(\[{]|[)\]}]', text):
-        ch = m.group()
-        if ch in "([{":
-            depth += 1
-            best = max(best, depth)
-        elif ch in ")]}":
-            depth = max(depth - 1, 0)
-    return best
-
-
 def parse(text: str, path: str) -> Module:
     """Parse source text into a :class:`Module`, or raise :class:`SpecError`."""
     diags = Diagnostics()
-    last_line = [0]
     tokens = _count_tokens(text)
     if tokens > limits.MAX_TOKENS:  # parsing costs tens of µs a token: refuse before it starts
         diags.error("E017", f"the file has more than {limits.MAX_TOKENS:,} tokens ({tokens:,})",
                     Span(path, 1, 1, 1, 2), hint="split the spec into files that import each other, "
                     "or use `for` loops and stages instead of repeated lines")
         raise SpecError(diags.items)
-    if _bracket_depth(text) > limits.MAX_BRACKET_DEPTH:  # LALR on deep nesting is slow, then recurses
-        diags.error("E004", f"brackets nest more than {limits.MAX_BRACKET_DEPTH} deep",
-                    _deepest(text, path), hint="split deeply nested expressions into named values")
-        raise SpecError(diags.items)
-
-    def on_error(err: UnexpectedInput) -> bool:
-        code, msg, span, hint = _syntax_diagnostic(err, path, text)
-        token = getattr(err, "token", None)
-        # After an error, a `}` or the end of the file is rejected only because the
-        # broken statement left the parser mid-way: an echo.
-        echo = bool(diags) and token is not None and token.type in ("RBRACE", "$END")
-        if span.line != last_line[0] and not echo:  # one error per line: the rest are echoes
-            diags.error(code, msg, span, hint=hint)
-            last_line[0] = span.line
-        # Past a bracket left open, or an item that does not start with a keyword, every
-        # later line would be an echo of this error.
-        lost = "is never closed" in hint or (
-            token is not None and token.type == "NAME" and "KIND" in err.expected)
-        return len(diags.items) < 10 and not isinstance(err, UnexpectedEOF) and not lost
-
-    _parser().options.postlex.reset()
-    try:
-        tree = _parser().parse(text, on_error=on_error)
-    except UnexpectedInput as err:
-        if not diags:
-            code, msg, span, hint = _syntax_diagnostic(err, path, text)
-            diags.error(code, msg, span, hint=hint)
-        raise SpecError(diags.items) from None
-    except RecursionError:
-        diags.error("E004", "nesting is too deep", _deepest(text, path),
-                    hint="split deeply nested expressions into named values")
-        raise SpecError(diags.items) from None
-    diags.raise_if_any()
-    depth, deepest = _tree_depth(tree)
-    if depth > limits.MAX_TREE_DEPTH:  # the transformer and the evaluator recurse per level
-        meta = deepest.meta
-        span = Span(path, meta.line, meta.column, meta.line, meta.column + 1) \
-            if not getattr(meta, "empty", True) else _deepest(text, path)
-        diags.error("E004", f"the expression nests more than {limits.MAX_TREE_DEPTH} deep", span,
-                    hint="split long operator chains and nested conditions into named values")
+    if _nesting(text)[0] > limits.MAX_BRACKET_DEPTH:  # LALR on deep nesting is slow, then recurses
+        too_deep(diags, _deepest(text, path), f"brackets nest more than {limits.MAX_BRACKET_DEPTH} deep")
         raise SpecError(diags.items)
     try:
+        tree = _parse_tree(text, path, diags)
+        depth, deepest = _tree_depth(tree)
+        if depth > limits.MAX_TREE_DEPTH:  # the transformer and the evaluator recurse per level
+            meta = deepest.meta
+            span = Span(path, meta.line, meta.column, meta.line, meta.column + 1) \
+                if not getattr(meta, "empty", True) else _deepest(text, path)
+            too_deep(diags, span, f"the expression nests more than {limits.MAX_TREE_DEPTH} deep",
+                     hint="split long operator chains and nested conditions into named values")
+            raise SpecError(diags.items)
         items = _ToAst(path).transform(tree)
-    except RecursionError:
-        diags.error("E004", "nesting is too deep", _deepest(text, path),
-                    hint="split deeply nested expressions into named values")
+    except (RecursionError, VisitError) as err:
+        # lark wraps what a transformer callback raises, a RecursionError included
+        if isinstance(err, VisitError) and not isinstance(err.orig_exc, RecursionError):
+            raise
+        too_deep(diags, _deepest(text, path))
         raise SpecError(diags.items) from None
     return Module(Span(path, 1, 1, 1, 1), path, tuple(items.children))
+
+
+def _parse_tree(text: str, path: str, diags: Diagnostics) -> Tree:
+    """The Lark tree, or :class:`SpecError` with up to ten syntax errors in ``diags``."""
+    last_line = [0]
+    with _parser() as (lark, seen):
+        def on_error(err: UnexpectedInput) -> bool:
+            code, msg, span, hint = _syntax_diagnostic(err, path, text, seen)
+            token = getattr(err, "token", None)
+            # After an error, a `}` or the end of the file is rejected only because the
+            # broken statement left the parser mid-way: an echo.
+            echo = bool(diags) and token is not None and token.type in ("RBRACE", "$END")
+            if span.line != last_line[0] and not echo:  # one error per line: the rest are echoes
+                diags.error(code, msg, span, hint=hint)
+                last_line[0] = span.line
+            # Past a bracket left open, or an item that does not start with a keyword, every
+            # later line would be an echo of this error.
+            lost = "is never closed" in hint or (
+                token is not None and token.type == "NAME" and "KIND" in err.expected)
+            return len(diags.items) < 10 and not isinstance(err, UnexpectedEOF) and not lost
+
+        try:
+            tree = lark.parse(text, on_error=on_error)
+        except UnexpectedInput as err:
+            if not diags:
+                code, msg, span, hint = _syntax_diagnostic(err, path, text, seen)
+                diags.error(code, msg, span, hint=hint)
+            raise SpecError(diags.items) from None
+    diags.raise_if_any()
+    return tree
 
 
 # ------------------------------------------------------------------- tree → AST
