@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from . import limits
+from . import limits, roles
 from .diagnostics import NO_SPAN, Diagnostic, Diagnostics, Span, did_you_mean
-from .ir import INPUT, Attr, Network, Op, Scope, Shape
+from .ir import INPUT, Attr, Network, Op, Role, Scope, Shape
 from .primitives import PRIMITIVES, REQUIRED, Primitive, ShapeError
 from .resources import std_root
 from .syntax import (
@@ -386,13 +386,13 @@ class Elaborator:
                        hint="start the body with `input [3, 224, 224]`")
         if self.diags:
             return None
-        root = Scope(name, "", "network", value.name,
+        root = Scope(name, "", Role.NETWORK, value.name,
                      tuple((k, to_attr(v)) for k, v in args.items()), tuple(frame.items),
                      INPUT, frame.current, defn.span)
         self.dead_layers(root, frame.current)
         if self.diags:
             return None
-        return Network(name, source, frame.input_shape, tuple(self.ops), root, frame.current)
+        return roles.assign(Network(name, source, frame.input_shape, tuple(self.ops), root, frame.current))
 
     def dead_layers(self, root: Scope, output: str) -> None:
         """E056 for a layer with weights whose output never reaches the network's output
@@ -1131,7 +1131,7 @@ class Elaborator:
             raise _Skip() from None  # the instance fails; its caller goes on
         finally:
             self.sites.pop()
-        return Scope(name or callee.name, path, callee.kind, callee.name,
+        return Scope(name or callee.name, path, roles.role_of(callee.kind), callee.name,
                      _attrs(bound), tuple(frame.items), src,
                      frame.current, span, inline=name is None)
 
@@ -1197,7 +1197,7 @@ class Elaborator:
             scope = self.instantiate(block, tuple(args), str(i), sub.current, sub, st.call.span,
                                      st.span)
             self.attach(scope, str(i), sub)
-        scope = Scope(name, sub.path, "stage", "stage",
+        scope = Scope(name, sub.path, Role.STAGE, "stage",
                       (("block", block.name), ("depth", depth), ("stride", stride)),
                       tuple(sub.items), src, sub.current, st.span)
         self.attach(scope, name, frame, branch=st.source is not None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from functools import cached_property
 from typing import Union
 
@@ -58,18 +59,34 @@ class Op:
         raise KeyError(f"{self.kind} op `{self.name}` has no attribute `{key}`")
 
 
+class Role(Enum):
+    """What an instance is: the kind of the definition it instantiates (``block``,
+    ``shortcut``, ``stem``, ``head``, ``module``), ``stage`` for a ``stage(…)`` and
+    ``network`` for the root. The elaborator sets it; back ends decide structure by it,
+    never by a definition's or a layer's name."""
+
+    NETWORK = "network"
+    STEM = "stem"
+    STAGE = "stage"
+    BLOCK = "block"
+    SHORTCUT = "shortcut"
+    HEAD = "head"
+    MODULE = "module"
+
+
 @dataclass(frozen=True)
 class Scope:
     """One instantiated definition: the network, a stage, a block, a shortcut, a stem…
 
     ``items`` lists, in execution order, the op names this scope runs itself and its
-    child scopes. ``definition`` names the ``.res`` definition it instantiates
-    (``bottleneck``); ``args`` are the arguments it was instantiated with.
+    child scopes. ``role`` says what the instance is; ``definition`` names the ``.res``
+    definition it instantiates (``bottleneck``); ``args`` are the arguments it was
+    instantiated with.
     """
 
     name: str
     path: str
-    kind: str
+    role: Role
     definition: str
     args: tuple[tuple[str, Attr], ...]
     items: tuple[str | Scope, ...]
@@ -79,6 +96,11 @@ class Scope:
     #: An unnamed stem or head: its layers sit in the parent's namespace (``conv1``, not
     #: ``stem.conv1``), so ``path`` is the parent's path.
     inline: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The definition keyword (``block``), for messages; decide structure by ``role``."""
+        return self.role.value
 
     @property
     def children(self) -> tuple[Scope, ...]:
@@ -105,7 +127,16 @@ class Scope:
 
 @dataclass(frozen=True)
 class Network:
-    """A checked network: ops in execution order, the scope tree, the declared input."""
+    """A checked network: ops in execution order, the scope tree, the declared input.
+
+    The *stem* is what the network runs before its first stage (whatever definitions
+    write it). ``stem_pool`` and ``stem_feature`` describe its end, as
+    :func:`resdsl.roles.assign` works them out once from the network's structure:
+    ``stem_pool`` is its final pooling (the ops from the pooling that ends the stem on;
+    empty when the stem has none, or is nothing else), and ``stem_feature`` is the op whose
+    output is the stem's feature map (timm's ``act1``: before the stem's final
+    downsampling), or ``None`` for a network without stages.
+    """
 
     name: str
     source: str
@@ -113,6 +144,8 @@ class Network:
     ops: tuple[Op, ...]
     root: Scope
     output: str
+    stem_pool: tuple[str, ...] = ()
+    stem_feature: str | None = None
 
     @cached_property
     def _by_name(self) -> dict[str, Op]:

@@ -8,16 +8,16 @@ and `resdsl stats` all use :func:`sections`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .grid import grid
-from .ir import Network, Scope, Shape
+from .ir import Network, Role, Scope, Shape
 
 
 @dataclass(frozen=True)
 class Section:
     name: str
-    kind: str  # "stem" | "stage" | "head"; "body" for a network without stages
+    role: Role  # STEM, STAGE or HEAD; NETWORK for the one section of a network without stages
     shape: Shape  # output shape
     blocks: int  # blocks in a stage, 0 elsewhere
     params: int
@@ -29,26 +29,26 @@ class Section:
 def sections(net: Network) -> list[Section]:
     """Stem, stages and head of ``net``, in order; a network without stages is one section,
     ``body``."""
-    groups: list[tuple[str, str, list[str], Scope | None]] = []
+    groups: list[tuple[str, Role, list[str], Scope | None]] = []
     seen_stage = False
     for item in net.root.items:
-        if isinstance(item, Scope) and item.kind == "stage":
-            groups.append((item.name, "stage", list(item.op_names()), item))
+        if isinstance(item, Scope) and item.role is Role.STAGE:
+            groups.append((item.name, Role.STAGE, list(item.op_names()), item))
             seen_stage = True
             continue
         ops = [item] if isinstance(item, str) else list(item.op_names())
-        kind = "head" if seen_stage else "stem"
-        if groups and groups[-1][1] == kind:
+        role = Role.HEAD if seen_stage else Role.STEM
+        if groups and groups[-1][1] is role:
             groups[-1][2].extend(ops)
         else:
-            groups.append((kind, kind, ops, None))
+            groups.append((role.value, role, ops, None))
     if not seen_stage:
-        groups = [("body", "body", [o for g in groups for o in g[2]], None)]
+        groups = [("body", Role.NETWORK, [o for g in groups for o in g[2]], None)]
     out = []
-    for name, kind, ops, scope in groups:
+    for name, role, ops, scope in groups:
         if not ops:
             continue
-        out.append(Section(name, kind, net.op(ops[-1]).shape if kind != "stage" else
+        out.append(Section(name, role, net.op(ops[-1]).shape if scope is None else
                            net.shape_of(scope.output), len(scope.children) if scope else 0,
                            sum(net.op(o).params for o in ops), sum(net.op(o).macs for o in ops),
                            tuple(ops), scope))
@@ -76,8 +76,9 @@ def summary(net: Network) -> dict:
         "output": list(net.output_shape),
         "params": net.params,
         "macs": net.macs,
-        "sections": [{k: (list(v) if k == "shape" else v) for k, v in asdict(s).items()
-                      if k not in ("ops", "scope")} for s in sections(net)],
+        "sections": [{"name": s.name, "kind": "body" if s.role is Role.NETWORK else s.role.value,
+                      "shape": list(s.shape), "blocks": s.blocks, "params": s.params, "macs": s.macs}
+                     for s in sections(net)],
     }
 
 
@@ -88,19 +89,18 @@ def render(nets: list[Network], fmt: str = "table") -> str:
         return json.dumps(data[0] if len(data) == 1 else data, indent=2)
     markdown = fmt == "markdown"
     per_net = [{s.name: s for s in sections(n)} for n in nets]
-    names: list[str] = []
+    names: dict[str, Role] = {}
     for secs in per_net:
-        for name in secs:
-            if name not in names:
-                names.append(name)
+        for name, s in secs.items():
+            names.setdefault(name, s.role)
     # stem first, stages in order, head last, whatever order the specs list them in
-    names.sort(key=lambda n: (n != "stem", n == "head"))
+    order = sorted(names, key=lambda n: (names[n] is not Role.STEM, names[n] is Role.HEAD))
     if len(nets) == 1:
         header = ["section", "output", "blocks", "params", "MACs"]
     else:
         header = ["section"] + [f"{n.name} {col}" for n in nets for col in ("output", "blocks", "params", "MACs")]
     rows = []
-    for name in names:
+    for name in order:
         row = [name]
         for secs in per_net:
             s = secs.get(name)

@@ -4,8 +4,8 @@ Rows follow the paper: ``conv1`` (the stem), ``conv2_x`` … (the stages, in ord
 torchvision's ``layer1`` is the paper's ``conv2_x``), a head row, then FLOPs and
 parameters. Naming rows like the paper rather than like a spec keeps specs with
 different stage names side by side in one table; the stage's own name is in the DOT
-diagrams and in `resdsl stats`. As in the paper, the stem's trailing pooling layer is
-listed at the top of the first stage's row, and a stage's cell is its block's
+diagrams and in `resdsl stats`. As in the paper, the stem's final pooling (as the IR
+records it: ``Network.stem_pool``) is listed at the top of the first stage's row, and a stage's cell is its block's
 convolutions, ``[1×1, 64; 3×3, 64; 1×1, 256] × 3``, read from the conv ops of its blocks
 (kernel, output channels, ``C=32`` for grouped convs); batch norms, activations and
 shortcuts are left out, as the paper does.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .diagnostics import UsageError
 from .grid import grid
-from .ir import Network, Op, Scope
+from .ir import Network, Op, Role, Scope
 from .primitives import PRIMITIVES, Look
 from .stats import sections
 
@@ -82,11 +82,11 @@ def depth(net: Network) -> int:
     ResNet-50. Shortcuts and attention modules (their convs act on 1×1 maps: SE, ECA) do
     not count; a module that stands in for a conv (selective kernel, split attention)
     counts once, and so does a numbered list of convs (Res2Net's ``convs.{i}``)."""
-    blocks = [s for s in net.root.walk() if s.kind == "block"]
+    blocks = [s for s in net.root.walk() if s.role is Role.BLOCK]
     scopes = {s.path for s in net.root.walk()}
-    skip = {n for b in blocks for s in b.walk() if s.kind == "shortcut" for n in s.op_names()}
+    skip = {n for b in blocks for s in b.walk() if s.role is Role.SHORTCUT for n in s.op_names()}
     units: set[str] = set()
-    for module in (s for b in blocks for s in b.walk() if s.kind == "module"):
+    for module in (s for b in blocks for s in b.walk() if s.role is Role.MODULE):
         names = [n for n in module.op_names() if n not in skip]
         skip.update(names)
         if any(_look(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
@@ -140,7 +140,7 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
         if isinstance(item, str):
             if _is_layer(net.op(item)):
                 out.append(_conv(net, item))
-        elif item.kind == "shortcut":
+        elif item.role is Role.SHORTCUT:
             continue
         else:
             convs = [n for n in item.op_names() if _is_layer(net.op(n))]
@@ -172,19 +172,12 @@ def build(nets: Sequence[Network]) -> Table:
     order: list[str] = []
     for net in nets:
         rows: dict[str, tuple[str, Cell]] = {}
-        carry: list[str] = []  # the stem's trailing pool, shown with the first stage
+        # the stem's final pooling goes to the first stage's row, as in the paper
+        carry: list[str] = [_pool(net, n) for n in net.stem_pool if _is_pool(net.op(n))]
         stage_no = 0
         for sec in sections(net):
-            if sec.kind == "stem":
-                names = list(sec.ops)
-                # the stem's trailing pools go to the first stage's row, as in the paper
-                while names and (_is_pool(net.op(names[-1])) or _look(net.op(names[-1])).category in ("norm", "act")):
-                    if _is_pool(net.op(names[-1])):
-                        carry.insert(0, _pool(net, names[-1]))
-                    names.pop()
-                if not names:  # a stem that is only a pool
-                    names = list(sec.ops)
-                    carry = []
+            if sec.role is Role.STEM:
+                names = [n for n in sec.ops if n not in net.stem_pool]
                 lines: list[str | Composition] = []
                 for n in names:
                     if _is_layer(net.op(n)):
@@ -192,7 +185,7 @@ def build(nets: Sequence[Network]) -> Table:
                     elif _is_pool(net.op(n)):
                         lines.append(_pool(net, n))
                 rows["conv1"] = (_size(net.op(names[-1]).shape), tuple(lines))
-            elif sec.kind == "stage":
+            elif sec.role is Role.STAGE:
                 stage_no += 1
                 rows[f"conv{stage_no + 1}_x"] = (_size(sec.shape), tuple(carry + _stage_cell(net, sec.scope)))
                 carry = []

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 
 from ..diagnostics import UsageError, did_you_mean
-from ..ir import INPUT, Network, Op, Scope
+from ..ir import INPUT, Network, Op, Role, Scope
 from ..primitives import PRIMITIVES, Look
 from ..stats import fmt_count, fmt_shape, sections
 
@@ -203,7 +203,7 @@ class BlockParts:
 
 def block_parts(net: Network, block: Scope) -> BlockParts:
     """Split ``block`` into branch point, residual branch, merge, shortcut and tail."""
-    shortcut = next((c for c in block.children if c.kind == "shortcut" and any(True for _ in c.op_names())),
+    shortcut = next((c for c in block.children if c.role is Role.SHORTCUT and any(True for _ in c.op_names())),
                     None)
     short_ops = set(shortcut.op_names()) if shortcut else set()
     main = [n for n in block.op_names() if n not in short_ops]
@@ -246,7 +246,7 @@ def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
     groups: list[list[Scope]] = []
     last = None
     for block in stage.children:
-        sig = block_signature(net, block) if block.kind == "block" else ("scope", block.path)
+        sig = block_signature(net, block) if block.role is Role.BLOCK else ("scope", block.path)
         if groups and sig == last:
             groups[-1].append(block)
         else:
@@ -375,7 +375,7 @@ def _network(net: Network, g: _Dot) -> None:
     _terminal(g, INPUT, "input")
     prev, prev_shape = INPUT, net.input_shape
     for sec in sections(net):
-        if sec.kind == "stage":
+        if sec.role is Role.STAGE:
             groups: list[list[str]] = []
             for block in sec.scope.children:
                 if groups and groups[-1][0] == block.definition:
@@ -399,7 +399,7 @@ def _block_level(net: Network, g: _Dot) -> None:
     _terminal(g, INPUT, "input")
     prev, prev_shape = INPUT, net.input_shape
     for sec in sections(net):
-        if sec.kind != "stage":
+        if sec.role is not Role.STAGE:
             nid = f"{sec.name}/{sec.ops[0]}"
             g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs)), main=True,
                    fillcolor=st.fill("section"))
@@ -422,7 +422,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, prev_shape
     """Draw a group of identical blocks as one; returns the node its output leaves from."""
     st = g.st
     block = group[0]
-    if block.kind != "block":  # a stage item that is not a block: one box
+    if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
         nid = block.path + "/body"
         g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
                fillcolor=st.fill("block"))
@@ -470,7 +470,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, prev_shape
 def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
     """The residual branch as a block figure names it: convs and pools, and any nested
     module (squeeze-and-excitation) by its definition."""
-    owner = {n: c for c in block.children if c.kind != "shortcut" for n in c.op_names()}
+    owner = {n: c for c in block.children if c.role is not Role.SHORTCUT for n in c.op_names()}
     out: list[str] = []
     run: list[str] = []
     seen: set[str] = set()
@@ -511,7 +511,7 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
         if item.inline:
             _layer_ops(net, g, item, named, skips, main)
             continue
-        if item.kind == "block":
+        if item.role is Role.BLOCK:
             parts = block_parts(net, item)
             if parts.merge is not None:
                 tail = parts.shortcut.output if parts.shortcut else parts.skip_from
@@ -520,15 +520,15 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
                     for n in parts.shortcut.op_names():
                         for i in net.op(n).inputs:
                             skips[(i, n)] = True
-        title = item.name if item.kind in ("stage", "block") else f"{item.name}: {item.definition}"
+        title = item.name if item.role in (Role.STAGE, Role.BLOCK) else f"{item.name}: {item.definition}"
         lines, sub = [title], None
-        if item.kind == "stage":
+        if item.role is Role.STAGE:
             lines = [f"{item.name} · {'×'.join(map(str, net.shape_of(item.output)[1:]))}"]
             sub = " · ".join(g.stats(net.scope_params(item), net.scope_macs(item)))
-        elif item.kind == "block":
+        elif item.role is Role.BLOCK:
             lines = [f"{item.path} · {item.definition}"]
-        g.open_cluster(item.path, g.label(None, lines, sub), fill=item.kind in ("stage", "stem", "head"))
-        _layer_ops(net, g, item, named, skips, main and item.kind not in ("shortcut", "module"))
+        g.open_cluster(item.path, g.label(None, lines, sub), fill=item.role in (Role.STAGE, Role.STEM, Role.HEAD))
+        _layer_ops(net, g, item, named, skips, main and item.role not in (Role.SHORTCUT, Role.MODULE))
         g.close()
 
 
@@ -547,8 +547,8 @@ def _layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = Tr
         _terminal(g, INPUT, "input")
         # the stem and head are sections, not scopes, when inline: cluster them anyway
         for sec in sections(net):
-            if sec.kind == "stage":
-                _layer_ops(net, g, Scope("", "", "network", "", (), (sec.scope,), "", "", sec.scope.span),
+            if sec.role is Role.STAGE:
+                _layer_ops(net, g, Scope("", "", Role.NETWORK, "", (), (sec.scope,), "", "", sec.scope.span),
                            named, skips)
                 continue
             g.open_cluster(f"{sec.name}/{sec.ops[0]}",
@@ -560,7 +560,7 @@ def _layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = Tr
         outside: list[str] = []
     else:
         scope = _find_scope(net, scope_path)
-        _layer_ops(net, g, Scope("", "", "network", "", (), (scope,), "", "", scope.span), named, skips)
+        _layer_ops(net, g, Scope("", "", Role.NETWORK, "", (), (scope,), "", "", scope.span), named, skips)
         names = list(scope.op_names())
         inside = set(names)
         outside = sorted({i for n in names for i in net.op(n).inputs if i not in inside},
@@ -596,7 +596,7 @@ def block_types(net: Network) -> list[Scope]:
     its layers in order (channel counts and strides do not make a new type)."""
     seen: dict[tuple, Scope] = {}
     for scope in net.root.walk():
-        if scope.kind != "block":
+        if scope.role is not Role.BLOCK:
             continue
         parts = block_parts(net, scope)
         key = (scope.definition, parts.shortcut.definition if parts.shortcut else "identity",

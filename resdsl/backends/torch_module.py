@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..ir import INPUT, Network, Op
+from ..ir import INPUT, Network, Op, Role
 from ..passes import foldable_batchnorms, reductions, with_inplace
 from ..primitives import PRIMITIVES
 from .fold import fold_conv_bn
@@ -148,29 +148,15 @@ class ResDSLNetwork(nn.Module):
 def feature_points(net: Network) -> list[str]:
     """Op names whose outputs are the feature maps: the stem's, then each stage's.
 
-    The stem's is taken before its last downsampling, as timm's ``act1``: the layers at the
-    stem's final reduction go (a max pool, or ResNet-RS's strided conv-BN-ReLU in its
-    place), and so do the pools and paddings before them (ResNet-blur's stride-1 max pool,
-    BiT's padding)."""
+    The stem's is the one the IR records (``Network.stem_feature``): before the stem's
+    last downsampling, as timm's ``act1`` (see :mod:`resdsl.roles`)."""
     from ..stats import sections
     points = []
-    reduction = reductions(net)
     for section in sections(net):
-        if section.kind == "head":
+        if section.role in (Role.HEAD, Role.NETWORK):  # the head, or a network without stages
             break
-        if section.kind == "stem":
-            ops = list(section.ops)
-            final = reduction[ops[-1]]
-            if any(reduction[o] < final for o in ops):
-                while len(ops) > 1 and reduction[ops[-1]] == final:
-                    ops.pop()
-            while len(ops) > 1 and (PRIMITIVES[net.op(ops[-1]).kind].look.pool
-                                    or PRIMITIVES[net.op(ops[-1]).kind].look.category == "pad"):
-                ops.pop()
-            points.append(ops[-1])
-        else:
-            points.append(section.scope.output)
-    if not points or any(s.kind != "stage" for s in sections(net)[1:len(points)]):
+        points.append(net.stem_feature if section.role is Role.STEM else section.scope.output)
+    if not points or any(s.role is not Role.STAGE for s in sections(net)[1:len(points)]):
         raise ValueError(f"{net.name} has no stem followed by stages")
     return points
 

@@ -11,8 +11,11 @@ outputs.
 Blocks become classes by *structure*: instances of one definition whose layers, wiring
 and zero-init marks are equal share a class, and the values that differ between them
 (channels, stride, drop-path rate…) become constructor parameters, named after the
-block's spec arguments where a value equals one (``planes``, ``stride``) or a multiple
-of one (``planes * 4``). A definition with several structures (a block with and without
+block's spec arguments where a value equals one (``planes``, ``stride``) or, for a
+channel count, a multiple of one (``planes * 4``); values the same in every instance are
+written as constants. What is a channel count comes from the dataflow (the value is the
+channel count of a tensor the layer reads or writes), never from the words a spec uses,
+so a block of one's own lowers as the same block in the standard library does. A definition with several structures (a block with and without
 a projection shortcut) gives one class per structure (``Bottleneck``,
 ``BottleneckDownsample``), so every ``forward`` is straight-line code with no branch
 that is dead for some instances.
@@ -25,15 +28,25 @@ import keyword
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import NamedTuple, Union
 
 import jinja2
 
 from .. import __version__
 from ..diagnostics import UsageError
-from ..ir import Attr, Network, Op, Scope
+from ..ir import Attr, Network, Op, Role, Scope, Shape
 from ..passes import with_inplace
-from ..primitives import INPUT_CHANNELS, NODEFAULT, PRIMITIVES, SourceCall, SourceHelper, SourceInit
+from ..primitives import (
+    INPUT_CHANNELS,
+    NODEFAULT,
+    PRIMITIVES,
+    SourceArg,
+    SourceCall,
+    SourceHelper,
+    SourceInit,
+)
 from ..resources import data_path
 from ..stats import fmt_shape
 from .source_format import Call, Expr, Sequential, layout
@@ -124,9 +137,6 @@ def _quoted(text: str) -> str:
 
 # ---------------------------------------------------------------- layer vocabularies
 
-#: Source arguments that are channel counts (they may become ``planes * 4``).
-_CHANNELS = INPUT_CHANNELS | {"out_channels", "out_features"}
-
 
 def _call(op: Op, functional: bool) -> SourceCall:
     """The registry's source text for ``op``: its function, or its module's constructor."""
@@ -147,41 +157,138 @@ def _is_zero_init(op: Op) -> bool:
     return PRIMITIVES[op.kind].zero_init is not None and bool(dict(op.attrs).get("zero_init"))
 
 
+def _reads_width(arg: SourceArg) -> bool:
+    """The argument is, by the registry's contract, the channel count of the op's input."""
+    return arg.key in INPUT_CHANNELS and arg.fixed is NODEFAULT and arg.compute is None
+
+
+def _channels(value: Attr, op: Op, shapes: list[Shape]) -> bool:
+    """``value`` is the channel count of a tensor ``op`` reads or writes."""
+    return type(value) is int and value in {s[0] for s in (*shapes, op.shape) if s}
+
+
 # ---------------------------------------------------------------- scopes as class bodies
+
+
+class Use(Enum):
+    """How a class body uses one of its items."""
+
+    LAYER = "layer"  # creates a layer's module and applies it
+    CALL = "call"  # applies a module created earlier in the body again
+    FUNC = "func"  # calls a function
+    SUB = "sub"  # creates and applies a submodule (a child scope)
+
+    @property
+    def builds(self) -> bool:
+        """The item creates a module in ``__init__``."""
+        return self in (Use.LAYER, Use.SUB)
 
 
 @dataclass
 class Item:
     """One statement of a class body: a layer, a re-applied layer, a function, a submodule."""
 
-    kind: str  # "layer" | "call" | "func" | "sub"
+    use: Use
     output: str  # the value it produces (an op name)
     inputs: tuple[str, ...]
     op: Op | None = None
     scope: Scope | None = None
     local: str | None = None  # attribute name, for layers and submodules
-    role: str | None = None  # a naming hint for the value ("shortcut")
+    shortcut: bool = False  # its value is a shortcut branch's (a naming hint: `shortcut`)
     group: str | None = None  # the moduleless scope it came from (option A's `downsample`)
+
+
+# A class body's structure: scopes whose signatures are equal share a class.
+
+
+@dataclass(frozen=True)
+class LeafSig:
+    """A layer, re-applied layer or function of a body."""
+
+    use: Use
+    local: str | None
+    kind: str  # the op kind
+    refs: tuple[str | int, ...]  # inputs: "input" or the index of the item that makes them
+    shortcut: bool
+    zero_init: bool
+    statement: bool  # `out += y`, not `out = out + y`
+
+
+@dataclass(frozen=True)
+class SubSig:
+    """A submodule of a body: an ``nn.Sequential`` or an instance of a class."""
+
+    local: str | None
+    sequential: bool
+    body: ClassSig
+    refs: tuple[str | int, ...]
+    shortcut: bool
+
+
+@dataclass(frozen=True)
+class ClassSig:
+    role: Role
+    definition: str
+    items: tuple[LeafSig | SubSig, ...]
+
+    def leaves(self) -> list[str]:
+        """The op kinds in the body, nested bodies included, in order."""
+        out: list[str] = []
+        for item in self.items:
+            out.extend(item.body.leaves() if isinstance(item, SubSig) else [item.kind])
+        return out
+
+
+class Position(NamedTuple):
+    """A value a class body needs (a constructor or function argument, a submodule's
+    parameter), for one instance."""
+
+    value: Attr
+    hint: str  # a name for it, should it become a parameter of its own
+    channels: bool  # a channel count of a tensor in the dataflow
+    input_width: bool  # the channel count of the tensor the instance reads
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A position written as a constant."""
+
+    value: Attr
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A position written as a constructor parameter, ``name`` or ``name op k``."""
+
+    name: str
+    op: str | None = None  # "*" or "//"
+    k: int | None = None
+
+
+Form = Union[Literal, ParamRef]
 
 
 @dataclass
 class Param:
     name: str
     vector: tuple  # one value per instance
+    channels: bool  # every position it gives is a channel count
 
 
 @dataclass(eq=False)
 class Cls:
     """A generated class: the scopes of one structure."""
 
-    signature: tuple
-    definition: str
-    kind: str
+    signature: ClassSig
     instances: list[Scope] = field(default_factory=list)
     name: str = ""
     params: list[Param] = field(default_factory=list)
-    #: per position: ("lit", value) or ("param", name, op, k) meaning ``name op k``
-    forms: list[tuple] = field(default_factory=list)
+    #: how each position of the body is written, in body order
+    forms: list[Form] = field(default_factory=list)
+
+    @property
+    def definition(self) -> str:
+        return self.signature.definition
 
 
 def _relative(path: str, base: str) -> str:
@@ -202,7 +309,7 @@ class Lowering:
     def __init__(self, net: Network):
         self.net = net
         self.items: dict[str, list[Item]] = {}  # scope path → its body
-        self.classes: dict[tuple, Cls] = {}
+        self.classes: dict[ClassSig, Cls] = {}
         self.class_of: dict[str, Cls] = {}  # scope path → class
         self.sequential: dict[str, bool] = {}
         self._signature(net.root)
@@ -214,33 +321,32 @@ class Lowering:
         if scope.path not in self.items:
             out: list[Item] = []
             seen: set[str] = set()
-            self._flatten(scope, scope.path, out, seen, None, None)
+            self._flatten(scope, scope.path, out, seen, False, None)
             self._check_reads(scope, out)  # the whole body: inlined scopes read their caller's values
             self.items[scope.path] = out
         return self.items[scope.path]
 
-    def _flatten(self, scope: Scope, base: str, out: list[Item], seen: set[str], role: str | None,
+    def _flatten(self, scope: Scope, base: str, out: list[Item], seen: set[str], shortcut: bool,
                  group: str | None) -> None:
         for entry in scope.items:
             if isinstance(entry, str):
                 op = self.net.op(entry)
-                r = role if entry == scope.output else None
+                sc = shortcut and entry == scope.output
                 if op.module is None:
-                    out.append(Item("func", op.name, op.inputs, op=op, role=r, group=group))
+                    out.append(Item(Use.FUNC, op.name, op.inputs, op=op, shortcut=sc, group=group))
                 else:
                     local = _relative(op.module, base)
-                    out.append(Item("call" if local in seen else "layer", op.name, op.inputs, op=op,
-                                    local=local, role=r, group=group))
+                    out.append(Item(Use.CALL if local in seen else Use.LAYER, op.name, op.inputs, op=op,
+                                    local=local, shortcut=sc, group=group))
                     seen.add(local)
             elif entry.inline:  # an unnamed stem: its layers belong to the parent
-                self._flatten(entry, base, out, seen, None, group)
+                self._flatten(entry, base, out, seen, False, group)
             elif not _has_modules(self.net, entry):  # e.g. option A: functions only
-                self._flatten(entry, base, out, seen, "shortcut" if entry.kind == "shortcut" else None,
-                              entry.name)
+                self._flatten(entry, base, out, seen, entry.role is Role.SHORTCUT, entry.name)
             else:
                 local = _relative(entry.path, base)
-                out.append(Item("sub", entry.output, (entry.input,), scope=entry, local=local,
-                                role="shortcut" if entry.kind == "shortcut" else None))
+                out.append(Item(Use.SUB, entry.output, (entry.input,), scope=entry, local=local,
+                                shortcut=entry.role is Role.SHORTCUT))
                 seen.add(local)
 
     def _check_reads(self, scope: Scope, items: list[Item]) -> None:
@@ -255,7 +361,7 @@ class Lowering:
         """A chain of submodules named 0, 1, 2…: rendered as ``nn.Sequential``."""
         if scope.path not in self.sequential:
             items = self.body(scope)
-            ok = bool(items) and all(i.kind in ("layer", "sub") for i in items)
+            ok = bool(items) and all(i.use.builds for i in items)
             previous = scope.input
             for n, item in enumerate(items if ok else []):
                 ok = ok and item.local == str(n) and item.inputs == (previous,)
@@ -263,24 +369,24 @@ class Lowering:
             self.sequential[scope.path] = ok and previous == scope.output
         return self.sequential[scope.path]
 
-    def _signature(self, scope: Scope) -> tuple:
+    def _signature(self, scope: Scope) -> ClassSig:
         items = self.body(scope)
-        index = {scope.input: "input"} | {item.output: n for n, item in enumerate(items)}
-        sig = []
+        index: dict[str, str | int] = {scope.input: "input"} | {item.output: n for n, item in enumerate(items)}
+        sig: list[LeafSig | SubSig] = []
         for item in items:
             refs = tuple(index.get(i, i) for i in item.inputs)
-            if item.kind == "sub":
+            if item.use is Use.SUB:
                 child = item.scope
-                inner = ("seq" if self.is_sequential(child) else "cls", self._signature(child))
-                sig.append(("sub", item.local, inner, refs, item.role))
+                sig.append(SubSig(item.local, self.is_sequential(child), self._signature(child), refs,
+                                  item.shortcut))
             else:
-                zero = _is_zero_init(item.op)
                 # `out += y` and `out = out + y` are different statements: different classes
-                statement = item.kind == "func" and _inplace_statement(item.op)
-                sig.append((item.kind, item.local, item.op.kind, refs, item.role, zero, statement))
-        signature = (scope.kind, scope.definition, tuple(sig))
+                statement = item.use is Use.FUNC and _inplace_statement(item.op)
+                sig.append(LeafSig(item.use, item.local, item.op.kind, refs, item.shortcut,
+                                   _is_zero_init(item.op), statement))
+        signature = ClassSig(scope.role, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
-            cls = self.classes.setdefault(signature, Cls(signature, scope.definition, scope.kind))
+            cls = self.classes.setdefault(signature, Cls(signature))
             cls.instances.append(scope)
             self.class_of[scope.path] = cls
         return signature
@@ -309,24 +415,24 @@ class Lowering:
         """The names a body's layers and submodules go by, to tell structures apart."""
         out: list[str] = []
         for item in self.body(cls.instances[0]):
-            name = item.local if item.kind in ("layer", "sub") else item.group
+            name = item.local if item.use.builds else item.group
             if name and name not in out:
                 out.append(name)
         return out
 
     # -- positions (the values a class body needs) and parameters
 
-    def positions(self, scope: Scope) -> list[tuple[Attr, str, bool]]:
-        """(value, hint name, channel-like) of every value ``scope``'s body needs, in order."""
-        out: list[tuple[Attr, str, bool]] = []
+    def positions(self, scope: Scope) -> list[Position]:
+        """Every value ``scope``'s body needs, in order."""
+        out: list[Position] = []
         for item in self.body(scope):
             out.extend(self._item_positions(scope, item, ""))
         return out
 
-    def _item_positions(self, scope: Scope, item: Item, prefix: str) -> Iterator[tuple[Attr, str, bool]]:
-        if item.kind == "call":
+    def _item_positions(self, scope: Scope, item: Item, prefix: str) -> Iterator[Position]:
+        if item.use is Use.CALL:
             return
-        if item.kind == "sub":
+        if item.use is Use.SUB:
             child = item.scope
             if self.is_sequential(child):
                 for sub in self.body(child):
@@ -335,29 +441,32 @@ class Lowering:
                 cls = self.params_of(self.class_of[child.path])
                 n = cls.instances.index(child)
                 for p in cls.params:
-                    yield p.vector[n], f"{prefix}{item.local}_{p.name}", _is_channels(p.name)
+                    yield Position(p.vector[n], f"{prefix}{item.local}_{p.name}", p.channels, False)
             return
         op = item.op
         shapes = [self.net.shape_of(i) for i in op.inputs]
-        for arg in _call(op, item.kind == "func").args:
-            reads_input = arg.key in INPUT_CHANNELS and op.inputs[0] == scope.input
-            hint = "in_channels" if reads_input and not prefix else f"{prefix}{item.local or op.kind}_{arg.key}"
-            yield arg.value(op, shapes), hint, arg.key in _CHANNELS
+        for arg in _call(op, item.use is Use.FUNC).args:
+            value = arg.value(op, shapes)
+            width = _reads_width(arg) and op.inputs[0] == scope.input and not prefix
+            hint = "in_channels" if width else f"{prefix}{item.local or op.kind}_{arg.key}"
+            yield Position(value, hint, _reads_width(arg) or _channels(value, op, shapes), width)
 
     def params_of(self, cls: Cls) -> Cls:
         if cls.forms or not cls.instances:
             return cls
         per_instance = [self.positions(s) for s in cls.instances]
-        hints = [(h, ch) for _, h, ch in per_instance[0]]
-        vectors = [tuple(_typed(p[j][0]) for p in per_instance) for j in range(len(hints))]
+        first = per_instance[0]
+        vectors = [tuple(_typed(p[j].value) for p in per_instance) for j in range(len(first))]
+        channels = [all(p[j].channels for p in per_instance) for j in range(len(first))]
         args = _arg_vectors(cls.instances)
-        elsewhere = {v for v, (h, _) in zip(vectors, hints) if h != "in_channels"}
+        elsewhere = {v for v, pos in zip(vectors, first) if not pos.input_width}
         # constructor parameters must not shadow the module names `__init__` reads (`nn`,
         # the block classes)
         names = Namespace(("self", "x", *self.names.used()))
         chosen: dict[tuple, str] = {}
         params: dict[str, tuple] = {}
-        forms: list[tuple] = []
+        widths: set[str] = set()  # parameters that are the instance's input width
+        forms: list[Form] = []
 
         def param(name: str, vector: tuple) -> str:
             if vector in chosen:
@@ -370,43 +479,40 @@ class Lowering:
             params[name] = vector
             return name
 
-        for vector, (hint, channels) in zip(vectors, hints):
+        for vector, pos, channel in zip(vectors, first, channels):
             if len(set(vector)) == 1:
-                forms.append(("lit", vector[0][1]))
+                forms.append(Literal(vector[0][1]))
                 continue
             form = None
             if vector in chosen:
-                form = ("param", chosen[vector], None, None)
+                form = ParamRef(chosen[vector])
             for arg, avec in args.items():
                 if form is None and avec == vector and is_identifier(arg):
-                    form = ("param", param(arg, avec), None, None)
-            if form is None and channels and (hint != "in_channels" or vector in elsewhere):
+                    form = ParamRef(param(arg, avec))
+            if form is None and channel and (not pos.input_width or vector in elsewhere):
                 # a block's input width reads better as its own parameter than as `planes * 2`,
                 # unless it equals another width of the block (`planes * 4` in a bottleneck)
-                form = _multiple(vector, args, chosen, param, divide=hint != "in_channels")
+                form = _multiple(vector, args, param, divide=not pos.input_width)
             if form is None:
-                form = ("param", param(hint, vector), None, None)
+                form = ParamRef(param(pos.hint, vector))
+                if pos.input_width:
+                    widths.add(form.name)
             forms.append(form)
         cls.forms = forms
-        order = {"in_channels": -1} | {a: n for n, a in enumerate(args)}
-        ranked = sorted(params, key=lambda n: (order.get(n, len(order)), list(params).index(n)))
-        cls.params = [Param(n, tuple(v for _, v in params[n])) for n in ranked]
+        # a parameter is a channel count when every position it gives is one
+        uses: dict[str, list[bool]] = {}
+        for form, channel in zip(forms, channels):
+            if isinstance(form, ParamRef):
+                uses.setdefault(form.name, []).append(channel)
+        order = {a: n for n, a in enumerate(args)}
+        ranked = sorted(params, key=lambda n: (-1 if n in widths else order.get(n, len(order)),
+                                               list(params).index(n)))
+        cls.params = [Param(n, tuple(v for _, v in params[n]), all(uses[n])) for n in ranked]
         return cls
 
 
-def _leaves(signature: tuple) -> list[str]:
-    """The op kinds in a class signature, nested bodies included, in order."""
-    out: list[str] = []
-    for item in signature[2]:
-        if item[0] == "sub":
-            out.extend(_leaves(item[2][1]))
-        else:
-            out.append(item[2])
-    return out
-
-
-def _first_difference(a: tuple, b: tuple) -> str:
-    for x, y in zip(_leaves(a), _leaves(b)):
+def _first_difference(a: ClassSig, b: ClassSig) -> str:
+    for x, y in zip(a.leaves(), b.leaves()):
         if x != y:
             return x
     return "variant"
@@ -415,10 +521,6 @@ def _first_difference(a: tuple, b: tuple) -> str:
 def _typed(value: Attr) -> tuple[str, Attr]:
     # True == 1 in Python: compare values with their types
     return (type(value).__name__, value)
-
-
-def _is_channels(name: str) -> bool:
-    return name.endswith(("channels", "features", "planes", "width"))
 
 
 def _arg_vectors(instances: list[Scope]) -> dict[str, tuple]:
@@ -430,7 +532,7 @@ def _arg_vectors(instances: list[Scope]) -> dict[str, tuple]:
     return out
 
 
-def _multiple(vector: tuple, args: dict[str, tuple], chosen: dict, param, divide: bool) -> tuple | None:
+def _multiple(vector: tuple, args: dict[str, tuple], param, divide: bool) -> ParamRef | None:
     """``arg * k`` or ``arg // k`` when every instance's value is that multiple of a varying arg."""
     if not all(t == "int" for t, _ in vector):
         return None
@@ -442,11 +544,11 @@ def _multiple(vector: tuple, args: dict[str, tuple], chosen: dict, param, divide
         if values[0] % base[0] == 0:
             k = values[0] // base[0]
             if k > 1 and all(v == b * k for v, b in zip(values, base)):
-                return ("param", param(arg, avec), "*", k)
+                return ParamRef(param(arg, avec), "*", k)
         elif divide and base[0] % values[0] == 0:
             k = base[0] // values[0]
             if k > 1 and all(v * k == b for v, b in zip(values, base)):
-                return ("param", param(arg, avec), "//", k)
+                return ParamRef(param(arg, avec), "//", k)
     return None
 
 
@@ -524,26 +626,25 @@ class Renderer:
         self.low = low
         self.uses: set[SourceHelper] = set()
 
-    def position(self, form: tuple, ref) -> str:
-        if form[0] == "lit":
-            return repr(form[1])
-        _, name, op, k = form
-        return ref(name) if op is None else f"{ref(name)} {op} {k}"
+    def position(self, form: Form, ref) -> str:
+        if isinstance(form, Literal):
+            return repr(form.value)
+        return ref(form.name) if form.op is None else f"{ref(form.name)} {form.op} {form.k}"
 
-    def call_args(self, call: SourceCall, forms: Iterator[tuple], ref) -> list[str]:
+    def call_args(self, call: SourceCall, forms: Iterator[Form], ref) -> list[str]:
         self.uses.update(call.helpers)
         parts = []
         for arg, form in zip(call.args, forms):
-            if arg.keyword is not None and arg.default is not NODEFAULT and form[0] == "lit" and \
-                    _typed(form[1]) == _typed(arg.default):
+            if arg.keyword is not None and arg.default is not NODEFAULT and isinstance(form, Literal) and \
+                    _typed(form.value) == _typed(arg.default):
                 continue
             text = self.position(form, ref)
             parts.append(text if arg.keyword is None else f"{arg.keyword}={text}")
         return parts
 
-    def constructor(self, scope: Scope, item: Item, forms: Iterator[tuple], ref) -> Expr:
+    def constructor(self, scope: Scope, item: Item, forms: Iterator[Form], ref) -> Expr:
         """The expression that builds ``item``'s module, consuming its positions from ``forms``."""
-        if item.kind == "sub":
+        if item.use is Use.SUB:
             child = item.scope
             if self.low.is_sequential(child):
                 return Sequential.of([self.constructor(child, sub, forms, ref) for sub in self.low.body(child)])
@@ -554,7 +655,7 @@ class Renderer:
             return Call("skip_init", (call.name, *self.call_args(call, forms, ref)))
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
-    def render_class(self, scope: Scope, name: str, forms: list[tuple], params: list[str],
+    def render_class(self, scope: Scope, name: str, forms: list[Form], params: list[str],
                      doc: str) -> ClassView:
         items = self.low.body(scope)
         attrs = Namespace(("training",))
@@ -562,7 +663,7 @@ class Renderer:
             top = item.local.split(".")[0] if item.local is not None else None
             if top is not None and is_identifier(top) and top not in attrs:
                 attrs.claim(top)
-        self.containers = Containers([i.local for i in items if i.kind in ("layer", "sub")])
+        self.containers = Containers([i.local for i in items if i.use.builds])
         stored: dict[str, str] = {}
 
         def init_ref(p: str) -> str:
@@ -579,10 +680,10 @@ class Renderer:
         init: list[str] = []
         calls: dict[int, list[str]] = {}
         for n, item in enumerate(items):
-            if item.kind in ("layer", "sub"):
+            if item.use.builds:
                 expr = self.constructor(scope, item, it, init_ref)
                 init += self.containers.assign("self", item.local, expr, "        ")
-            elif item.kind == "func":
+            elif item.use is Use.FUNC:
                 calls[n] = self.call_args(_call(item.op, functional=True), it, forward_ref)
         forward = self.forward(scope, items, calls)
         init = [f"self.{attr} = {p}" for p, attr in stored.items()] + init
@@ -597,7 +698,7 @@ class Renderer:
             return v
 
         for item in items:
-            if item.kind == "func" and PRIMITIVES[item.op.kind].passthrough == "always":
+            if item.use is Use.FUNC and PRIMITIVES[item.op.kind].passthrough == "always":
                 alias[item.output] = item.inputs[0]
         # a function whose value nothing reads is left out (a module call stays: it may
         # update state, as a BN in training does)
@@ -605,7 +706,7 @@ class Renderer:
         dead: set[int] = set()
         for n in range(len(items) - 1, -1, -1):
             item = items[n]
-            if item.kind == "func" and resolve(item.output) not in needed:
+            if item.use is Use.FUNC and resolve(item.output) not in needed:
                 dead.add(n)
             else:
                 needed.update(resolve(v) for v in item.inputs)
@@ -630,13 +731,13 @@ class Renderer:
             if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
                 lines.append(self.expression(item, ins, calls.get(n, [])))
                 continue
-            if item.kind == "func" and _inplace_statement(item.op):  # overwrites its first input
+            if item.use is Use.FUNC and _inplace_statement(item.op):  # overwrites its first input
                 target = var[first]
                 live[target] = item.output
                 var[item.output] = target
                 lines += _call(item.op, functional=True).render_inplace(ins)
                 continue
-            if item.role == "shortcut":
+            if item.shortcut:
                 target = _fresh_var("shortcut", live, self.low.names)
             elif var[first] not in live:
                 target = var[first]
@@ -650,7 +751,7 @@ class Renderer:
         return lines, var[resolve(scope.output)]
 
     def expression(self, item: Item, ins: list[str], args: list[str]) -> str:
-        if item.kind in ("layer", "call", "sub"):
+        if item.use is not Use.FUNC:
             return f"{self.containers.ref('self', item.local)}({', '.join(ins)})"
         call = _call(item.op, functional=True)
         if call.render is not None:
@@ -684,9 +785,9 @@ def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[li
         scope = net.root if cls is None else cls.instances[0]
         for item in low.body(scope):
             subs = [(f"{item.local}.{s.local}", s) for s in low.body(item.scope)] \
-                if item.kind == "sub" and low.is_sequential(item.scope) else [(item.local, item)]
+                if item.use is Use.SUB and low.is_sequential(item.scope) else [(item.local, item)]
             for path, leaf in subs:
-                if leaf.kind == "layer" and _is_zero_init(leaf.op):
+                if leaf.use is Use.LAYER and _is_zero_init(leaf.op):
                     found.setdefault((cls is None, path, PRIMITIVES[leaf.op.kind].zero_init), []) \
                         .extend([] if cls is None else [cls.name])
     return [(_instance_test(classes) if classes else "", path, tensor) for (_, path, tensor), classes in found.items()]
@@ -725,11 +826,11 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     views = []
     for cls in ordered:
         low.params_of(cls)
-        doc = f"The spec's `{cls.definition}` {cls.kind}, used as {_instances_doc(cls)}."
+        doc = f"The spec's `{cls.definition}` {cls.signature.role.value}, used as {_instances_doc(cls)}."
         views.append(renderer.render_class(cls.instances[0], cls.name, cls.forms,
                                            [f"{p.name}: {_annotation(p.vector)}" for p in cls.params], doc))
     top_name = low.names.fresh(camel(net.name))
-    root_forms = [("lit", v) for v, _, _ in low.positions(net.root)]
+    root_forms = [Literal(p.value) for p in low.positions(net.root)]
     top = renderer.render_class(net.root, top_name, root_forms, [], "")
     helpers = _in_registry_order(renderer.uses)
     # a top-level layer called `reset_parameters` would be found before the method
@@ -796,7 +897,7 @@ def _dependency_order(low: Lowering, root: Scope) -> list[Cls]:
 
     def visit(scope: Scope) -> None:
         for item in low.body(scope):
-            if item.kind == "sub":
+            if item.use is Use.SUB:
                 visit(item.scope)
         cls = low.class_of.get(scope.path)
         if cls is not None and all(c is not cls for c in out):

@@ -1,0 +1,80 @@
+"""What the parts of a network are, worked out once from the spec's structure.
+
+Each instance's :class:`~resdsl.ir.Role` is its definition's kind (``role_of``), set by
+the elaborator as it builds the scope. :func:`assign` then records the facts about the
+*stem* — what the network runs before its first stage, whatever definitions write it —
+that tables and feature extraction need, so that no back end works them out itself:
+
+- the stem's final pooling (``Network.stem_pool``): from the first pooling layer (a pool
+  or a padding before one) of the stem's trailing run of pooling, padding, norm and
+  activation layers, to the stem's end; empty when the stem has no such run, or is
+  nothing else. A paper's table lists it with the first stage (He et al. 2015, Table 1).
+- the stem's feature point (``Network.stem_feature``): the op before the stem's final
+  pooling, or, without one, before the stem's final downsampling layers (ResNet-RS's
+  strided conv-BN-ReLU), as timm's ``act1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .ir import Network, Op, Role, Scope
+from .passes import reductions
+from .primitives import PRIMITIVES
+
+
+def role_of(kind: str) -> Role:
+    """The role of an instance of a definition of ``kind`` (``block`` → ``Role.BLOCK``)."""
+    return Role(kind)
+
+
+def stem_ops(root: Scope) -> tuple[str, ...]:
+    """The ops the network runs before its first stage, in order; none without stages."""
+    out: list[str] = []
+    for item in root.items:
+        if isinstance(item, Scope) and item.role is Role.STAGE:
+            return tuple(out)
+        out.extend([item] if isinstance(item, str) else item.op_names())
+    return ()
+
+
+def assign(net: Network) -> Network:
+    """``net`` with its stem's final pooling and feature point recorded."""
+    stem = stem_ops(net.root)
+    if not stem:
+        return net
+    pool = final_pooling(net, stem)
+    return replace(net, stem_pool=pool, stem_feature=_feature_point(net, stem[:len(stem) - len(pool)]))
+
+
+def _pooling(op: Op) -> bool:
+    look = PRIMITIVES[op.kind].look
+    return look.pool or look.category == "pad"
+
+
+def final_pooling(net: Network, stem: tuple[str, ...]) -> tuple[str, ...]:
+    """The stem's final pooling (see the module docstring): a suffix of ``stem``."""
+    start = len(stem)
+    first = None
+    while start > 0:
+        op = net.op(stem[start - 1])
+        if _pooling(op):
+            first = start - 1
+        elif PRIMITIVES[op.kind].look.category not in ("norm", "act"):
+            break
+        start -= 1
+    if first is None or start == 0:  # no pooling, or a stem that is only pooling
+        return ()
+    return stem[first:]
+
+
+def _feature_point(net: Network, ops: tuple[str, ...]) -> str:
+    """The last of ``ops`` (the stem before its final pooling) before its final
+    downsampling, if anything in it downsamples less."""
+    reduction = reductions(net)
+    final = reduction[ops[-1]]
+    end = len(ops)
+    if any(reduction[o] < final for o in ops):
+        while end > 1 and reduction[ops[end - 1]] == final:
+            end -= 1
+    return ops[end - 1]
