@@ -25,10 +25,10 @@ from .elaborate import (
     Elaborator,
     ModuleEnv,
     PrimValue,
-    _Skip,
-    _TooMany,
     type_name,
 )
+from .elaborate.frames import Skip as _Skip
+from .elaborate.frames import TooMany as _TooMany
 from .ir import Network
 from .resources import std_root
 from .syntax import Alias, Definition, Import, Module, parse, too_deep
