@@ -8,10 +8,13 @@ layers), so they share one ``self`` rather than holding references to each other
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .. import limits
 from ..diagnostics import NO_SPAN, Diagnostic, Diagnostics, Span
 from ..ir import INPUT, Network, Op, Scope, Shape
 from ..resources import std_root
+from ..syntax import Expr, too_deep
 from .binding import Binding
 from .evaluation import Evaluation
 from .frames import Frame, Skip, TooMany
@@ -19,11 +22,15 @@ from .instances import Instances
 from .labels import Labels
 from .layers import Layers
 from .statements import Statements
-from .values import DefValue, to_attr
+from .values import FAILED, DefValue, Value, to_attr
 
 
 class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
-    """Turns a network value into a :class:`Network`, collecting diagnostics."""
+    """Turns a network value into a :class:`Network`, collecting diagnostics.
+
+    The loader's interface: :meth:`evaluate` (a file-level expression), :meth:`network`
+    (the network to build), :meth:`take_diagnostics` and :meth:`unknown_name`.
+    """
 
     def __init__(self) -> None:
         self.diags = Diagnostics()
@@ -42,6 +49,9 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
         self.steps = 0
         self.exhausted = False
         self.next_suffix: dict[str, int] = {}  # op name → last `#k` given to a repeat of it
+        #: `unknown name` diagnostics → the name (kept after take_diagnostics: the loader
+        #: adds its import hints once every file is loaded)
+        self.unknown_names: dict[Diagnostic, str] = {}
 
     def charge(self, n: int, span: Span) -> None:
         """Count ``n`` steps at once (work proportional to a list's length)."""
@@ -62,8 +72,10 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
 
     # ------------------------------------------------------------- diagnostics
 
-    def error(self, code: str, message: str, span: Span, *, label: str = "", hint: str = "") -> None:
-        """Record a diagnostic; spans inside the standard library move to the user's call site."""
+    def error(self, code: str, message: str, span: Span, *, label: str = "", hint: str = "",
+              unknown: str = "") -> None:
+        """Record a diagnostic; spans inside the standard library move to the user's call site.
+        ``unknown``: the name an `unknown name` diagnostic is about (see :meth:`unknown_name`)."""
         notes: tuple[str, ...] = ()
         std = str(std_root())
         if span.path.startswith(std) and self.sites:
@@ -78,7 +90,10 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
         elif self.sites and self.sites[-1][1]:  # inside a named instance of the user's own
             name, path, site = self.sites[-1]
             notes = (f"in `{path}`, an instance of `{name}` (line {site.line})",)
-        self.diags.items.append(Diagnostic(code, message, span, label, hint, notes))
+        diagnostic = Diagnostic(code, message, span, label, hint, notes)
+        self.diags.items.append(diagnostic)
+        if unknown:
+            self.unknown_names[diagnostic] = unknown
         if len(self.diags.items) >= self.diags.limit:
             raise TooMany()
 
@@ -86,6 +101,30 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
         """Record a diagnostic and return what abandons the statement: ``raise self.fail(…)``."""
         self.error(code, message, span, **kw)
         return Skip()
+
+    # ------------------------------------------------------------- the loader's interface
+
+    def evaluate(self, e: Expr, names: Mapping[str, Value]) -> Value:
+        """The value of a file-level expression (the right side of an alias) in a file's
+        ``names``, which it reads and never writes. :data:`FAILED` when it fails; its
+        diagnostics then wait in :meth:`take_diagnostics`."""
+        try:
+            return self.eval(e, names)
+        except (Skip, TooMany):
+            return FAILED
+        except RecursionError:
+            too_deep(self.diags, e.span)
+            return FAILED
+
+    def take_diagnostics(self) -> list[Diagnostic]:
+        """The diagnostics recorded so far, in the order found; the elaborator forgets them."""
+        items, self.diags.items = self.diags.items, []
+        return items
+
+    def unknown_name(self, d: Diagnostic) -> str | None:
+        """The name that ``d``, an `unknown name` diagnostic of this elaborator, is about
+        (the loader suggests the import that defines it); ``None`` for any other diagnostic."""
+        return self.unknown_names.get(d)
 
     # ------------------------------------------------------------- networks
 

@@ -133,7 +133,7 @@ class Evaluation:
         if value is MISSING:
             names = [*env, *(tensors or ()), *BUILTINS]
             raise self.fail("E010", f"unknown name `{e.id}`", e.span,
-                            hint=did_you_mean(e.id, [k for k in names if "." not in k]))
+                            hint=did_you_mean(e.id, [k for k in names if "." not in k]), unknown=e.id)
         if value is CURRENT:
             if type(env) is not BodyEnv:  # a default or an alias: there is no running value here
                 raise self.fail("E023", "`current` is the running value of a body, and there is "
