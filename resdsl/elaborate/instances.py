@@ -42,6 +42,7 @@ class Instances:
 
     def instantiate(self, callee: DefValue, args, name: str | None, src: str, parent: Frame,
                     call_span: Span, span: Span) -> Scope:
+        """Run a definition's body on ``src`` as the instance ``name`` (inlined when None)."""
         if len(self.sites) >= limits.MAX_NESTING:
             raise self.fail("E060", f"definitions nest more than {limits.MAX_NESTING} deep", span,
                             hint=f"does `{callee.name}` instantiate itself?")

@@ -46,6 +46,7 @@ class Statements:
         return Skip()
 
     def run_body(self, defn: Definition, frame: Frame, args: dict[str, Value]) -> None:
+        """Run a definition's body in ``frame``, its arguments and input sizes bound."""
         if frame.kind != "network" and frame.input not in self.shapes:
             if frame.input in self.tainted:
                 raise Skip()  # fed by a failed statement: already reported
@@ -86,6 +87,7 @@ class Statements:
         return env
 
     def stmt(self, st, frame: Frame) -> None:
+        """Run one statement (each costs a step)."""
         if self.steps >= limits.MAX_STEPS:
             self.step(st.span)
         else:  # inline `step`
