@@ -25,13 +25,11 @@ from .elaborate import (
     Elaborator,
     ModuleEnv,
     PrimValue,
-    _Skip,
-    _TooMany,
     type_name,
 )
 from .ir import Network
 from .resources import std_root
-from .syntax import Alias, Definition, Import, Module, parse, too_deep
+from .syntax import Alias, Definition, Import, Module, parse
 
 _PARSED: dict[tuple[str, str], Module] = {}  # (path, text) → AST; the std library parses once
 
@@ -116,7 +114,7 @@ class Loader:
                              span, hint=f"define a variant: `network mine = {network}({missing[0]} = ...)`")
             self.finish()
         net = self.elab.network(value, span, network, env.path)
-        self.diags.extend(self.elab.diags.items)
+        self.diags.extend(self.elab.take_diagnostics())
         self.finish()
         assert net is not None
         if not self.allow_large:
@@ -147,9 +145,9 @@ class Loader:
         """An unknown name that a loaded file or the standard library defines: say which
         import brings it in (imports are not transitive, and `import std.resnet` is easy to
         forget)."""
-        if d.code != "E010" or not d.message.startswith("unknown name `"):
+        name = self.elab.unknown_name(d)
+        if name is None:
             return d
-        name = d.message[len("unknown name `"):-1]
         std = std_root()
         for env in self.envs.values():
             key = env.path
@@ -284,18 +282,13 @@ class Loader:
                 return
             value = DefValue(item, env)
         else:
-            try:
-                value = self.elab.eval(item.value, env.names)  # evaluation reads its env, never writes it
-            except (_Skip, _TooMany):
-                found = self.elab.diags.items
+            value = self.elab.evaluate(item.value, env.names)
+            if value is FAILED:
+                found = self.elab.take_diagnostics()
                 if env.path in self.broken:  # an unknown name is most likely the failed import's
                     found = [d for d in found if d.code != "E010"]
                 self.diags.extend(found)
-                self.elab.diags.items.clear()
                 env.names[item.name] = FAILED
-                return
-            except RecursionError:
-                too_deep(self.diags, item.value.span)
                 return
             if isinstance(value, PrimValue) and item.kind == "module":
                 pass

@@ -148,7 +148,8 @@ def test_check_reports_several_specs_together(capsys):
 
 
 def _codes_in_source() -> set[str]:
-    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "resdsl").glob("*.py"))
+    sources = [*(ROOT / "resdsl").glob("*.py"), *(ROOT / "resdsl" / "elaborate").glob("*.py")]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
     return set(re.findall(r'"(E0\d\d)"', text))
 
 

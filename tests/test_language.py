@@ -507,3 +507,19 @@ def test_dataflow_block_runs_in_torch_with_the_inferred_shapes():
     with torch.no_grad():
         out = model(torch.randn(2, 3, 32, 32))
     assert tuple(out.shape) == (2, *net.output_shape)
+
+
+def test_the_loaders_interface_to_the_elaborator():
+    """A failed file-level expression is FAILED, its diagnostics are handed over once, and
+    an `unknown name` diagnostic says which name (the loader's import hint needs it)."""
+    from dataclasses import replace
+
+    from resdsl.elaborate import FAILED, Elaborator
+    from resdsl.syntax import parse
+
+    alias = parse("network n = nope(x = 1)\n", "t.res").items[0]
+    elab = Elaborator()
+    assert elab.evaluate(alias.value, {}) is FAILED
+    [d] = elab.take_diagnostics()
+    assert (d.code, elab.unknown_name(d)) == ("E010", "nope")
+    assert elab.take_diagnostics() == [] and elab.unknown_name(replace(d, code="E011")) is None
