@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .backends import SEED, TARGETS, BackendError, Option, OptionError, fill, target_options
 from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean, printable
 from .ir import Network
 from .loader import Loader
@@ -23,27 +24,6 @@ from .output import write_atomic
 from .resources import shipped_spec, shipped_specs
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
-
-#: Options of `compile`, and the targets each applies to. A back end's ``emit`` takes
-#: the ones that apply to it as keyword arguments (only those the user set).
-TARGET_OPTIONS: dict[str, tuple[str, ...]] = {
-    "seed": ("torch", "onnx"),
-    "weights": ("onnx",),
-    "opset": ("onnx",),
-    "static_batch": ("onnx",),
-    "dynamic_size": ("onnx",),
-    # The torch source carries no weights, so there is nothing to fold; in process, see
-    # resdsl.backends.torch_module.fold_batchnorms.
-    "fold_bn": ("onnx",),
-    "external_data": ("onnx",),
-    "allow_nonfinite": ("onnx",),
-    "detail": ("dot", "svg", "pdf", "png"),
-    "annotate": ("dot", "svg", "pdf", "png"),
-    "style": ("dot", "svg", "pdf", "png"),
-    "rankdir": ("dot", "svg", "pdf", "png"),
-    "scope": ("dot", "svg", "pdf", "png"),
-}
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="resdsl", description="Compile ResNet-family specs (.res).")
@@ -66,34 +46,19 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     stats.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
 
-    from .backends import TARGETS
     comp = spec_command("compile", "lower a spec to a back end", many=False)
     comp.add_argument("--target", required=True, choices=sorted(TARGETS),
                       help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()))
     comp.add_argument("-o", "--output", metavar="FILE",
                       help="write here; `-` for stdout (default for text targets)")
-    comp.add_argument("--seed", type=_seed, help="seed for initial weights (torch, onnx)")
-    comp.add_argument("--weights", metavar="FILE",
-                      help="a state_dict to use as weights (onnx): .safetensors, or a torch file (.pt/.pth)")
-    comp.add_argument("--opset", type=_small_int, metavar="N", help="ONNX opset, 13 to 21 (default 17)")
-    comp.add_argument("--static-batch", type=_batch, metavar="N",
-                      help="fix the batch dimension to N (onnx; default: symbolic)")
-    comp.add_argument("--dynamic-size", action="store_true",
-                      help="symbolic input height and width (onnx; default: the spec's declared size)")
-    comp.add_argument("--fold-bn", action="store_true",
-                      help="fold batch norms into the convolutions before them (inference)")
-    comp.add_argument("--allow-nonfinite", action="store_true",
-                      help="accept NaN or infinite values in --weights (onnx)")
-    comp.add_argument("--external-data", action="store_true",
-                      help="write the tensors to FILE.data beside the model (onnx; needed past 2 GB)")
-    _diagram_options(comp)
+    _add_options(comp, target_options())
 
     diagram = spec_command("diagram", "draw a spec (the format follows -o: .svg, .pdf, .png, .dot)")
     diagram.add_argument("-o", "--output", metavar="FILE", default="-",
                          help="write here (default: DOT text on stdout)")
     diagram.add_argument("--format", choices=("dot", "svg", "pdf", "png"),
                          help="output format (default: from the extension of -o, else dot)")
-    _diagram_options(diagram)
+    _add_options(diagram, target_options([TARGETS["dot"]]), group=False)
 
     graft = spec_command("transplant", "load a checkpoint into a (modified) network by name and shape, "
                          "adapting the input conv to another channel count", many=False)
@@ -101,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the weights to transplant: a .safetensors file or a torch state_dict (.pt/.pth)")
     graft.add_argument("-o", "--output", required=True, metavar="FILE",
                        help="the new state_dict: .safetensors, or .pt/.pth (torch.save of a plain dict)")
-    graft.add_argument("--seed", type=_seed, default=0,
+    graft.add_argument("--seed", type=_parse(SEED), default=0, metavar="SEED",
                        help="seed for the tensors not taken from the checkpoint (default 0)")
     graft.add_argument("--format", choices=("text", "json"), default="text",
                        help="the report: text on stderr (default), or JSON on stdout")
@@ -115,49 +80,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _diagram_options(c: argparse.ArgumentParser) -> None:
-    """The diagram options, shared by `compile --target dot|svg|pdf|png` and `diagram`."""
-    c.add_argument("--detail", choices=("network", "block", "layer", "blocks"),
-                   help="diagrams: network (stages as boxes), block (default; repeated blocks "
-                        "collapsed), layer (every op), blocks (each block type once, side by side)")
-    c.add_argument("--annotate", metavar="LIST",
-                   help="diagrams: comma-separated shapes,params,macs, or none (default: shapes)")
-    c.add_argument("--style", choices=("color", "paper"),
-                   help="diagrams: color (default) or paper (grayscale, serif, compact)")
-    c.add_argument("--rankdir", choices=("TB", "LR"), type=str.upper,
-                   help="diagrams: top to bottom (default) or left to right")
-    c.add_argument("--scope", metavar="PATH",
-                   help="diagrams, with --detail layer: draw one stage or block only, e.g. layer2.0")
+def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tuple[str, ...]]],
+                 group: bool = True) -> None:
+    """A flag for each back-end option, from its declaration; with ``group``, under a
+    heading naming the targets it applies to."""
+    groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
+    for option, targets in options.values():
+        where = c
+        if group:
+            if targets not in groups:
+                groups[targets] = c.add_argument_group(f"options for --target {', '.join(targets)}")
+            where = groups[targets]
+        text = fill(option.help, cli_spelling)
+        if option.switch:
+            where.add_argument(option.flag, action="store_true", help=text)
+        else:
+            where.add_argument(option.flag, type=_parse(option), choices=option.choices or None,
+                               metavar=option.metavar, help=text)
 
 
-def _seed(text: str) -> int:
-    """A seed torch accepts: a whole number in [0, 2**63)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError("a seed lies between 0 and 2**63 - 1")
-    return value
+def _parse(option: Option):
+    """argparse's ``type`` for ``option``: its own parsing and checks, its words as flags."""
+    def parse(text: str):
+        try:
+            return option.parse(text)
+        except OptionError as err:
+            raise argparse.ArgumentTypeError("; ".join(filter(None, err.words(cli_spelling)))) from None
+
+    parse.__name__ = option.name  # argparse names the type in some messages
+    return parse
 
 
-def _small_int(text: str) -> int:
-    """A whole number of modest size (an opset)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if abs(value) > 2**31:
-        raise argparse.ArgumentTypeError(f"out of range: {text}")
-    return value
-
-
-def _batch(text: str) -> int:
-    """A batch size: a whole number from 1 to 2**31 - 1 (ONNX dimensions are int64, ours stay sane)."""
-    value = _small_int(text)
-    if not 1 <= value < 2**31:
-        raise argparse.ArgumentTypeError("a batch size lies between 1 and 2**31 - 1")
-    return value
+def cli_spelling(name: str, value: str | None) -> str:
+    """An option named in a back end's message, as its flag: ``--detail layer``."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value in (None, "True") else f"{flag} {value}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -190,10 +147,12 @@ def _run(args: argparse.Namespace, sources: SourceCache) -> int:
     except SpecError as err:
         print(err.render(sources), file=sys.stderr)
         return EXIT_SPEC
-    except UsageError as err:  # paths from the command line may hold control characters
-        print(f"resdsl: error: {printable(str(err))}", file=sys.stderr)
-        if err.hint:
-            print(f"  = help: {printable(err.hint)}", file=sys.stderr)
+    except (UsageError, BackendError) as err:  # paths from the command line may hold control characters
+        # a back end words its errors for Python (`weights`); here they name the flags (--weights)
+        message, hint = err.words(cli_spelling) if isinstance(err, BackendError) else (str(err), err.hint)
+        print(f"resdsl: error: {printable(message)}", file=sys.stderr)
+        if hint:
+            print(f"  = help: {printable(hint)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as err:
         print(f"resdsl: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)
@@ -290,10 +249,9 @@ def _stats(args, sources: SourceCache) -> int:
 
 
 def _compile(args, sources: SourceCache) -> int:
-    from .backends import TARGETS
     target = TARGETS[args.target]
     options = {}
-    for name, targets in TARGET_OPTIONS.items():
+    for name, (_, targets) in target_options().items():
         value = getattr(args, name, None)
         if value is None or value is False:  # `--seed 0` is a value, not an absent option
             continue
@@ -342,8 +300,7 @@ def _diagram(args, sources: SourceCache) -> int:
         fmt = "dot" if suffix == "gv" else suffix
     if fmt in ("pdf", "png") and args.output == "-" and sys.stdout.isatty():
         raise UsageError(f"{fmt} is binary: give `-o FILE`", hint=f"e.g. -o {Path(args.specs[0]).stem}.{fmt}")
-    options = {k: getattr(args, k) for k in ("detail", "annotate", "style", "rankdir", "scope")
-               if getattr(args, k) is not None}
+    options = {o.name: getattr(args, o.name) for o in dot.OPTIONS if getattr(args, o.name) is not None}
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())

@@ -28,9 +28,8 @@ import pytest
 
 import resdsl
 from conftest import ROOT, SPEC_NAMES, load_spec
-from resdsl.backends import TARGETS, dot
+from resdsl.backends import TARGETS, OptionError, dot
 from resdsl.cli import main
-from resdsl.diagnostics import UsageError
 from resdsl.ir import Network, Scope
 
 CASES = ROOT / "tests" / "cases" / "dot"
@@ -224,7 +223,7 @@ def test_annotations() -> None:
     full = dot.emit(net, detail="network", annotate=["shapes", "params", "macs"])
     # torchvision's ResNet-50 layer4: 14,964,736 parameters
     assert "14.96M params" in full and "2048×7×7" in full and "MACs" in full
-    with pytest.raises(UsageError, match="unknown annotation `flops`"):
+    with pytest.raises(OptionError, match="unknown annotation `flops`"):
         dot.emit(net, annotate="flops")
 
 
@@ -234,10 +233,10 @@ def test_layer_scope() -> None:
     ids = set(re.findall(r'^\s*"([^"]+)" \[label=', text, re.M))
     assert {"layer3.0.conv1", "layer3.0.downsample.0", "layer3.0.add"} <= ids
     assert not any(i.startswith(("layer2.1.conv", "layer3.1.")) for i in ids)
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(OptionError) as err:
         dot.emit(net, detail="layer", scope="layer3.9")
     assert "layer3" in err.value.hint
-    with pytest.raises(UsageError):
+    with pytest.raises(OptionError):
         dot.emit(net, detail="block", scope="layer3.0")
 
 

@@ -19,9 +19,8 @@ import torch
 
 import resdsl
 from conftest import SPEC_NAMES, SPECS
-from resdsl.backends import onnx_graph
+from resdsl.backends import BackendError, OptionError, onnx_graph
 from resdsl.backends.torch_module import build
-from resdsl.diagnostics import UsageError
 from resdsl.ir import Network
 from resdsl.passes import foldable_batchnorms
 
@@ -306,20 +305,21 @@ def test_graph_ends(body, kinds, output):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"opset": 12}, "opset 12"), ({"opset": 22}, "opset 22"), ({"static_batch": 0}, "static-batch"),
-    ({"static_batch": True}, "static-batch"),
-    ({"seed": 1, "weights": {}}, "exclude each other"),
+    ({"opset": 12}, "opset 12"), ({"opset": 22}, "opset 22"), ({"opset": "17"}, "`opset` must be a whole number"),
+    ({"static_batch": 0}, "batch size .* not 0"), ({"static_batch": True}, "`static_batch` must be a whole number"),
+    ({"seed": 1, "weights": {}}, "`seed` and `weights` exclude each other"), ({"seed": -1}, "a seed lies"),
+    ({"fold_bn": 1}, "`fold_bn` is True or False"),
 ])
-def test_bad_options_are_usage_errors(options, message):
-    with pytest.raises(UsageError, match=message):
+def test_bad_options_are_option_errors(options, message):
+    with pytest.raises(OptionError, match=message):
         onnx_graph.emit(resdsl.load(SPECS / "resnet20_cifar.res"), **options)
 
 
 def test_too_large_for_protobuf_says_to_use_external_data(monkeypatch):
     monkeypatch.setattr(onnx_graph, "PROTOBUF_LIMIT", 1000)
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(BackendError) as err:
         onnx_graph.emit(resdsl.load(SPECS / "resnet20_cifar.res"))
-    assert "2 GiB" in str(err.value) and "--external-data" in err.value.hint
+    assert "2 GiB" in str(err.value) and "`external_data=True`" in err.value.hint
 
 
 # ---------------------------------------------------------------------------------- --dynamic-size
@@ -405,7 +405,7 @@ def test_dynamic_size_static_graph_is_unchanged_where_it_can_be():
 
 
 def test_dynamic_size_refuses_a_ceil_pool_with_padding():
-    with pytest.raises(UsageError, match="ceil_mode.*--dynamic-size"):
+    with pytest.raises(BackendError, match="ceil_mode.*`dynamic_size=True`"):
         onnx_graph.emit(resdsl.loads(PRIMS), dynamic_size=True)
 
 

@@ -30,10 +30,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from ..diagnostics import UsageError, did_you_mean
+from ..diagnostics import did_you_mean
 from ..ir import INPUT, Network, Op, Role, Scope
 from ..primitives import PRIMITIVES, Look
 from ..stats import fmt_count, fmt_shape, sections
+from . import BackendError, Option, OptionError, declare
 
 DETAILS = ("network", "block", "layer", "blocks")
 ANNOTATIONS = ("shapes", "params", "macs")
@@ -42,7 +43,7 @@ RANKDIRS = ("TB", "LR")
 
 #: How to install Graphviz, for the error when `dot` is missing.
 INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
-                "(macOS), `conda install graphviz`; or write DOT text with --target dot and render it elsewhere")
+                "(macOS), `conda install graphviz`; or write DOT text (the dot target) and render it elsewhere")
 
 #: Layer categories that fold onto the line of the layer before them (``BN, ReLU``).
 _NORM_ACT = ("norm", "act")
@@ -100,19 +101,9 @@ class _Options:
 
 def _options(detail: str, annotate: str | Iterable[str] | None, style: str, rankdir: str,
              scope: str | None) -> _Options:
-    def check(what: str, value: str, allowed: Sequence[str]) -> str:
-        if value not in allowed:
-            raise UsageError(f"unknown {what} `{value}`",
-                             hint=did_you_mean(value, allowed) or f"choose one of: {', '.join(allowed)}")
-        return value
-
-    if annotate is None:
-        annotate = ("shapes",)
-    elif isinstance(annotate, str):
-        annotate = [a.strip() for a in annotate.split(",") if a.strip() and a.strip() != "none"]
-    marks = frozenset(check("annotation", a, ANNOTATIONS) for a in annotate)
-    return _Options(check("detail", detail, DETAILS), marks, _STYLES[check("style", style, STYLES)],
-                    check("rankdir", rankdir.upper(), RANKDIRS), scope)
+    """The drawing's settings from options already checked (:data:`OPTIONS`)."""
+    marks = _annotations(("shapes",) if annotate is None else annotate)
+    return _Options(detail, marks, _STYLES[style], rankdir.upper(), scope)
 
 
 # ---------------------------------------------------------------- escaping
@@ -535,8 +526,8 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
 def _find_scope(net: Network, path: str) -> Scope:
     scopes = {s.path: s for s in net.root.walk() if not s.inline and s.path}
     if path not in scopes:
-        raise UsageError(f"network `{net.name}` has no stage or block `{path}`",
-                         hint=did_you_mean(path, scopes) or f"e.g. {next(iter(sorted(scopes)), 'layer1.0')}")
+        raise OptionError("scope", "network `{network}` has no stage or block `{path}`", network=net.name,
+                          path=path, hint=did_you_mean(path, scopes) or f"e.g. {next(iter(sorted(scopes)), 'layer1.0')}")
     return scopes[path]
 
 
@@ -688,6 +679,36 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
 # ---------------------------------------------------------------- entry points
 
 
+def _annotations(value: str | Iterable[str]) -> frozenset[str]:
+    """``annotate`` as a set of :data:`ANNOTATIONS`: a comma-separated string (``none``
+    for none) or an iterable of names."""
+    if isinstance(value, str):
+        value = [a.strip() for a in value.split(",") if a.strip() and a.strip() != "none"]
+    marks = frozenset(value)
+    unknown = sorted(map(str, marks - set(ANNOTATIONS)))
+    if unknown:
+        raise OptionError("annotate", "unknown annotation `{mark}`", mark=unknown[0],
+                          hint=did_you_mean(unknown[0], ANNOTATIONS) or f"choose from: {', '.join(ANNOTATIONS)}, or none")
+    return marks
+
+
+def _upper(value: str) -> str:
+    return value.upper() if isinstance(value, str) else value
+
+
+#: The diagram options, of ``--target dot|svg|pdf|png`` and of ``resdsl diagram``.
+DETAIL = Option("detail", "network (stages as boxes), block (default; repeated blocks collapsed), layer "
+                          "(every op), blocks (each block type once, side by side)", choices=DETAILS, default="block")
+ANNOTATE = Option("annotate", "comma-separated shapes,params,macs, or none (default: shapes)", check=_annotations,
+                  metavar="LIST")
+STYLE = Option("style", "color (default) or paper (grayscale, serif, compact)", choices=STYLES, default="color")
+RANKDIR = Option("rankdir", "top to bottom (default) or left to right", check=_upper,
+                 choices=RANKDIRS, default="TB")
+SCOPE = Option("scope", "with {detail=layer}: draw one stage or block only, e.g. layer2.0", metavar="PATH")
+OPTIONS = (DETAIL, ANNOTATE, STYLE, RANKDIR, SCOPE)
+
+
+@declare(*OPTIONS)
 def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] | None = None,
          style: str = "color", rankdir: str = "TB", scope: str | None = None) -> str:
     """DOT text for ``net``.
@@ -700,7 +721,8 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
     """
     opts = _options(detail, annotate, style, rankdir, scope)
     if scope is not None and opts.detail != "layer":
-        raise UsageError("`--scope` applies to --detail layer only", hint=f"add --detail layer to draw `{scope}`")
+        raise OptionError("scope", "{scope} applies to {detail=layer} only", hint="add {detail=layer} to draw `{path}`",
+                          path=scope)
     if opts.detail == "blocks":
         return emit_blocks([net], annotate=annotate, style=style, rankdir=rankdir)
     title = _title(net) if scope is None else f"{net.name} · {scope}"
@@ -714,6 +736,7 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
     return g.text()
 
 
+@declare(ANNOTATE, STYLE, RANKDIR)
 def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None = None,
                 style: str = "color", rankdir: str = "TB") -> str:
     """A block figure: each distinct block type of ``nets`` drawn once, side by side."""
@@ -726,16 +749,16 @@ def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None
 
 def render(dot_text: str, fmt: str) -> bytes:
     """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`, run by
-    the `graphviz` package; a missing package or `dot` program is a :class:`UsageError`
+    the `graphviz` package; a missing package or `dot` program is a :class:`BackendError`
     that says how to install it."""
     if fmt not in ("svg", "pdf", "png"):
-        raise UsageError(f"cannot render to `{fmt}`", hint="choose svg, pdf or png")
+        raise BackendError("cannot render to `{fmt}`", hint="choose svg, pdf or png", fmt=fmt)
     try:
         import graphviz
     except ImportError:
-        raise UsageError("rendering needs the `graphviz` Python package, which is not installed",
-                         hint="pip install 'resdsl[diagrams]' (or graphviz); or write DOT text with "
-                              "--target dot and render it elsewhere") from None
+        raise BackendError("rendering needs the `graphviz` Python package, which is not installed",
+                           hint="pip install 'resdsl[diagrams]' (or graphviz); or write DOT text "
+                                "(the dot target) and render it elsewhere") from None
     if fmt == "png":  # print resolution (as `dot -Gdpi=200`): the default 96 dpi blurs in a paper
         dot_text = dot_text.replace("digraph resdsl {\n", "digraph resdsl {\n  graph [dpi=200];\n", 1)
     # Cairo writes a PDF's date in the local zone, and the zone's length varies ("Z" or
@@ -745,20 +768,20 @@ def render(dot_text: str, fmt: str) -> bytes:
     try:
         out = graphviz.pipe("dot", fmt, dot_text.encode("utf-8"), quiet=True)
     except graphviz.ExecutableNotFound:
-        raise UsageError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
-                         hint=INSTALL_HINT) from None
+        raise BackendError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
+                           hint=INSTALL_HINT) from None
     except graphviz.CalledProcessError as err:
         message = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise UsageError(f"Graphviz's `dot` failed (exit status {err.returncode})"
-                         + (f": {message[0]}" if message else ""),
-                         hint="write the DOT with --target dot to inspect it") from None
+        raise BackendError(f"Graphviz's `dot` failed (exit status {err.returncode}){{why}}",
+                           hint="write the DOT text (the dot target) to inspect it",
+                           why=f": {message[0]}" if message else "") from None
     finally:
         if zone is None:
             del os.environ["TZ"]
         else:
             os.environ["TZ"] = zone
     if not out:
-        raise UsageError("Graphviz's `dot` wrote nothing", hint="write the DOT with --target dot to inspect it")
+        raise BackendError("Graphviz's `dot` wrote nothing", hint="write the DOT text (the dot target) to inspect it")
     return _fixed_dates(out) if fmt == "pdf" else out
 
 
@@ -773,16 +796,19 @@ def _fixed_dates(pdf: bytes) -> bytes:
     return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)([-+Z0-9']*)", pin, pdf)
 
 
+@declare(*OPTIONS)
 def emit_svg(net: Network, **options) -> bytes:
     """An SVG drawing of ``net`` (options as :func:`emit`)."""
     return render(emit(net, **options), "svg")
 
 
+@declare(*OPTIONS)
 def emit_pdf(net: Network, **options) -> bytes:
     """A PDF drawing of ``net`` (options as :func:`emit`)."""
     return render(emit(net, **options), "pdf")
 
 
+@declare(*OPTIONS)
 def emit_png(net: Network, **options) -> bytes:
     """A PNG drawing of ``net`` at 200 dpi (options as :func:`emit`)."""
     return render(emit(net, **options), "png")

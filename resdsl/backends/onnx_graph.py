@@ -24,27 +24,26 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
   (``Shape``) where it depends on the input, and every Reshape is written with 0 / -1.
 - Models past protobuf's 2 GB limit need ``external_data``: the tensors then go to a file
   beside the ``.onnx`` (:class:`ExternalDataModel`), both written atomically together.
+
+This module declares the options and checks them; the lowering itself is in
+:mod:`resdsl.backends.onnx_lowering` (imported when a model is made), so reading the
+options, as the CLI does for ``--help``, imports neither ``onnx`` nor ``numpy``.
 """
 
 from __future__ import annotations
 
-import shutil
-import sys
-import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import onnx
-from onnx import TensorProto, external_data_helper, helper
-
-from .. import __version__
-from ..diagnostics import Note, UsageError
-from ..ir import INPUT, Network, Op
-from ..output import destination, replace_all, seal, stage, sweep, temp_dir
-from ..passes import foldable_batchnorms
+from ..ir import Network
 from ..primitives import PRIMITIVES
+from . import SEED, BackendError, Option, OptionError, declare, whole_number
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .onnx_lowering import ExternalDataModel, _Lowering
 
 #: Opsets this back end emits and is tested at: 13 is the oldest still common (TensorRT,
 #: mobile runtimes); 21 is the newest that onnxruntime ≥ 1.18 and onnx ≥ 1.16 both know.
@@ -53,29 +52,49 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 21, 17
 #: protobuf refuses to serialise a message of 2 GiB or more.
 PROTOBUF_LIMIT = 2**31 - 1
 
-#: Tensors this large or larger go to the external data file; small constants stay inline.
-EXTERNAL_MIN_BYTES = 1024
-#: Offsets in the external data file are aligned so that runtimes can memory-map tensors.
-EXTERNAL_ALIGN = 4096
+# ---------------------------------------------------------------------------------- options
 
-#: The graph's symbolic batch dimension.
-BATCH = "batch"
-#: With ``dynamic_size``: the input's symbolic height and width.
-HEIGHT, WIDTH = "height", "width"
+WEIGHTS = Option("weights", "a state_dict to use as weights: .safetensors, or a torch file (.pt/.pth)",
+                 metavar="FILE")
+OPSET = Option("opset", f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})", type=int,
+               default=DEFAULT_OPSET, metavar="N",
+               check=whole_number("opset", MIN_OPSET, MAX_OPSET, "opset {value} is not supported by the onnx target",
+                                  hint=f"choose {{opset}} between {MIN_OPSET} and {MAX_OPSET} "
+                                       f"(default {DEFAULT_OPSET})"))
+STATIC_BATCH = Option("static_batch", "fix the batch dimension to N (default: symbolic)", type=int, metavar="N",
+                      check=whole_number("static_batch", 1, 2**31 - 1,
+                                         "a batch size lies between 1 and 2**31 - 1, not {value}",
+                                         hint="leave {static_batch} out for a symbolic batch dimension"))
+DYNAMIC_SIZE = Option("dynamic_size", "symbolic input height and width (default: the spec's declared size)",
+                      type=bool, default=False)
+FOLD_BN = Option("fold_bn", "fold batch norms into the convolutions before them (inference)", type=bool,
+                 default=False)
+EXTERNAL_DATA = Option("external_data", "write the tensors to FILE.data beside the model (needed past 2 GB)",
+                       type=bool, default=False)
+ALLOW_NONFINITE = Option("allow_nonfinite", "accept NaN or infinite values in the weights", type=bool,
+                         default=False)
+OPTIONS = (SEED, WEIGHTS, OPSET, STATIC_BATCH, DYNAMIC_SIZE, FOLD_BN, EXTERNAL_DATA, ALLOW_NONFINITE)
 
+
+@declare(*OPTIONS)
 def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
-         opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-         external_data: bool = False, allow_nonfinite: bool = False,
-         dynamic_size: bool = False) -> bytes | ExternalDataModel:
+         opset: int = DEFAULT_OPSET, static_batch: int | None = None, dynamic_size: bool = False,
+         fold_bn: bool = False, external_data: bool = False,
+         allow_nonfinite: bool = False) -> bytes | ExternalDataModel:
     """The serialised ONNX model for ``net``.
 
-    ``weights`` is a path to a torch ``state_dict`` (``.pt``/``.pth``) or a mapping of
-    tensors; without it the weights are the torch back end's for ``seed`` (default 0).
-    With ``external_data`` the result is an :class:`ExternalDataModel`, which writes the
-    ``.onnx`` and its tensor file together. With ``dynamic_size`` the input's height and
-    width are symbolic (the graph runs at any size the network accepts). Raises :class:`UsageError` for bad options or
-    weights, before anything is written.
+    ``weights`` is a path to a state_dict file (``.safetensors``, ``.pt``/``.pth``) or a
+    mapping of tensors; without it the weights are the torch back end's for ``seed``
+    (default 0). With ``external_data`` the result is an
+    :class:`~resdsl.backends.onnx_lowering.ExternalDataModel`, which writes the ``.onnx``
+    and its tensor file together. With ``dynamic_size`` the input's height and width are
+    symbolic (the graph runs at any size the network accepts). Raises
+    :class:`~resdsl.backends.OptionError` for bad options or weights and
+    :class:`~resdsl.backends.BackendError` for a network the options cannot express,
+    before anything is written.
     """
+    from .onnx_lowering import ExternalDataModel
+
     lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
                                   dynamic_size)
     if external_data:
@@ -83,14 +102,15 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
     return lowering.serialize(static_batch, provenance)
 
 
+@declare(*OPTIONS)
 def build_model(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
-                opset: int = DEFAULT_OPSET, static_batch: int | None = None, fold_bn: bool = False,
-                external_data: bool = False, allow_nonfinite: bool = False,
-                dynamic_size: bool = False) -> onnx.ModelProto:
+                opset: int = DEFAULT_OPSET, static_batch: int | None = None, dynamic_size: bool = False,
+                fold_bn: bool = False, external_data: bool = False,
+                allow_nonfinite: bool = False) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` for ``net`` (see :func:`emit` for the options).
 
     Without ``external_data`` a model too large for protobuf is refused with a
-    :class:`UsageError` that says to use it.
+    :class:`~resdsl.backends.BackendError` that says to use it.
     """
     lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
                                   dynamic_size)
@@ -100,12 +120,11 @@ def build_model(net: Network, *, seed: int | None = None, weights: str | Path | 
 def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None, opset: int,
            fold_bn: bool, external_data: bool, allow_nonfinite: bool = False,
            dynamic_size: bool = False) -> tuple[_Lowering, str]:
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise UsageError(f"opset {opset} is not supported by the onnx target",
-                         hint=f"choose --opset between {MIN_OPSET} and {MAX_OPSET} (default {DEFAULT_OPSET})")
+    from .onnx_lowering import _load_weights, _Lowering, _seeded_state
+
     if weights is not None and seed is not None:
-        raise UsageError("--seed and --weights exclude each other",
-                         hint="a seed chooses initial weights; --weights gives them")
+        raise OptionError("weights", "{seed} and {weights} exclude each other",
+                          hint="a seed chooses initial weights; {weights} gives them")
     if weights is None:
         seed = 0 if seed is None else seed
         # a network without weights needs no torch to initialise them
@@ -119,13 +138,11 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
         size = sum(t.nbytes for t in lowering.initializers) + 1024 * (len(lowering.nodes) +
                                                                      len(lowering.initializers))
         if size > PROTOBUF_LIMIT:
-            raise UsageError(f"the model's tensors take {size / 2**30:.2f} GiB, over protobuf's 2 GiB "
-                             "limit for one .onnx file",
-                             hint="use --external-data to write the tensors to a file beside the .onnx")
+            raise BackendError(f"the model's tensors take {size / 2**30:.2f} GiB, over protobuf's 2 GiB "
+                               "limit for one .onnx file",
+                               hint="use {external_data=True} to write the tensors to a file beside the .onnx")
     return lowering, provenance
 
-
-# ---------------------------------------------------------------------------------- weights
 
 def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
     """The ``state_dict`` keys and shapes of the torch back end's module for ``net``,
@@ -138,462 +155,14 @@ def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _seeded_state(net: Network, seed: int) -> dict[str, np.ndarray]:
-    # the only ONNX path that needs torch: the torch back end's seeded initialisation
-    from .torch_module import build
 
-    return {k: v.detach().numpy() for k, v in build(net, seed=seed).state_dict().items()}
+def __getattr__(name: str) -> Any:
+    """The lowering's public names (``ExternalDataModel``, ``BATCH``…), read from here too."""
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import onnx_lowering
 
-
-def _torch_tensor(value: object) -> bool:
-    """A torch tensor (only possible when torch is loaded: this never imports it)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _dtype_name(value) -> str:
-    return str(value.dtype).removeprefix("torch.") if _torch_tensor(value) else value.dtype.name
-
-
-def _load_weights(net: Network, weights: str | Path | Mapping,
-                  allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], str]:
-    widened: dict[str, str] = {}  # bfloat16 tensors read from safetensors as float32
-    if isinstance(weights, Mapping):
-        raw, provenance = weights, "state_dict"
-    else:
-        raw, provenance = _read_checkpoint(Path(weights), widened), f"file {Path(weights).name}"
-    state = _unwrap(raw)
-    _check_state(net, state, provenance)
-    kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
-    converted: dict[str, int] = {}
-    for k, v in kept.items():
-        name = widened.get(k) or _dtype_name(v)
-        if name != "float32":
-            converted[name] = converted.get(name, 0) + 1
-    # numpy float32 arrays from here on; torch tensors (from a torch file, or given) are converted
-    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes infinite: reported below
-        out = {k: (v.detach().to("cpu", sys.modules["torch"].float32).numpy() if _torch_tensor(v)
-                   else np.asarray(v, np.float32)) for k, v in kept.items()}
-    if converted:  # ONNX initializers are float32 here: say so, since precision may change
-        what = ", ".join(f"{n} {dtype} tensor{'s' * (n != 1)}" for dtype, n in sorted(converted.items()))
-        warnings.warn(Note(f"the weights ({provenance}) hold {what}; converted to float32"), stacklevel=2)
-    nonfinite = sorted(k for k, v in out.items() if not bool(np.isfinite(v).all()))
-    if nonfinite and not allow_nonfinite:  # a float64 beyond float32's range is infinite here too
-        shown = ", ".join(nonfinite[:8]) + (f" and {len(nonfinite) - 8} more" if len(nonfinite) > 8 else "")
-        raise UsageError(f"the weights ({provenance}) hold NaN or infinite values, in {len(nonfinite)} "
-                         f"tensor{'s' * (len(nonfinite) != 1)} (as float32): {shown}",
-                         hint="the model would output NaN; pass --allow-nonfinite "
-                              "(allow_nonfinite=True) to write them anyway")
-    return out, provenance
-
-
-def _read_checkpoint(path: Path, widened: dict[str, str]) -> object:
-    if not path.is_file():
-        raise UsageError(f"cannot read weights `{path}`: no such file")
-    # safetensors as numpy, without pickle or torch; torch files with weights_only=True
-    # (resdsl.checkpoints)
-    from ..checkpoints import CheckpointError, load_arrays
     try:
-        return load_arrays(path, dtypes=widened)
-    except CheckpointError as err:
-        raise UsageError(str(err), hint=err.hint) from None
-
-
-def _unwrap(raw: object) -> Mapping:
-    """The state_dict in a checkpoint: the mapping itself, or the one training scripts nest
-    under ``state_dict`` / ``model``; a ``module.`` prefix (DataParallel) is dropped."""
-    if isinstance(raw, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(raw.get(key), Mapping) and not any(_is_array(v) for v in raw.values()):
-                raw = raw[key]
-                break
-    if not isinstance(raw, Mapping) or not raw:
-        raise UsageError("the weights are not a state_dict (a mapping of names to tensors)",
-                         hint="save them with torch.save(model.state_dict(), path)")
-    keys = [str(k) for k in raw]
-    if all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in raw.items()}
-    return raw
-
-
-def _check_state(net: Network, state: Mapping, provenance: str) -> None:
-    expected = expected_state(net)
-    optional = {k for k in expected if k.endswith(".num_batches_tracked")}
-    missing = sorted(k for k in expected if k not in state and k not in optional)
-    extra = sorted(str(k) for k in state if k not in expected)
-    wrong = []
-    for key, shape in expected.items():
-        value = state.get(key)
-        if value is None or key in optional:
-            continue
-        if _torch_tensor(value):
-            if not value.is_floating_point():
-                wrong.append(f"{key} (not a floating-point tensor)")
-                continue
-            if value.layout != sys.modules["torch"].strided:  # sparse tensors: no dense storage to export
-                wrong.append(f"{key} (a {str(value.layout).removeprefix('torch.')} tensor; save it dense)")
-                continue
-            if value.device.type == "meta":  # shapes only, no values
-                wrong.append(f"{key} (a meta tensor, which holds no values)")
-                continue
-        elif not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.floating):
-            wrong.append(f"{key} (not a floating-point tensor)")
-            continue
-        if tuple(value.shape) != shape:
-            wrong.append(f"{key} ({_fmt(tuple(value.shape))}, expected {_fmt(shape)})")
-    problems = []
-    for title, keys in (("missing", missing), ("unexpected", extra), ("wrongly shaped", wrong)):
-        if keys:
-            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-            problems.append(f"{len(keys)} {title}: {shown}")
-    if problems:
-        raise UsageError(f"the weights ({provenance}) do not fit network `{net.name}`: " + "; ".join(problems),
-                         hint="the keys must be those of the torch back end's module for this spec: "
-                              "resdsl.build(spec).state_dict()")
-
-
-def _is_array(value: object) -> bool:
-    return isinstance(value, np.ndarray) or _torch_tensor(value)
-
-
-def _fmt(shape: tuple[int, ...]) -> str:
-    return "×".join(map(str, shape)) if shape else "scalar"
-
-
-# ---------------------------------------------------------------------------------- lowering
-
-@dataclass
-class _Lowering:
-    net: Network
-    state: Mapping[str, np.ndarray]
-    opset: int
-    fold_bn: bool
-    #: Symbolic height and width (``dynamic_size``).
-    dynamic: bool = False
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[np.ndarray] = field(default_factory=list)
-    init_names: list[str] = field(default_factory=list)
-    #: IR value (op name or ``input``) → the ONNX tensor that holds it.
-    tensor: dict[str, str] = field(default_factory=dict)
-    #: Tensors whose shape a lowering declares (ops shape inference cannot see into).
-    declared: dict[str, tuple[int, ...]] = field(default_factory=dict)
-
-    def run(self) -> None:
-        net = self.net
-        self.folded = foldable_batchnorms(net) if self.fold_bn else {}
-        self.fold_into = {conv: bn for bn, conv in self.folded.items()}
-        self._seen: set[str] = set()
-        # The final tensor is called `output`, unless an op of that name is something else.
-        names = {op.name for op in net.ops}
-        self.output_name = "output" if "output" not in names - {net.output} else net.output
-        self.tensor[INPUT] = INPUT
-        for op in net.ops:
-            self._lower(op)
-        if self.tensor[net.output] != self.output_name:  # the output is the input, passed through
-            self._node("Identity", [INPUT], net.output, self.output_name)
-
-    # -- helpers
-
-    def _out(self, op: Op) -> str:
-        return self.output_name if op.name == self.net.output else op.name
-
-    def _node(self, kind: str, inputs: list[str], name: str, out: str | None = None, **attrs) -> str:
-        out = out or name
-        self.nodes.append(helper.make_node(kind, inputs, [out], name=name, **attrs))
-        return out
-
-    def _init(self, name: str, array: np.ndarray) -> str:
-        if name not in self._seen:
-            self._seen.add(name)
-            self.init_names.append(name)
-            self.initializers.append(np.ascontiguousarray(array))
-        return name
-
-    def _param(self, key: str) -> str:
-        return self._init(key, self.state[key])
-
-    def _const(self, name: str, values, dtype=np.int64) -> str:
-        return self._init(name, np.asarray(values, dtype=dtype))
-
-    def _alias(self, op: Op, source: str) -> None:
-        self.tensor[op.name] = self.tensor[source]
-        if op.name == self.net.output and self.tensor[source] != INPUT:  # else: an Identity in run()
-            self._rename(self.tensor[source], self.output_name)
-
-    def _rename(self, old: str, new: str) -> None:
-        """Rename a tensor already produced (an elided op at the end of the network)."""
-        for node in self.nodes:
-            node.output[:] = [new if o == old else o for o in node.output]
-            node.input[:] = [new if i == old else i for i in node.input]
-        for value, t in self.tensor.items():
-            if t == old:
-                self.tensor[value] = new
-        if old in self.declared:
-            self.declared[new] = self.declared.pop(old)
-
-    # -- what an op's lowering uses (the registry's ONNX lowerings call these)
-
-    def node(self, kind: str, inputs: list[str], name: str, out: str | None = None, **attrs) -> str:
-        """Add a node; returns its output tensor (``out``, or ``name``)."""
-        return self._node(kind, inputs, name, out, **attrs)
-
-    def node_outputs(self, kind: str, inputs: list[str], name: str, outputs: list[str], **attrs) -> None:
-        """Add a node with several outputs (a Split)."""
-        self.nodes.append(helper.make_node(kind, inputs, outputs, name=name, **attrs))
-
-    def declare(self, tensor: str, shape: tuple[int, ...]) -> None:
-        """Record ``tensor``'s per-sample shape in the graph's value_info, for an operator
-        onnx's shape inference does not know (GroupNormalization-21 in onnx 1.23)."""
-        self.declared[tensor] = shape
-
-    def produced(self, tensor: str) -> bool:
-        """Whether a node already writes ``tensor`` (a sibling's lowering wrote it)."""
-        return any(tensor in node.output for node in self.nodes)
-
-    def output_of(self, op: Op) -> str:
-        """The tensor that will hold ``op``'s value (``output`` for the network's last op)."""
-        return self._out(op)
-
-    def init(self, name: str, array: np.ndarray) -> str:
-        """An initializer (added once per name)."""
-        return self._init(name, array)
-
-    def param(self, key: str) -> str:
-        """The ``state_dict`` tensor ``key`` as an initializer of that name."""
-        return self._param(key)
-
-    def const(self, name: str, values, dtype=np.int64) -> str:
-        """A constant initializer, int64 unless ``dtype`` says otherwise."""
-        return self._const(name, values, dtype)
-
-    def alias(self, op: Op, source: str) -> None:
-        """``op`` passes ``source`` through: no node."""
-        self._alias(op, source)
-
-    def shape_of(self, value: str) -> tuple[int, ...]:
-        """The per-sample shape of an IR value."""
-        return self.net.shape_of(value)
-
-    def varies(self, value: str) -> bool:
-        """With ``dynamic_size``, whether the height or width of IR value ``value`` depends
-        on the input's (false after a global pool); always false for a static graph."""
-        if not self.dynamic:
-            return False
-        if not hasattr(self, "_varying"):
-            self._varying = _size_dependent(self.net)
-        return value in self._varying
-
-    def spatial_shape(self, x: str, name: str) -> str:
-        """A ``Shape`` node: ``x``'s dimensions, read from the graph at run time."""
-        return self._node("Shape", [x], name)
-
-    def folded_bn(self, op: Op) -> Op | None:
-        """With BN folding, the BN that folds into this conv, if any."""
-        name = self.fold_into.get(op.name)
-        return None if name is None else self.net.op(name)
-
-    def reduce_mean(self, x: str, axes: list[int], name: str) -> str:
-        """ReduceMean keeping dimensions; axes are an attribute before opset 18, an input since."""
-        if self.opset >= 18:
-            return self._node("ReduceMean", [x, self._const(f"{name}/axes", axes)], name, keepdims=1)
-        return self._node("ReduceMean", [x], name, axes=axes, keepdims=1)
-
-    # -- ops
-
-    def _lower(self, op: Op) -> None:
-        if op.name in self.folded:  # a BN folded into its conv
-            self._alias(op, op.inputs[0])
-            return
-        lowering = PRIMITIVES[op.kind].onnx_lowering(self.opset)
-        if lowering is None:
-            raise UsageError(f"`{op.kind}` has no ONNX lowering for opset {self.opset}",
-                             hint="choose a newer --opset")
-        self.tensor[op.name] = self._out(op)
-        lowering(self, op, [self.tensor[i] for i in op.inputs], self._out(op))
-
-    # -- the model
-
-    def skeleton(self, static_batch: int | None, provenance: str) -> onnx.ModelProto:
-        """The model without its initializers."""
-        if static_batch is not None and (isinstance(static_batch, bool) or not isinstance(static_batch, int)
-                                         or static_batch < 1):
-            raise UsageError(f"--static-batch must be a positive batch size, got {static_batch}",
-                             hint="leave it out for a symbolic batch dimension")
-        net = self.net
-        batch = static_batch if static_batch is not None else BATCH
-        spec = Path(net.source).name
-        in_dims: list[int | str] = [batch, *net.input_shape]
-        out_dims: list[int | str] = [batch, *net.output_shape]
-        if self.dynamic:
-            in_dims[2:] = [HEIGHT, WIDTH]
-            if self.varies(net.output) and len(out_dims) == 4:  # a feature map comes out
-                out_dims[2:] = [f"output_{HEIGHT}", f"output_{WIDTH}"]
-        graph = helper.make_graph(
-            self.nodes, net.name,
-            [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, in_dims)],
-            [helper.make_tensor_value_info(self.output_name, TensorProto.FLOAT, out_dims)],
-            doc_string=f"network `{net.name}` from {spec}",
-            # a declared shape's height and width are unknown (None) in a graph of any size
-            value_info=[helper.make_tensor_value_info(
-                t, TensorProto.FLOAT, [batch, *(shape[:1] + (None,) * (len(shape) - 1) if self.dynamic else shape)])
-                for t, shape in self.declared.items() if t != self.output_name])
-        opsets = [helper.make_opsetid("", self.opset)]
-        model = helper.make_model(graph, opset_imports=opsets, producer_name="resdsl",
-                                  producer_version=__version__,
-                                  ir_version=helper.find_min_ir_version_for(opsets),
-                                  doc_string=f"{net.name}: compiled from {spec} by resdsl {__version__}")
-        helper.set_model_props(model, {
-            "resdsl.version": __version__, "resdsl.spec": spec, "resdsl.network": net.name,
-            "resdsl.weights": provenance, "resdsl.fold_bn": str(self.fold_bn).lower(),
-            **({"resdsl.dynamic_size": "true"} if self.dynamic else {}),
-        })
-        return model
-
-    def _tensors(self) -> list[tuple[onnx.TensorProto, memoryview]]:
-        """Each initializer: its header (name, type, dims) and its little-endian bytes."""
-        out = []
-        for name, array in zip(self.init_names, self.initializers):
-            header = TensorProto(name=name, data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
-                                 dims=array.shape)
-            data = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
-            out.append((header, memoryview(data).cast("B")))
-        return out
-
-    def model(self, static_batch: int | None, provenance: str) -> onnx.ModelProto:
-        """The complete ``ModelProto``."""
-        model = self.skeleton(static_batch, provenance)
-        # Added in place: make_graph / make_model copy what they are given.
-        for header, data in self._tensors():
-            tensor = model.graph.initializer.add()
-            tensor.CopyFrom(header)
-            tensor.raw_data = bytes(data)
-        return model
-
-    def serialize(self, static_batch: int | None, provenance: str) -> bytes:
-        """``model(...).SerializeToString()``, byte for byte, with each tensor copied once.
-
-        protobuf writes a message as its fields in field-number order, each as a tag, a
-        length and the bytes; the weights are spliced in at their place (graph field 5,
-        tensor field 9) instead of being copied into the message and out again.
-        """
-        model = self.skeleton(static_batch, provenance)
-        model_head, model_tail = _split(model, _MODEL_GRAPH)
-        graph_head, graph_tail = _split(model.graph, _GRAPH_INITIALIZER)
-        pieces: list[bytes | memoryview] = [graph_head]
-        for header, data in self._tensors():
-            head = header.SerializeToString() + _tag(_TENSOR_RAW_DATA, len(data))
-            pieces += [_tag(_GRAPH_INITIALIZER, len(head) + len(data)), head, data]
-        pieces.append(graph_tail)
-        size = sum(len(p) for p in pieces)
-        return b"".join([model_head, _tag(_MODEL_GRAPH, size), *pieces, model_tail])
-
-
-def _size_dependent(net: Network) -> set[str]:
-    """The IR values whose height or width changes with the input's: the registry's shape
-    rules run again at twice the declared input size, and the sizes compared. (A value
-    whose size does not change there, a global pool's 1×1, is the same at every size.)"""
-    c, h, w = net.input_shape
-    shapes: dict[str, tuple[int, ...]] = {INPUT: (c, 2 * h, 2 * w)}
-    out = {INPUT}
-    for op in net.ops:
-        try:
-            shape = PRIMITIVES[op.kind].infer(dict(op.attrs), [shapes[i] for i in op.inputs])[0]
-        except Exception:  # noqa: BLE001 - a rule that refuses the larger size: assume it varies
-            shape = ()
-        shapes[op.name] = shape
-        if tuple(shape[1:]) != tuple(op.shape[1:]) or len(op.shape) < 3 and any(i in out for i in op.inputs):
-            out.add(op.name)
-    return out
-
-
-# Field numbers in onnx.proto.
-_MODEL_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
-_GRAPH_INITIALIZER = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
-_TENSOR_RAW_DATA = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
-
-
-def _split(message, number: int) -> tuple[bytes, bytes]:
-    """The serialised fields of ``message`` numbered below ``number``, and those above."""
-    below, above = type(message)(), type(message)()
-    below.CopyFrom(message)
-    above.CopyFrom(message)
-    for field_ in message.DESCRIPTOR.fields:
-        (below if field_.number >= number else above).ClearField(field_.name)
-        if field_.number == number:
-            above.ClearField(field_.name)
-    return below.SerializeToString(), above.SerializeToString()
-
-
-def _tag(number: int, length: int) -> bytes:
-    """The key of a length-delimited field and the length, as protobuf varints."""
-    out = bytearray()
-    for value in (number << 3 | 2, length):
-        while value > 0x7F:
-            out.append(value & 0x7F | 0x80)
-            value >>= 7
-        out.append(value)
-    return bytes(out)
-
-
-# ---------------------------------------------------------------------------------- external data
-
-class ExternalDataModel:
-    """An ONNX model whose tensors live in a file beside it (``model.onnx.data``).
-
-    The data file's name depends on where the model goes, so the tensors are placed only
-    when :meth:`write` is called, by ``onnx.external_data_helper``; both files are written
-    to temporary names first and renamed into place only once both are complete
-    (:func:`resdsl.output.replace_all`).
-    """
-
-    def __init__(self, model: onnx.ModelProto):
-        self._model = model
-
-    @staticmethod
-    def paths(path: str | Path) -> tuple[Path, Path]:
-        """The model's path and its data file's: ``path`` and ``path.data``."""
-        path = Path(path)
-        return path, path.with_name(path.name + ".data")
-
-    def external(self, location: str) -> onnx.ModelProto:
-        """A copy of the model whose tensors of ``EXTERNAL_MIN_BYTES`` or more are marked
-        to go to ``location``, each at an offset aligned to ``EXTERNAL_ALIGN`` (so that
-        runtimes can memory-map them); their bytes are still inline."""
-        model = onnx.ModelProto()
-        model.CopyFrom(self._model)
-        offset = 0
-        for tensor in model.graph.initializer:
-            if len(tensor.raw_data) < EXTERNAL_MIN_BYTES:
-                continue
-            offset = -(-offset // EXTERNAL_ALIGN) * EXTERNAL_ALIGN
-            external_data_helper.set_external_data(tensor, location, offset, len(tensor.raw_data))
-            offset += len(tensor.raw_data)
-        return model
-
-    def write(self, path: str | Path) -> list[Path]:
-        """Write the model at ``path`` and its tensors beside it, all or nothing: on any
-        failure both files are as they were."""
-        if str(path) == "-":
-            raise UsageError("--external-data writes two files and cannot go to standard output",
-                             hint="give -o FILE.onnx; the tensors go to FILE.onnx.data")
-        real = destination(path)
-        if real is None or destination(self.paths(real)[1]) is None:
-            raise UsageError(f"--external-data writes two files, `{path}` and its `.data`, and "
-                             "cannot write them to a device or FIFO",
-                             hint="give -o FILE.onnx in a folder")
-        model_path, data_path = self.paths(real)
-        sweep(model_path)
-        work = temp_dir(data_path)
-        try:
-            model = self.external(data_path.name)
-            # onnx writes the tensors to `location` in the folder it is given, at their offsets
-            external_data_helper.write_external_data_tensors(model, str(work))
-            data_tmp = work / data_path.name
-            data_tmp.touch()  # a model with no tensor that large still gets its (empty) file
-            seal(data_tmp, data_path)
-            model_tmp = stage(model_path, model.SerializeToString(deterministic=True))
-            # The data first: a model never points at tensors that are not there yet.
-            replace_all([(data_tmp, data_path), (model_tmp, model_path)])
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return [model_path, data_path]
+        return getattr(onnx_lowering, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

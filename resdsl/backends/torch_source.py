@@ -35,7 +35,6 @@ from typing import NamedTuple, Union
 import jinja2
 
 from .. import __version__
-from ..diagnostics import UsageError
 from ..ir import Attr, Network, Op, Role, Scope, Shape
 from ..passes import with_inplace
 from ..primitives import (
@@ -49,6 +48,7 @@ from ..primitives import (
 )
 from ..resources import data_path
 from ..stats import fmt_shape
+from . import SEED, BackendError, declare
 from .source_format import Call, Expr, Sequential, layout
 
 # ---------------------------------------------------------------- identifiers
@@ -807,20 +807,21 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+@declare(SEED)
 def emit(net: Network, *, seed: int | None = None) -> str:
     """Standalone PyTorch source for ``net`` (see the module docstring).
 
     ``seed`` becomes the default seed of the generated constructor function. A network
     whose layers cannot be laid out as nested modules (a block reading a value computed
-    inside another block) raises :class:`~resdsl.diagnostics.UsageError`.
+    inside another block) raises :class:`~resdsl.backends.BackendError`.
     """
     # in place where the dataflow allows (`nn.ReLU(inplace=True)`, `out += shortcut`)
     net = with_inplace(net)
     try:
         low = Lowering(net)
     except ValueError as err:
-        raise UsageError(f"cannot write `{net.name}` as PyTorch source: {err}",
-                         hint="the in-process module, resdsl.build(spec), runs any checked network") from err
+        raise BackendError("cannot write `{network}` as PyTorch source: {reason}", network=net.name, reason=err,
+                           hint="the in-process module, resdsl.build(spec), runs any checked network") from err
     renderer = Renderer(net, low)
     ordered = _dependency_order(low, net.root)
     views = []

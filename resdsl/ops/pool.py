@@ -83,7 +83,7 @@ def _windows(g, op: Op) -> tuple[list[int], dict]:
 
 
 def _symbolic_ceil(g, op: Op) -> bool:
-    """A ceil_mode pool on a symbolic size (--dynamic-size): whether a window overhangs
+    """A ceil_mode pool on a symbolic size (``dynamic_size``): whether a window overhangs
     depends on the size, so ONNX's own ceil_mode is used. Without padding, and with windows
     at least as wide as the stride, no window starts past the input, where torch and ONNX
     differ; other such pools are refused."""
@@ -92,11 +92,12 @@ def _symbolic_ceil(g, op: Op) -> bool:
     k, s, p, d = op.attr("kernel_size"), op.attr("stride"), op.attr("padding"), dict(op.attrs).get("dilation", 1)
     if p == 0 and d * (k - 1) + 1 >= s:
         return True
-    from ..diagnostics import UsageError
+    from ..backends import BackendError
 
-    raise UsageError(f"`{op.name}` pools with ceil_mode and padding {p}, stride {s}: its ONNX form depends "
-                     "on the input size, so --dynamic-size cannot express it",
-                     hint="leave --dynamic-size out, or give the layer padding 0 (or ceil_mode = false)")
+    raise BackendError(f"`{{name}}` pools with ceil_mode and padding {p}, stride {s}: its ONNX form depends "
+                       "on the input size, so {dynamic_size=True} cannot express it",
+                       hint="leave {dynamic_size} out, or give the layer padding 0 (or ceil_mode = false)",
+                       name=op.name)
 
 
 def _maxpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
