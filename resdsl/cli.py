@@ -25,7 +25,9 @@ from .resources import shipped_spec, shipped_specs
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; the back ends' flags only for ``command`` (all without one), so
+    that `resdsl check` imports no back end to read their declarations."""
     p = argparse.ArgumentParser(prog="resdsl", description="Compile ResNet-family specs (.res).")
     p.add_argument("--version", action="version", version=f"resdsl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,14 +53,16 @@ def _parser() -> argparse.ArgumentParser:
                       help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()))
     comp.add_argument("-o", "--output", metavar="FILE",
                       help="write here; `-` for stdout (default for text targets)")
-    _add_options(comp, target_options())
+    if command in (None, "compile"):
+        _add_options(comp, target_options())
 
     diagram = spec_command("diagram", "draw a spec (the format follows -o: .svg, .pdf, .png, .dot)")
     diagram.add_argument("-o", "--output", metavar="FILE", default="-",
                          help="write here (default: DOT text on stdout)")
     diagram.add_argument("--format", choices=("dot", "svg", "pdf", "png"),
                          help="output format (default: from the extension of -o, else dot)")
-    _add_options(diagram, target_options([TARGETS["dot"]]), group=False)
+    if command in (None, "diagram"):
+        _add_options(diagram, target_options([TARGETS["dot"]]), group=False)
 
     graft = spec_command("transplant", "load a checkpoint into a (modified) network by name and shape, "
                          "adapting the input conv to another channel count", many=False)
@@ -127,7 +131,9 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first word that is no option (`resdsl` itself takes no values)
+    args = _parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     sources = SourceCache()
     previous = None
     try:  # SIGTERM unwinds like Ctrl-C, so partial outputs are removed on the way out
