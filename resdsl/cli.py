@@ -306,7 +306,7 @@ def _diagram(args, sources: SourceCache) -> int:
         fmt = "dot" if suffix == "gv" else suffix
     if fmt in ("pdf", "png") and args.output == "-" and sys.stdout.isatty():
         raise UsageError(f"{fmt} is binary: give `-o FILE`", hint=f"e.g. -o {Path(args.specs[0]).stem}.{fmt}")
-    options = {o.name: getattr(args, o.name) for o in dot.OPTIONS if getattr(args, o.name) is not None}
+    options = {o.name: getattr(args, o.name) for o in TARGETS["dot"].options if getattr(args, o.name) is not None}
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())

@@ -103,7 +103,7 @@ def _options(detail: str, annotate: str | Iterable[str] | None, style: str, rank
              scope: str | None) -> _Options:
     """The drawing's settings from options already checked (:data:`OPTIONS`)."""
     marks = _annotations(("shapes",) if annotate is None else annotate)
-    return _Options(detail, marks, _STYLES[style], rankdir.upper(), scope)
+    return _Options(detail, marks, _STYLES[style], rankdir, scope)
 
 
 # ---------------------------------------------------------------- escaping
