@@ -14,17 +14,18 @@ from extra_backends import summary
 
 import resdsl
 from conftest import ROOT
-from resdsl.backends import TARGETS, BackendError, OptionError, Target, target_options
+from resdsl.backends import TARGETS, BackendError, OptionError, Target, register, target_options
 from resdsl.cli import cli_spelling, main
 
 R18 = "resnet18"
 
 
 @pytest.fixture
-def with_summary(monkeypatch):
+def with_summary():
     """The test back end, registered with its one line (undone after the test)."""
-    monkeypatch.setitem(TARGETS, "summary", Target("summary", "extra_backends.summary", "emit", ".txt", False,
-                                                   "a text summary (a back end of the tests)"))
+    register(Target("summary", "extra_backends.summary", "emit", ".txt", False, "a text summary (a back end of the tests)"))
+    yield
+    del TARGETS["summary"]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -184,6 +184,8 @@ def declare(*options: Option) -> Callable[[Callable], Callable]:
 
 @dataclass(frozen=True)
 class Target:
+    """A ``--target``: its back end's module and function, and how its output is written."""
+
     name: str
     module: str  # resdsl.backends.<module>, or a dotted module path outside the package
     function: str
