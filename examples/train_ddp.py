@@ -67,6 +67,10 @@ def main() -> None:
         params = sum(p.numel() for p in model.parameters())
         print(f"{'ok' if same else 'MISMATCH'}: {net.name}, {params:,} parameters, {world} processes, "
               f"replicas {'in sync' if same else 'diverged'}", flush=True)
+    # every rank past its last collective, and DDP's reducer gone, before the group is torn
+    # down: otherwise gloo's threads can still be running as a rank exits (SIGABRT)
+    dist.barrier()
+    del ddp
     dist.destroy_process_group()
     if not same:
         raise SystemExit(1)
