@@ -1,8 +1,10 @@
 """Build once (issue 14): no default initialisation that the init pass then overwrites.
 
-Convolutions are made with ``nn.utils.skip_init`` (on the meta device, then given
-uninitialised storage on the default device) in process and in the generated source, and
-initialised once by the registry's init (Kaiming-normal weight, zero bias). Seeded weights
+Convolutions are made without their ``reset_parameters`` in process
+(``torch_layers.uninitialised``) and with ``nn.utils.skip_init`` (on the meta device, then
+given uninitialised storage on the default device) in the generated source, and
+initialised once by the registry's init (Kaiming-normal weight, zero bias); batch norms in
+process too (unit scale, zero shift). Seeded weights
 stay equal between the two (``tests/test_torch_source.py`` and the registry conformance test
 compare them); here: no default draw is wasted, and the default device is honoured.
 """
