@@ -237,7 +237,8 @@ def main() -> None:
     import torch
 
     load = os.getloadavg()
-    command = "PYTHONPATH=. " + " ".join([Path(sys.executable).as_posix(), "benchmarks/run.py", *sys.argv[1:]])
+    python = Path(sys.executable).as_posix().replace(Path.home().as_posix(), "~", 1)  # no machine paths
+    command = "PYTHONPATH=. " + " ".join([python, "benchmarks/run.py", *sys.argv[1:]])
     lines = ["# Benchmark results (issue 14)", "",
              f"`{command}` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
              f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, load "

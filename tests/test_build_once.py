@@ -1,8 +1,10 @@
 """Build once (issue 14): no default initialisation that the init pass then overwrites.
 
-Convolutions are made with ``nn.utils.skip_init`` (on the meta device, then given
-uninitialised storage on the default device) in process and in the generated source, and
-initialised once by the registry's init (Kaiming-normal weight, zero bias). Seeded weights
+Convolutions are made without their ``reset_parameters`` in process
+(``torch_layers.uninitialised``) and with ``nn.utils.skip_init`` (on the meta device, then
+given uninitialised storage on the default device) in the generated source, and
+initialised once by the registry's init (Kaiming-normal weight, zero bias); batch norms in
+process too (unit scale, zero shift). Seeded weights
 stay equal between the two (``tests/test_torch_source.py`` and the registry conformance test
 compare them); here: no default draw is wasted, and the default device is honoured.
 """
@@ -55,3 +57,19 @@ def test_the_default_device_is_honoured(tmp_path):
         model = ResDSLNetwork(net)
         generated = import_source(emit(net), tmp_path, "resnet18").resnet18(seed=None)
     assert {p.device.type for p in [*model.parameters(), *generated.parameters()]} == {"meta"}
+
+
+def test_batch_norms_are_initialised_once(monkeypatch):
+    resets = []
+    original = torch.nn.BatchNorm2d.reset_parameters
+    monkeypatch.setattr(torch.nn.BatchNorm2d, "reset_parameters", lambda self: resets.append(self) or original(self))
+    model = build(load_spec("resnet18"), seed=0)
+    assert resets == []  # the init pass sets scale and shift; the running statistics are made so
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(type(m) is torch.nn.BatchNorm2d and "reset_parameters" not in vars(m) for m in bns)
+    for m in bns:
+        for tensor, value in ((m.weight, 1), (m.bias, 0), (m.running_mean, 0), (m.running_var, 1),
+                              (m.num_batches_tracked, 0)):
+            assert bool((tensor == value).all())
+    bns[0].reset_parameters()  # the class's own, as for any BatchNorm2d
+    assert resets == [bns[0]]

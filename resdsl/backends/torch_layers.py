@@ -1,6 +1,7 @@
 """Torch modules and functions the registry's lowerings build on, beyond ``torch.nn``.
 
-Each has a twin in ``templates/torch/`` that the generated source pastes in; the
+Each (but :func:`uninitialised`, a build helper) has a twin in ``templates/torch/`` that
+the generated source pastes in; the
 conformance test (tests/test_registry.py) runs both and compares them. Names and
 ``state_dict`` keys follow timm's layers (``StdConv2d``, ``LayerNorm2d``, ``BlurPool2d``,
 EcaModule's ``conv``), so timm's weights load with ``strict=True``.
@@ -12,6 +13,25 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+
+
+def _keep(*args: object) -> None:
+    """A ``reset_parameters`` that leaves the parameters as ``torch.empty`` made them."""
+
+
+def uninitialised(cls: type[nn.Module], *args: object, **kwargs: object) -> nn.Module:
+    """``cls(*args, **kwargs)`` without its ``reset_parameters``: storage as ``torch.empty``
+    makes it, on the default device, for an init pass to set every tensor once.
+
+    What ``nn.utils.skip_init`` gives (the generated source uses that), without its round
+    trip through the meta device (a default initialisation there, then ``to_empty``), which
+    costs more than building the module. Only for kinds whose init pass sets every tensor
+    ``reset_parameters`` would have (buffers made in ``__init__`` are kept)."""
+    module = cls.__new__(cls)
+    object.__setattr__(module, "reset_parameters", _keep)  # found before the class's method
+    cls.__init__(module, *args, **kwargs)
+    del module.__dict__["reset_parameters"]
+    return module
 
 
 class DropPath(nn.Module):

@@ -8,10 +8,12 @@ modules and the functions come from the op registry (:mod:`resdsl.primitives`).
 Initialisation follows torchvision: Kaiming-normal (fan_out, ReLU) conv weights, BN
 scale 1 and shift 0, a norm marked ``zero_init`` scaled to 0, torch's defaults elsewhere.
 With a seed, weights are reproducible and independent of the global RNG. Convolutions
-are built once: made without torch's default initialisation (``nn.utils.skip_init``, on
-the default device), which Kaiming-normal would overwrite, then initialised by
-:func:`init_weights` (a conv bias starts at zero); the generated source does the same, so
-both still start from the same weights for a seed.
+and batch norms are built once: made without torch's default initialisation
+(:func:`~resdsl.backends.torch_layers.uninitialised`, on the default device), which
+Kaiming-normal and the unit scale would overwrite, then initialised by :func:`init_weights`
+(a conv bias starts at zero); the generated source skips the same random draws
+(``nn.utils.skip_init`` for convolutions), so both still start from the same weights for
+a seed.
 
 Beyond a plain classifier: ``out_indices`` returns stage outputs (as timm's
 ``features_only``), drop-path ops of the spec give stochastic depth in training mode, and
@@ -102,7 +104,8 @@ class ResDSLNetwork(nn.Module):
         """(Re)bind each op to its module; called again after modules are replaced."""
         last = max((i for i, op in enumerate(self._ops) if op.name in self._features), default=None)
         ops = self._ops if last is None else self._ops[:last + 1]
-        self._steps = [(op, self.get_submodule(op.module) if op.module else None) for op in ops]
+        modules = dict(self.named_modules(remove_duplicate=False))  # one walk, not one per op
+        self._steps = [(op, modules[op.module] if op.module else None) for op in ops]
         # the function and attributes of each moduleless op, looked up once
         self._calls = {op.name: (PRIMITIVES[op.kind].torch_function, dict(op.attrs))
                        for op, module in self._steps if module is None}

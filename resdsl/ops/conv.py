@@ -55,14 +55,14 @@ def _conv_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
 
 
 def _conv_module(a: dict, shapes: list[Shape]):
-    import torch
     from torch import nn
+
+    from ..backends.torch_layers import uninitialised
 
     # Built once (issue 14): no default initialisation that `_kaiming` would overwrite; the
     # weights are uninitialised until the init pass (resdsl.build runs it).
-    return nn.utils.skip_init(nn.Conv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
-                              a["padding"], a["dilation"], a["groups"], a["bias"],
-                              device=torch.get_default_device())
+    return uninitialised(nn.Conv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
+                         a["padding"], a["dilation"], a["groups"], a["bias"])
 
 
 def _std_conv_module(a: dict, shapes: list[Shape]):

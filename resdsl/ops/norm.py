@@ -35,7 +35,11 @@ def _affine_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
 def _bn_module(a: dict, shapes: list[Shape]):
     from torch import nn
 
-    return nn.BatchNorm2d(shapes[0][0], eps=a["eps"], momentum=a["momentum"])
+    from ..backends.torch_layers import uninitialised
+
+    # Built once: `_bn_init` sets the scale and shift; the running statistics are made
+    # zero and one by BatchNorm2d itself, so its reset_parameters would only repeat them.
+    return uninitialised(nn.BatchNorm2d, shapes[0][0], eps=a["eps"], momentum=a["momentum"])
 
 
 def _bn_init(module, a: dict) -> None:
