@@ -187,3 +187,14 @@ def test_reading_the_declarations_imports_no_heavy_package(args):
     assert "loaded: [] [" in result.stdout, result.stdout + result.stderr
     if args[0] == "check":
         assert "loaded: [] []" in result.stdout
+
+
+def test_none_is_an_option_not_given():
+    """``emit(net, style=None)`` is ``emit(net)``, as an absent flag is: never a TypeError
+    or KeyError from inside the back end."""
+    from resdsl.backends import dot, onnx_graph
+
+    net = resdsl.load(ROOT / "specs" / "resnet20_cifar.res")
+    assert dot.emit(net, detail=None, style=None, rankdir=None, annotate=None, scope=None) == dot.emit(net)
+    with pytest.raises(OptionError, match="opset 12 is not supported"):  # checked, so no weights are made
+        onnx_graph.emit(net, opset=12, static_batch=None)

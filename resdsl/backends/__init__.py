@@ -163,15 +163,17 @@ SEED = Option("seed", "seed for the initial weights", type=int, metavar="SEED",
 
 def declare(*options: Option) -> Callable[[Callable], Callable]:
     """Declare a back-end function's keyword options: each one given is checked by its
-    :class:`Option` (and normalised) before the call; the function gets ``.options``."""
+    :class:`Option` (and normalised) before the call; ``None`` stands for an option not
+    given (its declared default), as an absent flag does. The function gets ``.options``."""
     by_name = {o.name: o for o in options}
 
     def wrap(function: Callable) -> Callable:
         @functools.wraps(function)
         def checked(*args: Any, **kwargs: Any) -> Any:
             for name, value in kwargs.items():
-                if name in by_name and value is not None:
-                    kwargs[name] = by_name[name].validate(value)
+                if name in by_name:
+                    option = by_name[name]
+                    kwargs[name] = option.default if value is None else option.validate(value)
             return function(*args, **kwargs)
 
         checked.options = tuple(options)  # type: ignore[attr-defined]
