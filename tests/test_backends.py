@@ -198,3 +198,14 @@ def test_none_is_an_option_not_given():
     assert dot.emit(net, detail=None, style=None, rankdir=None, annotate=None, scope=None) == dot.emit(net)
     with pytest.raises(OptionError, match="opset 12 is not supported"):  # checked, so no weights are made
         onnx_graph.emit(net, opset=12, static_batch=None)
+
+
+def test_an_integer_option_takes_any_integer_type():
+    np = pytest.importorskip("numpy")
+    from resdsl.backends import torch_source
+
+    net = resdsl.load(ROOT / "specs" / "resnet20_cifar.res")
+    assert torch_source.emit(net, seed=np.int64(7)) == torch_source.emit(net, seed=7)
+    for bad in (True, 7.0, "7"):
+        with pytest.raises(OptionError, match="`seed` must be a whole number"):
+            torch_source.emit(net, seed=bad)
