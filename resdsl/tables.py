@@ -5,10 +5,11 @@ torchvision's ``layer1`` is the paper's ``conv2_x``), a head row, then FLOPs and
 parameters. Naming rows like the paper rather than like a spec keeps specs with
 different stage names side by side in one table; the stage's own name is in the DOT
 diagrams and in `resdsl stats`. As in the paper, the stem's final pooling (as the IR
-records it: ``Network.stem_pool``) is listed at the top of the first stage's row, and a stage's cell is its block's
-convolutions, ``[1×1, 64; 3×3, 64; 1×1, 256] × 3``, read from the conv ops of its blocks
-(kernel, output channels, ``C=32`` for grouped convs); batch norms, activations and
-shortcuts are left out, as the paper does.
+records it: ``Network.stem_pool``) is listed at the top of the first stage's row, and a
+stage's cell is its block's convolutions, ``[1×1, 64; 3×3, 64; 1×1, 256] × 3``, read
+from the conv ops of its blocks (kernel, output channels, ``C=32`` for grouped convs);
+batch norms, activations and shortcuts are left out, as the paper does. The padding
+before a stem's pool goes with the pool (BiT's conv1 is 112×112, not the padded 114×114).
 
 "FLOPs" are multiply-accumulates, as in the paper (its 3.6×10⁹ for ResNet-34 counts
 multiply-adds). Numbers use engineering notation with one decimal (``11.3×10⁹``).

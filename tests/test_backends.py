@@ -187,3 +187,25 @@ def test_reading_the_declarations_imports_no_heavy_package(args):
     assert "loaded: [] [" in result.stdout, result.stdout + result.stderr
     if args[0] == "check":
         assert "loaded: [] []" in result.stdout
+
+
+def test_none_is_an_option_not_given():
+    """``emit(net, style=None)`` is ``emit(net)``, as an absent flag is: never a TypeError
+    or KeyError from inside the back end."""
+    from resdsl.backends import dot, onnx_graph
+
+    net = resdsl.load(ROOT / "specs" / "resnet20_cifar.res")
+    assert dot.emit(net, detail=None, style=None, rankdir=None, annotate=None, scope=None) == dot.emit(net)
+    with pytest.raises(OptionError, match="opset 12 is not supported"):  # checked, so no weights are made
+        onnx_graph.emit(net, opset=12, static_batch=None)
+
+
+def test_an_integer_option_takes_any_integer_type():
+    np = pytest.importorskip("numpy")
+    from resdsl.backends import torch_source
+
+    net = resdsl.load(ROOT / "specs" / "resnet20_cifar.res")
+    assert torch_source.emit(net, seed=np.int64(7)) == torch_source.emit(net, seed=7)
+    for bad in (True, 7.0, "7"):
+        with pytest.raises(OptionError, match="`seed` must be a whole number"):
+            torch_source.emit(net, seed=bad)

@@ -103,6 +103,15 @@ def test_cifar_and_deep_stem() -> None:
     assert tables.depth(load_spec("resnet110_cifar")) == 110
 
 
+def test_a_padding_before_the_stem_pool_goes_with_the_pool() -> None:
+    # BiT's stem is conv, pad(1), max pool: the conv's map is 112×112; the padding only
+    # serves the pool, which the paper's layout lists with the first stage (the stem's
+    # final pooling, Network.stem_pool). Until roles recorded it, the row read 114×114.
+    rows = {r[0]: r for r in _markdown_rows(tables.render([load_spec("resnetv2_50x1_bit")]))}
+    assert rows["conv1"][1:] == ["112×112", "7×7, 64, stride 2"]
+    assert rows["conv2_x"][2].startswith("3×3 max pool, stride 2<br>")
+
+
 @pytest.mark.parametrize("name", SPEC_NAMES)
 def test_every_spec(name: str) -> None:
     for fmt in tables.FORMATS:

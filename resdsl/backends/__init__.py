@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -143,12 +144,17 @@ class Option:
 
 
 def whole_number(name: str, lo: int, hi: int, message: str, hint: str = "") -> Callable[[Any], int]:
-    """A check for an ``int`` option in ``[lo, hi]`` (``bool`` is no number here);
-    ``message`` and ``hint`` say what is wrong, ``{value}`` the value."""
+    """A check for an ``int`` option in ``[lo, hi]`` (``bool`` is no number here; any other
+    integer type, such as numpy's, is taken as the ``int`` it is); ``message`` and ``hint``
+    say what is wrong, ``{value}`` the value."""
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = operator.index(value)
+        except TypeError:
             raise OptionError(name, f"{{{name}}} must be a whole number, got {{value}}", hint=hint,
-                              value=repr(value))
+                              value=repr(value)) from None
         if not lo <= value <= hi:
             raise OptionError(name, message, hint=hint, value=value)
         return value
@@ -163,15 +169,17 @@ SEED = Option("seed", "seed for the initial weights", type=int, metavar="SEED",
 
 def declare(*options: Option) -> Callable[[Callable], Callable]:
     """Declare a back-end function's keyword options: each one given is checked by its
-    :class:`Option` (and normalised) before the call; the function gets ``.options``."""
+    :class:`Option` (and normalised) before the call; ``None`` stands for an option not
+    given (its declared default), as an absent flag does. The function gets ``.options``."""
     by_name = {o.name: o for o in options}
 
     def wrap(function: Callable) -> Callable:
         @functools.wraps(function)
         def checked(*args: Any, **kwargs: Any) -> Any:
             for name, value in kwargs.items():
-                if name in by_name and value is not None:
-                    kwargs[name] = by_name[name].validate(value)
+                if name in by_name:
+                    option = by_name[name]
+                    kwargs[name] = option.default if value is None else option.validate(value)
             return function(*args, **kwargs)
 
         checked.options = tuple(options)  # type: ignore[attr-defined]

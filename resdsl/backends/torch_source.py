@@ -12,11 +12,12 @@ Blocks become classes by *structure*: instances of one definition whose layers, 
 and zero-init marks are equal share a class, and the values that differ between them
 (channels, stride, drop-path rate…) become constructor parameters, named after the
 block's spec arguments where a value equals one (``planes``, ``stride``) or, for a
-channel count, a multiple of one (``planes * 4``); values the same in every instance are
-written as constants. What is a channel count comes from the dataflow (the value is the
-channel count of a tensor the layer reads or writes), never from the words a spec uses,
-so a block of one's own lowers as the same block in the standard library does. A definition with several structures (a block with and without
-a projection shortcut) gives one class per structure (``Bottleneck``,
+channel count, a multiple or a fraction of one (``planes * 4``, ``planes // 2``); values
+the same in every instance are written as constants. What is a channel count comes from
+the dataflow (the value is the channel count of a tensor the layer reads or writes),
+never from the words a spec uses, so a block of one's own lowers as the same block in
+the standard library does. A definition with several structures (a block with and
+without a projection shortcut) gives one class per structure (``Bottleneck``,
 ``BottleneckDownsample``), so every ``forward`` is straight-line code with no branch
 that is dead for some instances.
 """
