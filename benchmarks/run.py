@@ -95,8 +95,11 @@ def eager(names: list[str], batch: int, size: int, rounds: int, lines: list[str]
             xf = x.contiguous(memory_format=mf)
             with torch.inference_mode():
                 want = models["ref"](xf)
+                # untrained weights make logits in the thousands: the tolerance follows their scale
+                # (folding BN rounds differently, and a ReLU near zero can flip)
+                scale = want.abs().max().item()
                 for m in ("ours", "gen", "folded"):
-                    torch.testing.assert_close(models[m](xf), want, rtol=1e-3, atol=1e-3)
+                    torch.testing.assert_close(models[m](xf), want, rtol=1e-3, atol=1e-3 * scale)
                 for m in models.values():  # warm-up
                     m(xf)
                 calls = {m: (lambda mod=mod, xf=xf: mod(xf)) for m, mod in models.items()}

@@ -86,8 +86,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tuple[str, ...]]],
                  group: bool = True) -> None:
-    """A flag for each back-end option, from its declaration; with ``group``, under a
-    heading naming the targets it applies to."""
+    """A flag for each back-end option, from its declaration; with ``group`` (``compile``),
+    under a heading naming the targets it applies to, and kept as text: ``_compile`` checks
+    the value once it knows the option applies to the target (``--target torch --opset 12``
+    is an option that does not apply, not a bad opset)."""
     groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
     for option, targets in options.values():
         where = c
@@ -98,6 +100,9 @@ def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tu
         text = fill(option.help, cli_spelling)
         if option.switch:
             where.add_argument(option.flag, action="store_true", help=text)
+        elif group:
+            shown = "{" + ",".join(map(str, option.choices)) + "}" if option.choices else None
+            where.add_argument(option.flag, metavar=option.metavar or shown, help=text)
         else:
             where.add_argument(option.flag, type=_parse(option), choices=option.choices or None,
                                metavar=option.metavar, help=text)
@@ -257,14 +262,18 @@ def _stats(args, sources: SourceCache) -> int:
 def _compile(args, sources: SourceCache) -> int:
     target = TARGETS[args.target]
     options = {}
-    for name, (_, targets) in target_options().items():
+    for name, (option, targets) in target_options().items():
         value = getattr(args, name, None)
         if value is None or value is False:  # `--seed 0` is a value, not an absent option
             continue
         if target.name not in targets:
-            raise UsageError(f"`--{name.replace('_', '-')}` does not apply to --target {target.name}",
+            raise UsageError(f"`{option.flag}` does not apply to --target {target.name}",
                              hint=f"it applies to: {', '.join(targets)}")
-        options[name] = value
+        try:
+            options[name] = value if option.switch else option.parse(value)
+        except OptionError as err:
+            message, hint = err.words(cli_spelling)
+            raise UsageError(f"{option.flag}: {message}", hint=hint) from None
     output = args.output
     if output is None:
         if target.binary:

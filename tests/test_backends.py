@@ -34,14 +34,6 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def usage_error(capsys, *args: str) -> str:
-    """The message of an argparse usage error (exit status 2)."""
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    assert exc.value.code == 2
-    return capsys.readouterr().err
-
-
 # ---------------------------------------------------------------------------------- one module, one line
 
 def test_a_new_back_end_is_one_module_and_one_line(with_summary, capsys):
@@ -68,13 +60,21 @@ def test_its_flags_are_in_the_help(with_summary, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--units", "kilo"], "argument --units: unknown units `kilo`; choose one of: plain, millions"),
-    (["--units", "milions"], "did you mean `millions`?"),
-    (["--depth", "9"], "argument --depth: a depth lies between 0 and 3, not 9"),
-    (["--depth", "one"], "argument --depth: not a whole number: 'one'"),
+    (["--units", "kilo"], "resdsl: error: --units: unknown units `kilo`\n  = help: choose one of: plain, millions"),
+    (["--units", "milions"], "= help: did you mean `millions`?"),
+    (["--depth", "9"], "resdsl: error: --depth: a depth lies between 0 and 3, not 9"),
+    (["--depth", "one"], "resdsl: error: --depth: not a whole number: 'one'"),
 ])
 def test_its_checks_are_usage_errors(with_summary, capsys, args, message):
-    assert message in usage_error(capsys, "compile", R18, "--target", "summary", *args)
+    code, out, err = run(capsys, "compile", R18, "--target", "summary", *args)
+    assert code == 2 and out == "" and message in err
+
+
+def test_an_option_that_does_not_apply_is_said_so_before_its_value_is_checked(with_summary, capsys):
+    code, _, err = run(capsys, "compile", R18, "--target", "torch", "--opset", "12")
+    assert code == 2 and "`--opset` does not apply to --target torch" in err and "not supported" not in err
+    code, _, err = run(capsys, "compile", R18, "--target", "onnx", "--units", "kilo", "-o", "x.onnx")
+    assert code == 2 and "`--units` does not apply to --target onnx" in err
 
 
 def test_the_api_runs_the_same_checks(capsys):
