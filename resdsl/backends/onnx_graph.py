@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..ir import Network
 from ..primitives import PRIMITIVES
@@ -43,7 +43,7 @@ from . import SEED, BackendError, Option, OptionError, declare, whole_number
 if TYPE_CHECKING:
     import onnx
 
-    from .onnx_lowering import ExternalDataModel, _Lowering
+    from .onnx_lowering import ExternalDataModel, Lowering
 
 #: Opsets this back end emits and is tested at: 13 is the oldest still common (TensorRT,
 #: mobile runtimes); 21 is the newest that onnxruntime ≥ 1.18 and onnx ≥ 1.16 both know.
@@ -121,8 +121,8 @@ def build_model(net: Network, *, seed: int | None = None, weights: str | Path | 
 
 def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None, opset: int,
            fold_bn: bool, external_data: bool, allow_nonfinite: bool = False,
-           dynamic_size: bool = False) -> tuple[_Lowering, str]:
-    from .onnx_lowering import _load_weights, _Lowering, _seeded_state
+           dynamic_size: bool = False) -> tuple[Lowering, str]:
+    from .onnx_lowering import Lowering, load_weights, seeded_state
 
     if weights is not None and seed is not None:
         raise OptionError("weights", "{seed} and {weights} exclude each other",
@@ -130,10 +130,10 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
     if weights is None:
         seed = 0 if seed is None else seed
         # a network without weights needs no torch to initialise them
-        state, provenance = (_seeded_state(net, seed) if expected_state(net) else {}), f"seed {seed}"
+        state, provenance = (seeded_state(net, seed) if expected_state(net) else {}), f"seed {seed}"
     else:
-        state, provenance = _load_weights(net, weights, allow_nonfinite)
-    lowering = _Lowering(net, state, opset, fold_bn, dynamic=bool(dynamic_size))
+        state, provenance = load_weights(net, weights, allow_nonfinite)
+    lowering = Lowering(net, state, opset, fold_bn, dynamic=bool(dynamic_size))
     lowering.run()
     if not external_data:
         # The tensors, and a generous kilobyte for each node's and tensor's description.
@@ -155,16 +155,3 @@ def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
         for key, shape in state.items():
             out[f"{path}.{key}"] = tuple(shape)
     return out
-
-
-
-def __getattr__(name: str) -> Any:
-    """The lowering's public names (``ExternalDataModel``, ``BATCH``…), read from here too."""
-    if name.startswith("_"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import onnx_lowering
-
-    try:
-        return getattr(onnx_lowering, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

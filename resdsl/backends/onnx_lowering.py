@@ -38,7 +38,7 @@ HEIGHT, WIDTH = "height", "width"
 
 # ---------------------------------------------------------------------------------- weights
 
-def _seeded_state(net: Network, seed: int) -> dict[str, np.ndarray]:
+def seeded_state(net: Network, seed: int) -> dict[str, np.ndarray]:
     # the only ONNX path that needs torch: the torch back end's seeded initialisation
     from .torch_module import build
 
@@ -55,7 +55,7 @@ def _dtype_name(value) -> str:
     return str(value.dtype).removeprefix("torch.") if _torch_tensor(value) else value.dtype.name
 
 
-def _load_weights(net: Network, weights: str | Path | Mapping,
+def load_weights(net: Network, weights: str | Path | Mapping,
                   allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], str]:
     widened: dict[str, str] = {}  # bfloat16 tensors read from safetensors as float32
     if isinstance(weights, Mapping):
@@ -164,7 +164,7 @@ def _fmt(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------------------------- lowering
 
 @dataclass
-class _Lowering:
+class Lowering:
     net: Network
     state: Mapping[str, np.ndarray]
     opset: int
