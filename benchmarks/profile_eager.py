@@ -13,26 +13,17 @@ Run in the reference environment (it has torchvision):
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torchvision
+from bench_frontend import median_time  # this script's folder is on sys.path
 from torch.profiler import ProfilerActivity, profile
 
 import resdsl
 from resdsl.backends.torch_module import fold_batchnorms
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
-
-
-def median_time(f, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def pair(name: str):
