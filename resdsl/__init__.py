@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError
-from .ir import Network, Op, Scope
+from .ir import Network, Op, Role, Scope
 from .loader import Loader
 from .primitives import (
     PRIMITIVES,
@@ -33,7 +33,7 @@ from .primitives import (
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Diagnostic", "SpecError", "__version__",
+__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
            "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
            "SourceHelper", "SourceInit", "register_primitive"]
