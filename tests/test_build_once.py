@@ -1,6 +1,6 @@
 """Build once (issue 14): no default initialisation that the init pass then overwrites.
 
-Convolutions are made without their ``reset_parameters`` in process
+Convolutions (``conv`` and BiT's ``std_conv``) are made without their ``reset_parameters`` in process
 (``torch_layers.uninitialised``) and with ``nn.utils.skip_init`` (on the meta device, then
 given uninitialised storage on the default device) in the generated source, and
 initialised once by the registry's init (Kaiming-normal weight, zero bias); batch norms in
@@ -37,14 +37,17 @@ def _real_default_draws(monkeypatch) -> list[tuple[int, ...]]:
     return seen
 
 
-def test_convolutions_get_no_default_initialisation(monkeypatch, tmp_path):
-    net = load_spec("resnet50")
+# resnet50: the classifier's default init is its only one (as torchvision's); BiT: its
+# weight-standardised convolutions (std_conv) are built once too, and its head is a 1×1 conv
+@pytest.mark.parametrize("name, draws", [("resnet50", [(1000, 2048)]), ("resnetv2_50x1_bit", [])])
+def test_convolutions_get_no_default_initialisation(monkeypatch, tmp_path, name, draws):
+    net = load_spec(name)
     seen = _real_default_draws(monkeypatch)
     model = build(net, seed=0)
-    assert seen == [(1000, 2048)]  # the classifier's default init is its only one (as torchvision's)
+    assert seen == draws
     seen.clear()
-    generated = import_source(emit(net, seed=0), tmp_path, "resnet50").resnet50(seed=0)
-    assert seen == [(1000, 2048)]
+    generated = getattr(import_source(emit(net, seed=0), tmp_path, name), name)(seed=0)
+    assert seen == draws
     for (key, a), b in zip(model.state_dict().items(), generated.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -75,8 +75,9 @@ class StdConv2d(nn.Conv2d):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, dilation: int = 1, groups: int = 1, bias: bool = False,
-                 eps: float = 1e-6) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
+                 eps: float = 1e-6, device: torch.device | str | None = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         device=device)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

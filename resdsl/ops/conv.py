@@ -66,10 +66,11 @@ def _conv_module(a: dict, shapes: list[Shape]):
 
 
 def _std_conv_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import StdConv2d
+    from ..backends.torch_layers import StdConv2d, uninitialised
 
-    return StdConv2d(shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"], a["padding"],
-                     a["dilation"], a["groups"], a["bias"], a["eps"])
+    # built once, as `conv`: `_kaiming` sets every tensor
+    return uninitialised(StdConv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
+                         a["padding"], a["dilation"], a["groups"], a["bias"], a["eps"])
 
 
 def _kaiming(module, a: dict) -> None:
@@ -185,7 +186,8 @@ STD_CONV = Primitive(
     look=Look(_conv_text("WS conv"), "conv", table=conv_table, depth=True),
     weights=_conv_weights, torch_module=_std_conv_module, init=_kaiming,
     source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
-                                           SourceArg("eps", "eps", 1e-6)), helpers=(_STD_CONV,)),
+                                           SourceArg("eps", "eps", 1e-6)),
+                             skip_init=True, helpers=(_SKIP_INIT, _STD_CONV)),
     source_init=_KAIMING, onnx=((1, _std_conv_onnx),), overwritable=True)
 
 # ---------------------------------------------------------------- channel_conv (ECA)
