@@ -14,6 +14,7 @@ import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .backends import SEED, TARGETS, BackendError, Option, OptionError, fill, target_options
@@ -86,10 +87,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tuple[str, ...]]],
                  group: bool = True) -> None:
-    """A flag for each back-end option, from its declaration; with ``group`` (``compile``),
-    under a heading naming the targets it applies to, and kept as text: ``_compile`` checks
-    the value once it knows the option applies to the target (``--target torch --opset 12``
-    is an option that does not apply, not a bad opset)."""
+    """A flag for each back-end option, from its declaration; with ``group``, under a
+    heading naming the targets it applies to. Values are kept as text: ``_given_options``
+    checks them once it knows the option applies to the target (``--target torch --opset
+    12`` is an option that does not apply, not a bad opset)."""
     groups: dict[tuple[str, ...], argparse._ArgumentGroup] = {}
     for option, targets in options.values():
         where = c
@@ -100,12 +101,29 @@ def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tu
         text = fill(option.help, cli_spelling)
         if option.switch:
             where.add_argument(option.flag, action="store_true", help=text)
-        elif group:
+        else:
             shown = "{" + ",".join(map(str, option.choices)) + "}" if option.choices else None
             where.add_argument(option.flag, metavar=option.metavar or shown, help=text)
-        else:
-            where.add_argument(option.flag, type=_parse(option), choices=option.choices or None,
-                               metavar=option.metavar, help=text)
+
+
+def _given_options(args: argparse.Namespace, options: dict[str, tuple[Option, tuple[str, ...]]],
+                   target: str) -> dict[str, Any]:
+    """The back-end options given on the command line, for ``target``: each one checked to
+    apply to it, then parsed and checked by its declaration."""
+    given = {}
+    for name, (option, targets) in options.items():
+        value = getattr(args, name, None)
+        if value is None or value is False:  # `--seed 0` is a value, not an absent option
+            continue
+        if target not in targets:
+            raise UsageError(f"`{option.flag}` does not apply to --target {target}",
+                             hint=f"it applies to: {', '.join(targets)}")
+        try:
+            given[name] = value if option.switch else option.parse(value)
+        except OptionError as err:
+            message, hint = err.words(cli_spelling)
+            raise UsageError(f"{option.flag}: {message}", hint=hint) from None
+    return given
 
 
 def _parse(option: Option):
@@ -261,19 +279,7 @@ def _stats(args, sources: SourceCache) -> int:
 
 def _compile(args, sources: SourceCache) -> int:
     target = TARGETS[args.target]
-    options = {}
-    for name, (option, targets) in target_options().items():
-        value = getattr(args, name, None)
-        if value is None or value is False:  # `--seed 0` is a value, not an absent option
-            continue
-        if target.name not in targets:
-            raise UsageError(f"`{option.flag}` does not apply to --target {target.name}",
-                             hint=f"it applies to: {', '.join(targets)}")
-        try:
-            options[name] = value if option.switch else option.parse(value)
-        except OptionError as err:
-            message, hint = err.words(cli_spelling)
-            raise UsageError(f"{option.flag}: {message}", hint=hint) from None
+    options = _given_options(args, target_options(), target.name)
     output = args.output
     if output is None:
         if target.binary:
@@ -315,7 +321,7 @@ def _diagram(args, sources: SourceCache) -> int:
         fmt = "dot" if suffix == "gv" else suffix
     if fmt in ("pdf", "png") and args.output == "-" and sys.stdout.isatty():
         raise UsageError(f"{fmt} is binary: give `-o FILE`", hint=f"e.g. -o {Path(args.specs[0]).stem}.{fmt}")
-    options = {o.name: getattr(args, o.name) for o in TARGETS["dot"].options if getattr(args, o.name) is not None}
+    options = _given_options(args, target_options([TARGETS["dot"]]), "dot")
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())

@@ -209,3 +209,10 @@ def test_an_integer_option_takes_any_integer_type():
     for bad in (True, 7.0, "7"):
         with pytest.raises(OptionError, match="`seed` must be a whole number"):
             torch_source.emit(net, seed=bad)
+
+
+def test_diagram_and_compile_check_an_option_alike(capsys):
+    for command in (["diagram", R18], ["compile", R18, "--target", "dot"]):
+        code, out, err = run(capsys, *command, "--detail", "lyer")
+        assert (code, out) == (2, "")
+        assert err == "resdsl: error: --detail: unknown detail `lyer`\n  = help: did you mean `layer`?\n", command
