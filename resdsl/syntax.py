@@ -9,6 +9,7 @@ one run reports several.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -284,6 +285,7 @@ class _Layout:
 
 
 _IDLE: list[tuple[Lark, _Layout]] = []  # parsers not in use, each with its post-lexer
+_BUILDING = threading.Lock()
 
 
 @contextmanager
@@ -297,9 +299,14 @@ def _parser() -> Iterator[tuple[Lark, _Seen]]:
     try:
         lark, layout = _IDLE.pop()
     except IndexError:
-        layout = _Layout()
-        lark = Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=False,
-                    postlex=layout, cache=False)
+        # One build at a time: building is rare (the pool grows to the number of parses at
+        # once), and Lark's grammar loader calls `ast.literal_eval`, which CPython 3.11 can
+        # fail with "AST constructor recursion depth mismatch" when threads run it together
+        # (CPython gh-106905; seen once in CI of this test suite).
+        with _BUILDING:
+            layout = _Layout()
+            lark = Lark(_grammar(), parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                        postlex=layout, cache=False)
     layout.reset()
     try:
         yield lark, layout.seen
