@@ -98,11 +98,6 @@ class Scope:
     inline: bool = False
 
     @property
-    def kind(self) -> str:
-        """The definition keyword (``block``), for messages; decide structure by ``role``."""
-        return self.role.value
-
-    @property
     def children(self) -> tuple[Scope, ...]:
         return tuple(i for i in self.items if isinstance(i, Scope))
 

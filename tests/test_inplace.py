@@ -31,7 +31,7 @@ def reduced(name: str, blocks: int = 2) -> resdsl.Network:
     default suite stays quick; every op and every wire of the full network is there."""
     path = SPECS / f"{name}.res"
     full = load_spec(name)
-    stages = sum(1 for s in full.root.walk() if s.kind == "stage")
+    stages = sum(1 for s in full.root.walk() if s.role is resdsl.Role.STAGE)
     depths = ", ".join([str(blocks)] * stages)
     widths = ", ".join(str(w) for w in [32, 32, 64, 64, 64][:stages])
     return resdsl.loads(path.read_text(encoding="utf-8") +

@@ -107,8 +107,8 @@ def test_unnamed_call_is_inlined_and_named_call_is_a_module():
     assert names[:3] == ["conv1", "bn1", "relu"]  # the stem's layers at the top level
     assert "classifier.fc" in names
     stem, head = net.root.children
-    assert stem.inline and stem.path == "" and stem.kind == "stem"
-    assert not head.inline and head.path == "classifier" and head.kind == "module"
+    assert stem.inline and stem.path == "" and stem.role is resdsl.Role.STEM
+    assert not head.inline and head.path == "classifier" and head.role is resdsl.Role.MODULE
 
 
 def test_main_network_is_the_last_and_with_is_a_delta():
@@ -204,7 +204,7 @@ def test_stage_first_block_takes_the_stride_and_index_is_per_block():
     assert shapes == [(8, 16, 16), (12, 16, 16), (16, 16, 16)]
     assert [attrs(net, f"layer1.{i}.conv1")["stride"] for i in range(3)] == [2, 1, 1]
     (stage,) = net.root.children
-    assert stage.kind == "stage" and [b.name for b in stage.children] == ["0", "1", "2"]
+    assert stage.role is resdsl.Role.STAGE and [b.name for b in stage.children] == ["0", "1", "2"]
 
 
 def test_drop_path_is_linear_over_all_blocks():

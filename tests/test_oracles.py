@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+import resdsl
 from conftest import SPEC_NAMES, load_spec
 
 # torchvision: exact parameter counts and GFLOPS as documented.
@@ -92,5 +93,5 @@ def test_stage_shapes_by_hand(name):
         "wrn28_10_cifar": [(160, 32, 32), (320, 16, 16), (640, 8, 8)],
     }[name]
     net = load_spec(name)
-    stages = [s for s in net.root.children if s.kind == "stage"]
+    stages = [s for s in net.root.children if s.role is resdsl.Role.STAGE]
     assert [net.shape_of(s.output) for s in stages] == expected

@@ -265,7 +265,7 @@ def test_top_level_build_takes_a_path_and_out_indices():
     model = resdsl.build(SPECS / "resnet20_cifar.res", seed=0, out_indices=(1, 2, 3)).eval()
     with torch.no_grad():
         feats = model(torch.zeros(2, 3, 32, 32))
-    stages = [s for s in net.root.children if s.kind == "stage"]
+    stages = [s for s in net.root.children if s.role is resdsl.Role.STAGE]
     assert [tuple(f.shape[1:]) for f in feats] == [net.shape_of(s.output) for s in stages]
 
 
