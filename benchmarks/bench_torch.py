@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from reference_resnet import reference  # noqa: E402
 
 import resdsl  # noqa: E402
-from resdsl.backends.torch_module import build, fold_batchnorms  # noqa: E402
+from resdsl.backends.torch_model import build, fold_batchnorms  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 
 

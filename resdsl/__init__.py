@@ -30,10 +30,11 @@ from .primitives import (
     param,
     register_primitive,
 )
+from .resources import shipped_spec, shipped_specs
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
+__all__ = ["load", "loads", "build", "transplant", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
            "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
            "SourceHelper", "SourceInit", "register_primitive"]
@@ -42,10 +43,14 @@ __all__ = ["load", "loads", "build", "transplant", "Network", "Op", "Scope", "Ro
 def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
     """Load the spec at ``path`` and return its checked network.
 
-    The network is the last one the file defines, or the one named ``network``.
-    Networks over the size budget (``resdsl.limits``) are refused unless ``allow_large``.
-    Raises :class:`SpecError` with every diagnostic found.
+    ``path`` is a ``.res`` file, or the bare name of a shipped spec (``"resnet50"``, see
+    :func:`list_specs`) when no such file exists, as on the command line. The network is
+    the last one the file defines, or the one named ``network``. Networks over the size
+    budget (``resdsl.limits``) are refused unless ``allow_large``. Raises
+    :class:`SpecError` with every diagnostic found.
     """
+    if isinstance(path, str) and not Path(path).exists():
+        path = shipped_spec(path) or path
     return Loader(allow_large=allow_large).load(path, network=network)
 
 
@@ -62,21 +67,69 @@ def loads(text: str, path: str | Path | None = None, *, network: str | None = No
     return loader.load(path, text=text, network=network)
 
 
-def build(spec: str | Path | Network, *, seed: int | None = 0, network: str | None = None,
+def list_specs() -> list[str]:
+    """The names of the shipped specs, which :func:`load` and :func:`build` take by name."""
+    return shipped_specs()
+
+
+def build(spec: str | Path | Network, *, seed: int | None = None, network: str | None = None,
           out_indices: Sequence[int] | None = None, inplace: bool = True):
-    """An ``nn.Module`` for a spec path or a checked :class:`Network` (needs torch).
+    """A torch module for a spec path, a shipped spec's name or a checked :class:`Network`.
 
-    Module names and ``state_dict`` keys are the spec's names; ``seed`` makes the
-    initial weights reproducible (``None`` uses torch's global random state). With
-    ``out_indices`` the module returns those feature maps (0: the stem before its last
-    pooling, 1…: the stages), like timm's ``features_only``. Activations and residual adds
-    run in place where nothing else reads what they overwrite; ``inplace=False`` turns
-    that off (the outputs and gradients are the same).
+    The module is an instance of the classes ``resdsl compile --target torch`` writes,
+    loaded in memory (:mod:`resdsl.backends.torch_model`): module names and ``state_dict``
+    keys are the spec's, and it behaves as a hand-written module does (replace ``fc``, hook
+    a block, script, pickle). ``seed=None`` draws the initial weights from torch's global
+    random state, as torchvision's constructors do (``torch.manual_seed`` first for
+    reproducible runs); ``seed=N`` gives the weights of the generated file's constructor with
+    that seed, and leaves the global state alone. With ``out_indices`` the module is a
+    feature extractor like timm's ``features_only``: it returns those feature maps (0: the
+    stem before its last pooling, 1…: the stages), holds only what they need, and describes
+    them in ``feature_info``. Activations and residual adds run in place where nothing else
+    reads what they overwrite; ``inplace=False`` turns that off (the outputs and gradients
+    are the same).
     """
-    from .backends.torch_module import build as _build
+    from .backends.torch_model import build as _build
 
-    net = spec if isinstance(spec, Network) else load(spec, network=network)
+    _check_seed(seed)
+    if isinstance(spec, Network):
+        if network is not None:
+            raise TypeError("build: `network` picks a network of a spec file; a Network is already one")
+        net = spec
+    else:
+        net = load(spec, network=network)
+    if out_indices is not None:
+        if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence) or \
+                not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
+            raise TypeError(f"build: `out_indices` is a sequence of integers, such as (1, 2, 3, 4), "
+                            f"not {out_indices!r}")
     return _build(net, seed=seed, out_indices=out_indices, inplace=inplace)
+
+
+def _check_seed(seed: object) -> None:
+    # the CLI's range for --seed (resdsl.backends.SEED)
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"build: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= 2**63 - 1:
+        raise ValueError(f"build: `seed` lies between 0 and 2**63 - 1, not {seed}")
+
+
+def values(model, x):
+    """Every module's output of ``model`` (built by :func:`build`) for input ``x``, by op
+    name: the network's intermediate values, for inspection (needs torch)."""
+    from .backends.torch_model import values as _values
+
+    return _values(model, x)
+
+
+def fold_batchnorms(model):
+    """An inference copy of ``model`` (built by :func:`build`) with its batch norms folded
+    into the convs before them (needs torch); see :mod:`resdsl.backends.torch_model`."""
+    from .backends.torch_model import fold_batchnorms as _fold
+
+    return _fold(model)
 
 
 def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None):

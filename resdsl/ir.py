@@ -142,6 +142,10 @@ class Network:
     stem_pool: tuple[str, ...] = ()
     stem_feature: str | None = None
 
+    def __deepcopy__(self, memo: dict) -> Network:
+        # immutable: a copy of a model (an EMA copy, fold_batchnorms) shares its network
+        return self
+
     @cached_property
     def _by_name(self) -> dict[str, Op]:
         return {op.name: op for op in self.ops}

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 
-from .ir import INPUT, Network
+from .ir import INPUT, Network, Scope
 from .primitives import PRIMITIVES
 
 
@@ -88,3 +88,36 @@ def with_inplace(net: Network, keep: Iterable[str] = ()) -> Network:
     ops = tuple(replace(op, attrs=(*op.attrs, ("inplace", True))) if op.name in chosen else op
                 for op in net.ops)
     return replace(net, ops=ops)
+
+
+def features_only(net: Network, points: Iterable[str]) -> Network:
+    """``net`` cut down to what computing the values ``points`` needs, as timm's
+    ``features_only`` model holds no head and no stage after the last feature asked for.
+
+    Invariant: every op kept is one that some point depends on; each scope keeps its kept
+    items in order and ends at its last kept item (an emptied scope is dropped); the
+    network's output is the last point in execution order. Names, shapes and weights of
+    what is kept are unchanged, so a checkpoint of the whole network loads into it by name.
+    """
+    points = tuple(points)
+    need = set(points)
+    for op in reversed(net.ops):
+        if op.name in need:
+            need.update(op.inputs)
+    order = {op.name: n for n, op in enumerate(net.ops)}
+
+    def prune(scope: Scope) -> Scope | None:
+        items: list[str | Scope] = []
+        for item in scope.items:
+            kept = prune(item) if isinstance(item, Scope) else item if item in need else None
+            if kept is not None:
+                items.append(kept)
+        if not items:
+            return None
+        last = items[-1] if isinstance(items[-1], str) else items[-1].output
+        return replace(scope, items=tuple(items), output=scope.output if scope.output in need else last)
+
+    root = prune(net.root)
+    output = max(points, key=order.__getitem__)
+    return replace(net, ops=tuple(op for op in net.ops if op.name in need), root=replace(root, output=output),
+                   output=output, stem_pool=tuple(n for n in net.stem_pool if n in need))

@@ -3,8 +3,8 @@
 A :class:`Primitive` is the single source of truth for one kind of layer: its
 parameters (types, defaults, ranges), its shape rule (which also counts parameters and
 MACs), the tensors it owns (``state_dict`` names and shapes), how diagrams and tables
-show it, and its lowerings — an in-process torch module and/or function, the text of
-the generated PyTorch source, and ONNX nodes per opset range. Back ends look these up in
+show it, and its lowerings — the text of the generated PyTorch source (which
+``resdsl.build`` also loads) and ONNX nodes per opset range. Back ends look these up in
 :data:`PRIMITIVES`; none of them names a kind.
 
 The built-in entries live in :mod:`resdsl.ops`. A lab adds its own with
@@ -164,8 +164,7 @@ class SourceCall:
 @dataclass(frozen=True)
 class SourceInit:
     """Initialisation in the generated ``reset_parameters``: for modules that are instances
-    of ``cls``, the statements (``module`` names the instance). Its in-process twin is
-    :attr:`Primitive.init`; both run in module order, so seeded weights agree."""
+    of ``cls``, the statements (``module`` names the instance), run in module order."""
 
     cls: str
     lines: tuple[str, ...]
@@ -205,9 +204,9 @@ class Primitive:
     ``infer(attrs, input_shapes)`` returns ``(shape, params, macs)`` or raises
     :class:`ShapeError`; it may fill in derived attributes (a default padding).
     ``weights(attrs, input_shapes)`` gives the ``state_dict`` entries of its module, by
-    suffix (``{"weight": (64, 3, 7, 7)}``), buffers included; ``None`` for none.
-    ``torch_module(attrs, input_shapes)`` builds its ``nn.Module`` (for a named layer),
-    ``torch_function(attrs, inputs, training)`` runs it without one.
+    suffix (``{"weight": (64, 3, 7, 7)}``), buffers included; ``None`` for none. Its torch
+    lowering is the generated source's text (``source_module`` for a named layer,
+    ``source_function`` without one), which ``resdsl.build`` also loads: one torch lowering.
     """
 
     kind: str
@@ -220,10 +219,6 @@ class Primitive:
     module: bool = True
     look: Look | None = None
     weights: Callable[[dict, list[Shape]], dict[str, tuple[int, ...]]] | None = None
-    torch_module: Callable[[dict, list[Shape]], Any] | None = None
-    torch_function: Callable[[dict, list[Any], bool], Any] | None = None
-    #: In-process initialisation of a built module, run in module order (seeded weights).
-    init: Callable[[Any, dict], None] | None = None
     #: With a true ``zero_init`` attribute, this tensor of the module starts at zero.
     zero_init: str | None = None
     source_module: SourceCall | None = None
@@ -268,12 +263,8 @@ def missing_lowerings(prim: Primitive) -> list[str]:
     out = []
     if prim.look is None:
         out.append("look (diagram and table text)")
-    if prim.module and prim.torch_module is None:
-        out.append("torch_module")
     if prim.module and prim.source_module is None:
         out.append("source_module")
-    if not prim.has_params and prim.torch_function is None:
-        out.append("torch_function")
     if not prim.has_params and prim.source_function is None:
         out.append("source_function")
     if not prim.onnx:

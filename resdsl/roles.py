@@ -17,6 +17,7 @@ that tables and feature extraction need, so that no back end works them out itse
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 from .ir import Network, Op, Role, Scope
 from .passes import reductions
@@ -78,3 +79,28 @@ def _feature_point(net: Network, ops: tuple[str, ...]) -> str:
         while end > 1 and reduction[ops[end - 1]] == final:
             end -= 1
     return ops[end - 1]
+
+
+class FeaturePoint(NamedTuple):
+    """A feature map a feature extractor returns (timm's ``feature_info`` entry)."""
+
+    op: str  # the op whose output it is
+    module: str  # the module that makes it: the stage, or the stem layer (timm's ``act1``)
+    channels: int
+    reduction: int
+
+
+def feature_points(net: Network) -> list[FeaturePoint]:
+    """The stem's feature map (``Network.stem_feature``), then each stage's output, in order:
+    timm's ``out_indices`` 0, 1, …. Raises ``ValueError`` for a network without a stem
+    followed by stages."""
+    if net.stem_feature is None:
+        raise ValueError(f"{net.name} has no stem followed by stages")
+    reduction = reductions(net)
+    stem = net.op(net.stem_feature)
+    points = [(stem.name, stem.module or stem.name)]
+    for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
+        if not (isinstance(item, Scope) and item.role is Role.STAGE):
+            break
+        points.append((item.output, item.path))
+    return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]

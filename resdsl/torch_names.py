@@ -30,4 +30,8 @@ RESERVED_LABELS = frozenset("""
     register_load_state_dict_pre_hook register_module register_parameter
     register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
     set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
-""".split())
+""".split()) | {
+    # what resdsl's models have beside nn.Module's (resdsl.backends.torch_model): the
+    # network a built model carries, and a feature extractor's description
+    "resdsl_network", "feature_info",
+}

@@ -177,7 +177,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     ``resdsl.build(spec, seed=seed)``. Raises :class:`~resdsl.SpecError` for a bad spec and
     :class:`~resdsl.checkpoints.CheckpointError` for a bad checkpoint.
     """
-    from .backends.torch_module import build
+    from .backends.torch_model import build
 
     if not isinstance(spec, Network):
         from . import load

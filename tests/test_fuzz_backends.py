@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 import resdsl
 from conftest import ROOT
 from resdsl.backends import dot, onnx_graph, torch_source
-from resdsl.backends.torch_module import build
+from resdsl.backends.torch_model import build
 from resdsl.diagnostics import SpecError
 from resdsl.stats import render as render_stats
 

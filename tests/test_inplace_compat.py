@@ -19,7 +19,7 @@ from test_torch_compat import _need, timm, torchvision  # noqa: E402
 from test_torch_source import import_source  # noqa: E402
 
 from conftest import load_spec  # noqa: E402
-from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.backends.torch_model import build  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 
 

@@ -20,7 +20,7 @@ import torch
 import resdsl
 from conftest import SPEC_NAMES, SPECS
 from resdsl.backends import BackendError, OptionError, onnx_graph
-from resdsl.backends.torch_module import build
+from resdsl.backends.torch_model import build
 from resdsl.ir import Network
 from resdsl.passes import foldable_batchnorms
 

@@ -20,7 +20,7 @@ from test_registry import import_source  # noqa: E402
 
 import resdsl  # noqa: E402
 from resdsl.backends import onnx_graph, torch_source  # noqa: E402
-from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.backends.torch_model import build  # noqa: E402
 
 
 def _timm_layers():

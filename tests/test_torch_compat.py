@@ -28,7 +28,7 @@ from test_torch_source import import_source  # noqa: E402
 import resdsl  # noqa: E402
 from conftest import SPECS, load_spec  # noqa: E402
 from resdsl.backends import onnx_graph  # noqa: E402
-from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.backends.torch_model import build  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 
 

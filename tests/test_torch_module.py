@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 
 import resdsl  # noqa: E402
 from conftest import SPEC_NAMES, SPECS, load_spec  # noqa: E402
-from resdsl.backends.torch_module import ResDSLNetwork, build, fold_batchnorms  # noqa: E402
+from resdsl.backends.torch_model import build, fold_batchnorms, values  # noqa: E402
 from resdsl.passes import foldable_batchnorms  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this environment")
@@ -52,14 +52,16 @@ def test_parameter_count_and_every_shape_equal_the_ir(name):
     # built on the meta device and given uninitialised memory: no time spent on init, and
     # only shapes matter here
     with torch.device("meta"):
-        model = ResDSLNetwork(net)
+        model = build(net)
     assert sum(p.numel() for p in model.parameters()) == load_spec(name).params  # == published
     model = model.to_empty(device="cpu").eval()
     with torch.no_grad():
-        values = model.values(torch.randn(1, *net.input_shape))
-    for op in net.ops:
-        assert tuple(values[op.name].shape) == (1, *op.shape), op.name
-    assert values[net.output].shape == (1, *net.output_shape)
+        found = values(model, torch.randn(1, *net.input_shape))
+    modules = [op for op in net.ops if op.module is not None]
+    assert set(found) == {"input", *(op.name for op in modules)}
+    for op in modules:
+        assert tuple(found[op.name].shape) == (1, *op.shape), op.name
+    assert model(torch.randn(1, *net.input_shape)).shape == (1, *net.output_shape)
 
 
 # ---------------------------------------------------------------- initialisation
@@ -202,13 +204,14 @@ def test_cuda_forward_backward_matches_cpu():
 def test_out_indices_give_stage_outputs_like_timm_features_only():
     net = load_spec("resnet50")
     with torch.device("meta"):
-        model = ResDSLNetwork(net, out_indices=(0, 1, 2, 3, 4))
+        model = build(net, out_indices=(0, 1, 2, 3, 4))
         feats = model(torch.empty(1, 3, 224, 224))
     # timm's resnet50 feature_info: act1, layer1..layer4
     assert [f.shape[1] for f in feats] == [64, 256, 512, 1024, 2048]
     assert [i["reduction"] for i in model.feature_info] == [2, 4, 8, 16, 32]
     assert [f.shape[-1] for f in feats] == [112, 56, 28, 14, 7]
     small = build(net, out_indices=(2, -1))
+    assert small.feature_info.module_name() == ["layer2", "layer4"]
     assert [i["op"] for i in small.feature_info] == ["layer2.3.relu#3", "layer4.2.relu#3"]
     with pytest.raises(ValueError, match="out of range"):
         build(net, out_indices=(5,))
@@ -218,19 +221,22 @@ def test_out_indices_stop_after_the_last_stage_asked_for():
     net = load_spec("resnet20_cifar")
     model = build(net, out_indices=(1,)).eval()
     full = build(net).eval()
+    model.load_state_dict({k: v for k, v in full.state_dict().items() if k in model.state_dict()})
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         (f,) = model(x)
-        assert torch.equal(f, full.values(x)["layer1.2.relu#2"])
-    ran = {op.name for op, _ in model._steps}
-    assert "fc" not in ran and "layer2.0.conv1" not in ran
+        assert torch.equal(f, values(full, x)["layer1.2.relu#2"])
+    # only what the feature needs is built: the stem and layer1 (as timm's features_only)
+    assert [name for name, _ in model.named_children()] == ["conv1", "bn1", "relu", "layer1"]
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(op.params for op in net.ops if op.name.split(".")[0] in ("conv1", "bn1", "layer1"))
 
 
 def test_fold_batchnorms_keeps_outputs():
     net = variant("resnet50d", "depths = [2, 1, 1, 1], image_size = 64")
     model = build(net).eval()
     randomize_batchnorms(model)
-    folded = fold_batchnorms(model, net)
+    folded = fold_batchnorms(model)
     bns = [m for m in folded.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == sum(1 for op in net.ops if op.kind == "batchnorm") - len(foldable_batchnorms(net))
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
@@ -246,7 +252,7 @@ def test_fold_batchnorms_skips_bns_that_are_not_after_a_conv():
     net = variant("preact_resnet164_cifar", "depths = [2, 2, 2]")
     model = build(net).eval()
     randomize_batchnorms(model)
-    folded = fold_batchnorms(model, net)
+    folded = fold_batchnorms(model)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)

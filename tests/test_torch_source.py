@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 
 import resdsl  # noqa: E402
 from conftest import ROOT, SPEC_NAMES, load_spec  # noqa: E402
-from resdsl.backends.torch_module import build  # noqa: E402
+from resdsl.backends.torch_model import build  # noqa: E402
 from resdsl.backends.torch_source import Namespace, camel, emit  # noqa: E402
 from resdsl.cli import main  # noqa: E402
 

@@ -68,7 +68,7 @@ STATIC_BATCH = Option("static_batch", "fix the batch dimension to N (default: sy
 DYNAMIC_SIZE = Option("dynamic_size", "symbolic input height and width (default: the spec's declared size)",
                       type=bool, default=False)
 # The torch source carries no weights, so it has nothing to fold; in process, see
-# resdsl.backends.torch_module.fold_batchnorms.
+# resdsl.fold_batchnorms(model).
 FOLD_BN = Option("fold_bn", "fold batch norms into the convolutions before them (inference)", type=bool,
                  default=False)
 EXTERNAL_DATA = Option("external_data", "write the tensors to FILE.data beside the model (needed past 2 GB)",

@@ -40,7 +40,7 @@ HEIGHT, WIDTH = "height", "width"
 
 def seeded_state(net: Network, seed: int) -> dict[str, np.ndarray]:
     # the only ONNX path that needs torch: the torch back end's seeded initialisation
-    from .torch_module import build
+    from .torch_model import build
 
     return {k: v.detach().numpy() for k, v in build(net, seed=seed).state_dict().items()}
 

@@ -3,10 +3,9 @@
 The file is rendered from the Jinja2 templates in ``templates/torch/``. It holds one
 class per block structure, each with its ``forward`` written out, a top-level class for
 the network and a constructor function; it imports torch only. Module names, and so
-``state_dict`` keys, are the spec's; modules are created in the order the in-process
-module (:mod:`resdsl.backends.torch_module`) creates them and initialised the same way,
-so for the same seed both give the same weights, and for the same weights the same
-outputs.
+``state_dict`` keys, are the spec's. It is the one torch lowering: ``resdsl.build`` loads
+this same text in memory (:mod:`resdsl.backends.torch_model`), so the file and the
+in-process model are the same classes, with the same weights for a seed.
 
 Blocks become classes by *structure*: instances of one definition whose layers, wiring
 and zero-init marks are equal share a class, and the values that differ between them
@@ -37,7 +36,7 @@ import jinja2
 
 from .. import __version__
 from ..ir import Attr, Network, Op, Role, Scope, Shape
-from ..passes import with_inplace
+from ..passes import features_only, with_inplace
 from ..primitives import (
     INPUT_CHANNELS,
     NODEFAULT,
@@ -657,7 +656,7 @@ class Renderer:
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
 
     def render_class(self, scope: Scope, name: str, forms: list[Form], params: list[str],
-                     doc: str) -> ClassView:
+                     doc: str, features: tuple[str, ...] = ()) -> ClassView:
         items = self.low.body(scope)
         attrs = Namespace(("training",))
         for item in items:
@@ -686,11 +685,51 @@ class Renderer:
                 init += self.containers.assign("self", item.local, expr, "        ")
             elif item.use is Use.FUNC:
                 calls[n] = self.call_args(_call(item.op, functional=True), it, forward_ref)
-        forward = self.forward(scope, items, calls)
+        if features:
+            items, calls = self.inline(items, calls, features)
+        forward = self.forward(scope, items, calls, features)
         init = [f"self.{attr} = {p}" for p, attr in stored.items()] + init
         return ClassView(name, doc, params, init, forward[0], forward[1])
 
-    def forward(self, scope: Scope, items: list[Item], calls: dict[int, list[str]]) -> tuple[list[str], str]:
+    def inline(self, items: list[Item], calls: dict[int, list[str]],
+               features: tuple[str, ...]) -> tuple[list[Item], dict[int, list[str]]]:
+        """``items`` with each submodule that computes a feature inside it (not as its
+        output) written out as calls of its layers, so ``forward`` can return that value
+        (as timm's feature extractors flatten the stem: ``stem.conv``'s output)."""
+        out: list[Item] = []
+        out_calls: dict[int, list[str]] = {}
+        for n, item in enumerate(items):
+            inner = item.use is Use.SUB and any(f in set(item.scope.op_names()) - {item.output} for f in features)
+            if not inner:
+                if n in calls:
+                    out_calls[len(out)] = calls[n]
+                out.append(item)
+                continue
+            body = [Item(Use.FUNC if sub.use is Use.FUNC else Use.CALL if sub.use is not Use.SUB else Use.SUB,
+                         sub.output, sub.inputs, op=sub.op, scope=sub.scope,
+                         local=None if sub.local is None else f"{item.local}.{sub.local}",
+                         shortcut=sub.shortcut, group=sub.group)
+                    for sub in self.low.body(item.scope)]
+            # the layers' arguments as the instance has them: constants here
+            sub_calls = {}
+            for m, sub in enumerate(body):
+                if sub.use is Use.FUNC:
+                    shapes = [self.net.shape_of(i) for i in sub.op.inputs]
+                    call = _call(sub.op, functional=True)
+                    sub_calls[m] = self.call_args(call, iter([Literal(a.value(sub.op, shapes)) for a in call.args]),
+                                                  repr)
+                elif sub.use is Use.SUB:  # a module of its own: called, not rebuilt
+                    body[m] = Item(Use.CALL, sub.output, sub.inputs, scope=sub.scope, local=sub.local,
+                                   shortcut=sub.shortcut)
+            body, sub_calls = self.inline(body, sub_calls, features)
+            for m, sub in enumerate(body):
+                if m in sub_calls:
+                    out_calls[len(out)] = sub_calls[m]
+                out.append(sub)
+        return out, out_calls
+
+    def forward(self, scope: Scope, items: list[Item], calls: dict[int, list[str]],
+                features: tuple[str, ...] = ()) -> tuple[list[str], str]:
         alias: dict[str, str] = {}
 
         def resolve(v: str) -> str:
@@ -703,7 +742,7 @@ class Renderer:
                 alias[item.output] = item.inputs[0]
         # a function whose value nothing reads is left out (a module call stays: it may
         # update state, as a BN in training does)
-        needed = {resolve(scope.output)}
+        needed = {resolve(scope.output), *map(resolve, features)}
         dead: set[int] = set()
         for n in range(len(items) - 1, -1, -1):
             item = items[n]
@@ -717,7 +756,8 @@ class Renderer:
                 continue
             for v in item.inputs:
                 last_use[resolve(v)] = n
-        last_use[resolve(scope.output)] = len(items)
+        for value in (scope.output, *features):  # returned: kept to the end
+            last_use[resolve(value)] = len(items)
         var = {scope.input: "x"}
         live = {"x": scope.input}
         lines = []
@@ -749,6 +789,8 @@ class Renderer:
             live[target] = item.output
             var[item.output] = target
             lines.append(f"{target} = {self.expression(item, ins, calls.get(n, []))}")
+        if features:
+            return lines, "[" + ", ".join(var[resolve(f)] for f in features) + "]"
         return lines, var[resolve(scope.output)]
 
     def expression(self, item: Item, ins: list[str], args: list[str]) -> str:
@@ -816,13 +858,34 @@ def emit(net: Network, *, seed: int | None = None) -> str:
     whose layers cannot be laid out as nested modules (a block reading a value computed
     inside another block) raises :class:`~resdsl.backends.BackendError`.
     """
-    # in place where the dataflow allows (`nn.ReLU(inplace=True)`, `out += shortcut`)
-    net = with_inplace(net)
+    return render(net, seed=seed).text
+
+
+class Source(NamedTuple):
+    """Generated source, and the names in it that build the network."""
+
+    text: str
+    top: str  # the network's class
+    function: str  # its constructor function, ``function(seed=None)``
+
+
+def render(net: Network, *, seed: int | None = None, features: tuple[str, ...] = (),
+           inplace: bool = True) -> Source:
+    """The source :func:`emit` writes, and what ``resdsl.build`` loads.
+
+    With ``features`` (op names), the network is cut down to what those values need
+    (:func:`resdsl.passes.features_only`) and its ``forward`` returns them as a list, as
+    timm's ``features_only`` models do. ``inplace=False`` runs every op out of place.
+    """
+    if features:
+        net = features_only(net, features)
+    if inplace:  # in place where the dataflow allows (`nn.ReLU(inplace=True)`, `out += shortcut`)
+        net = with_inplace(net, keep=features)
     try:
         low = Lowering(net)
     except ValueError as err:
         raise BackendError("cannot write `{network}` as PyTorch source: {reason}", network=net.name, reason=err,
-                           hint="the in-process module, resdsl.build(spec), runs any checked network") from err
+                           hint="give each block the values it reads as its input") from err
     renderer = Renderer(net, low)
     ordered = _dependency_order(low, net.root)
     views = []
@@ -833,7 +896,7 @@ def emit(net: Network, *, seed: int | None = None) -> str:
                                            [f"{p.name}: {_annotation(p.vector)}" for p in cls.params], doc))
     top_name = low.names.fresh(camel(net.name))
     root_forms = [Literal(p.value) for p in low.positions(net.root)]
-    top = renderer.render_class(net.root, top_name, root_forms, [], "")
+    top = renderer.render_class(net.root, top_name, root_forms, [], "", features)
     helpers = _in_registry_order(renderer.uses)
     # a top-level layer called `reset_parameters` would be found before the method
     reset = Namespace(("training", *(i.local for i in low.body(net.root) if i.local))).fresh(
@@ -847,12 +910,12 @@ def emit(net: Network, *, seed: int | None = None) -> str:
         version=__version__, source=source, network=net.name, top=top, classes=views,
         function=function, seed=seed, reset=reset, params=f"{net.params:,}",
         input_shape=fmt_shape(net.input_shape), output_shape=fmt_shape(net.output_shape),
-        input_dims=", ".join(map(str, net.input_shape)),
+        input_dims=", ".join(map(str, net.input_shape)), features=bool(features),
         helpers=[_helper_text(h) for h in helpers], wrapped=[n for h in helpers for n in h.wrap],
         uses_functional=any(h.functional for h in helpers)
         or any("F." in line for v in [*views, top] for line in v.forward),
         inits=_inits(net), zero_init=_zero_init(low, net, ordered))
-    return text
+    return Source(text, top_name, function)
 
 
 def _helper_names() -> tuple[str, ...]:

@@ -38,27 +38,6 @@ _ACTS = [
 ]
 
 
-def _torch_call(path: str):
-    """``F.relu`` → the torch function, resolved when first called (torch loads lazily)."""
-    def run(a: dict, xs: list, training: bool):
-        import torch
-        import torch.nn.functional as F
-
-        owner = F if path.startswith("F.") else torch
-        if a.get("inplace"):  # set by resdsl.passes.inplace_ops, only for kinds that allow it
-            return getattr(owner, path.split(".")[1])(xs[0], inplace=True)
-        return getattr(owner, path.split(".")[1])(xs[0])
-    return run
-
-
-def _nn(cls: str):
-    def build(a: dict, shapes: list[Shape]):
-        from torch import nn
-
-        return getattr(nn, cls)(inplace=True) if a.get("inplace") else getattr(nn, cls)()
-    return build
-
-
 def inplace_flag(op: Op, shapes: list[Shape]) -> bool:
     """The ``inplace`` argument of a generated call: what resdsl.passes decided for ``op``."""
     return bool(dict(op.attrs).get("inplace", False))
@@ -121,7 +100,6 @@ def _activation(act: _Act) -> Primitive:
     return Primitive(
         act.kind, (), same, f"activation: {act.doc}",
         look=Look(lambda op, t=act.text: t, "act"),
-        torch_module=_nn(act.module), torch_function=_torch_call(act.function),
         source_module=SourceCall(f"nn.{act.module}", args), source_function=SourceCall(act.function, args),
         onnx=_ONNX[act.kind], inplace=act.inplace, overwritable=act.overwritable)
 
@@ -129,18 +107,6 @@ def _activation(act: _Act) -> Primitive:
 ACTIVATIONS = [_activation(a) for a in _ACTS]
 
 # ---------------------------------------------------------------- leaky_relu
-
-
-def _leaky_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.LeakyReLU(a["negative_slope"])
-
-
-def _leaky_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.leaky_relu(xs[0], a["negative_slope"])
 
 
 def _leaky_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -151,7 +117,6 @@ LEAKY_RELU = Primitive(
     "leaky_relu", (param("negative_slope", "float", 0.01),), same,
     "activation: x if x > 0 else negative_slope · x",
     look=Look(lambda op: "leaky ReLU", "act"),
-    torch_module=_leaky_module, torch_function=_leaky_function,
     source_module=SourceCall("nn.LeakyReLU", (SourceArg("negative_slope"),)),
     source_function=SourceCall("F.leaky_relu", (SourceArg("negative_slope"),)),
     onnx=((1, _leaky_onnx),),
@@ -164,18 +129,6 @@ LEAKY_RELU = Primitive(
 def _group_softmax(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     divides(a["radix"] * a["cardinality"], shapes[0][0], "radix × cardinality")
     return shapes[0], 0, 0
-
-
-def _gs_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import GroupSoftmax
-
-    return GroupSoftmax(a["radix"], a["cardinality"])
-
-
-def _gs_function(a: dict, xs: list, training: bool):
-    from ..backends.torch_layers import group_softmax
-
-    return group_softmax(xs[0], a["radix"], a["cardinality"])
 
 
 def _gs_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -210,7 +163,6 @@ GROUP_SOFTMAX = Primitive(
     "[radix][cardinality][rest], as timm's RadixSoftmax (ResNeSt; SK-ResNet's softmax over "
     "paths is cardinality 1); a sigmoid for radix 1",
     look=Look(_gs_text, "act"),
-    torch_module=_gs_module, torch_function=_gs_function,
     source_module=SourceCall("GroupSoftmax", _GS_ARGS, helpers=(_GS_HELPER,)),
     source_function=SourceCall("group_softmax", _GS_ARGS, helpers=(_GS_HELPER,)),
     onnx=((1, _gs_onnx),))

@@ -54,33 +54,6 @@ def _conv_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _conv_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    from ..backends.torch_layers import uninitialised
-
-    # Built once (issue 14): no default initialisation that `_kaiming` would overwrite; the
-    # weights are uninitialised until the init pass (resdsl.build runs it).
-    return uninitialised(nn.Conv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
-                         a["padding"], a["dilation"], a["groups"], a["bias"])
-
-
-def _std_conv_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import StdConv2d, uninitialised
-
-    # built once, as `conv`: `_kaiming` sets every tensor
-    return uninitialised(StdConv2d, shapes[0][0], a["out_channels"], a["kernel_size"], a["stride"],
-                         a["padding"], a["dilation"], a["groups"], a["bias"], a["eps"])
-
-
-def _kaiming(module, a: dict) -> None:
-    from torch import nn
-
-    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    if module.bias is not None:  # every tensor set here: the module is built without default init
-        nn.init.zeros_(module.bias)
-
-
 _KAIMING = SourceInit("nn.Conv2d", ('nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")',
                                     "if module.bias is not None:", "    nn.init.zeros_(module.bias)"))
 
@@ -172,7 +145,7 @@ _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param
 CONV = Primitive(
     "conv", _CONV_PARAMS, _conv_rule("conv"), "2-D convolution (torch.nn.Conv2d); square kernels",
     look=Look(_conv_text("conv"), "conv", table=conv_table, depth=True),
-    weights=_conv_weights, torch_module=_conv_module, init=_kaiming,
+    weights=_conv_weights,
     source_module=SourceCall("nn.Conv2d", _CONV_ARGS, skip_init=True, helpers=(_SKIP_INIT,)), source_init=_KAIMING,
     onnx=((1, _conv_onnx),), fold="conv", overwritable=True)
 
@@ -184,7 +157,7 @@ STD_CONV = Primitive(
     "weight-standardised 2-D convolution, as timm's StdConv2d (BiT): each output channel's "
     "weights are normalised to zero mean and unit variance",
     look=Look(_conv_text("WS conv"), "conv", table=conv_table, depth=True),
-    weights=_conv_weights, torch_module=_std_conv_module, init=_kaiming,
+    weights=_conv_weights,
     source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
                                            SourceArg("eps", "eps", 1e-6)),
                              skip_init=True, helpers=(_SKIP_INIT, _STD_CONV)),
@@ -200,12 +173,6 @@ def _channel_conv(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
         raise ShapeError("E015", f"`channel_conv` needs an odd kernel size, got {k}",
                          hint="ECA rounds its kernel size up to the next odd number")
     return shapes[0], k, c * k * h * w
-
-
-def _channel_conv_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import ChannelConv
-
-    return ChannelConv(a["kernel_size"])
 
 
 def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -229,7 +196,7 @@ CHANNEL_CONV = Primitive(
     "1-D convolution across the channel axis at each position, weight 1×1×k, no bias "
     "(the conv of timm's EcaModule); the channel count is kept",
     look=Look(lambda op: f"{op.attr('kernel_size')}-tap conv across channels", "conv"),
-    weights=lambda a, shapes: {"weight": (1, 1, a["kernel_size"])}, torch_module=_channel_conv_module,
+    weights=lambda a, shapes: {"weight": (1, 1, a["kernel_size"])},
     source_module=SourceCall("ChannelConv", (SourceArg("kernel_size"),),
                              helpers=(SourceHelper("ChannelConv", template="channel_conv.j2"),)),
     onnx=((1, _channel_conv_onnx),))
@@ -252,12 +219,6 @@ def _linear_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def _linear_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.Linear(shapes[0][0], a["out_features"], a["bias"])
-
-
 def _linear_onnx(g, op: Op, xs: list[str], out: str) -> None:
     w = g.param(f"{op.module}.weight")
     b = [g.param(f"{op.module}.bias")] if op.attr("bias") else []
@@ -269,7 +230,7 @@ LINEAR = Primitive(
     "fully connected layer (torch.nn.Linear)",
     look=Look(lambda op: f"fc, {op.attr('out_features')}", "fc", depth=True,
               head=lambda op: f"{op.attr('out_features')}-d fc"),
-    weights=_linear_weights, torch_module=_linear_module,
+    weights=_linear_weights,
     source_module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
                                            SourceArg("bias", "bias", True))),
     onnx=((1, _linear_onnx),), overwritable=True)

@@ -45,20 +45,6 @@ def _subtract(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return shapes[0], 0, 0
 
 
-def _fold(op_name: str):
-    """Left to right, as Python evaluates ``a + b + c``."""
-    def run(a: dict, xs: list, training: bool):
-        out = xs[0]
-        if a.get("inplace"):  # resdsl.passes.inplace_ops: nothing else reads xs[0]
-            for y in xs[1:]:
-                out = out.add_(y) if op_name == "Add" else out.sub_(y)
-            return out
-        for y in xs[1:]:
-            out = out + y if op_name == "Add" else out * y if op_name == "Mul" else out - y
-        return out
-    return run
-
-
 def _augmented(symbol: str):
     """``out += b`` (then ``out += c``): left to right, as the expression form sums them."""
     return lambda ins: [f"{ins[0]} {symbol}= {y}" for y in ins[1:]]
@@ -80,7 +66,6 @@ def _infix(symbol: str):
 ADD = Primitive(
     "add", (), _add, "element-wise sum of its inputs (the residual add)", arity=None, module=False,
     look=Look(lambda op: "+", "merge", symbol="+", residual=True),
-    torch_function=_fold("Add"),
     source_function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")),
     onnx=((1, _chain("Add")),), inplace=True, overwritable=True)
 
@@ -88,7 +73,7 @@ MULTIPLY = Primitive(
     "multiply", (), _multiply, "element-wise product; a C×1×1 gate broadcasts over H×W",
     arity=None, module=False,
     look=Look(lambda op: "×", "merge", symbol="×"),
-    torch_function=_fold("Mul"), source_function=SourceCall("multiply", render=_infix("*")),
+    source_function=SourceCall("multiply", render=_infix("*")),
     # not in place: a product's backward needs both factors
     onnx=((1, _chain("Mul")),), overwritable=True)
 
@@ -96,7 +81,6 @@ SUBTRACT = Primitive(
     "subtract", (), _subtract, "element-wise difference `a - b` of two tensors of one shape",
     arity=None, module=False,
     look=Look(lambda op: "−", "merge", symbol="−"),
-    torch_function=_fold("Sub"),
     source_function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")),
     onnx=((1, _chain("Sub")),), inplace=True, overwritable=True)
 
@@ -114,12 +98,6 @@ def _concat(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return (sum(s[0] for s in shapes), *first[1:]), 0, 0
 
 
-def _concat_function(a: dict, xs: list, training: bool):
-    import torch
-
-    return torch.cat(xs, 1)
-
-
 def _concat_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Concat", xs, op.name, out, axis=1)
 
@@ -128,7 +106,6 @@ CONCAT = Primitive(
     "concat", (), _concat, "its inputs' channels, one after another (torch.cat on dim 1)",
     arity=None, module=False,
     look=Look(lambda op: "concat", "merge"),
-    torch_function=_concat_function,
     source_function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"),
     onnx=((1, _concat_onnx),), overwritable=True)
 
@@ -151,11 +128,6 @@ def _split(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     if not 0 <= i < len(sizes):
         raise ShapeError("E015", f"`split` part {i} does not exist: there are {len(sizes)} parts")
     return (sizes[i], *shapes[0][1:]), 0, 0
-
-
-def _split_function(a: dict, xs: list, training: bool):
-    start, end = split_range(a)
-    return xs[0][:, start:end]
 
 
 def _split_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -184,7 +156,6 @@ SPLIT = Primitive(
     "part `index` of its input's channels cut into parts of `sizes` channels (a spec's "
     "`split(…)` yields every part)", module=False,
     look=Look(lambda op: "split {}:{}".format(*split_range(dict(op.attrs))), "merge"),
-    torch_function=_split_function,
     source_function=SourceCall("split", _SPLIT_ARGS, render=_slice),
     onnx=((1, _split_onnx),))
 
@@ -195,18 +166,6 @@ def _flatten(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return (prod(shapes[0]),), 0, 0
 
 
-def _flatten_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.Flatten(1)
-
-
-def _flatten_function(a: dict, xs: list, training: bool):
-    import torch
-
-    return torch.flatten(xs[0], 1)
-
-
 def _flatten_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Flatten", [xs[0]], op.name, out, axis=1)
 
@@ -214,7 +173,6 @@ def _flatten_onnx(g, op: Op, xs: list[str], out: str) -> None:
 FLATTEN = Primitive(
     "flatten", (), _flatten, "C×H×W → a vector of C·H·W",
     look=Look(lambda op: "flatten", hidden=True),
-    torch_module=_flatten_module, torch_function=_flatten_function,
     source_module=SourceCall("nn.Flatten", (SourceArg("start_dim", fixed=1),)),
     source_function=SourceCall("torch.flatten", (SourceArg("start_dim", fixed=1),)),
     onnx=((1, _flatten_onnx),))
@@ -224,36 +182,16 @@ def _alias(g, op: Op, xs: list[str], out: str) -> None:
     g.alias(op, op.inputs[0])
 
 
-def _identity_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.Identity()
-
-
 IDENTITY = Primitive(
     "identity", (), same, "passes its input through (torch.nn.Identity)",
     look=Look(lambda op: "identity", hidden=True),
-    torch_module=_identity_module, torch_function=lambda a, xs, training: xs[0],
     source_module=SourceCall("nn.Identity"), source_function=SourceCall("identity", render=lambda ins, args: ins[0]),
     onnx=((1, _alias),), passthrough="always")
-
-
-def _dropout_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.Dropout(a["p"])
-
-
-def _dropout_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.dropout(xs[0], a["p"], training)
 
 
 DROPOUT = Primitive(
     "dropout", (param("p", "float", 0.5),), same, "dropout (identity in eval mode)",
     look=Look(lambda op: f"dropout {op.attr('p'):g}", head=lambda op: f"dropout {op.attr('p'):g}"),
-    torch_module=_dropout_module, torch_function=_dropout_function,
     source_module=SourceCall("nn.Dropout", (SourceArg("p"),)),
     source_function=SourceCall("F.dropout", (SourceArg("p"),), training=True),
     onnx=((1, _alias),), passthrough="eval")
@@ -261,23 +199,10 @@ DROPOUT = Primitive(
 _DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",), defines=("DropPath",))
 
 
-def _drop_path_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import DropPath
-
-    return DropPath(a["p"])
-
-
-def _drop_path_function(a: dict, xs: list, training: bool):
-    from ..backends.torch_layers import drop_path
-
-    return drop_path(xs[0], a["p"], training)
-
-
 DROP_PATH = Primitive(
     "drop_path", (param("p", "float", 0.0),), same,
     "stochastic depth: drops the whole residual branch per sample (identity in eval mode)",
     look=Look(lambda op: f"drop path {op.attr('p'):g}"),
-    torch_module=_drop_path_module, torch_function=_drop_path_function,
     source_module=SourceCall("DropPath", (SourceArg("p"),), helpers=(_DROP_PATH,)),
     source_function=SourceCall("drop_path", (SourceArg("p"),), training=True, helpers=(_DROP_PATH,)),
     onnx=((1, _alias),), passthrough="eval")
@@ -289,18 +214,6 @@ def _pad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     c, h, w = feature_map("pad", shapes[0])
     p = a["padding"]
     return (c, h + 2 * p, w + 2 * p), 0, 0
-
-
-def _pad_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.ConstantPad2d(a["padding"], a["value"])
-
-
-def _pad_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.pad(xs[0], [a["padding"]] * 4, value=a["value"])
 
 
 def _pad_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -320,7 +233,6 @@ PAD = Primitive(
     "constant padding of `padding` on every side of H and W (torch.nn.ConstantPad2d)",
     look=Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr('value'):g}" if op.attr("value") else ""),
               "pad"),
-    torch_module=_pad_module, torch_function=_pad_function,
     source_module=SourceCall("nn.ConstantPad2d", (SourceArg("padding"), SourceArg("value"))),
     source_function=SourceCall("F.pad", (SourceArg("padding"), SourceArg("value", "value", 0.0)),
                                render=lambda ins, args: f"F.pad({ins[0]}, [{args[0]}] * 4"
@@ -337,12 +249,6 @@ def _zeropad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
                          hint="option A shortcuts only widen; use a projection to narrow")
     s = a["stride"]
     return (a["out_channels"], -(-h // s), -(-w // s)), 0, 0
-
-
-def _zeropad_function(a: dict, xs: list, training: bool):
-    from ..backends.torch_layers import zero_pad
-
-    return zero_pad(xs[0], a["stride"], a["out_channels"])
 
 
 def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
@@ -367,7 +273,6 @@ ZEROPAD = Primitive(
     "option A shortcut: subsample by `stride`, then pad channels with zeros on both sides", module=False,
     look=Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
               + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"),
-    torch_function=_zeropad_function,
     source_function=SourceCall("zero_pad", (SourceArg("stride", "stride"), SourceArg("out_channels", "out_channels")),
                                helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                      functional=True),)),

@@ -32,23 +32,6 @@ def _affine_weights(a: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
 # ---------------------------------------------------------------- batchnorm
 
 
-def _bn_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    from ..backends.torch_layers import uninitialised
-
-    # Built once: `_bn_init` sets the scale and shift; the running statistics are made
-    # zero and one by BatchNorm2d itself, so its reset_parameters would only repeat them.
-    return uninitialised(nn.BatchNorm2d, shapes[0][0], eps=a["eps"], momentum=a["momentum"])
-
-
-def _bn_init(module, a: dict) -> None:
-    from torch import nn
-
-    nn.init.ones_(module.weight)
-    nn.init.zeros_(module.bias)
-
-
 def _bn_onnx(g, op: Op, xs: list[str], out: str) -> None:
     m = op.module
     g.node("BatchNormalization", [xs[0], *(g.param(f"{m}.{p}") for p in _BN_BUFFERS)], op.name, out,
@@ -61,19 +44,13 @@ BATCHNORM = Primitive(
     _affine("batchnorm"), "batch normalisation over channels (torch.nn.BatchNorm2d)",
     look=Look(lambda op: "BN", "norm"),
     weights=lambda a, shapes: {**{k: (shapes[0][0],) for k in _BN_BUFFERS}, "num_batches_tracked": ()},
-    torch_module=_bn_module, init=_bn_init, zero_init="weight",
+    zero_init="weight",
     source_module=SourceCall("nn.BatchNorm2d", (SourceArg("num_features"), SourceArg("eps", "eps", 1e-5),
                                                 SourceArg("momentum", "momentum", 0.1))),
     source_init=SourceInit("nn.BatchNorm2d", ("nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)")),
     onnx=((1, _bn_onnx),), fold="bn", overwritable=True)
 
 # ---------------------------------------------------------------- groupnorm
-
-
-def _gn_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.GroupNorm(a["groups"], shapes[0][0], eps=a["eps"])
 
 
 def _gn_decomposed(g, op: Op, xs: list[str], out: str) -> None:
@@ -113,18 +90,12 @@ GROUPNORM = Primitive(
     _affine("groupnorm"), "group normalisation (torch.nn.GroupNorm): channels in `groups` groups, "
                           "each normalised over its channels and positions",
     look=Look(lambda op: f"GN ({op.attr('groups')} groups)", "norm"),
-    weights=_affine_weights, torch_module=_gn_module, zero_init="weight",
+    weights=_affine_weights, zero_init="weight",
     source_module=SourceCall("nn.GroupNorm", (SourceArg("groups"), SourceArg("num_channels"),
                                               SourceArg("eps", "eps", 1e-5))),
     onnx=((1, _gn_decomposed), (21, _gn_native)), overwritable=True)
 
 # ---------------------------------------------------------------- layernorm (channels first)
-
-
-def _ln_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import LayerNorm2d
-
-    return LayerNorm2d(shapes[0][0], eps=a["eps"])
 
 
 def _ln_native(g, op: Op, xs: list[str], out: str) -> None:
@@ -154,7 +125,7 @@ LAYERNORM = Primitive(
     _affine("layernorm"), "layer normalisation over the channels at each position, channels "
                           "first (timm's LayerNorm2d)",
     look=Look(lambda op: "LN", "norm"),
-    weights=_affine_weights, torch_module=_ln_module, zero_init="weight",
+    weights=_affine_weights, zero_init="weight",
     source_module=SourceCall("LayerNorm2d", (SourceArg("num_channels"), SourceArg("eps", "eps", 1e-6)),
                              helpers=(SourceHelper("LayerNorm2d", template="layer_norm2d.j2", functional=True),)),
     onnx=((1, _ln_decomposed), (17, _ln_native)))

@@ -44,33 +44,6 @@ def _pool_table(word: str):
     return table
 
 
-def _maxpool_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.MaxPool2d(a["kernel_size"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
-
-
-def _maxpool_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.max_pool2d(xs[0], a["kernel_size"], a["stride"], a["padding"], a["dilation"],
-                        ceil_mode=a["ceil_mode"])
-
-
-def _avgpool_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                        count_include_pad=a["count_include_pad"])
-
-
-def _avgpool_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.avg_pool2d(xs[0], a["kernel_size"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                        count_include_pad=a["count_include_pad"])
-
-
 def _windows(g, op: Op) -> tuple[list[int], dict]:
     # With ceil_mode, torch drops a last window that would start in the right padding;
     # onnx's shape inference does not. So ceil_mode is never emitted: where rounding up
@@ -145,7 +118,6 @@ MAXPOOL = Primitive(
                 param("padding", "int", 0), param("dilation", "int", 1), param("ceil_mode", "bool", False)),
     _pool_rule("maxpool"), "max pooling (torch.nn.MaxPool2d)",
     look=Look(_pool_text("max"), "pool", table=_pool_table("max"), pool=True, head=lambda op: "max pool"),
-    torch_module=_maxpool_module, torch_function=_maxpool_function,
     source_module=SourceCall("nn.MaxPool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
                                               SourceArg("ceil_mode", "ceil_mode", False))),
     source_function=SourceCall("F.max_pool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
@@ -162,7 +134,6 @@ AVGPOOL = Primitive(
     _pool_rule("avgpool"), "average pooling (torch.nn.AvgPool2d)",
     look=Look(_pool_text("avg"), "pool", table=_pool_table("average"), pool=True,
               head=lambda op: "average pool"),
-    torch_module=_avgpool_module, torch_function=_avgpool_function,
     source_module=SourceCall("nn.AvgPool2d", _AVG_ARGS), source_function=SourceCall("F.avg_pool2d", _AVG_ARGS),
     onnx=((1, _avgpool_onnx),), overwritable=True)
 
@@ -174,18 +145,6 @@ def _global_avgpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return (c, 1, 1), 0, 0
 
 
-def _gap_module(a: dict, shapes: list[Shape]):
-    from torch import nn
-
-    return nn.AdaptiveAvgPool2d(1)
-
-
-def _gap_function(a: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.adaptive_avg_pool2d(xs[0], 1)
-
-
 def _gap_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("GlobalAveragePool", [xs[0]], op.name, out)
 
@@ -195,7 +154,6 @@ _GAP_ARGS = (SourceArg("output_size", fixed=1),)
 GLOBAL_AVGPOOL = Primitive(
     "global_avgpool", (), _global_avgpool, "average over H×W to C×1×1 (torch.nn.AdaptiveAvgPool2d(1))",
     look=Look(lambda op: "global avg pool", "pool", pool=True, head=lambda op: "average pool"),
-    torch_module=_gap_module, torch_function=_gap_function,
     source_module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
     source_function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS),
     onnx=((1, _gap_onnx),), overwritable=True)
@@ -219,18 +177,6 @@ def _blurpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return (c, oh, ow), 0, 0
 
 
-def _blurpool_module(a: dict, shapes: list[Shape]):
-    from ..backends.torch_layers import BlurPool2d
-
-    return BlurPool2d(shapes[0][0], a["filt_size"], a["stride"])
-
-
-def _blurpool_function(a: dict, xs: list, training: bool):
-    from ..backends.torch_layers import blur_pool
-
-    return blur_pool(xs[0], a["filt_size"], a["stride"])
-
-
 def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     import numpy as np
 
@@ -239,7 +185,7 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     p = blur_padding(f, s)
     padded = g.node("Pad", [xs[0], g.const(f"{name}/pads", [0, 0, p, p, 0, 0, p, p])], f"{name}/pad",
                     mode="reflect")
-    # torch_layers.blur_filter's binomial filter, in numpy (the ONNX path needs no torch)
+    # the binomial filter of templates/torch/blur_pool.j2, in numpy (the ONNX path needs no torch)
     row = np.array([math.comb(f - 1, k) for k in range(f)], np.float32) / 2 ** (f - 1)
     filt = g.init(f"{name}/filt", np.broadcast_to(row[:, None] * row[None, :], (c, 1, f, f)))
     g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
@@ -256,7 +202,6 @@ BLURPOOL = Primitive(
               + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pool",
               table=lambda op, _: f"{op.attr('filt_size')}×{op.attr('filt_size')} blur pool, "
                                   f"stride {op.attr('stride')}", pool=True),
-    torch_module=_blurpool_module, torch_function=_blurpool_function,
     source_module=SourceCall("BlurPool2d", (SourceArg("channels"), SourceArg("filt_size", "filt_size", 3),
                                             SourceArg("stride", "stride", 2)), helpers=(_BLUR_HELPER,)),
     source_function=SourceCall("blur_pool", (SourceArg("filt_size"), SourceArg("stride")),

@@ -26,12 +26,6 @@ def _scale_rule(attrs: dict, shapes: list[tuple[int, ...]]) -> tuple[tuple[int, 
     return shapes[0], shapes[0][0], 0
 
 
-def _scale_module(attrs: dict, shapes: list[tuple[int, ...]]):
-    from .torch_layer import ChannelScale
-
-    return ChannelScale(shapes[0][0], attrs["init_value"])
-
-
 def _scale_onnx(g, op, inputs: list[str], out: str) -> None:
     """x · gamma, gamma shaped to broadcast over the positions of a feature map."""
     gamma = g.param(f"{op.module}.gamma")
@@ -58,7 +52,6 @@ CHANNEL_SCALE = Primitive(
     _scale_rule, "a learnable scale per channel (LayerScale); weight `gamma`, one value per channel",
     look=Look(lambda op: "channel scale", "norm"),
     weights=lambda attrs, shapes: {"gamma": (shapes[0][0],)},
-    torch_module=_scale_module,
     source_module=SourceCall("ChannelScale", (SourceArg("num_channels"), SourceArg("init_value", "init_value", 1.0)),
                              helpers=(SourceHelper("ChannelScale", text=_SCALE_SOURCE),)),
     onnx=((1, _scale_onnx),))
@@ -71,18 +64,6 @@ def _hardtanh_rule(attrs: dict, shapes: list[tuple[int, ...]]) -> tuple[tuple[in
         raise ShapeError("E015", f"`hardtanh` clips to an empty range: min_val {attrs['min_val']:g} "
                          f"is not below max_val {attrs['max_val']:g}", hint="swap them")
     return shapes[0], 0, 0
-
-
-def _hardtanh_module(attrs: dict, shapes: list[tuple[int, ...]]):
-    from torch import nn
-
-    return nn.Hardtanh(attrs["min_val"], attrs["max_val"])
-
-
-def _hardtanh_function(attrs: dict, xs: list, training: bool):
-    import torch.nn.functional as F
-
-    return F.hardtanh(xs[0], attrs["min_val"], attrs["max_val"])
 
 
 def _hardtanh_onnx(g, op, inputs: list[str], out: str) -> None:
@@ -99,7 +80,6 @@ HARDTANH = Primitive(
     "hardtanh", (param("min_val", "float", -1.0, lo=-1e6, hi=1e6), param("max_val", "float", 1.0, lo=-1e6, hi=1e6)),
     _hardtanh_rule, "activation: x clipped to [min_val, max_val]",
     look=Look(lambda op: f"hardtanh [{op.attr('min_val'):g}, {op.attr('max_val'):g}]", "act"),
-    torch_module=_hardtanh_module, torch_function=_hardtanh_function,
     source_module=SourceCall("nn.Hardtanh", _CLIP_ARGS), source_function=SourceCall("F.hardtanh", _CLIP_ARGS),
     onnx=((1, _hardtanh_onnx),))
 

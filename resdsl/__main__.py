@@ -1,0 +1,7 @@
+"""``python -m resdsl``: the ``resdsl`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
