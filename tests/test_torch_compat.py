@@ -170,18 +170,21 @@ def test_standard_library_one_liners_are_timm_models(name):
         torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=1e-5 * max(1.0, float(expected.abs().max())))
 
 
+@pytest.mark.parametrize("out_indices", [(0, 1, 2, 3, 4), (1, 2)])
 @pytest.mark.parametrize("name", ["resnet50d", "seresnet50", "skresnet34", "res2net50_14w_8s", "resnest50d",
                                   "resnetrs101", "resnetblur101d"])
-def test_out_indices_match_timm_features_only(name):
+def test_out_indices_match_timm_features_only(name, out_indices):
     timm_ = _need(timm, "timm")
     full = timm_.create_model(name, pretrained=False).eval()
     _randomize(full)
     state = full.state_dict()
-    features = timm_.create_model(name, pretrained=False, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
-    missing, _ = features.load_state_dict(state, strict=False)  # the head is not in it
+    features = timm_.create_model(name, pretrained=False, features_only=True, out_indices=out_indices).eval()
+    missing, _ = features.load_state_dict(state, strict=False)  # the head (and later stages) are not in it
     assert not missing
-    ours = build(load_spec(name), seed=0, out_indices=(0, 1, 2, 3, 4)).eval()
-    ours.load_state_dict(state, strict=True)
+    ours = build(load_spec(name), seed=0, out_indices=out_indices).eval()
+    # like timm's, the extractor holds no head: timm's features_only state loads strictly
+    ours.load_state_dict(features.state_dict(), strict=True)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in features.parameters())
     assert [i["num_chs"] for i in ours.feature_info] == features.feature_info.channels()
     assert [i["reduction"] for i in ours.feature_info] == features.feature_info.reduction()
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
