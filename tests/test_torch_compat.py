@@ -16,6 +16,7 @@ alone.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import os
 
@@ -214,3 +215,76 @@ def test_reserved_labels_cover_the_installed_torch():
         with pytest.raises(KeyError, match="already exists"):
             torch.nn.Module().add_module(name, torch.nn.Identity())
     torch.nn.Module().add_module("conv1", torch.nn.Identity())
+
+
+# Issue 19: the fine-tuning idioms give the outcome they give on torchvision's and timm's
+# own models (tests/test_torch_idioms.py checks the same idioms on every shipped spec alone).
+IDIOMS = [("torchvision", "resnet18"), ("torchvision", "resnet50"), ("torchvision", "resnext50_32x4d"),
+          ("timm", "resnet50d"), ("timm", "seresnet50")]
+
+
+def _reference(source: str, name: str) -> torch.nn.Module:
+    if source == "torchvision":
+        return getattr(_need(torchvision, "torchvision").models, name)(weights=None)
+    return _need(timm, "timm").create_model(name, pretrained=False)
+
+
+@pytest.mark.parametrize("name", [n for s, n in IDIOMS if s == "torchvision"])
+def test_module_tree_is_torchvisions(name):
+    reference = _reference("torchvision", name)
+    ours = build(load_spec(name))
+    # the same children in the same order, and the same modules (by name and class) below them
+    assert [(n, type(m)) for n, m in ours.named_children()] == [(n, type(m)) for n, m in reference.named_children()]
+    leaves = {n: type(m) for n, m in reference.named_modules() if not list(m.children())}
+    assert {n: type(m) for n, m in ours.named_modules() if not list(m.children())} == leaves
+
+
+@pytest.mark.parametrize("source,name", IDIOMS)
+def test_idioms_give_the_reference_outcome(source, name):
+    from torch import nn
+
+    reference = _reference(source, name)
+    _randomize(reference)
+    ours = build(load_spec(name))
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(4))
+
+    def close(a, b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
+
+    # a new head (seeded alike on both) is the one that runs
+    for model in (reference, ours):
+        torch.manual_seed(11)
+        model.fc = nn.Linear(model.fc.in_features, 10)
+    # forward hooks on a stage and on its last block (Grad-CAM's taps) fire with the same tensors
+    taps: dict[str, list[torch.Tensor]] = {"reference": [], "ours": []}
+    for key, model in (("reference", reference), ("ours", ours)):
+        model.layer4.register_forward_hook(lambda m, i, o, k=key: taps[k].append(o.detach().clone()))
+        model.layer4[-1].register_forward_hook(lambda m, i, o, k=key: taps[k].append(o.detach().clone()))
+    reference.eval(), ours.eval()
+    with torch.no_grad():
+        expected = reference(x)
+        assert expected.shape == (2, 10)
+        close(ours(x), expected)
+        assert len(taps["ours"]) == len(taps["reference"]) == 2
+        for a, b in zip(taps["ours"], taps["reference"], strict=True):
+            close(a, b)
+        # a block called alone; the children less the pool and the head as a trunk
+        y = torch.randn(2, ours.layer1[0].conv1.in_channels, 24, 24, generator=torch.Generator().manual_seed(5))
+        close(ours.layer1[0](y), reference.layer1[0](y))
+        close(nn.Sequential(*list(ours.children())[:-2])(x), nn.Sequential(*list(reference.children())[:-2])(x))
+        # channels_last
+        close(copy.deepcopy(ours).to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last)),
+              expected)
+    # SyncBN conversion reaches the same number of norms
+    count = [sum(isinstance(m, nn.SyncBatchNorm) for m in nn.SyncBatchNorm.convert_sync_batchnorm(model).modules())
+             for model in (reference, ours)]
+    assert count[0] == count[1] > 0
+    # training mode: batch statistics, the same gradient for every parameter
+    reference.train(), ours.train()
+    for model in (reference, ours):
+        model.zero_grad()
+        model(x).square().mean().backward()
+    grads = dict(reference.named_parameters())
+    for key, p in ours.named_parameters():
+        close(p.grad, grads[key].grad)

@@ -181,3 +181,22 @@ def test_source_of_the_classes_is_inspectable_and_fold_needs_only_the_model():
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_ddp_trains_a_feature_extractor_for_several_steps(tmp_path):
+    # DDP refuses a second step when a parameter got no gradient in the first (timm's
+    # features_only prunes what the features do not need for that reason)
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = DistributedDataParallel(resdsl.build("resnet50", seed=0, out_indices=(1, 2)))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        for step in range(3):
+            loss = sum(f.mean() for f in model(torch.randn(2, 3, 64, 64)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        dist.destroy_process_group()

@@ -24,6 +24,7 @@ that is dead for some instances.
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
 from collections.abc import Iterator
@@ -842,7 +843,10 @@ def _instance_test(classes: list[str]) -> str:
     return layout(Call("isinstance", ("module", kinds)), " " * 12, "if ", ":")
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    # one environment per process: it keeps the compiled templates (compiling model.py.j2
+    # cost as much as the rest of a render, on every `resdsl.build`)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(data_path("templates", "torch"))),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
