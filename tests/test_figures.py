@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, load_spec
+from conftest import load_spec
 from resdsl.backends import BackendError, OptionError, dot
 from resdsl.cli import main
 
