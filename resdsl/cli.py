@@ -329,15 +329,21 @@ def _diagram(args, sources: SourceCache) -> int:
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())
-    if len(nets) > 1:
-        if options.get("detail") != "blocks" or "scope" in options:
-            raise UsageError("several specs can only be drawn together as a block figure",
-                             hint="add --detail blocks, or draw one spec at a time")
-        options.pop("detail")
-        text = dot.emit_blocks(nets, **options)
-    else:
-        text = dot.emit(nets[0], **options)
-    write_atomic(args.output, text if fmt == "dot" else dot.render(text, fmt))
+    if len(nets) > 1 and (options.get("detail") != "blocks" or "scope" in options):
+        raise UsageError("several specs can only be drawn together as a block figure",
+                         hint="add --detail blocks, or draw one spec at a time")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        if len(nets) > 1:
+            options.pop("detail")
+            text = dot.emit_blocks(nets, **options)
+        else:
+            text = dot.emit(nets[0], **options)
+        data = text if fmt == "dot" else dot.render(text, fmt)
+    for w in caught:  # what --fit could not meet, said, not hidden
+        if issubclass(w.category, Note):
+            print(f"resdsl: note: {printable(str(w.message))}", file=sys.stderr)
+    write_atomic(args.output, data)
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK

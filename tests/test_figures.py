@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pytest
 from conftest import load_spec
 from resdsl.backends import BackendError, OptionError, dot
 from resdsl.cli import main
+from resdsl.diagnostics import Note
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` is not installed (CI installs it)")
 
@@ -96,10 +98,28 @@ def draw(net_names: list[str], **options) -> Drawing:
     ("resnet50", {"detail": "layer", "scope": "layer2.0"}),
 ])
 def test_fit_column_width_and_text(spec: str, options: dict) -> None:
-    d = draw([spec], fit="column", **options)
+    """Within 3.25 in, text ≥ 7 pt; a figure taller than 1.4 widths says so (a note)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        d = draw([spec], fit="column", **options)
     width, height = d.inches
     assert width <= 3.25 + 0.01, d.inches
     assert d.smallest_text_pt() >= 7 - 0.05, d.smallest_text_pt()
+    notes = [str(w.message) for w in caught if issubclass(w.category, Note)]
+    assert bool(notes) == (height > 1.4 * 3.25 + 0.01), (d.inches, notes)
+
+
+@pytest.mark.parametrize("spec", ["resnet50", "resnest50d", "res2net50_14w_8s", "preact_resnet164_cifar"])
+def test_fit_text_wraps_stages_into_columns(spec: str) -> None:
+    """At text width the block view wraps its four (three) stages into two columns, the
+    columns' tops on one line: within 6.75 in, text ≥ 7 pt, under 1.4 widths tall."""
+    d = draw([spec], detail="block", fit="text")
+    width, height = d.inches
+    assert width <= 6.75 + 0.01 and height <= 1.4 * 6.75 and d.smallest_text_pt() >= 7 - 0.05, d.inches
+    stages = {t: d.box(g) for t, g in d.groups("cluster").items() if re.fullmatch(r"cluster_layer\d", t)}
+    tops = sorted({round(box[1]) for box in stages.values()})
+    lefts = sorted({round(box[0]) for box in stages.values()})
+    assert len(tops) == len(lefts) == 2, stages  # two columns of two (or of two and one)
 
 
 def test_fit_text_block_figure() -> None:
@@ -154,6 +174,9 @@ def test_one_skip_per_repeated_block() -> None:
         assert px0 <= x0 and x1 <= px1 and py0 <= y0 and y1 <= py1, (title, d.box(g), plates[block])
     marks = [d.node_text(g) for t, g in d.groups("cluster").items() if t.endswith("/plate")]
     assert marks == ["× 2", "× 3", "× 5", "× 2"]
+    # the blocks drawn alone have a frame that is not drawn: nothing but its title
+    frames = [g for t, g in d.groups("cluster").items() if t.endswith("/frame")]
+    assert len(frames) == 4 and not any(list(g.iter(SVG + "path")) + list(g.iter(SVG + "polygon")) for g in frames)
 
 
 def test_cifar_group_skip_does_not_start_at_the_stem() -> None:
@@ -162,11 +185,13 @@ def test_cifar_group_skip_does_not_start_at_the_stem() -> None:
         assert not (title.startswith("stem") and "merge" in title), title
 
 
-@pytest.mark.parametrize("spec", ["resnet20_cifar", "resnet18"])
+@pytest.mark.parametrize("spec", ["resnet20_cifar", "resnet18", "resnet50", "resnest50d", "skresnet34",
+                                  "resnetv2_50x1_bit", "preact_resnet164_cifar", "res2net50_14w_8s"])
 def test_stage_clusters_on_one_axis(spec: str) -> None:
     d = draw([spec], detail="block")
-    lefts = [d.box(g)[0] for t, g in d.groups("cluster").items() if re.fullmatch(r"cluster_layer\d", t)]
-    assert len(lefts) >= 3 and max(lefts) - min(lefts) <= 2.5, lefts
+    lefts = [d.box(g)[0] for t, g in d.groups("cluster").items()
+             if re.fullmatch(r"cluster_(layer\d|stages\.\d\.blocks)", t)]
+    assert len(lefts) >= 3 and max(lefts) - min(lefts) <= 0.5, lefts
 
 
 def test_split_parts_in_index_order() -> None:

@@ -167,8 +167,8 @@ def shortcut_kind(net: Network, parts: BlockParts) -> str:
 
 
 def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
-    """The residual branch as a block figure names it: convs and pools, and any nested
-    module (squeeze-and-excitation) by its definition."""
+    """The residual branch as a block figure names it: convs and pools with their widths,
+    and each nested module by what it holds (:func:`module_lines`)."""
     owner = {n: c for c in block.children if c.role is not Role.SHORTCUT for n in c.op_names()}
     out: list[str] = []
     run: list[str] = []
@@ -182,6 +182,50 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
         run = []
         if child.path not in seen:
             seen.add(child.path)
-            out.append(child.definition.replace("_", "-"))
+            out += module_lines(net, child)
     out += _lines(net, run, convs_only=True) if run else []
-    return out
+    return _runs(out)
+
+
+def module_lines(net: Network, module: Scope) -> list[str]:
+    """A nested module in a block's box. An attention module that only reweights (its convs
+    act on a 1×1 map: SE, ECA) is its definition's name; a module that computes the
+    branch keeps its widths: its convs, one line per step, convs side by side (selective
+    kernel's paths) marked ``‖``, under the module's name when it is more than a
+    wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
+    attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
+    inside = set(module.op_names())
+    convs = [n for n in module.op_names() if look(net.op(n)).category == "conv"]
+    attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
+    main = [n for n in convs if n not in attention]
+    name = module.definition.replace("_", "-")
+    if not main:
+        return [name]
+    radix = next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
+                  if "radix" in dict(net.op(n).attrs)), 0)
+
+    def before(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for i in net.op(todo.pop()).inputs:
+                if i in inside and i not in seen:
+                    seen.add(i)
+                    todo.append(i)
+        return seen
+
+    steps: list[list[str]] = []
+    for n in main:
+        words = op_text(net.op(n))
+        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        if radix and groups % radix == 0:
+            words = words.replace(f"groups {groups}", f"radix {radix}" + (f", groups {groups // radix}"
+                                                                          if groups > radix else ""))
+        if steps and not any(m in before(n) for m in steps[-1][1::2]):
+            steps[-1] += [words, n]
+        else:
+            steps.append([words, n])
+    # paths side by side: the first as is, each other on a line of its own marked ‖ ("in
+    # parallel with"), which keeps the box as narrow as its widest conv
+    lines = [line for step in steps for line in [step[0], *(f"‖ {w}" for w in step[2::2])]]
+    wrapper = not attention and all(len(step) == 2 for step in steps)
+    return lines if wrapper else [name, *lines]

@@ -6,10 +6,12 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from ...diagnostics import Note
 from .. import BackendError, OptionError
 from .writer import FONT, FONT_HINT, MIN_TEXT_PT
 
@@ -139,8 +141,12 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float) -> str
     cannot keep its text that large at that width is a :class:`BackendError`."""
     best: tuple[float, str] | None = None
     smallest = None
+    drawn: set[str] = set()
     for c in columns:
         text = make(c)
+        if text in drawn:  # more columns asked, the same drawn (5 stages in 3 or 4 columns)
+            continue
+        drawn.add(text)
         w, h, font = svg_metrics(render(text, "svg"))
         s = min(1.0, width / w)
         if font * s < MIN_TEXT_PT - 1e-6:
@@ -151,6 +157,9 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float) -> str
         if best is None or h * s < best[0]:
             best = (h * s, text)
     if best is not None:
+        warnings.warn(Note(f"the figure is {best[0]:.1f} in tall at {width:g} in wide, more than {TALL:g} "
+                           f"times its width: no layout in columns keeps its text at {MIN_TEXT_PT:g} pt; "
+                           "a wider --fit, or --detail network, makes a shorter figure"), stacklevel=2)
         return sized(best[1], width)
     font, w = smallest or (0.0, 0.0)
     raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "

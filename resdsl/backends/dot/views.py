@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from ...diagnostics import did_you_mean
 from ...ir import INPUT, Network, Op, Role, Scope
-from ...stats import sections
+from ...stats import fmt_shape, sections
 from .. import OptionError
 from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
-from .writer import _Dot, text
+from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
 
 
-def _terminal(g: _Dot, nid: str, words: str) -> None:
-    g.node(nid, g.label(None, [words]), main=True, shape="plaintext", style="solid")
+def _terminal(g: _Dot, nid: str, words: str, shape: str | None = None) -> None:
+    g.node(nid, g.label(None, [words], small=shape), main=True, shape="plaintext", style="solid")
 
 
 def network_level(net: Network, g: _Dot) -> None:
@@ -45,7 +45,11 @@ def stage_count(net: Network) -> int:
 
 def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
     """Stages as clusters, in ``columns`` columns side by side (the stem heads the first,
-    the head ends the last); every stage cluster is built alike, so they line up."""
+    the head ends the last); every stage cluster is built alike, so they line up.
+
+    No edge has a label here: dot gives every labelled graph twice the ranks, which made
+    the view twice as tall. Shapes are written where they hold instead: under ``input``,
+    in the stem's and head's boxes, and in each stage's title (its output)."""
     st = g.st
     secs = sections(net)
     stages = [i for i, sec in enumerate(secs) if sec.role is Role.STAGE]
@@ -53,8 +57,9 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
     # the section index at which each column after the first starts
     starts = {stages[k]: k // per for k in range(per, len(stages), per)}
     g.group = "main0"
-    _terminal(g, INPUT, "input")
-    prev, prev_shape = INPUT, net.input_shape
+    g.body_width = _body_width(net, g, [sec.scope for sec in secs if sec.role is Role.STAGE])
+    _terminal(g, INPUT, "input", g.shape(net.input_shape))
+    prev = INPUT
     heads: list[str] = []  # the first node of each column, tied to one rank
     for i, sec in enumerate(secs):
         wrap = i in starts
@@ -62,13 +67,14 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             g.group = f"main{starts[i]}"
         if sec.role is not Role.STAGE:
             nid = f"{sec.name}/{sec.ops[0]}"
-            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs)), main=True,
-                   fillcolor=st.fill("section"))
-            g.edge(prev, nid, g.shape(prev_shape))
-            prev, prev_shape = nid, sec.shape
+            shape = g.shape(sec.shape)
+            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
+                   main=True, fillcolor=st.fill("section"))
+            g.edge(prev, nid)
+            prev = nid
             continue
         stage = sec.scope
-        size = "×".join(str(d) for d in sec.shape[1:])
+        size = fmt_shape(sec.shape) if g.o.shapes else "×".join(str(d) for d in sec.shape[1:])
         g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
         if not heads:
             heads.append(stage.path + "/top")
@@ -80,7 +86,7 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         g.node(top, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
                color=st.edge)
         # the edge that carries a column to the next one does not rank it below
-        g.edge(prev, top, g.shape(prev_shape), **({"constraint": "false"} if wrap else {}))
+        g.edge(prev, top, **({"constraint": "false"} if wrap else {}))
         prev = top
         for group in block_groups(net, stage):
             prev = _block_node(net, g, group, prev)
@@ -89,12 +95,31 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
                fillcolor=st.edge, color=st.edge)
         g.edge(prev, stage.path + "/end", arrowhead="none")
         prev = stage.path + "/end"
-        prev_shape = net.shape_of(stage.children[-1].output) if stage.children else sec.shape
         g.close()
     if len(heads) > 1:
         g.same_rank(heads)
-    _terminal(g, "output", "output")
-    g.edge(prev, "output", g.shape(prev_shape))
+    _terminal(g, "output", "output", g.shape(net.output_shape))
+    g.edge(prev, "output")
+
+
+def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
+    """A block box's title, lines and sub-label."""
+    block = group[0]
+    if block.role is not Role.BLOCK:
+        return block.definition, _lines(net, block.op_names(), convs_only=True), ""
+    sub = block.path if len(group) == 1 else f"{block.path}–{group[-1].path.rpartition('.')[2]}"
+    return block.definition, _body_lines(net, block, block_parts(net, block).body), sub
+
+
+def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
+    """The widest block box of the figure, estimated from the font's metrics."""
+    widest = 0.0
+    for stage in stages:
+        for group in block_groups(net, stage):
+            title, lines, sub = _body_text(net, group)
+            widest = max([widest, text_width(title, g.st.size, bold=True) + text_width(" " + sub, g.st.small),
+                          *(text_width(line, g.st.size) for line in lines)])
+    return round(widest + 0.3, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
 def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
@@ -103,22 +128,26 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
     inside the plate: one skip per block, as in the network, never one arc over the group."""
     st = g.st
     block = group[0]
+    wide = {"width": g.body_width} if g.body_width else {}
     if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
         nid = block.path + "/body"
         g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
-               fillcolor=st.fill("block"))
+               fillcolor=st.fill("block"), **wide)
         g.edge(prev, nid)
         return nid
     parts = block_parts(net, block)
     plate = len(group) > 1
+    # a single block is framed too, unseen: with every block one cluster deep, the plates'
+    # margins do not push the main path right, stage after stage
+    g.open_cluster(block.path + ("/plate" if plate else "/frame"), f"<B>× {len(group)}</B>" if plate else "",
+                   plate=True, hidden=not plate)
     if plate:
-        g.open_cluster(block.path + "/plate", f"<B>× {len(group)}</B>", plate=True)
         point = block.path + "/in"
         g.node(point, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
                color=st.edge)
         g.edge(prev, point)
         prev = point
-    sub = block.path if len(group) == 1 else f"{block.path}–{group[-1].path.rpartition('.')[2]}"
+    title, lines, sub = _body_text(net, group)
     entry, skip_src = prev, prev
     if parts.pre:
         pre = block.path + "/pre"
@@ -128,12 +157,10 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         if parts.skip_from in parts.pre:
             skip_src = pre
     body = block.path + "/body"
-    g.node(body, g.label(block.definition, _body_lines(net, block, parts.body), sub), main=True,
-           fillcolor=st.fill("block"))
+    g.node(body, g.label(title, lines, sub), main=True, fillcolor=st.fill("block"), **wide)
     g.edge(entry, body)
     if parts.merge is None:
-        if plate:
-            g.close()
+        g.close()
         return body
     merge = block.path + "/merge"
     post = ", ".join(_lines(net, parts.post))
@@ -147,14 +174,17 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
     # weight 0: the main path stays straight, and the skips bend around it
     if parts.shortcut is not None:
         sc = block.path + "/shortcut"
-        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names(), fold=True)),
+        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names())),
                fillcolor=st.fill("shortcut"), group="shortcuts")
         g.skip(skip_src, sc, True, weight=0)
         g.skip(sc, merge, True, weight=0)
+        # beside the block's box and to its right, as the papers draw it: an unseen edge
+        # on one rank fixes the order that dot would otherwise pick by crossings
+        g.same_rank([body, sc])
+        g.edge(body, sc, style="invis")
     else:
         g.skip(skip_src, merge, False, weight=0)
-    if plate:
-        g.close()
+    g.close()
     return merge
 
 

@@ -31,6 +31,23 @@ FONT_HINT = ("install Liberation Serif: `apt-get install fonts-liberation2` (or 
 MIN_TEXT_PT = 7.0
 
 
+#: Advance widths of Times (and so of Liberation Serif, made to its metrics), in
+#: thousandths of an em, for the characters figures use; anything else counts as 600.
+_WIDTHS = {" ": 250, ",": 250, ".": 250, "/": 278, ":": 278, "-": 333, "(": 333, ")": 333, "[": 333, "]": 333,
+           "+": 564, "=": 564, "×": 564, "–": 500, "·": 250, "‖": 500, "_": 500, "#": 500,
+           **dict.fromkeys("0123456789", 500), **dict.fromkeys("acez", 444), **dict.fromkeys("bdghknopquvxy", 500),
+           **dict.fromkeys("fr", 333), **dict.fromkeys("ijlt", 278), "m": 778, "s": 389, "w": 722,
+           **dict.fromkeys("ACDGHKNOQUVXY", 722), **dict.fromkeys("BR", 667), **dict.fromkeys("EILTZ", 611),
+           **dict.fromkeys("FPS", 556), "J": 389, "M": 889, "W": 944}
+
+
+def text_width(line: str, size: float, bold: bool = False) -> float:
+    """An upper estimate of ``line``'s width in inches, set in :data:`FONT` at ``size``
+    points: enough to give nodes one width without rendering (bold is wider by a tenth)."""
+    em = sum(_WIDTHS.get(ch, 600) for ch in line) / 1000
+    return em * size / 72 * (1.1 if bold else 1.0) * 1.03
+
+
 @dataclass(frozen=True)
 class Style:
     size: int
@@ -95,8 +112,8 @@ def options(detail: str, annotate: str | Iterable[str] | None, style: str, rankd
     """The drawing's settings from options already checked (:data:`OPTIONS`)."""
     marks = annotations(("shapes",) if annotate is None else annotate)
     st = _STYLES[style]
-    if fitted:  # a paper's figure text: 9 pt, its smallest 8 pt, before any scaling down
-        st = replace(st, size=9)
+    if fitted:  # a paper's figure text: all 9 pt before scaling, so it may shrink to 7 pt
+        st = replace(st, size=9, small=9)
     return _Options(detail, marks, st, rankdir, scope, fitted)
 
 
@@ -143,8 +160,11 @@ class _Dot:
         self.out += [f"// {_comment(net_name)} ({_comment(source)}), drawn by resdsl",  # file names only
                      "digraph resdsl {"]
         nodesep, ranksep = st.nodesep, st.ranksep
-        if opts.detail == "block":  # a column of a paper: tighter ranks, skips further out
-            nodesep, ranksep = max(nodesep, 0.3), min(ranksep, 0.2)
+        if opts.detail == "block":  # a column of a paper: tighter ranks
+            nodesep, ranksep = max(nodesep, 0.2), min(ranksep, 0.2)
+        margin = "0.12,0.05"
+        if opts.fitted:  # a printed figure: every tenth of an inch counts
+            ranksep, margin = min(ranksep, 0.14), "0.08,0.03"
         graph = [f'rankdir={opts.rankdir}', 'newrank=true', 'forcelabels=true',
                  f'nodesep={nodesep:g}', f'ranksep={ranksep:g}', f'fontname="{st.font}"',
                  f'fontsize={st.size + 1}', 'bgcolor="white"', 'pad=0.1']
@@ -152,7 +172,7 @@ class _Dot:
             graph += [f'label=<<B>{text(title)}</B>>', 'labelloc=t']
         self.line(f"graph [{', '.join(graph)}];")
         self.line(f'node [shape=box, style="rounded,filled", fillcolor="white", color="{st.node_pen}", '
-                  f'penwidth=0.8, fontname="{st.font}", fontsize={st.size}, margin="0.12,0.05", '
+                  f'penwidth=0.8, fontname="{st.font}", fontsize={st.size}, margin="{margin}", '
                   f'height=0.3];')
         self.line(f'edge [color="{st.edge}", arrowsize=0.6, penwidth=0.8, fontname="{st.font}", '
                   f'fontsize={st.small}, fontcolor="{st.label}"];')
@@ -161,6 +181,9 @@ class _Dot:
         self.ranks: list[list[str]] = []
         #: the layer view's names for ops (:func:`views.spec_names`)
         self.names: dict[str, str] = {}
+        #: inches: one width for every block box of the block view, so that each stage
+        #: is laid out alike and the clusters line up (0: each its own)
+        self.body_width = 0.0
 
     def line(self, s: str) -> None:
         self.out.append("  " * self.depth + s)
@@ -185,8 +208,9 @@ class _Dot:
         self.depth += 1
         if plate:
             pen = "invis" if hidden else "dashed,rounded"
-            self.line(f'graph [label=<{label}>, labeljust=r, labelloc=b, style="{pen}", '
-                      f'color="{st.cluster_pen}", fillcolor="white", penwidth=0.8, margin=4];')
+            words = f"label=<{label}>, labeljust=r, labelloc=b, " if label else ""
+            self.line(f'graph [{words}style="{pen}", color="{st.cluster_pen}", fillcolor="white", '
+                      f'penwidth=0.8, margin=4];')
             return
         style = "rounded,filled" if fill and st.cluster_fill != "white" else "rounded"
         self.line(f'graph [label=<{label}>, labeljust=l, style="{style}", color="{st.cluster_pen}", '
@@ -196,8 +220,13 @@ class _Dot:
         self.depth -= 1
         self.line("}")
 
-    def label(self, title: str | None, lines: Sequence[str] = (), sub: str | None = None) -> str:
-        """An HTML-like label: a bold title, a small grey subtitle, then plain lines."""
+    def label(self, title: str | None, lines: Sequence[str] = (), sub: str | None = None,
+              small: str | None = None) -> str:
+        """An HTML-like label: a bold title, a small grey subtitle, then plain lines, then
+        a ``small`` grey last line (already escaped: a shape)."""
+        if small:
+            tail = f'<FONT POINT-SIZE="{self.st.small}" COLOR="{self.st.label}">{small}</FONT>'
+            return self.label(title, lines, sub) + "<BR/>" + tail
         parts = []
         if title:
             parts.append(f"<B>{text(title)}</B>")
