@@ -107,7 +107,9 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     block = group[0]
     if block.role is not Role.BLOCK:
         return block.definition, _lines(net, block.op_names(), convs_only=True), ""
-    sub = block.path if len(group) == 1 else f"{block.path}–{group[-1].path.rpartition('.')[2]}"
+    # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
+    first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
+    sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
     return block.definition, _body_lines(net, block, block_parts(net, block).body), sub
 
 
@@ -119,7 +121,7 @@ def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
             title, lines, sub = _body_text(net, group)
             widest = max([widest, text_width(title, g.st.size, bold=True) + text_width(" " + sub, g.st.small),
                           *(text_width(line, g.st.size) for line in lines)])
-    return round(widest + 0.3, 2)  # the node's margins, 0.12 in a side, and a little air
+    return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
 def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:

@@ -43,9 +43,9 @@ _WIDTHS = {" ": 250, ",": 250, ".": 250, "/": 278, ":": 278, "-": 333, "(": 333,
 
 def text_width(line: str, size: float, bold: bool = False) -> float:
     """An upper estimate of ``line``'s width in inches, set in :data:`FONT` at ``size``
-    points: enough to give nodes one width without rendering (bold is wider by a tenth)."""
+    points: enough to give nodes one width without rendering (bold is wider by a twentieth)."""
     em = sum(_WIDTHS.get(ch, 600) for ch in line) / 1000
-    return em * size / 72 * (1.1 if bold else 1.0) * 1.03
+    return em * size / 72 * (1.06 if bold else 1.0) * 1.02
 
 
 @dataclass(frozen=True)
