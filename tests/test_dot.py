@@ -403,7 +403,7 @@ COMMITTED = [
     ("resnet50.svg", ["specs/resnet50.res", "--detail", "block", "--fit", "text"],
      ("× 5", "1×1 conv, 2048, /2", "layer4 · 2048×7×7")),
     ("basic_vs_bottleneck.svg", ["specs/resnet34.res", "specs/resnet50.res", "--detail", "blocks", "--style", "paper",
-                                 "--panels", "basic:identity,bottleneck:projection", "--fit", "text"],
+                                 "--panels", "basic:identity,bottleneck:projection", "--fit", "column"],
      ("identity shortcut", "projection shortcut", "3×3 conv, 64", "1×1 conv, 256")),
 ]
 

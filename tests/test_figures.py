@@ -122,15 +122,16 @@ def test_fit_text_wraps_stages_into_columns(spec: str) -> None:
     assert len(tops) == len(lefts) == 2, stages  # two columns of two (or of two and one)
 
 
-def test_fit_text_block_figure() -> None:
-    """He et al.'s Fig. 2 as two chosen panels, at text width: within 6.75 in, text ≥ 7 pt."""
-    d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="text")
-    assert d.inches[0] <= 6.75 + 0.01 and d.smallest_text_pt() >= 7 - 0.05
+def test_fit_column_block_figure() -> None:
+    """He et al.'s Fig. 2 as two chosen panels, in a column as the paper prints it:
+    within 3.25 in, text ≥ 7 pt."""
+    d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="column")
+    assert d.inches[0] <= 3.25 + 0.01 and d.smallest_text_pt() >= 7 - 0.05, d.inches
 
 
 def test_fit_says_when_it_cannot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(BackendError, match=r"cannot be 3.25 in wide with text of at least 7 pt"):
-        dot.emit(load_spec("resnet50"), detail="blocks", fit="column")
+        dot.emit_blocks([load_spec("resnet34"), load_spec("resnet50")], fit="column")  # all four panels
     out = tmp_path / "f.pdf"
     assert main(["diagram", "resnet34", "resnet50", "--detail", "blocks", "--fit", "column", "-o", str(out)]) == 2
     err = capsys.readouterr().err

@@ -67,9 +67,13 @@ def block_figure(nets: Sequence[Network], g: _Dot, wanted: Sequence[str] | None 
     for k, net, block, parts in panels if g.o.rankdir == "TB" else panels[::-1]:
         prefix = f"{k}/" if len(nets) > 1 else ""
         who = f"{net.name} · " if len(nets) > 1 else ""
-        g.open_cluster(prefix + block.path,
-                       g.label(block.definition, (), f"{who}{block.path} · {shortcut_kind(net, parts)}"),
-                       fill=False)
+        # the panel's name over lines of its own, flush left: a long one-line title made the
+        # panels twice as wide as their blocks (He et al.'s Fig. 2 fits a column)
+        small = f'<FONT POINT-SIZE="{g.st.small}" COLOR="{g.st.label}">'
+        title = "".join(f"{part}<BR ALIGN=\"LEFT\"/>" for part in (
+            f"<B>{text(block.definition)}</B>", f"{small}{text(shortcut_kind(net, parts))}</FONT>",
+            f"{small}{text(who + block.path)}</FONT>"))
+        g.open_cluster(prefix + block.path, title, fill=False)
         _figure_block(net, g, block, parts, prefix)
         g.close()
         ins.append(prefix + block.path + "/in")

@@ -158,8 +158,8 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float) -> str
             best = (h * s, text)
     if best is not None:
         warnings.warn(Note(f"the figure is {best[0]:.1f} in tall at {width:g} in wide, more than {TALL:g} "
-                           f"times its width: no layout in columns keeps its text at {MIN_TEXT_PT:g} pt; "
-                           "a wider --fit, or --detail network, makes a shorter figure"), stacklevel=2)
+                           f"times its width, and no layout keeps its text at {MIN_TEXT_PT:g} pt and shorter: "
+                           "a wider fit, fewer panels or the network detail make a shorter figure"), stacklevel=2)
         return sized(best[1], width)
     font, w = smallest or (0.0, 0.0)
     raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "
