@@ -195,6 +195,14 @@ def test_stage_clusters_on_one_axis(spec: str) -> None:
     assert len(lefts) >= 3 and max(lefts) - min(lefts) <= 0.5, lefts
 
 
+@pytest.mark.parametrize("spec", ["resnet50", "resnest50d", "preact_resnet164_cifar", "resnet18"])
+def test_stage_clusters_on_one_axis_left_to_right(spec: str) -> None:
+    """With rankdir LR the stages' bottoms line up (it was a staircase)."""
+    d = draw([spec], detail="block", rankdir="LR")
+    bottoms = [d.box(g)[3] for t, g in d.groups("cluster").items() if re.fullmatch(r"cluster_layer\d", t)]
+    assert len(bottoms) >= 3 and max(bottoms) - min(bottoms) <= 0.5, bottoms
+
+
 def test_split_parts_in_index_order() -> None:
     """ResNeSt's radix split (and its attention split): part 0 left of part 1."""
     d = draw(["resnest50d"], detail="blocks", panels="resnest_bottleneck:projection")

@@ -114,13 +114,18 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
 
 
 def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
-    """The widest block box of the figure, estimated from the font's metrics."""
+    """The widest block box of the figure, estimated from the font's metrics (left to right,
+    the tallest, as a negative number)."""
     widest = 0.0
     for stage in stages:
         for group in block_groups(net, stage):
             title, lines, sub = _body_text(net, group)
             widest = max([widest, text_width(title, g.st.size, bold=True) + text_width(" " + sub, g.st.small),
                           *(text_width(line, g.st.size) for line in lines)])
+    if g.o.rankdir == "LR":  # across the rank is height here: as many lines as the tallest box
+        tallest = max((1 + len(_body_text(net, group)[1]) for stage in stages
+                       for group in block_groups(net, stage)), default=1)
+        return -round(tallest * g.st.size * 1.2 / 72 + 0.12, 2)
     return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
@@ -130,7 +135,8 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
     inside the plate: one skip per block, as in the network, never one arc over the group."""
     st = g.st
     block = group[0]
-    wide = {"width": g.body_width} if g.body_width else {}
+    # one size for every block box (its width; left to right, its height: stored negative)
+    wide = {} if not g.body_width else {"width": g.body_width} if g.body_width > 0 else {"height": -g.body_width}
     if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
         nid = block.path + "/body"
         g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
@@ -141,7 +147,10 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
     plate = len(group) > 1
     # a single block is framed too, unseen: with every block one cluster deep, the plates'
     # margins do not push the main path right, stage after stage
-    g.open_cluster(block.path + ("/plate" if plate else "/frame"), f"<B>× {len(group)}</B>" if plate else "",
+    # (left to right, a plate's label takes room across the rank: an unseen frame keeps as
+    # much, a blank label, so that the blocks still line up)
+    blank = "<B> </B>" if g.o.rankdir == "LR" else ""
+    g.open_cluster(block.path + ("/plate" if plate else "/frame"), f"<B>× {len(group)}</B>" if plate else blank,
                    plate=True, hidden=not plate)
     if plate:
         point = block.path + "/in"
