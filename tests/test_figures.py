@@ -181,9 +181,14 @@ def test_one_skip_per_repeated_block() -> None:
 
 
 def test_cifar_group_skip_does_not_start_at_the_stem() -> None:
+    """resnet20_cifar's layer1 is `basic × 3` right after the stem: its skip starts at the
+    plate's own entry point (`layer1.0/in`), inside the plate, not at the stem."""
     d = draw(["resnet20_cifar"], detail="block")
-    for title in d.groups("edge"):
-        assert not (title.startswith("stem") and "merge" in title), title
+    skips = [t for t, g in d.groups("edge").items() if any(p.get("stroke-dasharray") for p in g.iter(SVG + "path"))]
+    assert "layer1.0/in->layer1.0/merge" in skips
+    for title in skips:
+        tail, head = title.split("->")
+        assert tail.split("/")[0] == head.split("/")[0], title  # within one block
 
 
 @pytest.mark.parametrize("spec", ["resnet20_cifar", "resnet18", "resnet50", "resnest50d", "skresnet34",
@@ -207,12 +212,13 @@ def test_split_parts_in_index_order() -> None:
     """ResNeSt's radix split (and its attention split): part 0 left of part 1."""
     d = draw(["resnest50d"], detail="blocks", panels="resnest_bottleneck:projection")
     nodes = d.groups("node")
-    for prefix in ("layer1.0.conv2.split", "layer1.0.conv2.attn_split"):
+    for prefix in ("layer1.0.conv2.xs.", "layer1.0.conv2.w."):  # the radix parts, the attention weights
         parts = sorted((t for t in nodes if t.startswith(prefix)), key=lambda t: int(t.rpartition(".")[2]))
-        if not parts:
-            continue
+        assert len(parts) == 2, sorted(nodes)
         xs = [d.box(nodes[t])[0] for t in parts]
         assert xs == sorted(xs) and len(set(xs)) == len(xs), (parts, xs)
+        # in words, not as a slice (`split 64:128`)
+        assert [d.node_text(nodes[t]) for t in parts] == ["part 1 of 2, 64 ch.", "part 2 of 2, 64 ch."]
 
 
 def test_res2net_staircase() -> None:
