@@ -218,7 +218,7 @@ def test_split_parts_in_index_order() -> None:
         xs = [d.box(nodes[t])[0] for t in parts]
         assert xs == sorted(xs) and len(set(xs)) == len(xs), (parts, xs)
         # in words, not as a slice (`split 64:128`)
-        assert [d.node_text(nodes[t]) for t in parts] == ["part 1 of 2, 64 ch.", "part 2 of 2, 64 ch."]
+        assert [d.node_text(nodes[t]) for t in parts] == ["part 1 of 2 64 channels", "part 2 of 2 64 channels"]
 
 
 def test_res2net_staircase() -> None:

@@ -156,11 +156,11 @@ def emit_blocks(nets: Sequence[Network], *, annotate: str | Iterable[str] | None
         block_figure(nets, g, panels)
         return g.text()
 
-    return draw(1) if fit is None else _fit(draw, [1], fit)
+    return draw(1) if fit is None else _fit(draw, [1], fit, "fewer {panels}, {annotate=none}")
 
 
-def _fit(draw, columns, width: float) -> str:
-    return fit(draw, columns, width)
+def _fit(draw, columns, width: float, *less: str) -> str:
+    return fit(draw, columns, width, *less)
 
 
 @declare(*OPTIONS)

@@ -117,7 +117,7 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
             g.node(nid(n), f"<B>{text(look(op).symbol)}</B>", n not in short, shape="circle", width=0.22,
                    height=0.22, fixedsize="true", margin=0, fillcolor="white", **order)
         else:
-            g.node(nid(n), g.label(None, [_part_text(op) or op_text(op)]), n not in short,
+            g.node(nid(n), g.label(None, _part_text(op) or [op_text(op)]), n not in short,
                    fillcolor=st.fill("shortcut" if n in short else look(op).category), **order)
     for outs in readers.values():
         # the parts of one split side by side on one rank, so that a hierarchy over them
@@ -139,11 +139,12 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     g.edge(inp if last == block.input else nid(last), out)
 
 
-def _part_text(op: Op) -> str | None:
-    """A part of a split in words a reader knows, ``part 2 of 8, 14 ch.``, rather than the
-    slice ``split 14:28`` (read from the op's ``sizes`` and ``index``, whatever its kind)."""
+def _part_text(op: Op) -> list[str] | None:
+    """A part of a split in words a reader knows, ``part 2 of 8`` over ``14 channels``,
+    rather than the slice ``split 14:28`` (read from the op's ``sizes`` and ``index``,
+    whatever its kind); two short lines keep a row of eight parts narrow."""
     attrs = dict(op.attrs)
     sizes, index = attrs.get("sizes"), attrs.get("index")
     if not isinstance(sizes, tuple) or not isinstance(index, int) or not 0 <= index < len(sizes):
         return None
-    return f"part {index + 1} of {len(sizes)}, {sizes[index]} ch."
+    return [f"part {index + 1} of {len(sizes)}", f"{sizes[index]} channels"]

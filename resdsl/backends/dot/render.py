@@ -134,11 +134,13 @@ def sized(dot_text: str, width: float) -> str:
     return dot_text.replace("digraph resdsl {\n", f'digraph resdsl {{\n  graph [size="{width:g},1000"];\n', 1)
 
 
-def fit(make: Callable[[int], str], columns: Sequence[int], width: float) -> str:
+def fit(make: Callable[[int], str], columns: Sequence[int], width: float,
+        less: str = "{detail=block} or {detail=network}, {annotate=none}, one {scope}") -> str:
     """DOT text laid out for a printed ``width`` (inches): ``make(c)`` draws the figure in
     ``c`` columns; the fewest columns whose height stays within :data:`TALL` widths, with
-    text of at least :data:`MIN_TEXT_PT`, else the shortest such one. A figure that
-    cannot keep its text that large at that width is a :class:`BackendError`."""
+    text of at least :data:`MIN_TEXT_PT`, else the shortest such one (and a note says
+    so). A figure that cannot keep its text that large at that width is a
+    :class:`BackendError`, whose hint names ``less``: how to draw less."""
     best: tuple[float, str] | None = None
     smallest = None
     drawn: set[str] = set()
@@ -164,5 +166,4 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float) -> str
     font, w = smallest or (0.0, 0.0)
     raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "
                        f"its smallest text would be {font:.1f} pt (it is {w:.1f} in wide as drawn)",
-                       hint="fit it to a wider figure ({fit=text} or a width in inches), or draw less: "
-                            "{detail=block} or {detail=network}, {annotate=none}, one {scope}")
+                       hint="fit it to a wider figure ({fit=text} or a width in inches), or draw less: " + less)
