@@ -79,6 +79,10 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
     table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
     table.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
+    table.add_argument("--fragment", action="store_true",
+                       help="latex: a table float to \\input into a paper (needs booktabs), not a document")
+    table.add_argument("--caption", metavar="TEXT", help="latex: the table's caption")
+    table.add_argument("--label", metavar="LABEL", help="latex: the table's \\label, e.g. tab:arch")
     table.add_argument("--spec-listing", action="store_true",
                        help="latex: add each spec file as a minted listing (needs -shell-escape and "
                             "resdsl[docs], whose Pygments lexer minted finds as `resdsl`)")
@@ -325,15 +329,21 @@ def _diagram(args, sources: SourceCache) -> int:
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())
-    if len(nets) > 1:
-        if options.get("detail") != "blocks" or "scope" in options:
-            raise UsageError("several specs can only be drawn together as a block figure",
-                             hint="add --detail blocks, or draw one spec at a time")
-        options.pop("detail")
-        text = dot.emit_blocks(nets, **options)
-    else:
-        text = dot.emit(nets[0], **options)
-    write_atomic(args.output, text if fmt == "dot" else dot.render(text, fmt))
+    if len(nets) > 1 and (options.get("detail") != "blocks" or "scope" in options):
+        raise UsageError("several specs can only be drawn together as a block figure",
+                         hint="add --detail blocks, or draw one spec at a time")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        if len(nets) > 1:
+            options.pop("detail")
+            text = dot.emit_blocks(nets, **options)
+        else:
+            text = dot.emit(nets[0], **options)
+        data = text if fmt == "dot" else dot.render(text, fmt)
+    for w in caught:  # what --fit could not meet, said, not hidden
+        if issubclass(w.category, Note):
+            print(f"resdsl: note: {printable(str(w.message))}", file=sys.stderr)
+    write_atomic(args.output, data)
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -341,12 +351,17 @@ def _diagram(args, sources: SourceCache) -> int:
 
 def _table(args, sources: SourceCache) -> int:
     from .tables import add_listings, render
-    if args.spec_listing and args.format != "latex":
-        raise UsageError("`--spec-listing` applies to --format latex only")
+    for flag, given in (("--spec-listing", args.spec_listing), ("--fragment", args.fragment),
+                        ("--caption", args.caption is not None), ("--label", args.label is not None)):
+        if given and args.format != "latex":
+            raise UsageError(f"`{flag}` applies to --format latex only", hint="add --format latex")
+    if args.spec_listing and args.fragment:
+        raise UsageError("`--spec-listing` needs a document, and `--fragment` writes none",
+                         hint="drop one of them")
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())
-    text = render(nets, args.format)
+    text = render(nets, args.format, fragment=args.fragment, caption=args.caption, label=args.label)
     if args.spec_listing:  # each file once, in the order given
         files = list(dict.fromkeys(Path(n.source) for n in nets))
         text = add_listings(text, [(f.name, f.read_text(encoding="utf-8-sig")) for f in files])

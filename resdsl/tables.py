@@ -135,7 +135,11 @@ def _pool(net: Network, name: str) -> str:
 
 def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
     """A block's residual-branch convs as the paper lists them; a squeeze-and-excitation
-    style module (convs on a 1×1 map) becomes ``fc, [16, 256]`` as in the SENet paper."""
+    style module (convs on a 1×1 map) becomes ``fc, [16, 256]`` as in the SENet paper;
+    convs side by side in a module (selective kernel's paths) are one line joined by
+    ``‖``; a grouped conv under a softmax over radix groups (ResNeSt's split attention)
+    says ``radix 2``, not ``C=2``; a run of three or more equal convs (Res2Net's scales) is
+    one line, ``3×3, 14 (×7)``."""
     out: list[str] = []
     for item in block.items:
         if isinstance(item, str):
@@ -143,14 +147,55 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
                 out.append(_conv(net, item))
         elif item.role is Role.SHORTCUT:
             continue
+        elif item.role is Role.MODULE:
+            out += _module_lines(net, item)
         else:
-            convs = [n for n in item.op_names() if _is_layer(net.op(n))]
-            if convs and all(net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)
-                             for n in convs):
-                out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in convs) + "]")
-            else:
-                out += block_convs(net, item)
-    return tuple(out)
+            out += block_convs(net, item)
+    return _runs(out)
+
+
+def _module_lines(net: Network, module: Scope) -> list[str]:
+    names = [n for n in module.op_names() if _is_layer(net.op(n))]
+    attention = [n for n in names if net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)]
+    main = [n for n in names if n not in attention]
+    radix = next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
+                  if "radix" in dict(net.op(n).attrs)), 0)
+    inside = set(module.op_names())
+
+    def before(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for i in net.op(todo.pop()).inputs:
+                if i in inside and i not in seen:
+                    seen.add(i)
+                    todo.append(i)
+        return seen
+
+    lines: list[list[str]] = []  # each a set of parallel convs
+    for n in main:
+        text = _conv(net, n)
+        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        if radix and groups % radix == 0:
+            text = re.sub(r", C=\d+", "", text) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
+        if lines and not any(m in before(n) for m in lines[-1]["names"]):
+            lines[-1]["texts"].append(text)
+            lines[-1]["names"].append(n)
+        else:
+            lines.append({"texts": [text], "names": [n]})
+    out = [" ‖ ".join(line["texts"]) for line in lines]
+    if attention:
+        out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in attention) + "]")
+    return out
+
+
+def _runs(lines: list[str]) -> tuple[str, ...]:
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return tuple(x for line, n in out for x in ([f"{line} (×{n})"] if n >= 3 else [line] * n))
 
 
 def _stage_cell(net: Network, stage: Scope) -> list[str | Composition]:
@@ -198,6 +243,9 @@ def build(nets: Sequence[Network]) -> Table:
                         words.append(_look(op).head(op))
                         if _look(op).pool:
                             size = _size(op.shape)
+                    elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(op.attrs):
+                        # a classifier written as a 1×1 conv (BiT's head.fc) is still the fc row
+                        words.append(f"{op.attr('out_channels')}-d fc (1×1 conv)")
                 rows[""] = (size, (", ".join(words),) if words else ())
         per_net.append(rows)
         for key in rows:
@@ -212,8 +260,15 @@ def build(nets: Sequence[Network]) -> Table:
             if key in rows and rows[key][0] and rows[key][0] not in sizes:
                 sizes.append(rows[key][0])
         table_rows.append(Row(key, " / ".join(sizes), tuple(rows[key][1] if key in rows else () for rows in per_net)))
-    return Table(tuple(f"{n.name} ({depth_label(n)}-layer)" for n in nets), tuple(table_rows),
+    return Table(headers(nets), tuple(table_rows),
                  tuple(n.macs for n in nets), tuple(n.params for n in nets))
+
+
+def headers(nets: Sequence[Network]) -> tuple[str, ...]:
+    """Column headers as the paper writes them, ``50-layer`` (:func:`depth_label`), where
+    that tells the columns apart; otherwise each network's name alone."""
+    labels = [f"{depth_label(n)}-layer" for n in nets]
+    return tuple(labels) if len(set(labels)) == len(labels) else tuple(n.name for n in nets)
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -260,7 +315,7 @@ def csv_text(table: Table) -> str:
     w.writerow(["layer name", "output size", *table.headers])
     for r in table.rows:
         w.writerow([r.name, r.output, *("\n".join(_plain(i) for i in cell) for cell in r.cells)])
-    w.writerow(["FLOPs", "", *table.flops])
+    w.writerow(["MACs", "", *table.flops])  # exact multiply-accumulates: the paper's "FLOPs"
     w.writerow(["params", "", *table.params])
     return buf.getvalue()
 
@@ -272,7 +327,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 def _tex(s: str) -> str:
     """Text for LaTeX: specials escaped, × as math, anything outside ASCII dropped to `?`
     so the document compiles with any engine."""
-    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s).replace("×", r"$\times$")
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s).replace("×", r"$\times$").replace("‖", r"$\|$")
     return out.encode("ascii", "replace").decode("ascii")
 
 
@@ -319,19 +374,18 @@ def _tex_header(h: str) -> str:
     return r"\begin{tabular}[b]{@{}c@{}}" + _tex(name) + r" \\ (" + _tex(rest) + r"\end{tabular}"
 
 
-def latex(table: Table) -> str:
+def latex(table: Table, fragment: bool = False, caption: str | None = None, label: str | None = None) -> str:
+    """The table as a complete LaTeX document, or with ``fragment`` a ``table`` float to
+    ``\\input`` into a paper (needs ``booktabs``); ``caption`` is text (escaped), ``label``
+    a LaTeX label."""
     cols = "ll" + "c" * len(table.headers)
     head = " & ".join(["layer name", "output size", *(_tex_header(h) for h in table.headers)])
     body = [line for r in table.rows for line in _tex_rows(r)]
-    return "\n".join([
-        r"% An architecture table in the style of He et al. 2015, Table 1, made by `resdsl table`.",
-        r"% Needs booktabs; copy the tabular (or the table) into a paper.",
-        r"\documentclass{article}",
-        r"\usepackage[margin=2cm]{geometry}",
-        r"\usepackage{booktabs}",
-        r"\begin{document}",
+    float_ = [
         r"\begin{table}[t]",
         r"\centering",
+        *([rf"\caption{{{_tex(caption)}}}"] if caption else []),
+        *([rf"\label{{{_tex_label(label)}}}"] if label else []),
         r"\footnotesize",
         r"\setlength{\tabcolsep}{3pt}",
         r"\renewcommand{\arraystretch}{1.15}",
@@ -346,9 +400,32 @@ def latex(table: Table) -> str:
         r"\bottomrule",
         r"\end{tabular}",
         r"\end{table}",
+    ]
+    if fragment:
+        return "\n".join([
+            r"% An architecture table in the style of He et al. 2015, Table 1, made by `resdsl table --fragment`.",
+            r"% \input it into a paper whose preamble has \usepackage{booktabs}. FLOPs are multiply-adds.",
+            *float_, ""])
+    return "\n".join([
+        r"% An architecture table in the style of He et al. 2015, Table 1, made by `resdsl table`.",
+        r"% Needs booktabs; for a table to \input into a paper, use `resdsl table --fragment`.",
+        r"\documentclass{article}",
+        r"\usepackage[margin=2cm]{geometry}",
+        r"\usepackage{booktabs}",
+        r"\begin{document}",
+        *float_,
         r"\end{document}",
         "",
     ])
+
+
+def _tex_label(label: str) -> str:
+    """A label as LaTeX takes it in ``\\label`` and ``\\ref``: no braces, backslashes,
+    ``#``, ``%`` or spaces."""
+    clean = re.sub(r"[\\{}#%~^&$\s]", "", label)
+    if not clean:
+        raise UsageError(f"`{label}` is not a LaTeX label", hint="e.g. --label tab:arch")
+    return clean.encode("ascii", "replace").decode("ascii")
 
 
 def add_listings(document: str, specs: Sequence[tuple[str, str]]) -> str:
@@ -372,9 +449,16 @@ def add_listings(document: str, specs: Sequence[tuple[str, str]]) -> str:
     return head + "\n".join(listings) + "\n" + r"\end{document}" + end
 
 
-def render(nets: Sequence[Network], fmt: str = "markdown") -> str:
-    """The architecture table of ``nets`` as ``markdown``, ``latex`` or ``csv`` text."""
+def render(nets: Sequence[Network], fmt: str = "markdown", *, fragment: bool = False, caption: str | None = None,
+           label: str | None = None) -> str:
+    """The architecture table of ``nets`` as ``markdown``, ``latex`` or ``csv`` text;
+    ``fragment``, ``caption`` and ``label`` for ``latex`` only (:func:`latex`)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown table format `{fmt}`", hint=f"choose one of: {', '.join(FORMATS)}")
+    if fmt != "latex" and (fragment or caption is not None or label is not None):
+        raise UsageError("a fragment, caption or label is for --format latex only",
+                         hint="add --format latex")
     table = build(nets)
-    return {"markdown": markdown, "latex": latex, "csv": csv_text}[fmt](table)
+    if fmt == "latex":
+        return latex(table, fragment, caption, label)
+    return {"markdown": markdown, "csv": csv_text}[fmt](table)

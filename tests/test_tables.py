@@ -61,8 +61,7 @@ def he2015() -> str:
 
 def test_he2015_table1_structure(he2015: str) -> None:
     rows = _markdown_rows(he2015)
-    assert rows[0] == ["layer name", "output size", "resnet18 (18-layer)", "resnet34 (34-layer)",
-                       "resnet50_v1 (50-layer)", "resnet101_v1 (101-layer)", "resnet152_v1 (152-layer)"]
+    assert rows[0] == ["layer name", "output size", "18-layer", "34-layer", "50-layer", "101-layer", "152-layer"]
     body = rows[2:-2]
     assert [(r[0], r[1], r[2:]) for r in body] == PAPER_ROWS
 
@@ -125,6 +124,7 @@ def test_csv_matches_markdown(he2015: str) -> None:
     assert rows[0] == md[0]
     for c, m in zip(rows[1:-2], md[2:-2], strict=True):
         assert [cell.replace("\n", "<br>") for cell in c] == m
+    assert rows[-2][0] == "MACs"  # what the row holds; the paper's "FLOPs" are multiply-adds too
     assert rows[-2][2:] == [str(load_spec(n).macs) for n in HE2015]  # exact numbers in CSV
     assert rows[-1][2:] == [str(p) for p in TORCHVISION_PARAMS]
 
@@ -135,7 +135,7 @@ def test_latex_document(tmp_path: Path) -> None:
     assert text.rstrip().endswith(r"\end{document}")
     assert r"\toprule" in text and r"\midrule" in text and r"\bottomrule" in text
     assert r"\multicolumn{5}{c}{3$\times$3 max pool, stride 2}" in text
-    assert r"$11.3\times10^{9}$" in text and "resnet50\\_v1" in text
+    assert r"$11.3\times10^{9}$" in text and "& 50-layer &" in text
     assert text.isascii()
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex is not installed: the document was checked, not compiled")
@@ -209,7 +209,9 @@ def test_depth_label_follows_the_name_or_the_spec():
 
     r50d = resdsl.load(SPECS / "resnet50d.res")
     assert (depth(r50d), depth_label(r50d)) == (52, 50)
-    assert "resnet50d (50-layer)" in tables.render([r50d], "markdown")
+    assert "| 50-layer |" in tables.render([r50d], "markdown")
+    # two columns of one depth: each headed by its name alone
+    assert tables.headers([r50d, resdsl.load(SPECS / "resnet50.res")]) == ("resnet50d", "resnet50")
     assert depth_label(resdsl.load(SPECS / "wrn16_8_cifar.res")) == 16
     assert depth_label(resdsl.load(SPECS / "resnet18.res")) == 18
     stated = resdsl.loads("import std.resnet\nnetwork toy = resnet(block = basic, depths = [1, 1], "
@@ -217,5 +219,59 @@ def test_depth_label_follows_the_name_or_the_spec():
     assert (depth(stated), depth_label(stated)) == (6, 10)
     by_hand = resdsl.loads("network mine(depth_label = \"two\") {\n input [3, 8, 8]\n c: conv(4, 3)\n"
                            " fc: conv(2, 1)\n}")
-    assert "mine (two-layer)" in tables.render([by_hand], "markdown")
+    assert "| two-layer |" in tables.render([by_hand], "markdown")
     assert depth_label(resdsl.loads("network n_1 {\n input [3, 8, 8]\n c: conv(4, 3)\n}")) == 1
+
+
+def test_modern_blocks_rows():
+    """ResNeSt: radix groups, not cardinality (its split-attention conv has groups = radix
+    2); SK: the two kernel paths side by side; Res2Net: the 7 scale convs summarised; BiT:
+    the 1×1-conv classifier in the head row."""
+    names = ["resnest50d", "skresnet34", "res2net50_14w_8s", "resnetv2_50x1_bit"]
+    rows = {r[0]: r for r in _markdown_rows(tables.render([load_spec(n) for n in names]))}
+    rest, sk, r2, bit = rows["conv2_x"][2:]
+    assert rest.endswith("[1×1, 64; 3×3, 128, radix 2; fc, [32, 128]; 1×1, 256] × 3") and "C=2" not in rest
+    assert sk.endswith("[3×3, 64 ‖ 3×3, 64, dilation 2; fc, [16, 128]; 3×3, 64] × 3")
+    assert r2.endswith("[1×1, 112; 3×3, 14 (×7); 1×1, 256] × 3")
+    assert rows[""][5] == "average pool, 1000-d fc (1×1 conv)"
+    latex = tables.render([load_spec("skresnet34")], "latex")
+    assert r"3$\times$3, 64 $\|$ 3$\times$3, 64, dilation 2" in latex and latex.isascii()
+
+
+def test_latex_fragment_inputs_into_a_paper(tmp_path: Path) -> None:
+    """`--fragment`: a table float with caption and label, no preamble, that a paper
+    `\\input`s (tests/latex/paper.tex); compiled with pdflatex where it is installed."""
+    nets = [load_spec(n) for n in HE2015]
+    text = tables.render(nets, "latex", fragment=True, caption="Architectures for ImageNet (100% like the paper)",
+                         label="tab:arch")
+    code = "\n".join(line for line in text.splitlines() if not line.startswith("%"))
+    assert r"\documentclass" not in code and r"\begin{document}" not in code and r"\usepackage" not in code
+    assert text.count(r"\begin{table}") == 1 and text.rstrip().endswith(r"\end{table}")
+    assert r"\caption{Architectures for ImageNet (100\% like the paper)}" in text and r"\label{tab:arch}" in text
+    assert text.isascii()
+    paper = ROOT / "tests" / "latex" / "paper.tex"
+    (tmp_path / "paper.tex").write_text(paper.read_text())
+    (tmp_path / "arch.tex").write_text(text)
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (CI installs TeX Live): the fragment was checked, not compiled")
+    for _ in range(2):  # the second run resolves \ref
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                              cwd=tmp_path, capture_output=True, timeout=120)
+        log = proc.stdout.decode("utf-8", "replace")
+        assert proc.returncode == 0, log[-2000:]
+    assert (tmp_path / "paper.pdf").read_bytes().startswith(b"%PDF")
+    assert "undefined" not in log.lower(), log[-2000:]
+
+
+def test_cli_fragment_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "t.tex"
+    assert main(["table", "resnet18", "--format", "latex", "--fragment", "--caption", "A", "--label", "tab:a",
+                 "-o", str(out)]) == 0
+    assert out.read_text() == tables.render([load_spec("resnet18")], "latex", fragment=True, caption="A",
+                                            label="tab:a")
+    for bad in (["--fragment"], ["--caption", "x"], ["--format", "csv", "--label", "a"],
+                ["--format", "latex", "--fragment", "--spec-listing"], ["--format", "latex", "--label", "{ }"]):
+        target = tmp_path / "bad.tex"
+        assert main(["table", "resnet18", *bad, "-o", str(target)]) == 2, bad
+        assert "Traceback" not in capsys.readouterr().err
+        assert not target.exists()

@@ -1,0 +1,231 @@
+"""What a figure reads from a block: its branch point, residual branch, merge, shortcut
+and tail; which blocks are identical; how a paper words a layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ...ir import Network, Op, Role, Scope
+from ...primitives import PRIMITIVES, Look
+
+_NORM_ACT = ("norm", "act")
+
+
+def look(op: Op) -> Look:
+    """How the registry says to draw ``op``."""
+    return PRIMITIVES[op.kind].look
+
+
+# ---------------------------------------------------------------- op and section wording
+
+
+def op_text(op: Op) -> str:
+    """How a paper writes one layer: ``3×3 conv, 128, /2``, ``BN``, ``fc, 1000``."""
+    return look(op).text(op)
+
+
+def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: bool = False) -> list[str]:
+    """One line per layer, with consecutive BN/activations folded onto one line
+    (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
+    activations or dataflow: split, concat, merges), a run of three or more equal ones as
+    one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy). With ``fold`` a BN or activation
+    joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box)."""
+    ops = [net.op(n) for n in names if not look(net.op(n)).hidden]
+    if convs_only:
+        main = [op for op in ops if look(op).category not in (*_NORM_ACT, "merge")]
+        if main:
+            ops = main
+    out: list[str] = []
+    folding = False
+    for op in ops:
+        t = op_text(op)
+        if look(op).category in _NORM_ACT and (folding or fold) and out:
+            out[-1] += f", {t}"
+        else:
+            out.append(t)
+        folding = look(op).category in _NORM_ACT
+    return _runs(out) if convs_only else out
+
+
+def _runs(lines: list[str]) -> list[str]:
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return [line for line, n in out for line in ([f"{line} × {n}"] if n >= 3 else [line] * n)]
+
+
+# ---------------------------------------------------------------- block anatomy
+
+
+@dataclass(frozen=True)
+class BlockParts:
+    """A block split the way a figure draws it.
+
+    ``pre`` runs before the branch point (a pre-activation block's BN-ReLU that both
+    paths read), ``body`` is the residual branch, ``merge`` the residual add, ``post``
+    what follows it (the ReLU of a post-activation block); ``shortcut`` is the shortcut
+    scope when it has layers (``None`` for the identity) and ``skip_from`` the tensor it
+    reads.
+    """
+
+    block: Scope
+    pre: tuple[str, ...]
+    body: tuple[str, ...]
+    merge: str | None
+    post: tuple[str, ...]
+    shortcut: Scope | None
+    skip_from: str
+
+
+def block_parts(net: Network, block: Scope) -> BlockParts:
+    """Split ``block`` into branch point, residual branch, merge, shortcut and tail."""
+    shortcut = next((c for c in block.children if c.role is Role.SHORTCUT and any(True for _ in c.op_names())),
+                    None)
+    short_ops = set(shortcut.op_names()) if shortcut else set()
+    main = [n for n in block.op_names() if n not in short_ops]
+    adds = [n for n in main if look(net.op(n)).residual]
+    if not adds:
+        return BlockParts(block, (), tuple(main), None, (), shortcut, block.input)
+    merge = adds[-1]
+    i = main.index(merge)
+    before, post = main[:i], tuple(main[i + 1:])
+    if shortcut is not None:
+        skip_from = shortcut.input
+    else:
+        branch_end = before[-1] if before else None
+        others = [x for x in net.op(merge).inputs if x != branch_end]
+        skip_from = others[0] if others else block.input
+    if skip_from in before:
+        k = before.index(skip_from)
+        return BlockParts(block, tuple(before[:k + 1]), tuple(before[k + 1:]), merge, post, shortcut,
+                          skip_from)
+    return BlockParts(block, (), tuple(before), merge, post, shortcut, skip_from)
+
+
+def block_signature(net: Network, block: Scope) -> tuple:
+    """What makes two blocks identical: definition, arguments, input shape and every
+    layer (relative name, kind, attributes, shape, relative inputs); not the index."""
+    base = block.path + "."
+
+    def rel(name: str) -> str:
+        if name == block.input:
+            return "<input>"
+        return name[len(base):] if name.startswith(base) else name
+
+    layers = tuple((rel(n), op.kind, op.attrs, op.shape, tuple(rel(i) for i in op.inputs))
+                   for n in block.op_names() for op in [net.op(n)])
+    return (block.definition, block.args, net.shape_of(block.input), layers)
+
+
+def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
+    """A stage's blocks, identical consecutive ones grouped together."""
+    groups: list[list[Scope]] = []
+    last = None
+    for block in stage.children:
+        sig = block_signature(net, block) if block.role is Role.BLOCK else ("scope", block.path)
+        if groups and sig == last:
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+        last = sig
+    return groups
+
+
+# ---------------------------------------------------------------- block figures
+
+
+def block_types(net: Network) -> list[Scope]:
+    """The first block of each distinct type: definition, shortcut kind and the kinds of
+    its layers in order (channel counts and strides do not make a new type)."""
+    seen: dict[tuple, Scope] = {}
+    for scope in net.root.walk():
+        if scope.role is not Role.BLOCK:
+            continue
+        parts = block_parts(net, scope)
+        key = (scope.definition, parts.shortcut.definition if parts.shortcut else "identity",
+               bool(parts.pre), tuple(net.op(n).kind for n in scope.op_names()))
+        seen.setdefault(key, scope)
+    return list(seen.values())
+
+
+def shortcut_kind(net: Network, parts: BlockParts) -> str:
+    """``identity shortcut``, ``projection shortcut`` (it has a conv), ``zero-padding
+    shortcut`` (option A), or the shortcut definition's name."""
+    if parts.shortcut is None:
+        return "identity shortcut"
+    categories = {look(net.op(n)).category for n in parts.shortcut.op_names()}
+    if "conv" in categories:
+        return "projection shortcut"
+    if "pad" in categories:
+        return "zero-padding shortcut"
+    return f"{parts.shortcut.definition} shortcut"
+
+
+
+def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
+    """The residual branch as a block figure names it: convs and pools with their widths,
+    and each nested module by what it holds (:func:`module_lines`)."""
+    owner = {n: c for c in block.children if c.role is not Role.SHORTCUT for n in c.op_names()}
+    out: list[str] = []
+    run: list[str] = []
+    seen: set[str] = set()
+    for n in names:
+        child = owner.get(n)
+        if child is None:
+            run.append(n)
+            continue
+        out += _lines(net, run, convs_only=True) if run else []
+        run = []
+        if child.path not in seen:
+            seen.add(child.path)
+            out += module_lines(net, child)
+    out += _lines(net, run, convs_only=True) if run else []
+    return _runs(out)
+
+
+def module_lines(net: Network, module: Scope) -> list[str]:
+    """A nested module in a block's box. An attention module that only reweights (its convs
+    act on a 1×1 map: SE, ECA) is its definition's name; a module that computes the
+    branch keeps its widths: its convs, one line per step, convs side by side (selective
+    kernel's paths) marked ``‖``, under the module's name when it is more than a
+    wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
+    attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
+    inside = set(module.op_names())
+    convs = [n for n in module.op_names() if look(net.op(n)).category == "conv"]
+    attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
+    main = [n for n in convs if n not in attention]
+    name = module.definition.replace("_", "-")
+    if not main:
+        return [name]
+    radix = next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
+                  if "radix" in dict(net.op(n).attrs)), 0)
+
+    def before(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for i in net.op(todo.pop()).inputs:
+                if i in inside and i not in seen:
+                    seen.add(i)
+                    todo.append(i)
+        return seen
+
+    steps: list[list[str]] = []
+    for n in main:
+        words = op_text(net.op(n))
+        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        if radix and groups % radix == 0:
+            words = words.replace(f"groups {groups}", f"radix {radix}" + (f", groups {groups // radix}"
+                                                                          if groups > radix else ""))
+        if steps and not any(m in before(n) for m in steps[-1][1::2]):
+            steps[-1] += [words, n]
+        else:
+            steps.append([words, n])
+    # paths side by side: the first as is, each other on a line of its own marked ‖ ("in
+    # parallel with"), which keeps the box as narrow as its widest conv
+    lines = [line for step in steps for line in [step[0], *(f"‖ {w}" for w in step[2::2])]]
+    wrapper = not attention and all(len(step) == 2 for step in steps)
+    return lines if wrapper else [name, *lines]

@@ -1,0 +1,169 @@
+"""Rendering DOT text to SVG, PDF or PNG with Graphviz's `dot`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from ...diagnostics import Note
+from .. import BackendError, OptionError
+from .writer import FONT, FONT_HINT, MIN_TEXT_PT
+
+#: How to install Graphviz, for the error when `dot` is missing.
+INSTALL_HINT = ("install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` "
+                "(macOS), `conda install graphviz`; or write DOT text (the dot target) and render it elsewhere")
+
+
+def render(dot_text: str, fmt: str) -> bytes:
+    """Render DOT text to ``svg``, ``pdf`` or ``png`` bytes with Graphviz's `dot`, run by
+    the `graphviz` package; a missing package or `dot` program is a :class:`BackendError`
+    that says how to install it."""
+    if fmt not in ("svg", "pdf", "png"):
+        raise BackendError("cannot render to `{fmt}`", hint="choose svg, pdf or png", fmt=fmt)
+    _check_font()
+    try:
+        import graphviz
+    except ImportError:
+        raise BackendError("rendering needs the `graphviz` Python package, which is not installed",
+                           hint="pip install 'resdsl[diagrams]' (or graphviz); or write DOT text "
+                                "(the dot target) and render it elsewhere") from None
+    if fmt == "png":  # print resolution (as `dot -Gdpi=200`): the default 96 dpi blurs in a paper
+        dot_text = dot_text.replace("digraph resdsl {\n", "digraph resdsl {\n  graph [dpi=200];\n", 1)
+    # Cairo writes a PDF's date in the local zone, and the zone's length varies ("Z" or
+    # "+01'00"): `dot` runs in UTC. The package takes no env, so ours is set around the call.
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    try:
+        out = graphviz.pipe("dot", fmt, dot_text.encode("utf-8"), quiet=True)
+    except graphviz.ExecutableNotFound:
+        raise BackendError("rendering needs Graphviz's `dot` program, which is not installed (not on PATH)",
+                           hint=INSTALL_HINT) from None
+    except graphviz.CalledProcessError as err:
+        message = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise BackendError(f"Graphviz's `dot` failed (exit status {err.returncode}){{why}}",
+                           hint="write the DOT text (the dot target) to inspect it",
+                           why=f": {message[0]}" if message else "") from None
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+    if not out:
+        raise BackendError("Graphviz's `dot` wrote nothing", hint="write the DOT text (the dot target) to inspect it")
+    return _fixed_dates(out) if fmt == "pdf" else out
+
+
+def _fixed_dates(pdf: bytes) -> bytes:
+    """Cairo stamps a PDF with the time it was made; pin the digits and any zone offset
+    (same length, so the cross-reference offsets stay valid) to make the output reproducible."""
+    def pin(m: re.Match) -> bytes:
+        n = len(m.group(2))
+        zone = re.sub(rb"[0-9]", b"0", m.group(3)).replace(b"-", b"+")
+        return m.group(1) + (b"19700101000000" + b"0" * n)[:n] + zone
+
+    return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)([-+Z0-9']*)", pin, pdf)
+
+
+@lru_cache(maxsize=4)
+def _font_found(config: str | None) -> str | None:
+    """The family fontconfig gives for :data:`FONT` under ``config`` (FONTCONFIG_FILE), or
+    ``None`` where fontconfig's `fc-match` is not there to ask (Graphviz then resolves
+    fonts its own way)."""
+    if shutil.which("fc-match") is None:
+        return None
+    proc = subprocess.run(["fc-match", "-f", "%{family}", FONT], capture_output=True, timeout=30)
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def _check_font() -> None:
+    """Graphviz would draw with whatever fontconfig offers instead, and lay the figure out
+    for that font's widths: refuse, rather than make a figure that differs by machine."""
+    family = _font_found(os.environ.get("FONTCONFIG_FILE"))
+    if family is not None and FONT not in family.split(","):
+        raise BackendError(f"rendering needs the font {FONT}, which fontconfig does not find "
+                           f"(it would substitute `{{family}}`)", hint=FONT_HINT, family=family or "nothing")
+
+
+# ---------------------------------------------------------------- printed size
+
+#: ``--fit`` names for paper widths, in inches: a two-column paper's column and its text width.
+WIDTHS = {"column": 3.25, "text": 6.75}
+#: A figure taller than this many widths wraps its stages into columns, where that keeps
+#: its text readable.
+TALL = 1.4
+
+
+def fit_width(value: object) -> float:
+    """``fit`` as inches: ``column`` (3.25), ``text`` (6.75), or a width in inches
+    (``3.3`` or ``3.3in``)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in WIDTHS:
+            return WIDTHS[word]
+        try:
+            value = float(word.removesuffix("in"))
+        except ValueError:
+            raise OptionError("fit", "{fit} takes column, text or a width in inches, not {value}",
+                              hint="e.g. {fit=column} (3.25 in), {fit=text} (6.75 in) or {fit=3.3}",
+                              value=repr(value)) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 40:
+        raise OptionError("fit", "a figure width lies between 1 and 40 inches, not {value}",
+                          hint="e.g. {fit=column} (3.25 in) or {fit=text} (6.75 in)", value=repr(value))
+    return float(value)
+
+
+def svg_metrics(svg: bytes) -> tuple[float, float, float]:
+    """Width and height in inches and the smallest text in points of a rendered SVG, at
+    its printed size (Graphviz writes the size in points and scales the drawing inside)."""
+    root = ET.fromstring(svg)
+    width, height = (float(root.get(k, "0").removesuffix("pt")) for k in ("width", "height"))
+    box = [float(v) for v in root.get("viewBox", f"0 0 {width} {height}").split()]
+    scale = width / box[2] if box[2] else 1.0
+    sizes = [float(t.get("font-size")) for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("font-size")]
+    return width / 72, height / 72, (min(sizes) if sizes else 0.0) * scale
+
+
+def sized(dot_text: str, width: float) -> str:
+    """``dot_text`` drawn no wider than ``width`` inches (Graphviz scales it down)."""
+    return dot_text.replace("digraph resdsl {\n", f'digraph resdsl {{\n  graph [size="{width:g},1000"];\n', 1)
+
+
+def fit(make: Callable[[int], str], columns: Sequence[int], width: float,
+        less: str = "{detail=block} or {detail=network}, {annotate=none}, one {scope}") -> str:
+    """DOT text laid out for a printed ``width`` (inches): ``make(c)`` draws the figure in
+    ``c`` columns; the fewest columns whose height stays within :data:`TALL` widths, with
+    text of at least :data:`MIN_TEXT_PT`, else the shortest such one (and a note says
+    so). A figure that cannot keep its text that large at that width is a
+    :class:`BackendError`, whose hint names ``less``: how to draw less."""
+    best: tuple[float, str] | None = None
+    smallest = None
+    drawn: set[str] = set()
+    for c in columns:
+        text = make(c)
+        if text in drawn:  # more columns asked, the same drawn (5 stages in 3 or 4 columns)
+            continue
+        drawn.add(text)
+        w, h, font = svg_metrics(render(text, "svg"))
+        s = min(1.0, width / w)
+        if font * s < MIN_TEXT_PT - 1e-6:
+            smallest = smallest or (font * s, w)
+            break  # more columns only make it wider
+        if h * s <= TALL * width:
+            return sized(text, width)
+        if best is None or h * s < best[0]:
+            best = (h * s, text)
+    if best is not None:
+        warnings.warn(Note(f"the figure is {best[0]:.1f} in tall at {width:g} in wide, more than {TALL:g} "
+                           f"times its width, and no layout keeps its text at {MIN_TEXT_PT:g} pt and shorter: "
+                           "a wider fit, fewer panels or the network detail make a shorter figure"), stacklevel=2)
+        return sized(best[1], width)
+    font, w = smallest or (0.0, 0.0)
+    raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "
+                       f"its smallest text would be {font:.1f} pt (it is {w:.1f} in wide as drawn)",
+                       hint="fit it to a wider figure ({fit=text} or a width in inches), or draw less: " + less)

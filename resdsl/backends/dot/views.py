@@ -1,0 +1,316 @@
+"""The three detail levels of one network: network, block and layer."""
+
+from __future__ import annotations
+
+from ...diagnostics import did_you_mean
+from ...ir import INPUT, Network, Op, Role, Scope
+from ...stats import fmt_shape, sections
+from .. import OptionError
+from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
+from .writer import _Dot, text, text_width
+
+# ---------------------------------------------------------------- detail levels
+
+
+def _terminal(g: _Dot, nid: str, words: str, shape: str | None = None) -> None:
+    g.node(nid, g.label(None, [words], small=shape), main=True, shape="plaintext", style="solid")
+
+
+def network_level(net: Network, g: _Dot) -> None:
+    st = g.st
+    _terminal(g, INPUT, "input")
+    prev, prev_shape = INPUT, net.input_shape
+    for sec in sections(net):
+        if sec.role is Role.STAGE:
+            groups: list[list[str]] = []
+            for block in sec.scope.children:
+                if groups and groups[-1][0] == block.definition:
+                    groups[-1].append(block.definition)
+                else:
+                    groups.append([block.definition])
+            lines = [d[0] + (f" × {len(d)}" if len(d) > 1 else "") for d in groups]
+            nid, fill = sec.scope.path, st.fill("stage")
+        else:
+            lines, nid, fill = _lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
+        g.node(nid, g.label(sec.name, lines + g.stats(sec.params, sec.macs)), main=True, fillcolor=fill)
+        g.edge(prev, nid, g.shape(prev_shape))
+        prev, prev_shape = nid, sec.shape
+    _terminal(g, "output", "output")
+    g.edge(prev, "output", g.shape(prev_shape))
+
+
+def stage_count(net: Network) -> int:
+    return sum(1 for sec in sections(net) if sec.role is Role.STAGE)
+
+
+def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
+    """Stages as clusters, in ``columns`` columns side by side (the stem heads the first,
+    the head ends the last); every stage cluster is built alike, so they line up.
+
+    No edge has a label here: dot gives every labelled graph twice the ranks, which made
+    the view twice as tall. Shapes are written where they hold instead: under ``input``,
+    in the stem's and head's boxes, and in each stage's title (its output)."""
+    st = g.st
+    secs = sections(net)
+    stages = [i for i, sec in enumerate(secs) if sec.role is Role.STAGE]
+    per = -(-len(stages) // max(1, columns)) if stages else 1
+    # the section index at which each column after the first starts
+    starts = {stages[k]: k // per for k in range(per, len(stages), per)}
+    g.group = "main0"
+    g.body_width = _body_width(net, g, [sec.scope for sec in secs if sec.role is Role.STAGE])
+    _terminal(g, INPUT, "input", g.shape(net.input_shape))
+    prev = INPUT
+    heads: list[str] = []  # the first node of each column, tied to one rank
+    for i, sec in enumerate(secs):
+        wrap = i in starts
+        if wrap:
+            g.group = f"main{starts[i]}"
+        if sec.role is not Role.STAGE:
+            nid = f"{sec.name}/{sec.ops[0]}"
+            shape = g.shape(sec.shape)
+            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
+                   main=True, fillcolor=st.fill("section"))
+            g.edge(prev, nid)
+            prev = nid
+            continue
+        stage = sec.scope
+        size = fmt_shape(sec.shape) if g.o.shapes else "×".join(str(d) for d in sec.shape[1:])
+        g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
+        if not heads:
+            heads.append(stage.path + "/top")
+        if wrap:
+            heads.append(stage.path + "/top")
+        # an empty point at the top of every stage: the column ties and a stage's first
+        # skip start here, so each stage cluster is drawn alike
+        top = stage.path + "/top"
+        g.node(top, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
+               color=st.edge)
+        # the edge that carries a column to the next one does not rank it below
+        g.edge(prev, top, **({"constraint": "false"} if wrap else {}))
+        prev = top
+        for group in block_groups(net, stage):
+            prev = _block_node(net, g, group, prev)
+        # and one at its bottom, outside any plate: the stage's way out
+        g.node(stage.path + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
+               fillcolor=st.edge, color=st.edge)
+        g.edge(prev, stage.path + "/end", arrowhead="none")
+        prev = stage.path + "/end"
+        g.close()
+    if len(heads) > 1:
+        g.same_rank(heads)
+    _terminal(g, "output", "output", g.shape(net.output_shape))
+    g.edge(prev, "output")
+
+
+def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
+    """A block box's title, lines and sub-label."""
+    block = group[0]
+    if block.role is not Role.BLOCK:
+        return block.definition, _lines(net, block.op_names(), convs_only=True), ""
+    # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
+    first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
+    sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
+    return block.definition, _body_lines(net, block, block_parts(net, block).body), sub
+
+
+def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
+    """The widest block box of the figure, estimated from the font's metrics (left to right,
+    the tallest, as a negative number)."""
+    widest = 0.0
+    for stage in stages:
+        for group in block_groups(net, stage):
+            title, lines, sub = _body_text(net, group)
+            widest = max([widest, text_width(title, g.st.size, bold=True) + text_width(" " + sub, g.st.small),
+                          *(text_width(line, g.st.size) for line in lines)])
+    if g.o.rankdir == "LR":  # across the rank is height here: as many lines as the tallest box
+        tallest = max((1 + len(_body_text(net, group)[1]) for stage in stages
+                       for group in block_groups(net, stage)), default=1)
+        return -round(tallest * g.st.size * 1.2 / 72 + 0.12, 2)
+    return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
+
+
+def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
+    """Draw a group of identical blocks as one; returns the node its output leaves from.
+    A group of several is drawn once inside a plate marked ``× n``, its skip starting
+    inside the plate: one skip per block, as in the network, never one arc over the group."""
+    st = g.st
+    block = group[0]
+    # one size for every block box (its width; left to right, its height: stored negative)
+    wide = {} if not g.body_width else {"width": g.body_width} if g.body_width > 0 else {"height": -g.body_width}
+    if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
+        nid = block.path + "/body"
+        g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
+               fillcolor=st.fill("block"), **wide)
+        g.edge(prev, nid)
+        return nid
+    parts = block_parts(net, block)
+    plate = len(group) > 1
+    # a single block is framed too, unseen: with every block one cluster deep, the plates'
+    # margins do not push the main path right, stage after stage
+    # (left to right, a plate's label takes room across the rank: an unseen frame keeps as
+    # much, a blank label, so that the blocks still line up)
+    blank = "<B> </B>" if g.o.rankdir == "LR" else ""
+    g.open_cluster(block.path + ("/plate" if plate else "/frame"), f"<B>× {len(group)}</B>" if plate else blank,
+                   plate=True, hidden=not plate)
+    if plate:
+        point = block.path + "/in"
+        g.node(point, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
+               color=st.edge)
+        g.edge(prev, point)
+        prev = point
+    title, lines, sub = _body_text(net, group)
+    entry, skip_src = prev, prev
+    if parts.pre:
+        pre = block.path + "/pre"
+        g.node(pre, g.label(None, _lines(net, parts.pre)), main=True, fillcolor=st.fill("pre"))
+        g.edge(entry, pre)
+        entry = pre
+        if parts.skip_from in parts.pre:
+            skip_src = pre
+    body = block.path + "/body"
+    g.node(body, g.label(title, lines, sub), main=True, fillcolor=st.fill("block"), **wide)
+    g.edge(entry, body)
+    if parts.merge is None:
+        g.close()
+        return body
+    merge = block.path + "/merge"
+    post = ", ".join(_lines(net, parts.post))
+    if post:  # what follows the add (the ReLU) is written in its node, not floating beside it
+        g.node(merge, f"<B>+</B> {text(post)}", main=True, height=0.2, margin="0.05,0.01", style="rounded",
+               fillcolor="white")
+    else:
+        g.node(merge, "<B>+</B>", main=True, shape="circle", width=0.22, height=0.22, fixedsize="true",
+               margin=0, fillcolor="white")
+    g.edge(body, merge)
+    # weight 0: the main path stays straight, and the skips bend around it
+    if parts.shortcut is not None:
+        sc = block.path + "/shortcut"
+        g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names())),
+               fillcolor=st.fill("shortcut"), group="shortcuts")
+        g.skip(skip_src, sc, True, weight=0)
+        g.skip(sc, merge, True, weight=0)
+        # beside the block's box and to its right, as the papers draw it: an unseen edge
+        # on one rank fixes the order that dot would otherwise pick by crossings
+        g.same_rank([body, sc])
+        g.edge(body, sc, style="invis")
+    else:
+        g.skip(skip_src, merge, False, weight=0)
+    g.close()
+    return merge
+
+
+def _op_node(net: Network, g: _Dot, op: Op, named: bool, main: bool = True) -> None:
+    st = g.st
+    cat = look(op).category
+    if look(op).symbol is not None:
+        g.node(op.name, f"<B>{text(look(op).symbol)}</B>", main, shape="circle", width=0.22, height=0.22,
+               fixedsize="true", margin=0)
+        return
+    label = text(op_text(op))
+    if named:  # the name under the layer, smaller and grey
+        label += f'<BR/><FONT POINT-SIZE="{st.small}" COLOR="{st.label}">{text(g.names.get(op.name, op.name))}</FONT>'
+    g.node(op.name, label, main, fillcolor=st.fill(cat))
+
+
+def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tuple[str, str], bool],
+               main: bool = True) -> None:
+    """Emit ``scope``'s ops, with blocks, shortcuts and modules as nested clusters."""
+    for item in scope.items:
+        if isinstance(item, str):
+            _op_node(net, g, net.op(item), named, main)
+            continue
+        if item.inline:
+            _layer_ops(net, g, item, named, skips, main)
+            continue
+        if item.role is Role.BLOCK:
+            parts = block_parts(net, item)
+            if parts.merge is not None:
+                tail = parts.shortcut.output if parts.shortcut else parts.skip_from
+                skips[(tail, parts.merge)] = parts.shortcut is not None
+                if parts.shortcut is not None:  # into and through the shortcut
+                    for n in parts.shortcut.op_names():
+                        for i in net.op(n).inputs:
+                            skips[(i, n)] = True
+        title = item.name if item.role in (Role.STAGE, Role.BLOCK) else f"{item.name}: {item.definition}"
+        lines, sub = [title], None
+        if item.role is Role.STAGE:
+            lines = [f"{item.name} · {'×'.join(map(str, net.shape_of(item.output)[1:]))}"]
+            sub = " · ".join(g.stats(net.scope_params(item), net.scope_macs(item)))
+        elif item.role is Role.BLOCK:
+            lines = [f"{item.path} · {item.definition}"]
+        g.open_cluster(item.path, g.label(None, lines, sub), fill=item.role in (Role.STAGE, Role.STEM, Role.HEAD))
+        _layer_ops(net, g, item, named, skips, main and item.role not in (Role.SHORTCUT, Role.MODULE))
+        g.close()
+
+
+def _find_scope(net: Network, path: str) -> Scope:
+    scopes = {s.path: s for s in net.root.walk() if not s.inline and s.path}
+    if path not in scopes:
+        raise OptionError("scope", "network `{network}` has no stage or block `{path}`", network=net.name,
+                          path=path, hint=did_you_mean(path, scopes) or f"e.g. {next(iter(sorted(scopes)), 'layer1.0')}")
+    return scopes[path]
+
+
+def spec_names(net: Network) -> dict[str, str]:
+    """What the layer view calls each op: the name the spec gives it (a torch module used
+    twice, torchvision's ``relu``, is that module each time); an op the spec leaves unnamed
+    is named by its place in its parent, ``layer1.1[17]``, never by a made-up ``#3``."""
+    out: dict[str, str] = {}
+    for scope in net.root.walk():
+        for k, item in enumerate(scope.items):
+            if isinstance(item, str):
+                op = net.op(item)
+                out[item] = op.module or (item if "#" not in item else f"{scope.path or net.name}[{k}]")
+    return out
+
+
+def layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = True) -> None:
+    skips: dict[tuple[str, str], bool] = {}
+    g.names = spec_names(net)
+    g.group = "main"
+    if scope_path is None:
+        _terminal(g, INPUT, "input")
+        # the stem and head are sections, not scopes, when inline: cluster them anyway
+        for sec in sections(net):
+            if sec.role is Role.STAGE:
+                _layer_ops(net, g, Scope("", "", Role.NETWORK, "", (), (sec.scope,), "", "", sec.scope.span),
+                           named, skips)
+                continue
+            g.open_cluster(f"{sec.name}/{sec.ops[0]}",
+                           g.label(None, [sec.name], " · ".join(g.stats(sec.params, sec.macs))))
+            for n in sec.ops:
+                _op_node(net, g, net.op(n), named)
+            g.close()
+        names = [op.name for op in net.ops]
+        outside: list[str] = []
+    else:
+        scope = _find_scope(net, scope_path)
+        _layer_ops(net, g, Scope("", "", Role.NETWORK, "", (), (scope,), "", "", scope.span), named, skips)
+        names = list(scope.op_names())
+        inside = set(names)
+        outside = sorted({i for n in names for i in net.op(n).inputs if i not in inside},
+                         key=lambda i: -1 if i == INPUT else net.ops.index(net.op(i)))
+        for i in outside:
+            _terminal(g, i, "input" if i == INPUT else f"from {g.names.get(i, i)}")
+    for n in names:
+        op = net.op(n)
+        for i in op.inputs:
+            src_shape = net.shape_of(i)
+            # shapes on edges where they change (or enter), to keep long chains readable
+            changed = i == INPUT or i in outside or look(net.op(i)).symbol is not None or \
+                src_shape != (net.shape_of(net.op(i).inputs[0]) if net.op(i).inputs else None)
+            label = g.shape(src_shape) if changed else None
+            if (i, n) in skips:
+                g.skip(i, n, skips[(i, n)], label)
+            else:
+                g.edge(i, n, label)
+    if scope_path is None:
+        _terminal(g, "output", "output")
+        g.edge(net.output, "output", g.shape(net.output_shape))
+    else:
+        last = _find_scope(net, scope_path).output
+        # the end of a stage or block is the network's output only when it is
+        readers = [op.name for op in net.ops if last in op.inputs and op.name not in inside]
+        words = "output" if last == net.output else f"to {g.names.get(readers[0], readers[0])}" if readers else "out"
+        _terminal(g, "output", words)
+        g.edge(last, "output", g.shape(net.shape_of(last)))
