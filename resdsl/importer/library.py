@@ -42,7 +42,8 @@ class _Ops:
         self.traced = traced
         self.by_module: dict[str, TOp] = {}
         for op in traced.ops:
-            if op.module is not None and op.module not in self.by_module:
+            # timm keeps unused slots as nn.Identity (`aa`, `drop_block`): not layers
+            if op.module is not None and op.module not in self.by_module and op.kind != "identity":
                 self.by_module[op.module] = op
         self.weighted = {m: op for m, op in self.by_module.items() if PRIMITIVES[op.kind].has_params}
 
@@ -224,9 +225,8 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     attn = _attention(ops, first, out)
     if attn is not None:
         args.append(("attn", attn))
-    if ops.get(f"{first}.aa") is not None or any((o.module or "").endswith(".aa") for o in ops.traced.ops):
-        aa_op = next(o for o in ops.traced.ops if (o.module or "").endswith(".aa") or
-                     (o.module or "") == f"{first}.aa")
+    aa_op = next((o for o in ops.traced.ops if (o.module or "").endswith(".aa") and o.kind != "identity"), None)
+    if aa_op is not None:
         args.append(("aa", layer(aa_op.kind, {k: v for k, v in aa_op.attrs.items() if k != "stride"})))
     if any(op.kind == "dropout" and op.attrs.get("p", 0) > 0 and op.id < fc.id and
            not op.scope for op in ops.traced.ops):

@@ -156,12 +156,12 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
         raise ImportFailure("E071", f"the traced model does not run on a {'×'.join(map(str, input_size))} input: "
                                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
                             hint="give the input size the model expects (--input-size C,H,W)") from None
-    return _Builder(gm, tuple(input_size), leaf_chain).build()
+    return _Builder(gm, model, tuple(input_size), leaf_chain).build()
 
 
 class _Builder:
-    def __init__(self, gm, input_size: Shape, leaf_chain) -> None:
-        self.gm, self.input_size, self.leaf_chain = gm, input_size, leaf_chain
+    def __init__(self, gm, model, input_size: Shape, leaf_chain) -> None:
+        self.gm, self.model, self.input_size, self.leaf_chain = gm, model, input_size, leaf_chain
         self.ops: list[TOp] = []
         self.value: dict[str, Any] = {}  # node name → op id, or a split's parts, or a non-tensor
         self.applied: dict[str, int] = {}
@@ -178,7 +178,7 @@ class _Builder:
 
     def _scope(self, node, leaf: bool) -> tuple[str, ...]:
         stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-        for key, (path, cls) in node.meta.get("nn_module_stack", {}).items():
+        for path, cls in node.meta.get("nn_module_stack", {}).values():
             self.classes.setdefault(path, getattr(cls, "__name__", str(cls)))
         if leaf and stack:
             stack = stack[:-1]
@@ -190,8 +190,8 @@ class _Builder:
 
     def _fail_call(self, node, what: str) -> ImportFailure:
         path = self._where(node)
-        module = self.gm.get_submodule(path) if path else self.gm
-        owner = f"`{path}` ({self.classes.get(path) or _describe(module)})" if path else "the model's forward"
+        module = self.model.get_submodule(path) if path else self.model
+        owner = f"`{path}` ({_describe(module)})" if path else f"the forward of {_describe(self.model)}"
         return ImportFailure("E070", f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT)
 
     def _args(self, node, values) -> tuple[tuple, dict, list[int], list[Shape]]:
@@ -274,7 +274,7 @@ class _Builder:
         shape = self._meta_shape(node)
         args, kwargs, ids, in_shapes = self._args(node, self.value)
         if node.op == "call_module":
-            module = self.gm.get_submodule(node.target)
+            module = self.model.get_submodule(node.target)
             chain = self.leaf_chain(module)
             if chain is None:
                 path = node.target

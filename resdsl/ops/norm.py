@@ -47,8 +47,13 @@ def _with_act(call: Call, kind: str, attrs: dict, base: type):
         return attrs
     from torch import nn
 
-    if not isinstance(m, base) or not isinstance(getattr(m, "act", None), nn.Module):
+    if not isinstance(m, base):
         return None
+    if not isinstance(getattr(m, "act", None), nn.Module):
+        # a subclass with its own forward and nothing more (timm's GroupNorm, for its fast
+        # kernel): the same norm, as the import's output comparison confirms
+        own = {n for n, _ in m.named_children()}
+        return attrs if not own else None
     chain = [(kind, attrs)]
     for part in (getattr(m, "drop", None), m.act):
         if part is None or isinstance(part, nn.Identity):
