@@ -78,7 +78,7 @@ def from_torch(model: Any, input_size: tuple[int, ...] = (3, 224, 224), *, name:
         net_name = _network_name(name, source, model)
         params = sum(t.numel() for t in model.parameters())
         header = _header(source, model, params)
-        text = None
+        text, net = None, None
         for imports, call in library.candidates(traced, net_name):
             candidate = f"{header}{imports}\n\n{call}\n"
             try:
@@ -88,9 +88,10 @@ def from_torch(model: Any, input_size: tuple[int, ...] = (3, 224, 224), *, name:
             if canon.same(traced, net):
                 text = candidate
                 break
+            net = None
         if text is None:
             text = header + "\n" + structure.write(traced, net_name)
-        verify.verify(text, model, input_size)
+        verify.verify(text, model, input_size, net=net)
         return text
     finally:
         model.train(was_training)

@@ -47,7 +47,7 @@ class Body:
                 return p
             if isinstance(p, ChildCall):
                 return ("call", p.name)
-            return ("#", type(p[1]).__name__)
+            return ("#", type(p[1]).__name__, *p[2:])
         return (self.kind, tuple(tuple(part(p) for p in line) for line in self.lines))
 
     def slots(self, writer: Writer) -> list[Slot]:
@@ -58,7 +58,7 @@ class Body:
                     values = writer.instance_values(p.name, p.body)
                     out += list(zip(writer.params[p.name], values))
                 elif not isinstance(p, str):
-                    out.append(p)
+                    out.append((p[0], p[1]))
         return out
 
 
@@ -219,7 +219,18 @@ class Writer:
                 lines.append([f"current = {ref(i)}"])
                 current = i
 
+        loop = self.repeated(items, base, input_id, ids_inside)
         for k, item in enumerate(items):
+            if loop and k >= 1:
+                if k == 1:
+                    child_body, child_def = loop
+                    lines.append(["for i in range(1, ", ("depth", len(items)), ") {"])
+                    lines.append(["    {i}: ", ChildCall(child_body, child_def)])
+                    lines.append(["}"])
+                else:
+                    self.define(item, ids_inside[k - 1][1])
+                current = ids_inside[k][1]
+                continue
             if isinstance(item, Scope):
                 reads, out = ids_inside[k]
                 move(reads[0])
@@ -242,7 +253,11 @@ class Writer:
                             name, n = f"parts{n}", n + 1
                         taken.add(name)
                         split_labels[op.group] = name
-                        lines.append([f"{name}: split(", ("sizes", list(op.attrs["sizes"])), ")"])
+                        sizes = list(op.attrs["sizes"])
+                        if len(set(sizes)) == 1:  # equal parts: split(n)
+                            lines.append([f"{name}: split(", ("chunks", len(sizes)), ")"])
+                        else:
+                            lines.append([f"{name}: split(", ("sizes", sizes), ")"])
                         current = -2  # a split leaves no running value
                     continue
                 if prim.arity is None:
@@ -272,6 +287,34 @@ class Writer:
                                    for i in items) else "module"
         return body, ""
 
+    def repeated(self, items: list, base: str, input_id: int, ids_inside: dict):
+        """For a container of children ``0…n-1`` run one after another whose children from
+        ``1`` on are the same call: that call (its body and definition), written as a loop."""
+        if len(items) < 3 or not all(isinstance(it, Scope) and not it.inline and
+                                     self.child_label(it, base) == str(k) for k, it in enumerate(items)):
+            return None
+        previous = input_id
+        for k in range(len(items)):
+            reads, out = ids_inside[k]
+            if reads != [previous]:
+                return None
+            previous = out
+        # the calls from 1 on must be equal: same structure and the same numbers
+        bodies = [self.body(items[k], ids_inside[k][0][0])[0] for k in range(1, len(items))]
+        if any(b.signature() != bodies[0].signature() or self.raw(b) != self.raw(bodies[0]) for b in bodies):
+            return None
+        return self.define(items[1], ids_inside[1][0][0])
+
+    def raw(self, body: Body) -> list:
+        out = []
+        for line in body.lines:
+            for p in line:
+                if isinstance(p, ChildCall):
+                    out.append((p.name, self.raw(p.body)))
+                elif not isinstance(p, str):
+                    out.append(p[1])
+        return out
+
     def shortcut_inputs(self, items: list, add: TOp, input_id: int) -> list[int]:
         # an add that joins a sub-module reading the block's input: a residual block too
         out = []
@@ -285,10 +328,13 @@ class Writer:
     def child_label(self, scope: Scope, base: str) -> str:
         return scope.path[len(base) + 1:] if base else scope.path
 
-    def call(self, op: TOp) -> list[str | Slot]:
+    def call(self, op: TOp) -> list:
+        """``kind(…)``: required values as slots, optional ones as slots left out when, in
+        the definition, they are their default (so a stride-1 and a stride-2 use share it)."""
         prim = PRIMITIVES[op.kind]
         a = dict(op.attrs)
-        parts: list[str | Slot] = [f"{op.kind}("]
+        parts: list = [f"{op.kind}("]
+        first = True
         for p in prim.params:
             if p.name not in a or p.name in ("zero_init", "momentum"):
                 continue
@@ -298,11 +344,13 @@ class Writer:
                 continue
             if p.name == "stride" and op.kind in ("maxpool", "avgpool") and v == a["kernel_size"]:
                 continue
-            required = p.default is REQUIRED
-            if not required and v == p.default and type(v) is type(p.default):
-                continue
-            sep = "" if len(parts) == 1 else ", "
-            parts += [sep, (p.name, v)] if required else [f"{sep}{p.name} = ", (p.name, v)]
+            sep = "" if first else ", "
+            if p.default is REQUIRED:
+                parts += [sep, (p.name, v)]
+                first = False
+            else:
+                parts.append((p.name, v, f"{sep}{p.name} = ", p.default))
+                first = first and v == p.default
         parts.append(")")
         return parts
 
@@ -319,6 +367,8 @@ class Writer:
 
     def def_name(self, body: Body, scope: Scope) -> str:
         cls = body.cls or scope.path.rpartition(".")[2] or "part"
+        if cls in ("Sequential", "ModuleList", "ModuleDict", ""):  # a container: named after its place
+            cls = re.sub(r"\d+$", "", scope.path.rpartition(".")[2]) or "blocks"
         snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls).lower()
         snake = re.sub(r"\W", "_", snake).strip("_") or "part"
         if snake[0].isdigit():
@@ -353,7 +403,7 @@ class Writer:
                     continue
                 expr = None
                 for pj, pname in zip(param_slots, params):
-                    expr = _ratio(columns[pj], col, pname)
+                    expr = pname if columns[pj] == col else _ratio(columns[pj], col, pname)
                     if expr is not None:
                         break
                 if expr is None:
@@ -383,6 +433,10 @@ class Writer:
                     args = [f"{pn} = {v}" for pn, v in zip(self.params[p.name], values[j:j + n])]
                     pieces.append(f"{p.name}({', '.join(args)})")
                     j += n
+                elif len(p) == 4:  # optional: left out at its default
+                    if values[j] != _fmt(p[3]):
+                        pieces.append(p[2] + values[j])
+                    j += 1
                 else:
                     pieces.append(values[j])
                     j += 1

@@ -377,4 +377,6 @@ def _call_text(node) -> str:
         return f"the tensor method `.{target}()`"
     name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None) or str(target)
     mod = getattr(target, "__module__", None)
+    if name.startswith("_VariableFunctionsClass."):  # torch's C functions
+        name, mod = name.partition(".")[2], "torch"
     return f"the function `{(mod + '.') if mod and mod not in ('_operator', 'builtins') else ''}{name}`"

@@ -30,21 +30,20 @@ def _randomised(state: dict, generator) -> dict:
             out[key] = torch.randn(t.shape, generator=generator, dtype=t.dtype) * 0.1
         elif t.dim() <= 1:  # norm scales
             out[key] = torch.rand(t.shape, generator=generator, dtype=t.dtype) + 0.5
-        else:  # weights: keep their initial scale (fan-in), but never all zero
-            scale = float(t.float().std()) if t.numel() > 1 and float(t.float().std()) > 0 else 0.05
-            out[key] = torch.randn(t.shape, generator=generator, dtype=t.dtype) * scale
+        else:  # weights: a fan-in scale, so that deep networks neither vanish nor explode
+            out[key] = torch.randn(t.shape, generator=generator, dtype=t.dtype) * (t[0].numel() ** -0.5)
     return out
 
 
-def verify(text: str, model: Any, input_size: tuple[int, ...], *, name: str = "<import>") -> Any:
-    """Build ``text``, strict-load ``model``'s weights, compare outputs; the built model, or
-    an :class:`ImportFailure`."""
+def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = None) -> Any:
+    """Build ``text`` (``net``: its checked network, when loaded already), strict-load
+    ``model``'s weights, compare outputs; the built model, or an :class:`ImportFailure`."""
     import torch
 
     from .. import build, loads
 
     try:
-        net = loads(text, network=None)
+        net = net if net is not None else loads(text)
     except SpecError as err:
         raise ImportFailure("E072", "the imported spec does not check (a bug in the importer)",
                             notes=tuple(f"{d.code}: {d.message}" for d in err.diagnostics[:5])) from None

@@ -143,7 +143,7 @@ _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param
                 param("padding", "int?", None, "default (kernel_size - 1) // 2 × dilation"),
                 param("dilation", "int", 1), param("groups", "int", 1), param("bias", "bool", False))
 
-def _conv_attrs(m) -> dict | None:
+def _module_conv_attrs(m) -> dict | None:
     k, stride, dilation = square(m.kernel_size), square(m.stride), square(m.dilation)
     padding = square(m.padding) if not isinstance(m.padding, str) else None
     if m.padding == "same" and k is not None and dilation is not None and (k - 1) * dilation % 2 == 0:
@@ -157,7 +157,7 @@ def _conv_attrs(m) -> dict | None:
 def _recognise_conv(call: Call) -> dict | None:
     from torch import nn
 
-    return _conv_attrs(call.module) if stock(call.module, nn.Conv2d) else None
+    return _module_conv_attrs(call.module) if stock(call.module, nn.Conv2d) else None
 
 
 def _recognise_std_conv(call: Call) -> dict | None:
@@ -169,7 +169,7 @@ def _recognise_std_conv(call: Call) -> dict | None:
     if not isinstance(m, nn.Conv2d) or class_name(m) != "StdConv2d" or hasattr(m, "gain") or \
             not isinstance(getattr(m, "eps", None), float):
         return None
-    a = _conv_attrs(m)
+    a = _module_conv_attrs(m)
     return None if a is None else {**a, "eps": m.eps}
 
 
