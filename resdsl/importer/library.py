@@ -198,13 +198,14 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     if stem_width != 64:
         args.append(("stem_width", str(stem_width)))
     # the shortcut
-    ds0, ds1 = ops.get(f"{first}.downsample.0"), ops.get(f"{first}.downsample.1")
-    later = ops.get("layer1.1.downsample.0") or ops.get("layer1.1.downsample.1")
-    if ds1 is not None and ds1.kind == "conv":
+    # the shortcut: a projection after a pooling (option D), on every block (option C)…
+    shortcuts = {m.group(1, 2) + (m.group(3),): op for path, op in ops.weighted.items()
+                 if (m := re.match(r"^layer(\d+)\.(\d+)\.downsample\.(\d+)$", path))}
+    if any(part == "1" and op.kind == "conv" for (_, _, part), op in shortcuts.items()):
         args.append(("shortcut", "option_d"))
-    elif ds0 is not None and later is not None:
+    elif any(block != "0" for _, block, _ in shortcuts):
         args.append(("shortcut", "option_c"))
-    elif ds0 is None and any(op.kind == "zeropad" for op in ops.traced.ops):
+    elif not shortcuts and any(op.kind == "zeropad" for op in ops.traced.ops):
         args.append(("shortcut", "option_a"))
     # dilation instead of stride in later stages (torchvision's replace_stride_with_dilation)
     dilated = []

@@ -290,7 +290,7 @@ class Writer:
     def repeated(self, items: list, base: str, input_id: int, ids_inside: dict):
         """For a container of children ``0…n-1`` run one after another whose children from
         ``1`` on are the same call: that call (its body and definition), written as a loop."""
-        if len(items) < 3 or not all(isinstance(it, Scope) and not it.inline and
+        if len(items) < 2 or not all(isinstance(it, Scope) and not it.inline and
                                      self.child_label(it, base) == str(k) for k, it in enumerate(items)):
             return None
         previous = input_id

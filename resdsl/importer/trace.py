@@ -117,8 +117,8 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
         return leaves.get(id(m))
 
     class Tracer(fx.Tracer):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
             self.where: list[str] = []
 
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
@@ -135,7 +135,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
             self.where.pop()
             return out
 
-    tracer = Tracer()
+    tracer = Tracer(autowrap_functions=_generated_helpers(model))
     try:
         graph = tracer.trace(model)
     except Exception as err:
@@ -157,6 +157,24 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
                                     f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
                             hint="give the input size the model expects (--input-size C,H,W)") from None
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
+
+
+def _generated_helpers(model: Any) -> tuple:
+    """The helper functions of resdsl-generated sources the model's classes come from
+    (``group_softmax``, ``blur_pool``…): calls of them stay calls, for their primitive's
+    recogniser, instead of being traced through."""
+    import sys
+    import types
+
+    found: dict[int, Any] = {}
+    for m in model.modules():
+        mod = sys.modules.get(type(m).__module__)
+        if mod is None or not mod.__name__.startswith("resdsl._generated"):
+            continue
+        for value in vars(mod).values():
+            if isinstance(value, types.FunctionType) and value.__module__ == mod.__name__:
+                found[id(value)] = value
+    return tuple(found.values())
 
 
 class _Builder:

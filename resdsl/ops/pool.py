@@ -250,6 +250,8 @@ _BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=Tr
 
 def _recognise_blurpool(call: Call) -> dict | None:
     # timm's BlurPool2d (reflect padding, binomial filter) and the generated source's
+    if call.is_generated("blur_pool"):
+        return {"filt_size": int(call.arg(1, "filt_size")), "stride": int(call.arg(2, "stride"))}
     m = call.module
     if class_name(m) != "BlurPool2d" or getattr(m, "pad_mode", "reflect") != "reflect":
         return None
