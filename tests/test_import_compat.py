@@ -36,15 +36,12 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "re
 #: ResNet-D with basic blocks, the tiered stem, ResNet-RS at 50 layers).
 TIMM = {"resnet50d": True, "resnet200": True, "seresnet50": True, "seresnext26t_32x4d": True,
         "resnetrs101": True, "resnet50_gn": True, "ecaresnet101d": True, "resnetblur101d": True,
-        "resnetv2_50x1_bit": True, "res2net50_14w_8s": False,
+        "resnetv2_50x1_bit": True, "res2net50_14w_8s": False, "skresnet34": False, "resnest50d": False,
         "ecaresnet26t": True, "resnetblur18": True, "resnet18d": True, "resnet10t": True, "resnetrs50": True}
 
 
 def _params(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
-#: Not importable yet: their attention reshapes into five dimensions (torch.stack, a sum over
-#: the radix axis), which no primitive recognises; the import says so, naming the module.
-NOT_YET = ["skresnet34", "resnest50d"]
 SIZE = 64
 
 
@@ -100,10 +97,11 @@ def test_depth_does_not_lengthen_the_spec():
     assert "network r = resnet(block = bottleneck, depths = [3, 8, 36, 3]" in texts["resnet152"]
 
 
-@pytest.mark.parametrize("name", NOT_YET)
-def test_models_not_importable_yet_fail_clearly(name):
-    model = _need(timm, "timm").create_model(name, pretrained=False)
+def test_a_family_member_with_an_unknown_layer_fails_clearly():
+    # timm's global-context attention takes a softmax over positions: no primitive's
+    model = _need(timm, "timm").create_model("gcresnet50t", pretrained=False)
     with pytest.raises(ImportFailure) as err:
-        resdsl.from_torch(model, (3, SIZE, SIZE), source=f"timm:{name}")
-    assert err.value.code in ("E070", "E071")
-    assert "layer1.0.conv" in err.value.message and "register" in err.value.hint
+        resdsl.from_torch(model, (3, SIZE, SIZE), source="timm:gcresnet50t")
+    assert err.value.code == "E070"
+    assert "`stages.0.0.attn`" in err.value.message and "GlobalContext" in err.value.message
+    assert "register_primitive" in err.value.hint

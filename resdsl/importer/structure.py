@@ -81,6 +81,13 @@ class Writer:
         for op in traced.ops:  # flattens are re-made before linear layers; identities vanish
             if op.kind in _LAYOUT_SKIPPED:
                 self.alias[op.id] = self.resolve(op.inputs[0])
+        # ops without weights whose output nothing reads (a split of which no part is used)
+        live = {self.resolve(traced.output)}
+        for op in reversed(traced.ops):
+            if op.id in live or PRIMITIVES[op.kind].has_params:
+                live.add(op.id)
+                live.update(self.resolve(i) for i in op.inputs)
+        self.dead = {op.id for op in traced.ops if op.id not in live}
         self.definitions: dict[tuple, tuple[str, list[Body]]] = {}
         self.def_order: list[tuple] = []
         self.used_names: set[str] = set(PRIMITIVES) | set(RESERVED) | set(KEYWORDS) | {
@@ -96,7 +103,7 @@ class Writer:
         root = Scope("")
         scopes: dict[str, Scope] = {"": root}
         for op in self.traced.ops:
-            if op.id in self.alias:
+            if op.id in self.alias or op.id in self.dead:
                 continue
             parent = root
             for path in op.scope:
@@ -129,7 +136,7 @@ class Writer:
         outs = []
         out_id = self.resolve(self.traced.output)
         for op in self.traced.ops:
-            if op.id in inside or op.id in self.alias:
+            if op.id in inside or op.id in self.alias or op.id in self.dead:
                 continue
             for i in op.inputs:
                 i = self.resolve(i)

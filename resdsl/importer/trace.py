@@ -291,6 +291,8 @@ class _Builder:
     def _node(self, node) -> None:
         shape = self._meta_shape(node)
         args, kwargs, ids, in_shapes = self._args(node, self.value)
+        if node.op != "call_module" and self._stacked(node, args, kwargs, ids, shape):
+            return
         if node.op == "call_module":
             module = self.model.get_submodule(node.target)
             chain = self.leaf_chain(module)
@@ -348,6 +350,68 @@ class _Builder:
             raise self._fail_call(node, _call_text(node))
         self.value[node.name] = self._chain(node, found, ids, None, self._scope(node, False), shape)
 
+    # ------------------------------------------------------------ tensors of paths
+    # SK's and ResNeSt's attention hold their paths along a new axis (B, paths, C, H, W):
+    # a stack, or a reshape of the channels. Such a value is kept as its paths (and, for a
+    # reshape, the tensor it came from): a sum over the axis is an add of the paths, a
+    # product multiplies path by path, a softmax over the axis is a group_softmax of the
+    # tensor it came from, split again into its paths.
+
+    @staticmethod
+    def _is_stack(v) -> bool:
+        return isinstance(v, tuple) and v[:1] == ("stack",)
+
+    def _dim(self, node, args, kwargs, i: int, default=None):
+        dim = args[i] if i < len(args) else kwargs.get("dim", default)
+        return tuple(dim) if isinstance(dim, (list, tuple)) else dim
+
+    def _paths(self, node, src: int, n: int, part_shape: Shape) -> tuple:
+        size = prod_(self.shape(src)) // n // max(prod_(part_shape[1:]), 1) if len(part_shape) else 0
+        sizes = (size,) * n
+        parts = [self._add("split", {"sizes": sizes, "index": i}, [src], None, self._scope(node, False),
+                           part_shape, group=node.name, part=i) for i in range(n)]
+        return ("stack", parts, src)
+
+    def _stacked(self, node, args, kwargs, ids, shape) -> bool:
+        import torch
+
+        fn = node.target if node.op == "call_function" else None
+        method = node.target if node.op == "call_method" else None
+        first = args[0] if args else None
+        if fn is torch.stack and self._dim(node, args, kwargs, 1, 0) == 1 and isinstance(first, (list, tuple)) \
+                and all(a is TENSOR for a in first):
+            self.value[node.name] = ("stack", list(ids), None)
+            return True
+        reshape = method in ("view", "reshape") or fn is torch.reshape
+        if reshape and first is TENSOR and shape is not None and len(shape) == 4 and \
+                prod_(shape) == prod_(self.shape(ids[0])):
+            self.value[node.name] = self._paths(node, ids[0], shape[0], shape[1:])
+            return True
+        if not self._is_stack(first):
+            return False
+        _, parts, src = first
+        scope = self._scope(node, False)
+        if (method == "sum" or fn is torch.sum) and self._dim(node, args, kwargs, 1) in (1, (1,)):
+            self.value[node.name] = self._add("add", {}, list(parts), None, scope, shape)
+            return True
+        softmax = method == "softmax" or fn in (torch.softmax, torch.nn.functional.softmax)
+        if softmax and self._dim(node, args, kwargs, 1) == 1 and src is not None:
+            gs = self._add("group_softmax", {"radix": len(parts), "cardinality": 1}, [src], None, scope,
+                           self.shape(src))
+            self.value[node.name] = self._paths(node, gs, len(parts), self.shape(parts[0]))
+            return True
+        if fn in (operator.mul, torch.mul) or method == "mul":
+            other = args[1] if len(args) > 1 else None
+            if self._is_stack(other) and len(other[1]) == len(parts):
+                outs = [self._add("multiply", {}, [a, b], None, scope, shape[1:] if shape else self.shape(a))
+                        for a, b in zip(parts, other[1])]
+                self.value[node.name] = ("stack", outs, None)
+                return True
+        if method == "contiguous":
+            self.value[node.name] = first
+            return True
+        return False
+
     def _slice(self, node, index, src: int, shape: Shape) -> int:
         """``x[:, a:b]``: a part of a split of the channels (the generated source's splits)."""
         c = self.shape(src)[0] if self.shape(src) else 0
@@ -375,6 +439,13 @@ class _Builder:
                 if cuts.index(b) != op.part + 1:
                     raise self._fail_call(node, "overlapping slices of one tensor's channels")
         return op_id
+
+
+def prod_(shape: Shape) -> int:
+    out = 1
+    for v in shape:
+        out *= v
+    return out
 
 
 def split_bounds(attrs: dict) -> tuple[int, int]:
