@@ -173,3 +173,19 @@ def test_cli_import_writes_only_a_checked_spec(tmp_path, capsys, monkeypatch):
     assert main(["import", "lab_models_for_import:missing", "-o", str(bad)]) == 1
     assert "error[E074]" in capsys.readouterr().err
     assert main(["import", "lab_models_for_import:labnet", "--input-size", "3,32"]) == 2
+
+
+def test_a_recogniser_that_is_wrong_is_caught_before_anything_is_written(monkeypatch):
+    # a batch norm recognised with another eps builds something else: the check says where
+    from dataclasses import replace
+
+    from resdsl.primitives import PRIMITIVES
+
+    bn = PRIMITIVES["batchnorm"]
+    wrong = replace(bn, recognise=lambda call: {**bn.recognise(call), "eps": 0.5}
+                    if bn.recognise(call) is not None else None)
+    monkeypatch.setitem(PRIMITIVES._prims, "batchnorm", wrong)
+    with pytest.raises(ImportFailure) as err:
+        resdsl.from_torch(LabNet(), SIZE)
+    assert err.value.code == "E072"
+    assert "the first difference is at `stem.1`" in err.value.message

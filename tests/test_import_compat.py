@@ -33,11 +33,13 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "re
                "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
 #: timm models behind the shipped specs, and whether the import is the library's one-line call;
 #: then members of the family that no shipped spec names (ECA and blur pool at a small depth,
-#: ResNet-D with basic blocks, the tiered stem, ResNet-RS at 50 layers).
+#: ResNet-D with basic blocks, the tiered stem, ResNet-RS at 50 layers, Res2Net 26w×4s,
+#: ResNeXt-style Res2Net, and a pre-activation ResNetV2 with batch norms, written out in full).
 TIMM = {"resnet50d": True, "resnet200": True, "seresnet50": True, "seresnext26t_32x4d": True,
         "resnetrs101": True, "resnet50_gn": True, "ecaresnet101d": True, "resnetblur101d": True,
-        "resnetv2_50x1_bit": True, "res2net50_14w_8s": False, "skresnet34": False, "resnest50d": False,
-        "ecaresnet26t": True, "resnetblur18": True, "resnet18d": True, "resnet10t": True, "resnetrs50": True}
+        "resnetv2_50x1_bit": True, "res2net50_14w_8s": True, "skresnet34": True, "resnest50d": True,
+        "ecaresnet26t": True, "resnetblur18": True, "resnet18d": True, "resnet10t": True, "resnetrs50": True,
+        "res2net50_26w_4s": True, "resnetv2_50": False}
 
 
 def _params(names):

@@ -137,12 +137,42 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     imports = ["std.resnet"]
     first = "layer1.0"
     conv1, conv2, conv3 = (ops.get(f"{first}.conv{i}") for i in (1, 2, 3))
-    if conv1 is None or conv2 is None:
-        return
     block_opts: list[str] = []
-    if conv3 is not None and conv3.kind == "conv":
+    expansion, last = 4, "conv3"
+    paths = ops.get(f"{first}.conv1.paths.0.conv")
+    res2 = ops.get(f"{first}.convs.0")
+    splat = ops.get(f"{first}.conv2.conv")
+    if paths is not None and ops.get(f"{first}.conv2.conv") is not None:  # selective kernel (SK-ResNet)
+        imports.append("std.sknet")
+        block, expansion, last = "sk_basic", 1, "conv2.conv"
+        out = planes = width = ops.get(f"{first}.conv2.conv").attrs["out_channels"]
+        groups = 1
+        sk = _sk_options(ops, len(depths))
+        if sk is None:
+            return
+        if sk:
+            block_opts.append(f"sk = selective_kernel with ({', '.join(sk)})")
+    elif res2 is not None and conv3 is not None:  # Res2Net: the 3×3 as a hierarchy of narrow 3×3s
+        imports.append("std.res2net")
+        block = "res2net_bottleneck"
+        scale = 1 + sum(1 for k in range(64) if ops.get(f"{first}.convs.{k}") is not None)
+        if scale != 4:
+            block_opts.append(f"scale = {scale}")
+        out, width, groups = conv3.attrs["out_channels"], res2.attrs["out_channels"], res2.attrs["groups"]
+        planes = out // expansion
+    elif splat is not None and ops.get(f"{first}.conv2.fc1") is not None and conv3 is not None:  # ResNeSt
+        imports.append("std.resnest")
+        block = "resnest_bottleneck"
+        radix = splat.attrs["out_channels"] // max(1, conv1.attrs["out_channels"] if conv1 else 1)
+        if radix != 2:
+            block_opts.append(f"radix = {radix}")
+        out, width = conv3.attrs["out_channels"], conv1.attrs["out_channels"]
+        groups = splat.attrs["groups"] // max(radix, 1)
+        planes = out // expansion
+    elif conv1 is None or conv2 is None:
+        return
+    elif conv3 is not None and conv3.kind == "conv":
         block = "bottleneck"
-        expansion = 4
         out = conv3.attrs["out_channels"]
         planes = out // expansion
         width = conv2.attrs["out_channels"] if conv2.kind == "conv" else conv1.attrs["out_channels"]
@@ -150,17 +180,17 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         if ops.get("layer2.0.conv1") is not None and ops.get("layer2.0.conv1").attrs.get("stride") == 2:
             block_opts.append("stride_in_1x1 = true")
     elif conv2.kind == "conv":
-        block, expansion = "basic", 1
+        block, expansion, last = "basic", 1, "conv2"
         out = planes = conv2.attrs["out_channels"]
         width, groups = planes, 1
     else:
         return
     widths = []
     for i in range(len(depths)):
-        last = ops.get(f"layer{i + 1}.0.conv3" if block != "basic" else f"layer{i + 1}.0.conv2")
-        if last is None:
+        op = ops.get(f"layer{i + 1}.0.{last}")
+        if op is None:
             return
-        widths.append(last.attrs["out_channels"] // expansion)
+        widths.append(op.attrs["out_channels"] // expansion)
     args.append(("block", block if not block_opts else f"{block} with ({', '.join(block_opts)})"))
     args.append(("depths", _fmt(depths)))
     if widths != [64 * 2**i for i in range(len(depths))]:
@@ -239,6 +269,28 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         args.append(("num_classes", str(fc.attrs["out_features"])))
     args += common
     yield "\n".join(f"import {m}" for m in imports), _call("resnet", name, args)
+
+
+def _make_divisible(v: float, divisor: int) -> int:
+    """timm's make_divisible: ``v`` rounded to a multiple of ``divisor``, never 10 % below."""
+    r = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return r + divisor if r < 0.9 * v else r
+
+
+def _sk_options(ops: _Ops, stages: int) -> list[str] | None:
+    """The `selective_kernel` options whose attention widths are the model's (timm's
+    make_divisible of out · rd_ratio), or None."""
+    found = []
+    for path, op in ops.weighted.items():
+        m = re.match(r"^(layer\d+\.\d+)\.conv1\.attn\.fc_reduce$", path)
+        if m:
+            found.append((ops.get(f"{m.group(1)}.conv2.conv").attrs["out_channels"], op.attrs["out_channels"]))
+    for ratio, text, divisor in ((1 / 16, "1 / 16", 8), (1 / 8, "1 / 8", 16), (1 / 8, "1 / 8", 8),
+                                 (1 / 16, "1 / 16", 16), (1 / 4, "1 / 4", 8)):
+        if all(_make_divisible(o * ratio, divisor) == a for o, a in found):
+            return [o for o in (f"rd_ratio = {text}" if text != "1 / 16" else "",
+                                f"rd_divisor = {divisor}" if divisor != 8 else "") if o]
+    return None
 
 
 def _resnetv2(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tuple[str, str]]:

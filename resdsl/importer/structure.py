@@ -70,16 +70,20 @@ class Scope:
     inline: bool = False
 
 
-_LAYOUT_SKIPPED = frozenset({"flatten", "identity"})
-
 
 class Writer:
     def __init__(self, traced: Traced, name: str) -> None:
         self.traced, self.name = traced, name
         self.ops = {op.id: op for op in traced.ops}
         self.alias: dict[int, int] = {}
-        for op in traced.ops:  # flattens are re-made before linear layers; identities vanish
-            if op.kind in _LAYOUT_SKIPPED:
+        # identities vanish; flattens are re-made before linear layers, and kept where the
+        # model's output is flat (a 1×1 conv head), not where a pooled vector goes on (ECA)
+        for op in traced.ops:
+            if op.kind == "identity":
+                self.alias[op.id] = self.resolve(op.inputs[0])
+        kept = self.resolve(traced.output)
+        for op in traced.ops:
+            if op.kind == "flatten" and op.id != kept:
                 self.alias[op.id] = self.resolve(op.inputs[0])
         # ops without weights whose output nothing reads (a split of which no part is used)
         live = {self.resolve(traced.output)}
@@ -273,7 +277,8 @@ class Writer:
                     current = op.id
                 else:
                     move(ins[0])
-                    if op.kind == "linear":
+                    flat = ins[0] != INPUT_ID and self.ops[ins[0]].kind == "flatten"
+                    if op.kind == "linear" and not flat:
                         lines.append(["flatten()"])
                     if op.apply > 0 and label is not None:
                         lines.append([label])

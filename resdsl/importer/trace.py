@@ -148,7 +148,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
                  "if the module computes one primitive, " + REGISTER_HINT + ", so it is traced "
                  "as a leaf") from None
     gm = fx.GraphModule(model, graph)
-    x = torch.randn(2, *input_size)
+    x = torch.randn(1, *input_size)
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(x)

@@ -60,7 +60,7 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
     original.load_state_dict(random_state, strict=True)
     built.load_state_dict(random_state, strict=True)
     built.eval()
-    x = torch.randn(2, *input_size, generator=gen)
+    x = torch.randn(1, *input_size, generator=gen)
     with torch.no_grad():
         want, got = original(x), built(x)
     if not _close(want, got):
@@ -68,21 +68,30 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
         raise ImportFailure(
             "E072", "the imported spec computes something else than the model" +
             (f": the first difference is at `{where}`" if where else ""),
-            notes=(f"largest difference {float((want - got).abs().max()):.3g} for outputs up to "
-                   f"{float(want.abs().max()):.3g}",),
+            notes=(_difference(want, got),),
             hint="a recogniser accepted a module that computes something else; tighten it, or "
                  "register a primitive for that module")
     built.load_state_dict(state, strict=True)
     return built
 
 
+def _difference(want, got) -> str:
+    import torch
+
+    if not isinstance(want, torch.Tensor):
+        return f"the model returns {type(want).__name__}, not one tensor"
+    if want.shape != got.shape:
+        return f"the spec's output is {tuple(got.shape)}, the model's {tuple(want.shape)}"
+    return f"largest difference {float((want - got).abs().max()):.3g} for outputs up to {float(want.abs().max()):.3g}"
+
+
 def _close(want, got) -> bool:
     import torch
 
-    if not isinstance(want, torch.Tensor) or want.shape != got.reshape(want.shape).shape:
+    if not isinstance(want, torch.Tensor) or not isinstance(got, torch.Tensor) or want.shape != got.shape:
         return False
     scale = max(float(want.abs().max()), 1e-6)
-    return bool((want - got.reshape(want.shape)).abs().max() <= 1e-4 * scale)
+    return bool((want - got).abs().max() <= 1e-4 * scale)
 
 
 def _first_difference(original, built, x) -> str | None:
@@ -113,7 +122,9 @@ def _first_difference(original, built, x) -> str | None:
         a, b = outs["a"].get(n), outs["b"].get(n)
         if a is None or b is None or a.numel() != b.numel():
             continue
-        if not _close(a, b) and not any(c.startswith(n + ".") and c in outs["a"] and c in outs["b"] and
-                                        not _close(outs["a"][c], outs["b"][c]) for c in names):
+        if not _close(a, b.reshape(a.shape)) and not any(
+                c.startswith(n + ".") and c in outs["a"] and c in outs["b"] and
+                outs["a"][c].numel() == outs["b"][c].numel() and
+                not _close(outs["a"][c], outs["b"][c].reshape(outs["a"][c].shape)) for c in names):
             return n
     return None
