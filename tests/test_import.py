@@ -24,23 +24,29 @@ SIZE = (3, 32, 32)
 
 def _same_network(a: resdsl.Network, b: resdsl.Network) -> None:
     assert a.params == b.params and a.macs == b.macs and a.output_shape == b.output_shape
-    assert {k: op.kind for k, op in a.modules().items() if op.params} == \
-        {k: op.kind for k, op in b.modules().items() if op.params}
+    assert {k: op.kind for k, op in a.modules().items() if op.params} == {
+        k: op.kind for k, op in b.modules().items() if op.params
+    }
 
 
-@pytest.mark.parametrize("name, call", [
-    ("resnet18", "network resnet18 = resnet(block = basic, depths = [2, 2, 2, 2], image_size = 32)"),
-    ("resnetv2_50x1_bit", "resnetv2(depths = [3, 4, 6, 3],"),
-    ("resnet20_cifar", None),  # the CIFAR stem and option A: written out in full
-    ("skresnet34", None),  # split, weighted paths and a softmax across them
-])
+@pytest.mark.parametrize(
+    "name, call",
+    [
+        ("resnet18", "network resnet18 = resnet(block = basic, depths = [2, 2, 2, 2], image_size = 32)"),
+        ("resnetv2_50x1_bit", "resnetv2(depths = [3, 4, 6, 3],"),
+        ("resnet20_cifar", None),  # the CIFAR stem and option A: written out in full
+        ("skresnet34", None),  # split, weighted paths and a softmax across them
+    ],
+)
 def test_shipped_spec_generated_module_imports_back(name, call):
     model = resdsl.build(name, seed=0)
     text = resdsl.from_torch(model, SIZE)
     again = resdsl.loads(text)
-    original = resdsl.loads(resdsl.shipped_spec(name).read_text(encoding="utf-8") +
-                            f"\nnetwork small = {resdsl.load(name).name} with (image_size = 32)",
-                            path=str(resdsl.shipped_spec(name)))
+    original = resdsl.loads(
+        resdsl.shipped_spec(name).read_text(encoding="utf-8")
+        + f"\nnetwork small = {resdsl.load(name).name} with (image_size = 32)",
+        path=str(resdsl.shipped_spec(name)),
+    )
     _same_network(again, original)
     built = resdsl.build(again, seed=1).eval()
     built.load_state_dict(model.state_dict(), strict=True)
@@ -65,8 +71,11 @@ class Unit(nn.Module):
         self.conv_b = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.norm_b = nn.BatchNorm2d(c_out, eps=1e-3)
         self.gate = nn.Conv2d(c_out, c_out, 1)
-        self.proj = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)) \
-            if stride != 1 or c_in != c_out else None
+        self.proj = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            if stride != 1 or c_in != c_out
+            else None
+        )
 
     def forward(self, x):
         y = torch.relu(self.norm_a(self.conv_a(x)))
@@ -78,8 +87,9 @@ class Unit(nn.Module):
 class LabNet(nn.Module):
     def __init__(self, depths=(2, 3), widths=(16, 32), classes: int = 7) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.SiLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.SiLU()
+        )
         blocks, c = [], widths[0]
         for i, (d, w) in enumerate(zip(depths, widths)):
             stage = [Unit(c, w, 1 if i == 0 else 2)] + [Unit(w, w, 1) for _ in range(d - 1)]
@@ -160,8 +170,21 @@ def test_cli_import_writes_only_a_checked_spec(tmp_path, capsys, monkeypatch):
     lab.labnet, lab.odd = LabNet, Odd
     monkeypatch.setitem(sys.modules, "lab_models_for_import", lab)
     out = tmp_path / "lab.res"
-    assert main(["import", "lab_models_for_import:labnet", "-o", str(out), "--input-size", "3,32,32",
-                 "--kwargs", '{"classes": 5}']) == 0
+    assert (
+        main(
+            [
+                "import",
+                "lab_models_for_import:labnet",
+                "-o",
+                str(out),
+                "--input-size",
+                "3,32,32",
+                "--kwargs",
+                '{"classes": 5}',
+            ]
+        )
+        == 0
+    )
     text = out.read_text(encoding="utf-8")
     assert text.startswith("# Imported from lab_models_for_import:labnet (torch ")
     assert resdsl.loads(text).output_shape == (5,)
@@ -182,8 +205,10 @@ def test_a_recogniser_that_is_wrong_is_caught_before_anything_is_written(monkeyp
     from resdsl.primitives import PRIMITIVES
 
     bn = PRIMITIVES["batchnorm"]
-    wrong = replace(bn, recognise=lambda call: {**bn.recognise(call), "eps": 0.5}
-                    if bn.recognise(call) is not None else None)
+    wrong = replace(
+        bn,
+        recognise=lambda call: {**bn.recognise(call), "eps": 0.5} if bn.recognise(call) is not None else None,
+    )
     monkeypatch.setitem(PRIMITIVES._prims, "batchnorm", wrong)
     with pytest.raises(ImportFailure) as err:
         resdsl.from_torch(LabNet(), SIZE)

@@ -27,23 +27,61 @@ from resdsl.importer import ImportFailure  # noqa: E402
 #: The deep and wide ones take 20 to 90 s each here (ONNX and onnxruntime included): with
 #: -m slow. Their library calls are checked in the quick run too, by
 #: test_depth_does_not_lengthen_the_spec and by the smaller members of their families below.
-SLOW = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
-        "wide_resnet101_2", "resnet200", "resnetrs101", "ecaresnet101d", "resnetblur101d"}
-TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-               "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"]
+SLOW = {
+    "resnet101",
+    "resnet152",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+    "resnet200",
+    "resnetrs101",
+    "ecaresnet101d",
+    "resnetblur101d",
+}
+TORCHVISION = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "resnext101_64x4d",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+]
 #: timm models behind the shipped specs, and whether the import is the library's one-line call;
 #: then members of the family that no shipped spec names (ECA and blur pool at a small depth,
 #: ResNet-D with basic blocks, the tiered stem, ResNet-RS at 50 layers, Res2Net 26w×4s,
 #: ResNeXt-style Res2Net, and a pre-activation ResNetV2 with batch norms, written out in full).
-TIMM = {"resnet50d": True, "resnet200": True, "seresnet50": True, "seresnext26t_32x4d": True,
-        "resnetrs101": True, "resnet50_gn": True, "ecaresnet101d": True, "resnetblur101d": True,
-        "resnetv2_50x1_bit": True, "res2net50_14w_8s": True, "skresnet34": True, "resnest50d": True,
-        "ecaresnet26t": True, "resnetblur18": True, "resnet18d": True, "resnet10t": True, "resnetrs50": True,
-        "res2net50_26w_4s": True, "resnetv2_50": False}
+TIMM = {
+    "resnet50d": True,
+    "resnet200": True,
+    "seresnet50": True,
+    "seresnext26t_32x4d": True,
+    "resnetrs101": True,
+    "resnet50_gn": True,
+    "ecaresnet101d": True,
+    "resnetblur101d": True,
+    "resnetv2_50x1_bit": True,
+    "res2net50_14w_8s": True,
+    "skresnet34": True,
+    "resnest50d": True,
+    "ecaresnet26t": True,
+    "resnetblur18": True,
+    "resnet18d": True,
+    "resnet10t": True,
+    "resnetrs50": True,
+    "res2net50_26w_4s": True,
+    "resnetv2_50": False,
+}
 
 
 def _params(names):
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
+
+
 SIZE = 64
 
 
@@ -92,8 +130,10 @@ def test_timm_models_import(name, tmp_path):
 def test_depth_does_not_lengthen_the_spec():
     # resnet101 and resnet152 import to the library's call too (from_torch checked them)
     models = _need(torchvision, "torchvision").models
-    texts = {n: resdsl.from_torch(getattr(models, n)(weights=None), (3, 32, 32), name="r")
-             for n in ("resnet50", "resnet101", "resnet152")}
+    texts = {
+        n: resdsl.from_torch(getattr(models, n)(weights=None), (3, 32, 32), name="r")
+        for n in ("resnet50", "resnet101", "resnet152")
+    }
     assert len({len(t.splitlines()) for t in texts.values()}) == 1
     assert "network r = resnet(block = bottleneck, depths = [3, 4, 23, 3]" in texts["resnet101"]
     assert "network r = resnet(block = bottleneck, depths = [3, 8, 36, 3]" in texts["resnet152"]

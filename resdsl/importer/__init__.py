@@ -45,12 +45,19 @@ def _header(source: str | None, model: Any, params: int) -> str:
             pass
     cls = type(model)
     origin = source or f"{cls.__module__}.{cls.__qualname__}"
-    return (f"# Imported from {origin} ({', '.join(versions)}) by resdsl {__version__}: {params:,} parameters.\n"
-            f"# Checked on the way out: the original state_dict loads with strict=True and gives the same outputs.\n")
+    return (
+        f"# Imported from {origin} ({', '.join(versions)}) by resdsl {__version__}: {params:,} parameters.\n"
+        f"# Checked on the way out: the original state_dict loads with strict=True and gives the same outputs.\n"
+    )
 
 
-def from_torch(model: Any, input_size: tuple[int, ...] = (3, 224, 224), *, name: str | None = None,
-               source: str | None = None) -> str:
+def from_torch(
+    model: Any,
+    input_size: tuple[int, ...] = (3, 224, 224),
+    *,
+    name: str | None = None,
+    source: str | None = None,
+) -> str:
     """The `.res` spec of ``model``, a torch module of the ResNet family, checked.
 
     The model is traced with ``torch.fx`` on a ``input_size`` (C, H, W) input; each leaf
@@ -105,14 +112,18 @@ def load_factory(spec: str, kwargs: dict | None = None) -> Any:
     kwargs = dict(kwargs or {})
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ImportFailure("E074", f"`{spec}` does not name a model",
-                            hint="write `package.module:factory` (torchvision.models:resnet50) or `timm:NAME`")
+        raise ImportFailure(
+            "E074",
+            f"`{spec}` does not name a model",
+            hint="write `package.module:factory` (torchvision.models:resnet50) or `timm:NAME`",
+        )
     if module_name == "timm":
         try:
             import timm
         except ImportError:
-            raise ImportFailure("E074", "`timm:` models need timm, which is not installed",
-                                hint="pip install timm") from None
+            raise ImportFailure(
+                "E074", "`timm:` models need timm, which is not installed", hint="pip install timm"
+            ) from None
         try:
             return timm.create_model(attr, **kwargs)
         except Exception as err:

@@ -29,9 +29,14 @@ def run(args) -> int:
     try:
         kwargs = json.loads(args.kwargs)
     except json.JSONDecodeError as err:
-        raise UsageError(f"--kwargs: not JSON: {err}", hint='for example --kwargs \'{"num_classes": 10}\'') from None
+        raise UsageError(
+            f"--kwargs: not JSON: {err}", hint="for example --kwargs '{\"num_classes\": 10}'"
+        ) from None
     if not isinstance(kwargs, dict):
-        raise UsageError("--kwargs: a JSON object of keyword arguments", hint='for example --kwargs \'{"num_classes": 10}\'')
+        raise UsageError(
+            "--kwargs: a JSON object of keyword arguments",
+            hint="for example --kwargs '{\"num_classes\": 10}'",
+        )
     try:
         import torch  # noqa: F401
     except ImportError:

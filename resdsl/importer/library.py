@@ -32,8 +32,11 @@ def _fmt(value: object) -> str:
 def layer(kind: str, attrs: dict) -> str:
     """``kind``, or ``kind with (a = 1)`` for the attributes that differ from the defaults."""
     prim = PRIMITIVES[kind]
-    extra = [f"{p.name} = {_fmt(attrs[p.name])}" for p in prim.params
-             if p.name in attrs and attrs[p.name] != p.default and p.name not in ("zero_init", "momentum")]
+    extra = [
+        f"{p.name} = {_fmt(attrs[p.name])}"
+        for p in prim.params
+        if p.name in attrs and attrs[p.name] != p.default and p.name not in ("zero_init", "momentum")
+    ]
     return kind + (f" with ({', '.join(extra)})" if extra else "")
 
 
@@ -51,9 +54,13 @@ class _Ops:
         return self.by_module.get(path)
 
     def under(self, prefix: str) -> list[TOp]:
-        return [op for op in self.traced.ops if op.scope and (op.scope[-1] == prefix or
-                                                               op.scope[-1].startswith(prefix + "."))
-                or (op.module or "").startswith(prefix + ".")]
+        return [
+            op
+            for op in self.traced.ops
+            if op.scope
+            and (op.scope[-1] == prefix or op.scope[-1].startswith(prefix + "."))
+            or (op.module or "").startswith(prefix + ".")
+        ]
 
 
 def _stages(ops: _Ops, pattern: str) -> list[int]:
@@ -121,9 +128,12 @@ def _norm(op: TOp | None) -> str | None:
 def _act(ops: _Ops, prefix: str, after: TOp | None) -> str | None:
     if after is None:
         return None
-    for op in ops.traced.ops[after.id + 1:after.id + 3]:
-        if op.inputs == [after.id] and PRIMITIVES[op.kind].look is not None and \
-                PRIMITIVES[op.kind].look.category == "act":
+    for op in ops.traced.ops[after.id + 1 : after.id + 3]:
+        if (
+            op.inputs == [after.id]
+            and PRIMITIVES[op.kind].look is not None
+            and PRIMITIVES[op.kind].look.category == "act"
+        ):
             return None if op.kind == "relu" else layer(op.kind, op.attrs)
     return None
 
@@ -209,7 +219,10 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     stem_opts: list[str] = []
     if deep is not None:
         half = stem_width // 2
-        inner = [deep.attrs["out_channels"], ops.get("conv1.3").attrs["out_channels"] if ops.get("conv1.3") else 0]
+        inner = [
+            deep.attrs["out_channels"],
+            ops.get("conv1.3").attrs["out_channels"] if ops.get("conv1.3") else 0,
+        ]
         if inner == [half, half]:
             stem = "deep_stem"
         elif inner == [3 * (half // 4), half]:
@@ -229,8 +242,11 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         args.append(("stem_width", str(stem_width)))
     # the shortcut
     # the shortcut: a projection after a pooling (option D), on every block (option C)…
-    shortcuts = {m.group(1, 2) + (m.group(3),): op for path, op in ops.weighted.items()
-                 if (m := re.match(r"^layer(\d+)\.(\d+)\.downsample\.(\d+)$", path))}
+    shortcuts = {
+        m.group(1, 2) + (m.group(3),): op
+        for path, op in ops.weighted.items()
+        if (m := re.match(r"^layer(\d+)\.(\d+)\.downsample\.(\d+)$", path))
+    }
     if any(part == "1" and op.kind == "conv" for (_, _, part), op in shortcuts.items()):
         args.append(("shortcut", "option_d"))
     elif any(block != "0" for _, block, _ in shortcuts):
@@ -242,9 +258,13 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     for i in range(1, len(depths)):
         strided = ops.get(f"layer{i + 1}.0.conv2")
         d = ops.get(f"layer{i + 1}.1.conv2") or strided
-        dilated.append(d is not None and d.attrs.get("dilation", 1) > 1 and strided is not None and
-                       strided.attrs.get("stride", 1) == 1 and (ops.get(f"layer{i + 1}.0.conv1") or strided)
-                       .attrs.get("stride", 1) == 1)
+        dilated.append(
+            d is not None
+            and d.attrs.get("dilation", 1) > 1
+            and strided is not None
+            and strided.attrs.get("stride", 1) == 1
+            and (ops.get(f"layer{i + 1}.0.conv1") or strided).attrs.get("stride", 1) == 1
+        )
     if any(dilated):
         args.append(("replace_stride_with_dilation", _fmt(dilated)))
     norm = _norm(ops.get("bn1") or ops.get(f"{first}.bn1"))
@@ -256,11 +276,15 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
     attn = _attention(ops, first, out)
     if attn is not None:
         args.append(("attn", attn))
-    aa_op = next((o for o in ops.traced.ops if (o.module or "").endswith(".aa") and o.kind != "identity"), None)
+    aa_op = next(
+        (o for o in ops.traced.ops if (o.module or "").endswith(".aa") and o.kind != "identity"), None
+    )
     if aa_op is not None:
         args.append(("aa", layer(aa_op.kind, {k: v for k, v in aa_op.attrs.items() if k != "stride"})))
-    if any(op.kind == "dropout" and op.attrs.get("p", 0) > 0 and op.id < fc.id and
-           not op.scope for op in ops.traced.ops):
+    if any(
+        op.kind == "dropout" and op.attrs.get("p", 0) > 0 and op.id < fc.id and not op.scope
+        for op in ops.traced.ops
+    ):
         p = next(op.attrs["p"] for op in ops.traced.ops if op.kind == "dropout" and not op.scope)
         args.append(("drop_rate", _fmt(p)))
     if ops.get("bn") is not None:
@@ -284,12 +308,25 @@ def _sk_options(ops: _Ops, stages: int) -> list[str] | None:
     for path, op in ops.weighted.items():
         m = re.match(r"^(layer\d+\.\d+)\.conv1\.attn\.fc_reduce$", path)
         if m:
-            found.append((ops.get(f"{m.group(1)}.conv2.conv").attrs["out_channels"], op.attrs["out_channels"]))
-    for ratio, text, divisor in ((1 / 16, "1 / 16", 8), (1 / 8, "1 / 8", 16), (1 / 8, "1 / 8", 8),
-                                 (1 / 16, "1 / 16", 16), (1 / 4, "1 / 4", 8)):
+            found.append(
+                (ops.get(f"{m.group(1)}.conv2.conv").attrs["out_channels"], op.attrs["out_channels"])
+            )
+    for ratio, text, divisor in (
+        (1 / 16, "1 / 16", 8),
+        (1 / 8, "1 / 8", 16),
+        (1 / 8, "1 / 8", 8),
+        (1 / 16, "1 / 16", 16),
+        (1 / 4, "1 / 4", 8),
+    ):
         if all(_make_divisible(o * ratio, divisor) == a for o, a in found):
-            return [o for o in (f"rd_ratio = {text}" if text != "1 / 16" else "",
-                                f"rd_divisor = {divisor}" if divisor != 8 else "") if o]
+            return [
+                o
+                for o in (
+                    f"rd_ratio = {text}" if text != "1 / 16" else "",
+                    f"rd_divisor = {divisor}" if divisor != 8 else "",
+                )
+                if o
+            ]
     return None
 
 
@@ -311,13 +348,18 @@ def _resnetv2(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[t
     if factor != 1:
         args.append(("width_factor", str(factor)))
     if stem.kind != "std_conv":
-        args.append(("conv_layer", layer(stem.kind, {k: v for k, v in stem.attrs.items()
-                                                     if k in ("eps", "bias")})))
+        args.append(
+            ("conv_layer", layer(stem.kind, {k: v for k, v in stem.attrs.items() if k in ("eps", "bias")}))
+        )
     elif stem.attrs.get("eps", 1e-6) != 1e-6:
         args.append(("conv_layer", f"std_conv with (eps = {_fmt(stem.attrs['eps'])})"))
     norm = ops.get("stages.0.blocks.0.norm1")
-    if norm is not None and norm.kind != "groupnorm" or norm is not None and \
-            (norm.attrs.get("groups"), norm.attrs.get("eps")) != (32, 1e-5):
+    if (
+        norm is not None
+        and norm.kind != "groupnorm"
+        or norm is not None
+        and (norm.attrs.get("groups"), norm.attrs.get("eps")) != (32, 1e-5)
+    ):
         args.append(("norm", layer(norm.kind, norm.attrs)))
     if head.attrs["out_channels"] != 1000:
         args.append(("num_classes", str(head.attrs["out_channels"])))

@@ -48,6 +48,7 @@ class Body:
             if isinstance(p, ChildCall):
                 return ("call", p.name)
             return ("#", type(p[1]).__name__, *p[2:])
+
         return (self.kind, tuple(tuple(part(p) for p in line) for line in self.lines))
 
     def slots(self, writer: Writer) -> list[Slot]:
@@ -68,7 +69,6 @@ class Scope:
     items: list = field(default_factory=list)  # TOp or Scope, in execution order
     parent: Scope | None = None
     inline: bool = False
-
 
 
 class Writer:
@@ -94,8 +94,12 @@ class Writer:
         self.dead = {op.id for op in traced.ops if op.id not in live}
         self.definitions: dict[tuple, tuple[str, list[Body]]] = {}
         self.def_order: list[tuple] = []
-        self.used_names: set[str] = set(PRIMITIVES) | set(RESERVED) | set(KEYWORDS) | {
-            "resnet", "stage", "network", "block", "module", "shortcut", "stem", "head", "import"}
+        self.used_names: set[str] = (
+            set(PRIMITIVES)
+            | set(RESERVED)
+            | set(KEYWORDS)
+            | {"resnet", "stage", "network", "block", "module", "shortcut", "stem", "head", "import"}
+        )
 
     def resolve(self, i: int) -> int:
         while i in self.alias:
@@ -116,8 +120,11 @@ class Writer:
                     scopes[path] = child
                     parent.items.append(child)
                 elif scopes[path].parent is not parent:
-                    raise ImportFailure("E073", f"the module `{path}` runs in two places",
-                                        hint="a module called from two parents cannot be one layer of a spec")
+                    raise ImportFailure(
+                        "E073",
+                        f"the module `{path}` runs in two places",
+                        hint="a module called from two parents cannot be one layer of a spec",
+                    )
                 parent = scopes[path]
             parent.items.append(op)
         return root
@@ -155,10 +162,18 @@ class Writer:
             if isinstance(item, Scope):
                 reads, outs = self.boundary(item)
                 ops = self.ops_in(item)
-                weighted_elsewhere = any(op.module is not None and not op.module.startswith(item.path + ".")
-                                         and op.module != item.path for op in ops)
-                item.inline = len(reads) != 1 or len(outs) != 1 or weighted_elsewhere or \
-                    any(op.kind == "split" for op in ops if self.split_crosses(op, item))
+                weighted_elsewhere = any(
+                    op.module is not None
+                    and not op.module.startswith(item.path + ".")
+                    and op.module != item.path
+                    for op in ops
+                )
+                item.inline = (
+                    len(reads) != 1
+                    or len(outs) != 1
+                    or weighted_elsewhere
+                    or any(op.kind == "split" for op in ops if self.split_crosses(op, item))
+                )
                 self.mark_inline(item)
 
     def split_crosses(self, op: TOp, scope: Scope) -> bool:
@@ -171,9 +186,12 @@ class Writer:
         if op.module is None:
             return None
         if base and not op.module.startswith(base + "."):
-            raise ImportFailure("E073", f"the layer `{op.module}` runs inside `{base}`, which does not hold it",
-                                hint="a spec's layers sit under the module that runs them")
-        return op.module[len(base) + 1:] if base else op.module
+            raise ImportFailure(
+                "E073",
+                f"the layer `{op.module}` runs inside `{base}`, which does not hold it",
+                hint="a spec's layers sit under the module that runs them",
+            )
+        return op.module[len(base) + 1 :] if base else op.module
 
     def items_flat(self, scope: Scope) -> list:
         """Items of a definition body: inline scopes are opened up."""
@@ -287,23 +305,33 @@ class Writer:
                     current = op.id
             produced = out_of[k]
             later = [r for r in readers.get(produced, []) if r != k + 1]
-            if (later or len(readers.get(produced, [])) > 1 or
-                    (produced == final and k != len(items) - 1)) and produced not in names:
+            if (
+                later or len(readers.get(produced, [])) > 1 or (produced == final and k != len(items) - 1)
+            ) and produced not in names:
                 counter += 1
                 names[produced] = f"x{counter}"
                 lines.append([f"x{counter} = current"])
         if current != final:
             move(final)
-        body.kind = "block" if any(isinstance(i, TOp) and i.kind == "add" and input_id in
-                                   [self.resolve(j) for j in i.inputs] + self.shortcut_inputs(items, i, input_id)
-                                   for i in items) else "module"
+        body.kind = (
+            "block"
+            if any(
+                isinstance(i, TOp)
+                and i.kind == "add"
+                and input_id in [self.resolve(j) for j in i.inputs] + self.shortcut_inputs(items, i, input_id)
+                for i in items
+            )
+            else "module"
+        )
         return body, ""
 
     def repeated(self, items: list, base: str, input_id: int, ids_inside: dict):
         """For a container of children ``0…n-1`` run one after another whose children from
         ``1`` on are the same call: that call (its body and definition), written as a loop."""
-        if len(items) < 2 or not all(isinstance(it, Scope) and not it.inline and
-                                     self.child_label(it, base) == str(k) for k, it in enumerate(items)):
+        if len(items) < 2 or not all(
+            isinstance(it, Scope) and not it.inline and self.child_label(it, base) == str(k)
+            for k, it in enumerate(items)
+        ):
             return None
         previous = input_id
         for k in range(len(items)):
@@ -338,7 +366,7 @@ class Writer:
         return out
 
     def child_label(self, scope: Scope, base: str) -> str:
-        return scope.path[len(base) + 1:] if base else scope.path
+        return scope.path[len(base) + 1 :] if base else scope.path
 
     def call(self, op: TOp) -> list:
         """``kind(…)``: required values as slots, optional ones as slots left out when, in
@@ -351,8 +379,11 @@ class Writer:
             if p.name not in a or p.name in ("zero_init", "momentum"):
                 continue
             v = a[p.name]
-            if p.name == "padding" and op.kind in ("conv", "std_conv") and \
-                    v == (a["kernel_size"] - 1) // 2 * a.get("dilation", 1):
+            if (
+                p.name == "padding"
+                and op.kind in ("conv", "std_conv")
+                and v == (a["kernel_size"] - 1) // 2 * a.get("dilation", 1)
+            ):
                 continue
             if p.name == "stride" and op.kind in ("maxpool", "avgpool") and v == a["kernel_size"]:
                 continue
@@ -442,7 +473,7 @@ class Writer:
                     pieces.append(p)
                 elif isinstance(p, ChildCall):
                     n = len(self.params[p.name])
-                    args = [f"{pn} = {v}" for pn, v in zip(self.params[p.name], values[j:j + n])]
+                    args = [f"{pn} = {v}" for pn, v in zip(self.params[p.name], values[j : j + n])]
                     pieces.append(f"{p.name}({', '.join(args)})")
                     j += n
                 elif len(p) == 4:  # optional: left out at its default

@@ -21,8 +21,9 @@ from ..primitives import PRIMITIVES
 
 #: Methods that only change how a tensor's elements are laid out (no arithmetic): between
 #: recognised ops they pass their input through; the outputs are compared afterwards anyway.
-LAYOUT_METHODS = frozenset({"view", "reshape", "contiguous", "expand_as", "expand", "unsqueeze", "squeeze",
-                            "view_as", "reshape_as"})
+LAYOUT_METHODS = frozenset(
+    {"view", "reshape", "contiguous", "expand_as", "expand", "unsqueeze", "squeeze", "view_as", "reshape_as"}
+)
 #: Calls whose results are sizes, not tensors (``x.shape[0]``, ``x.size(1)``).
 SIZE_METHODS = frozenset({"size", "dim"})
 
@@ -43,8 +44,10 @@ class ImportFailure(Exception):
         return "\n".join(lines)
 
 
-REGISTER_HINT = ("register a primitive that computes it, with a `recognise` function "
-                 "(resdsl.register_primitive; docs/importing.md)")
+REGISTER_HINT = (
+    "register a primitive that computes it, with a `recognise` function "
+    "(resdsl.register_primitive; docs/importing.md)"
+)
 
 
 @dataclass
@@ -142,20 +145,25 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
         path = tracer.where[-1] if tracer.where else ""
         module = model.get_submodule(path) if path else model
         raise ImportFailure(
-            "E071", f"cannot trace `{path or '(the model)'}` ({_describe(module)}): {type(err).__name__}: "
-                    f"{str(err).splitlines()[0] if str(err) else ''}",
+            "E071",
+            f"cannot trace `{path or '(the model)'}` ({_describe(module)}): {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}",
             hint="torch.fx cannot follow control flow that depends on tensor values or sizes; "
-                 "if the module computes one primitive, " + REGISTER_HINT + ", so it is traced "
-                 "as a leaf") from None
+            "if the module computes one primitive, " + REGISTER_HINT + ", so it is traced "
+            "as a leaf",
+        ) from None
     gm = fx.GraphModule(model, graph)
     x = torch.randn(1, *input_size)
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(x)
     except Exception as err:
-        raise ImportFailure("E071", f"the traced model does not run on a {'×'.join(map(str, input_size))} input: "
-                                    f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
-                            hint="give the input size the model expects (--input-size C,H,W)") from None
+        raise ImportFailure(
+            "E071",
+            f"the traced model does not run on a {'×'.join(map(str, input_size))} input: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
+            hint="give the input size the model expects (--input-size C,H,W)",
+        ) from None
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
 
 
@@ -230,6 +238,7 @@ class _Builder:
             if isinstance(v, dict):
                 return {k: conv(i) for k, i in v.items()}
             return v
+
         args = conv(tuple(node.args))
         kwargs = conv(dict(node.kwargs))
         return args, kwargs, ids, [self.shape(i) for i in ids]
@@ -237,8 +246,18 @@ class _Builder:
     def shape(self, op_id: int) -> Shape:
         return self.input_size if op_id == INPUT_ID else self.ops[op_id].shape
 
-    def _add(self, kind: str, attrs: dict, inputs: list[int], module: str | None, scope, shape,
-             group=None, part=0, apply=0) -> int:
+    def _add(
+        self,
+        kind: str,
+        attrs: dict,
+        inputs: list[int],
+        module: str | None,
+        scope,
+        shape,
+        group=None,
+        part=0,
+        apply=0,
+    ) -> int:
         op = TOp(len(self.ops), kind, attrs, inputs, module, scope, shape, group, part, apply)
         self.ops.append(op)
         return op.id
@@ -259,8 +278,17 @@ class _Builder:
                 raise self._fail_call(node, "a module that splits its input")
             in_shapes = [self.shape(j) for j in current]
             out_shape = shape if i == len(chain) - 1 else _infer(kind, attrs, in_shapes)
-            out = self._add(kind, attrs, list(current), module if i == 0 else None, scope, out_shape,
-                            group=node.name if len(chain) > 1 else None, part=i, apply=apply if i == 0 else 0)
+            out = self._add(
+                kind,
+                attrs,
+                list(current),
+                module if i == 0 else None,
+                scope,
+                out_shape,
+                group=node.name if len(chain) > 1 else None,
+                part=i,
+                apply=apply if i == 0 else 0,
+            )
             current = [out]
         return out
 
@@ -270,15 +298,21 @@ class _Builder:
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
                 if self.value:
-                    raise ImportFailure("E070", f"the model's forward takes more than one input (`{node.name}`)",
-                                        hint="import a module whose forward takes one image tensor")
+                    raise ImportFailure(
+                        "E070",
+                        f"the model's forward takes more than one input (`{node.name}`)",
+                        hint="import a module whose forward takes one image tensor",
+                    )
                 self.value[node.name] = INPUT_ID
             elif node.op == "output":
                 out = node.args[0]
                 output = self.value.get(getattr(out, "name", None))
                 if not isinstance(output, int):
-                    raise ImportFailure("E070", "the model does not return one tensor",
-                                        hint="import a module whose forward returns one tensor (not a tuple or dict)")
+                    raise ImportFailure(
+                        "E070",
+                        "the model does not return one tensor",
+                        hint="import a module whose forward returns one tensor (not a tuple or dict)",
+                    )
             elif node.op == "get_attr":
                 raise self._fail_call(node, f"a direct use of the parameter or buffer `{node.target}`")
             else:
@@ -298,8 +332,9 @@ class _Builder:
             chain = self.leaf_chain(module)
             if chain is None:
                 path = node.target
-                raise ImportFailure("E070", f"no primitive computes `{path}` ({_describe(module)})",
-                                    hint=REGISTER_HINT)
+                raise ImportFailure(
+                    "E070", f"no primitive computes `{path}` ({_describe(module)})", hint=REGISTER_HINT
+                )
             if len(ids) != 1 or shape is None:
                 raise self._fail_call(node, f"`{node.target}` called on {len(ids)} tensors")
             self.value[node.name] = self._chain(node, chain, ids, node.target, self._scope(node, True), shape)
@@ -315,11 +350,23 @@ class _Builder:
                 _, sizes, src, scope, group = args[0]
                 self.value[node.name] = ("parts", sizes, src, scope, group)
                 return
-            call = Call(function=function, method=method, args=args, kwargs=kwargs, in_shapes=in_shapes,
-                        recognise_module=recognise_module)
+            call = Call(
+                function=function,
+                method=method,
+                args=args,
+                kwargs=kwargs,
+                in_shapes=in_shapes,
+                recognise_module=recognise_module,
+            )
             found = recognise(call) if ids else None
             if found and found[0][0] == "split" and len(found) == 1:
-                self.value[node.name] = ("parts", found[0][1]["sizes"], ids[0], self._scope(node, False), node.name)
+                self.value[node.name] = (
+                    "parts",
+                    found[0][1]["sizes"],
+                    ids[0],
+                    self._scope(node, False),
+                    node.name,
+                )
                 return
             if ids:
                 raise self._fail_call(node, _call_text(node))
@@ -334,8 +381,16 @@ class _Builder:
             if seen is not None:  # the same part picked again
                 self.value[node.name] = seen
                 return
-            self.value[node.name] = self._add("split", {"sizes": tuple(sizes), "index": index}, [src], None,
-                                              scope, shape, group=group, part=index)
+            self.value[node.name] = self._add(
+                "split",
+                {"sizes": tuple(sizes), "index": index},
+                [src],
+                None,
+                scope,
+                shape,
+                group=group,
+                part=index,
+            )
             return
         if function is operator.getitem and args[:1] == (TENSOR,):
             self.value[node.name] = self._slice(node, args[1], ids[0], shape)
@@ -343,8 +398,15 @@ class _Builder:
         if method in LAYOUT_METHODS and args[:1] == (TENSOR,):
             self.value[node.name] = ids[0]
             return
-        call = Call(function=function, method=method, args=args, kwargs=kwargs, in_shapes=in_shapes,
-                    out_shape=shape, recognise_module=recognise_module)
+        call = Call(
+            function=function,
+            method=method,
+            args=args,
+            kwargs=kwargs,
+            in_shapes=in_shapes,
+            out_shape=shape,
+            recognise_module=recognise_module,
+        )
         found = recognise(call)
         if found is None or not ids:
             raise self._fail_call(node, _call_text(node))
@@ -368,8 +430,19 @@ class _Builder:
     def _paths(self, node, src: int, n: int, part_shape: Shape) -> tuple:
         size = prod_(self.shape(src)) // n // max(prod_(part_shape[1:]), 1) if len(part_shape) else 0
         sizes = (size,) * n
-        parts = [self._add("split", {"sizes": sizes, "index": i}, [src], None, self._scope(node, False),
-                           part_shape, group=node.name, part=i) for i in range(n)]
+        parts = [
+            self._add(
+                "split",
+                {"sizes": sizes, "index": i},
+                [src],
+                None,
+                self._scope(node, False),
+                part_shape,
+                group=node.name,
+                part=i,
+            )
+            for i in range(n)
+        ]
         return ("stack", parts, src)
 
     def _stacked(self, node, args, kwargs, ids, shape) -> bool:
@@ -378,13 +451,22 @@ class _Builder:
         fn = node.target if node.op == "call_function" else None
         method = node.target if node.op == "call_method" else None
         first = args[0] if args else None
-        if fn is torch.stack and self._dim(node, args, kwargs, 1, 0) == 1 and isinstance(first, (list, tuple)) \
-                and all(a is TENSOR for a in first):
+        if (
+            fn is torch.stack
+            and self._dim(node, args, kwargs, 1, 0) == 1
+            and isinstance(first, (list, tuple))
+            and all(a is TENSOR for a in first)
+        ):
             self.value[node.name] = ("stack", list(ids), None)
             return True
         reshape = method in ("view", "reshape") or fn is torch.reshape
-        if reshape and first is TENSOR and shape is not None and len(shape) == 4 and \
-                prod_(shape) == prod_(self.shape(ids[0])):
+        if (
+            reshape
+            and first is TENSOR
+            and shape is not None
+            and len(shape) == 4
+            and prod_(shape) == prod_(self.shape(ids[0]))
+        ):
             self.value[node.name] = self._paths(node, ids[0], shape[0], shape[1:])
             return True
         if not self._is_stack(first):
@@ -396,15 +478,18 @@ class _Builder:
             return True
         softmax = method == "softmax" or fn in (torch.softmax, torch.nn.functional.softmax)
         if softmax and self._dim(node, args, kwargs, 1) == 1 and src is not None:
-            gs = self._add("group_softmax", {"radix": len(parts), "cardinality": 1}, [src], None, scope,
-                           self.shape(src))
+            gs = self._add(
+                "group_softmax", {"radix": len(parts), "cardinality": 1}, [src], None, scope, self.shape(src)
+            )
             self.value[node.name] = self._paths(node, gs, len(parts), self.shape(parts[0]))
             return True
         if fn in (operator.mul, torch.mul) or method == "mul":
             other = args[1] if len(args) > 1 else None
             if self._is_stack(other) and len(other[1]) == len(parts):
-                outs = [self._add("multiply", {}, [a, b], None, scope, shape[1:] if shape else self.shape(a))
-                        for a, b in zip(parts, other[1])]
+                outs = [
+                    self._add("multiply", {}, [a, b], None, scope, shape[1:] if shape else self.shape(a))
+                    for a, b in zip(parts, other[1])
+                ]
                 self.value[node.name] = ("stack", outs, None)
                 return True
         if method == "contiguous":
@@ -415,8 +500,13 @@ class _Builder:
     def _slice(self, node, index, src: int, shape: Shape) -> int:
         """``x[:, a:b]``: a part of a split of the channels (the generated source's splits)."""
         c = self.shape(src)[0] if self.shape(src) else 0
-        ok = isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None) and \
-            isinstance(index[1], slice) and index[1].step in (None, 1)
+        ok = (
+            isinstance(index, tuple)
+            and len(index) == 2
+            and index[0] == slice(None)
+            and isinstance(index[1], slice)
+            and index[1].step in (None, 1)
+        )
         if not ok:
             raise self._fail_call(node, "an indexing of a tensor other than a slice of its channels")
         start, stop, _ = index[1].indices(c)
@@ -428,8 +518,16 @@ class _Builder:
         if cuts.index(stop) != part + 1:
             raise self._fail_call(node, "overlapping slices of one tensor's channels")
         group = f"slices_{src}"
-        op_id = self._add("split", {"sizes": sizes, "index": part}, [src], None, self._scope(node, False), shape,
-                          group=group, part=part)
+        op_id = self._add(
+            "split",
+            {"sizes": sizes, "index": part},
+            [src],
+            None,
+            self._scope(node, False),
+            shape,
+            group=group,
+            part=part,
+        )
         # earlier parts of the same source get the final cuts too
         for op in self.ops:
             if op.group == group and op.attrs["sizes"] != sizes:

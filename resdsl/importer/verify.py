@@ -45,15 +45,21 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
     try:
         net = net if net is not None else loads(text)
     except SpecError as err:
-        raise ImportFailure("E072", "the imported spec does not check (a bug in the importer)",
-                            notes=tuple(f"{d.code}: {d.message}" for d in err.diagnostics[:5])) from None
+        raise ImportFailure(
+            "E072",
+            "the imported spec does not check (a bug in the importer)",
+            notes=tuple(f"{d.code}: {d.message}" for d in err.diagnostics[:5]),
+        ) from None
     built = build(net, seed=0)
     state = model.state_dict()
     try:
         built.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ImportFailure("E072", "the original weights do not load into the imported spec with strict=True",
-                            notes=(str(err).splitlines()[0][:300],)) from None
+        raise ImportFailure(
+            "E072",
+            "the original weights do not load into the imported spec with strict=True",
+            notes=(str(err).splitlines()[0][:300],),
+        ) from None
     gen = torch.Generator().manual_seed(0)
     random_state = _randomised(state, gen)
     original = copy.deepcopy(model).eval()
@@ -66,11 +72,13 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
     if not _close(want, got):
         where = _first_difference(original, built, x)
         raise ImportFailure(
-            "E072", "the imported spec computes something else than the model" +
-            (f": the first difference is at `{where}`" if where else ""),
+            "E072",
+            "the imported spec computes something else than the model"
+            + (f": the first difference is at `{where}`" if where else ""),
             notes=(_difference(want, got),),
             hint="a recogniser accepted a module that computes something else; tighten it, or "
-                 "register a primitive for that module")
+            "register a primitive for that module",
+        )
     built.load_state_dict(state, strict=True)
     return built
 
@@ -110,6 +118,7 @@ def _first_difference(original, built, x) -> str | None:
             def hook(module, args, output, n=n, side=side):
                 if isinstance(output, torch.Tensor) and n not in outs[side]:
                     outs[side][n] = output.detach().clone()
+
             handles.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -123,8 +132,12 @@ def _first_difference(original, built, x) -> str | None:
         if a is None or b is None or a.numel() != b.numel():
             continue
         if not _close(a, b.reshape(a.shape)) and not any(
-                c.startswith(n + ".") and c in outs["a"] and c in outs["b"] and
-                outs["a"][c].numel() == outs["b"][c].numel() and
-                not _close(outs["a"][c], outs["b"][c].reshape(outs["a"][c].shape)) for c in names):
+            c.startswith(n + ".")
+            and c in outs["a"]
+            and c in outs["b"]
+            and outs["a"][c].numel() == outs["b"][c].numel()
+            and not _close(outs["a"][c], outs["b"][c].reshape(outs["a"][c].shape))
+            for c in names
+        ):
             return n
     return None

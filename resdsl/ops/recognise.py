@@ -48,18 +48,23 @@ class Call:
     def is_generated(self, name: str) -> bool:
         """A helper function ``name`` of a resdsl-generated source (its own ``relu``-like helpers)."""
         f = self.function
-        return f is not None and getattr(f, "__name__", "") == name and \
-            str(getattr(f, "__module__", "")).startswith("resdsl._generated")
+        return (
+            f is not None
+            and getattr(f, "__name__", "") == name
+            and str(getattr(f, "__module__", "")).startswith("resdsl._generated")
+        )
 
     @property
     def tensors(self) -> int:
         """How many tensor arguments the call has (lists of tensors count each)."""
+
         def count(v: Any) -> int:
             if v is TENSOR:
                 return 1
             if isinstance(v, (list, tuple)):
                 return sum(count(x) for x in v)
             return 0
+
         return count(self.args) + count(tuple(self.kwargs.values()))
 
 
@@ -69,7 +74,11 @@ def square(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, (tuple, list)) and value and all(isinstance(v, int) and v == value[0] for v in value):
+    if (
+        isinstance(value, (tuple, list))
+        and value
+        and all(isinstance(v, int) and v == value[0] for v in value)
+    ):
         return int(value[0])
     return None
 
