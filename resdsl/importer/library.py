@@ -181,6 +181,16 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         planes = out // expansion
     elif conv1 is None or conv2 is None:
         return
+    elif (bn1 := ops.get(f"{first}.bn1")) is not None and conv1 is not None and bn1.id < conv1.id and \
+            conv2 is not None:  # pre-activation: the block's norm comes first
+        if conv3 is not None:
+            block, out, width, groups = "preact_bottleneck", conv3.attrs["out_channels"], \
+                conv2.attrs["out_channels"], conv2.attrs["groups"]
+            planes = out // expansion
+        else:
+            block, expansion, last = "preact_basic", 1, "conv2"
+            out = planes = width = conv2.attrs["out_channels"]
+            groups = 1
     elif conv3 is not None and conv3.kind == "conv":
         block = "bottleneck"
         out = conv3.attrs["out_channels"]
@@ -229,8 +239,12 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
             stem = "deep_tiered_stem"
         else:
             stem, stem_opts = "deep_stem", [f"widths = {_fmt(inner)}"]
+    elif stem_conv.attrs["kernel_size"] == 3 and stem_conv.attrs["stride"] == 1 and ops.get("maxpool") is None:
+        stem = "cifar_stem"
     else:
         stem = "imagenet_stem"
+    if ops.get("bn1") is None and ops.get("conv1.1") is None:  # no norm after the stem: pre-activation
+        stem = {"cifar_stem": "preact_cifar_stem", "imagenet_stem": "preact_stem"}.get(stem, stem)
     pool = ops.get("maxpool.0")
     if pool is not None and pool.kind == "conv":
         stem_opts.append("replace_pool = true")
@@ -253,6 +267,8 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         args.append(("shortcut", "option_c"))
     elif not shortcuts and any(op.kind == "zeropad" for op in ops.traced.ops):
         args.append(("shortcut", "option_a"))
+    elif shortcuts and not any(part == "1" for _, _, part in shortcuts):  # a bare 1×1 conv
+        args.append(("shortcut", "option_b_conv"))
     # dilation instead of stride in later stages (torchvision's replace_stride_with_dilation)
     dilated = []
     for i in range(1, len(depths)):
