@@ -53,15 +53,6 @@ class _Ops:
     def get(self, path: str) -> TOp | None:
         return self.by_module.get(path)
 
-    def under(self, prefix: str) -> list[TOp]:
-        return [
-            op
-            for op in self.traced.ops
-            if op.scope
-            and (op.scope[-1] == prefix or op.scope[-1].startswith(prefix + "."))
-            or (op.module or "").startswith(prefix + ".")
-        ]
-
 
 def _stages(ops: _Ops, pattern: str) -> list[int]:
     depth: dict[int, set[int]] = {}
@@ -181,11 +172,19 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
         planes = out // expansion
     elif conv1 is None or conv2 is None:
         return
-    elif (bn1 := ops.get(f"{first}.bn1")) is not None and conv1 is not None and bn1.id < conv1.id and \
-            conv2 is not None:  # pre-activation: the block's norm comes first
+    elif (
+        (bn1 := ops.get(f"{first}.bn1")) is not None
+        and conv1 is not None
+        and bn1.id < conv1.id
+        and conv2 is not None
+    ):  # pre-activation: the block's norm comes first
         if conv3 is not None:
-            block, out, width, groups = "preact_bottleneck", conv3.attrs["out_channels"], \
-                conv2.attrs["out_channels"], conv2.attrs["groups"]
+            block, out, width, groups = (
+                "preact_bottleneck",
+                conv3.attrs["out_channels"],
+                conv2.attrs["out_channels"],
+                conv2.attrs["groups"],
+            )
             planes = out // expansion
         else:
             block, expansion, last = "preact_basic", 1, "conv2"
@@ -239,7 +238,9 @@ def _resnet(ops: _Ops, name: str, common: list[tuple[str, str]]) -> Iterator[tup
             stem = "deep_tiered_stem"
         else:
             stem, stem_opts = "deep_stem", [f"widths = {_fmt(inner)}"]
-    elif stem_conv.attrs["kernel_size"] == 3 and stem_conv.attrs["stride"] == 1 and ops.get("maxpool") is None:
+    elif (
+        stem_conv.attrs["kernel_size"] == 3 and stem_conv.attrs["stride"] == 1 and ops.get("maxpool") is None
+    ):
         stem = "cifar_stem"
     else:
         stem = "imagenet_stem"

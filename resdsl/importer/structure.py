@@ -441,7 +441,7 @@ class Writer:
             param_slots: list[int] = []
             exprs: list[str] = []
             for j, col in enumerate(columns):
-                if all(v == col[0] for v in col) and len(bodies) >= 1 and not self._keep(name, j):
+                if all(v == col[0] for v in col):
                     exprs.append(_fmt(col[0]))
                     continue
                 expr = None
@@ -456,9 +456,6 @@ class Writer:
                     expr = pname
                 exprs.append(expr)
             self.params[name], self.param_slots[name], self.exprs[name] = params, param_slots, exprs
-
-    def _keep(self, name: str, j: int) -> bool:
-        return False
 
     def text(self, body: Body, exprs: list[str] | None, indent: str = "    ") -> list[str]:
         """The body's lines; ``exprs`` gives each slot's expression (None: its value)."""
@@ -521,6 +518,7 @@ def _param_name(hint: str, taken: list[str]) -> str:
 def write(traced: Traced, name: str) -> str:
     """The spec text (definitions and the network) of ``traced``, without a header."""
     w = Writer(traced, name)
+    w.used_names.add(name)
     root = w.tree()
     w.mark_inline(root)
     net_body, _ = w.body(root, INPUT_ID)
