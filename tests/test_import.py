@@ -225,3 +225,44 @@ def test_every_shipped_spec_imports_back_to_the_same_network(name):
         path=str(resdsl.shipped_spec(name)),
     )
     _same_network(again, original)
+
+
+class Clipped(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.clip = nn.Hardtanh(-0.5, 2.0)
+
+    def forward(self, x):
+        return self.clip(self.conv(x))
+
+
+def test_a_plugin_primitive_declares_its_own_recogniser():
+    # the example plugin's `hardtanh`, given a recogniser: a model that uses nn.Hardtanh imports
+    import sys
+    from dataclasses import replace
+
+    from conftest import ROOT
+    from resdsl.primitives import PRIMITIVES
+
+    with pytest.raises(ImportFailure) as err:
+        resdsl.from_torch(Clipped(), SIZE)
+    assert "`clip`" in err.value.message and "Hardtanh" in err.value.message
+
+    def recognise(call):
+        m = call.module
+        return {"min_val": m.min_val, "max_val": m.max_val} if type(m) is nn.Hardtanh else None
+
+    sys.path.insert(0, str(ROOT / "examples" / "plugin"))
+    try:
+        import resdsl_scale
+
+        (hardtanh,) = [p for p in resdsl_scale.primitives() if p.kind == "hardtanh"]
+        resdsl.register_primitive(replace(hardtanh, recognise=recognise))
+        text = resdsl.from_torch(Clipped(), SIZE, name="clipped")
+        assert "clip: hardtanh(min_val = -0.5, max_val = 2.0)" in text
+    finally:
+        if "hardtanh" in PRIMITIVES._prims:
+            PRIMITIVES.remove("hardtanh")
+        sys.path.remove(str(ROOT / "examples" / "plugin"))
+        sys.modules.pop("resdsl_scale", None)
