@@ -71,6 +71,8 @@ def from_torch(
     is written in the header. Raises :class:`ImportFailure` (a code, a message naming the
     module path and class, a hint) for what cannot be imported.
     """
+    import torch
+
     from .. import loads
     from . import canon, library, structure, verify
     from .trace import trace
@@ -78,6 +80,16 @@ def from_torch(
     input_size = tuple(int(v) for v in input_size)
     if len(input_size) != 3:
         raise ImportFailure("E070", f"the input size is C, H, W (three numbers), not {input_size}")
+    if any(
+        t.device.type != "cpu" or t.dtype != torch.float32
+        for t in model.state_dict().values()
+        if torch.is_floating_point(t)
+    ):
+        raise ImportFailure(
+            "E071",
+            "the model's weights are not all float32 on the CPU",
+            hint="import a CPU float32 copy: copy.deepcopy(model).float().cpu()",
+        )
     was_training = model.training
     model.eval()
     try:
