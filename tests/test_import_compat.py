@@ -38,6 +38,7 @@ SLOW = {
     "resnetrs101",
     "ecaresnet101d",
     "resnetblur101d",
+    "res2net50_26w_4s",
 }
 TORCHVISION = [
     "resnet18",
