@@ -34,7 +34,7 @@ from .resources import shipped_spec, shipped_specs
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "loads", "build", "transplant", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
+__all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
            "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
            "SourceHelper", "SourceInit", "register_primitive"]
@@ -130,6 +130,22 @@ def fold_batchnorms(model):
     from .backends.torch_model import fold_batchnorms as _fold
 
     return _fold(model)
+
+
+def from_torch(model, input_size: tuple[int, int, int] = (3, 224, 224), *, name: str | None = None,
+               source: str | None = None) -> str:
+    """The `.res` spec of an existing torch model of the family, checked (needs torch).
+
+    Traced with torch.fx; each layer becomes the registry primitive whose ``recognise``
+    accepts it; the spec is the standard library's call where one builds the same network,
+    else one definition per distinct block structure, names kept. Before it is returned the
+    spec is built, ``model.state_dict()`` loaded into it with ``strict=True`` and the outputs
+    compared. Raises :class:`resdsl.importer.ImportFailure` for what cannot be imported.
+    See :mod:`resdsl.importer` and docs/importing.md.
+    """
+    from .importer import from_torch as _from_torch
+
+    return _from_torch(model, input_size, name=name, source=source)
 
 
 def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None):

@@ -86,6 +86,15 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     table.add_argument("--spec-listing", action="store_true",
                        help="latex: add each spec file as a minted listing (needs -shell-escape and "
                             "resdsl[docs], whose Pygments lexer minted finds as `resdsl`)")
+    imp = sub.add_parser("import", help="write an existing torch model as a .res spec (checked before writing)",
+                         description="write an existing torch model as a .res spec, checked before writing")
+    imp.add_argument("model", metavar="MODEL",
+                     help="package.module:factory (torchvision.models:resnet50) or timm:NAME")
+    imp.add_argument("-o", "--output", default="-", metavar="FILE", help="write here (default: stdout)")
+    imp.add_argument("--kwargs", default="{}", metavar="JSON", help="keyword arguments for the factory, as JSON")
+    imp.add_argument("--input-size", default="3,224,224", metavar="C,H,W",
+                     help="the input the model is traced and checked with (default 3,224,224)")
+    imp.add_argument("--name", metavar="NAME", help="the network's name (default: from MODEL)")
     return p
 
 
@@ -405,8 +414,14 @@ def _transplant(args, sources: SourceCache) -> int:
     return EXIT_OK
 
 
+def _import(args, sources: SourceCache) -> int:
+    from .importer.command import run
+
+    return run(args)
+
+
 COMMANDS = {"check": _check, "stats": _stats, "compile": _compile, "diagram": _diagram, "table": _table,
-            "transplant": _transplant}
+            "transplant": _transplant, "import": _import}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -242,6 +242,11 @@ class Primitive:
     overwritable: bool = False
     #: Where it came from: "builtin", or the plugin that registered it.
     origin: str = "builtin"
+    #: Importing a torch model (``resdsl.from_torch``): given one traced call (a
+    #: :class:`resdsl.ops.recognise.Call`: a leaf module, a function or a method), the op's
+    #: attributes if this primitive computes it (a dict), a chain ``[(kind, attrs), …]`` when
+    #: a module computes several ops in turn (a norm with its activation), or ``None``.
+    recognise: Callable[[Any], Any] | None = None
 
     @property
     def has_params(self) -> bool:

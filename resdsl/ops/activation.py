@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, SourceArg, SourceCall, SourceHelper, param
+from .recognise import TENSOR, Call, class_name, stock
 from .shapes import divides, same
 
 
@@ -95,13 +96,35 @@ _ONNX = {
 }
 
 
+def _recognise_act(act: _Act):
+    def recognise(call: Call) -> dict | None:
+        import torch
+        from torch import nn
+
+        if call.module is not None:
+            cls = getattr(nn, act.module)
+            if not stock(call.module, cls) or getattr(call.module, "approximate", "none") != "none":
+                return None
+            return {}
+        if call.tensors != 1 or call.kwargs.get("approximate", "none") != "none":
+            return None
+        if call.method is not None:
+            return {} if call.method in (act.kind, f"{act.kind}_") and len(call.args) == 1 else None
+        owner, _, name = act.function.partition(".")
+        functions = {getattr(torch.nn.functional if owner == "F" else torch, name),
+                     getattr(torch, act.kind, None), getattr(torch.nn.functional, act.kind, None)}
+        return {} if call.function in functions - {None} and call.args[:1] == (TENSOR,) else None
+    return recognise
+
+
 def _activation(act: _Act) -> Primitive:
     args = (INPLACE_ARG,) if act.inplace else ()
     return Primitive(
         act.kind, (), same, f"activation: {act.doc}",
         look=Look(lambda op, t=act.text: t, "act"),
         source_module=SourceCall(f"nn.{act.module}", args), source_function=SourceCall(act.function, args),
-        onnx=_ONNX[act.kind], inplace=act.inplace, overwritable=act.overwritable)
+        onnx=_ONNX[act.kind], inplace=act.inplace, overwritable=act.overwritable,
+        recognise=_recognise_act(act))
 
 
 ACTIVATIONS = [_activation(a) for a in _ACTS]
@@ -113,6 +136,12 @@ def _leaky_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("LeakyRelu", [xs[0]], op.name, out, alpha=float(op.attr("negative_slope")))
 
 
+def _recognise_leaky(call: Call) -> dict | None:
+    from torch import nn
+
+    return {"negative_slope": float(call.module.negative_slope)} if stock(call.module, nn.LeakyReLU) else None
+
+
 LEAKY_RELU = Primitive(
     "leaky_relu", (param("negative_slope", "float", 0.01),), same,
     "activation: x if x > 0 else negative_slope · x",
@@ -121,7 +150,7 @@ LEAKY_RELU = Primitive(
     source_function=SourceCall("F.leaky_relu", (SourceArg("negative_slope"),)),
     onnx=((1, _leaky_onnx),),
     # not in place: torch refuses an in-place leaky ReLU's backward for a negative slope
-    overwritable=True)
+    overwritable=True, recognise=_recognise_leaky)
 
 # ---------------------------------------------------------------- group_softmax
 
@@ -156,6 +185,18 @@ _GS_HELPER = SourceHelper("group_softmax", template="group_softmax.j2", function
                           defines=("GroupSoftmax",))
 _GS_ARGS = (SourceArg("radix"), SourceArg("cardinality"))
 
+def _recognise_group_softmax(call: Call) -> dict | None:
+    # timm's RadixSoftmax and the generated source's GroupSoftmax / group_softmax
+    if call.module is not None:
+        m = call.module
+        if class_name(m) not in ("RadixSoftmax", "GroupSoftmax"):
+            return None
+        return {"radix": int(m.radix), "cardinality": int(m.cardinality)}
+    if call.is_generated("group_softmax"):
+        return {"radix": int(call.arg(1, "radix")), "cardinality": int(call.arg(2, "cardinality", 1))}
+    return None
+
+
 GROUP_SOFTMAX = Primitive(
     "group_softmax", (param("radix", "int", lo=1, hi=1024), param("cardinality", "int", 1, lo=1, hi=65_536)),
     _group_softmax,
@@ -165,4 +206,4 @@ GROUP_SOFTMAX = Primitive(
     look=Look(_gs_text, "act"),
     source_module=SourceCall("GroupSoftmax", _GS_ARGS, helpers=(_GS_HELPER,)),
     source_function=SourceCall("group_softmax", _GS_ARGS, helpers=(_GS_HELPER,)),
-    onnx=((1, _gs_onnx),))
+    onnx=((1, _gs_onnx),), recognise=_recognise_group_softmax)

@@ -21,6 +21,7 @@ from ..primitives import (
     SourceInit,
     param,
 )
+from .recognise import Call, class_name, square, stock
 from .shapes import feature_map, fmt, spatial
 
 # ---------------------------------------------------------------- conv and std_conv
@@ -142,12 +143,42 @@ _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param
                 param("padding", "int?", None, "default (kernel_size - 1) // 2 × dilation"),
                 param("dilation", "int", 1), param("groups", "int", 1), param("bias", "bool", False))
 
+def _module_conv_attrs(m) -> dict | None:
+    k, stride, dilation = square(m.kernel_size), square(m.stride), square(m.dilation)
+    padding = square(m.padding) if not isinstance(m.padding, str) else None
+    if m.padding == "same" and k is not None and dilation is not None and (k - 1) * dilation % 2 == 0:
+        padding = (k - 1) * dilation // 2
+    if None in (k, stride, dilation, padding) or m.padding_mode != "zeros":
+        return None
+    return {"out_channels": m.out_channels, "kernel_size": k, "stride": stride, "padding": padding,
+            "dilation": dilation, "groups": m.groups, "bias": m.bias is not None}
+
+
+def _recognise_conv(call: Call) -> dict | None:
+    from torch import nn
+
+    return _module_conv_attrs(call.module) if stock(call.module, nn.Conv2d) else None
+
+
+def _recognise_std_conv(call: Call) -> dict | None:
+    # timm's StdConv2d and the generated source's: standardised weights, a float `eps`
+    # (timm's ScaledStdConv2d adds a gain: not this primitive)
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.Conv2d) or class_name(m) != "StdConv2d" or hasattr(m, "gain") or \
+            not isinstance(getattr(m, "eps", None), float):
+        return None
+    a = _module_conv_attrs(m)
+    return None if a is None else {**a, "eps": m.eps}
+
+
 CONV = Primitive(
     "conv", _CONV_PARAMS, _conv_rule("conv"), "2-D convolution (torch.nn.Conv2d); square kernels",
     look=Look(_conv_text("conv"), "conv", table=conv_table, depth=True),
     weights=_conv_weights,
     source_module=SourceCall("nn.Conv2d", _CONV_ARGS, skip_init=True, helpers=(_SKIP_INIT,)), source_init=_KAIMING,
-    onnx=((1, _conv_onnx),), fold="conv", overwritable=True)
+    onnx=((1, _conv_onnx),), fold="conv", overwritable=True, recognise=_recognise_conv)
 
 _STD_CONV = SourceHelper("StdConv2d", template="std_conv.j2", functional=True)
 
@@ -161,7 +192,7 @@ STD_CONV = Primitive(
     source_module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
                                            SourceArg("eps", "eps", 1e-6)),
                              skip_init=True, helpers=(_SKIP_INIT, _STD_CONV)),
-    source_init=_KAIMING, onnx=((1, _std_conv_onnx),), overwritable=True)
+    source_init=_KAIMING, onnx=((1, _std_conv_onnx),), overwritable=True, recognise=_recognise_std_conv)
 
 # ---------------------------------------------------------------- channel_conv (ECA)
 
@@ -191,6 +222,22 @@ def _channel_conv_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Reshape", [y, shape], name, out)
 
 
+def _recognise_channel_conv(call: Call) -> dict | None:
+    # timm's EcaModule holds a plain Conv1d(1, 1, k) applied to the pooled channels laid
+    # out as a sequence; the generated source's ChannelConv is the same layer
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.Conv1d) or (type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"):
+        return None
+    k = square(m.kernel_size)
+    if (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None) or k is None or k % 2 == 0 or \
+            square(m.stride) != 1 or square(m.dilation) != 1 or square(m.padding) != (k - 1) // 2 or \
+            m.padding_mode != "zeros":
+        return None
+    return {"kernel_size": k}
+
+
 CHANNEL_CONV = Primitive(
     "channel_conv", (param("kernel_size", "int"),), _channel_conv,
     "1-D convolution across the channel axis at each position, weight 1×1×k, no bias "
@@ -199,7 +246,7 @@ CHANNEL_CONV = Primitive(
     weights=lambda a, shapes: {"weight": (1, 1, a["kernel_size"])},
     source_module=SourceCall("ChannelConv", (SourceArg("kernel_size"),),
                              helpers=(SourceHelper("ChannelConv", template="channel_conv.j2"),)),
-    onnx=((1, _channel_conv_onnx),))
+    onnx=((1, _channel_conv_onnx),), recognise=_recognise_channel_conv)
 
 # ---------------------------------------------------------------- linear
 
@@ -225,6 +272,13 @@ def _linear_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Gemm", [xs[0], w, *b], op.name, out, transB=1)
 
 
+def _recognise_linear(call: Call) -> dict | None:
+    from torch import nn
+
+    m = call.module
+    return {"out_features": m.out_features, "bias": m.bias is not None} if stock(m, nn.Linear) else None
+
+
 LINEAR = Primitive(
     "linear", (param("out_features", "int"), param("bias", "bool", True)), _linear,
     "fully connected layer (torch.nn.Linear)",
@@ -233,6 +287,6 @@ LINEAR = Primitive(
     weights=_linear_weights,
     source_module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
                                            SourceArg("bias", "bias", True))),
-    onnx=((1, _linear_onnx),), overwritable=True)
+    onnx=((1, _linear_onnx),), overwritable=True, recognise=_recognise_linear)
 
 __all__ = ["CONV", "STD_CONV", "CHANNEL_CONV", "LINEAR", "conv_table", "NODEFAULT"]

@@ -12,6 +12,7 @@ from math import prod
 
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
+from .recognise import TENSOR, Call, class_name, square, stock
 from .shapes import at_least, feature_map, fmt, residual_join, same
 
 # ---------------------------------------------------------------- add, multiply, subtract
@@ -63,11 +64,26 @@ def _infix(symbol: str):
     return lambda ins, args: f" {symbol} ".join(ins)
 
 
+def _recognise_binary(symbol: str):
+    """``a + b`` (and ``+=``, ``torch.add``) of two tensors; a number on one side is not this op."""
+    def recognise(call: Call) -> dict | None:
+        import operator
+
+        import torch
+
+        name = {"+": "add", "*": "mul", "-": "sub"}[symbol]
+        functions = {getattr(operator, name), getattr(operator, f"i{name}"), getattr(torch, name)}
+        ok = (call.function in functions or call.method in (name, f"{name}_")) and \
+            call.args[:2] == (TENSOR, TENSOR) and len(call.args) == 2 and not call.kwargs
+        return {} if ok else None
+    return recognise
+
+
 ADD = Primitive(
     "add", (), _add, "element-wise sum of its inputs (the residual add)", arity=None, module=False,
     look=Look(lambda op: "+", "merge", symbol="+", residual=True),
     source_function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")),
-    onnx=((1, _chain("Add")),), inplace=True, overwritable=True)
+    onnx=((1, _chain("Add")),), inplace=True, overwritable=True, recognise=_recognise_binary("+"))
 
 MULTIPLY = Primitive(
     "multiply", (), _multiply, "element-wise product; a C×1×1 gate broadcasts over H×W",
@@ -75,14 +91,14 @@ MULTIPLY = Primitive(
     look=Look(lambda op: "×", "merge", symbol="×"),
     source_function=SourceCall("multiply", render=_infix("*")),
     # not in place: a product's backward needs both factors
-    onnx=((1, _chain("Mul")),), overwritable=True)
+    onnx=((1, _chain("Mul")),), overwritable=True, recognise=_recognise_binary("*"))
 
 SUBTRACT = Primitive(
     "subtract", (), _subtract, "element-wise difference `a - b` of two tensors of one shape",
     arity=None, module=False,
     look=Look(lambda op: "−", "merge", symbol="−"),
     source_function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")),
-    onnx=((1, _chain("Sub")),), inplace=True, overwritable=True)
+    onnx=((1, _chain("Sub")),), inplace=True, overwritable=True, recognise=_recognise_binary("-"))
 
 # ---------------------------------------------------------------- concat, split
 
@@ -102,12 +118,26 @@ def _concat_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Concat", xs, op.name, out, axis=1)
 
 
+def _channel_dim(call: Call, i: int, default: int = 0) -> bool:
+    dim = call.arg(i, "dim", default)
+    return isinstance(dim, int) and dim in (1, -3) and all(len(s) == 3 for s in call.in_shapes)
+
+
+def _recognise_concat(call: Call) -> dict | None:
+    import torch
+
+    parts = call.arg(0, "tensors")
+    ok = call.function in (torch.cat, torch.concat) and isinstance(parts, (list, tuple)) and \
+        all(p is TENSOR for p in parts) and _channel_dim(call, 1)
+    return {} if ok else None
+
+
 CONCAT = Primitive(
     "concat", (), _concat, "its inputs' channels, one after another (torch.cat on dim 1)",
     arity=None, module=False,
     look=Look(lambda op: "concat", "merge"),
     source_function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"),
-    onnx=((1, _concat_onnx),), overwritable=True)
+    onnx=((1, _concat_onnx),), overwritable=True, recognise=_recognise_concat)
 
 
 def split_range(a: dict) -> tuple[int, int]:
@@ -151,13 +181,35 @@ def _slice(ins: list[str], args: list[str]) -> str:
 _SPLIT_ARGS = (SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),
                SourceArg("end", compute=lambda op, shapes: split_range(dict(op.attrs))[1]))
 
+def _recognise_split(call: Call) -> dict | None:
+    """``torch.split`` / ``chunk`` along the channels: the sizes of all the parts (the
+    importer makes one op per part used)."""
+    import torch
+
+    if call.args[:1] != (TENSOR,) or not _channel_dim(call, 2):
+        return None
+    c = call.in_shapes[0][0]
+    if call.function is torch.split or call.method == "split":
+        size = call.arg(1, "split_size_or_sections")
+        if isinstance(size, int) and size > 0:
+            return {"sizes": tuple(min(size, c - i) for i in range(0, c, size))}
+        if isinstance(size, (list, tuple)) and all(isinstance(v, int) for v in size) and sum(size) == c:
+            return {"sizes": tuple(size)}
+    elif call.function is torch.chunk or call.method == "chunk":
+        n = call.arg(1, "chunks")
+        if isinstance(n, int) and n > 0:
+            step = -(-c // n)
+            return {"sizes": tuple(min(step, c - i) for i in range(0, c, step))}
+    return None
+
+
 SPLIT = Primitive(
     "split", (param("sizes", "ints"), param("index", "int", 0, lo=0, hi=65_535)), _split,
     "part `index` of its input's channels cut into parts of `sizes` channels (a spec's "
     "`split(…)` yields every part)", module=False,
     look=Look(lambda op: "split {}:{}".format(*split_range(dict(op.attrs))), "merge"),
     source_function=SourceCall("split", _SPLIT_ARGS, render=_slice),
-    onnx=((1, _split_onnx),))
+    onnx=((1, _split_onnx),), recognise=_recognise_split)
 
 # ---------------------------------------------------------------- flatten, identity, dropout, drop_path
 
@@ -170,12 +222,25 @@ def _flatten_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Flatten", [xs[0]], op.name, out, axis=1)
 
 
+def _recognise_flatten(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        m = call.module
+        return {} if stock(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1 else None
+    if call.function is torch.flatten or call.method == "flatten":
+        ok = call.args[:1] == (TENSOR,) and call.arg(1, "start_dim", 0) == 1 and call.arg(2, "end_dim", -1) == -1
+        return {} if ok else None
+    return None
+
+
 FLATTEN = Primitive(
     "flatten", (), _flatten, "C×H×W → a vector of C·H·W",
     look=Look(lambda op: "flatten", hidden=True),
     source_module=SourceCall("nn.Flatten", (SourceArg("start_dim", fixed=1),)),
     source_function=SourceCall("torch.flatten", (SourceArg("start_dim", fixed=1),)),
-    onnx=((1, _flatten_onnx),))
+    onnx=((1, _flatten_onnx),), recognise=_recognise_flatten)
 
 
 def _alias(g, op: Op, xs: list[str], out: str) -> None:
@@ -186,7 +251,20 @@ IDENTITY = Primitive(
     "identity", (), same, "passes its input through (torch.nn.Identity)",
     look=Look(lambda op: "identity", hidden=True),
     source_module=SourceCall("nn.Identity"), source_function=SourceCall("identity", render=lambda ins, args: ins[0]),
-    onnx=((1, _alias),), passthrough="always")
+    onnx=((1, _alias),), passthrough="always",
+    recognise=lambda call: {} if class_name(call.module) == "Identity" and not list(call.module.children())
+    else None)
+
+
+def _recognise_dropout(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        return {"p": float(call.module.p)} if stock(call.module, nn.Dropout) else None
+    if call.function is torch.nn.functional.dropout and call.args[:1] == (TENSOR,):
+        return {"p": float(call.arg(1, "p", 0.5))}
+    return None
 
 
 DROPOUT = Primitive(
@@ -194,9 +272,22 @@ DROPOUT = Primitive(
     look=Look(lambda op: f"dropout {op.attr('p'):g}", head=lambda op: f"dropout {op.attr('p'):g}"),
     source_module=SourceCall("nn.Dropout", (SourceArg("p"),)),
     source_function=SourceCall("F.dropout", (SourceArg("p"),), training=True),
-    onnx=((1, _alias),), passthrough="eval")
+    onnx=((1, _alias),), passthrough="eval", recognise=_recognise_dropout)
 
 _DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",), defines=("DropPath",))
+
+
+def _recognise_drop_path(call: Call) -> dict | None:
+    # timm's DropPath (drop_prob) and the generated source's (p)
+    if call.module is not None:
+        m = call.module
+        if class_name(m) != "DropPath":
+            return None
+        p = getattr(m, "drop_prob", getattr(m, "p", None))
+        return {"p": float(p)} if isinstance(p, (int, float)) else None
+    if call.is_generated("drop_path"):
+        return {"p": float(call.arg(1, "p", 0.0))}
+    return None
 
 
 DROP_PATH = Primitive(
@@ -205,7 +296,7 @@ DROP_PATH = Primitive(
     look=Look(lambda op: f"drop path {op.attr('p'):g}"),
     source_module=SourceCall("DropPath", (SourceArg("p"),), helpers=(_DROP_PATH,)),
     source_function=SourceCall("drop_path", (SourceArg("p"),), training=True, helpers=(_DROP_PATH,)),
-    onnx=((1, _alias),), passthrough="eval")
+    onnx=((1, _alias),), passthrough="eval", recognise=_recognise_drop_path)
 
 # ---------------------------------------------------------------- pad (constant)
 
@@ -228,6 +319,25 @@ def _pad_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Pad", [xs[0], pads, value], op.name, out)
 
 
+def _recognise_pad(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        m = call.module
+        if not stock(m, nn.ConstantPad2d):
+            return None
+        pads, value = m.padding, m.value
+    elif call.function is torch.nn.functional.pad and call.args[:1] == (TENSOR,):
+        pads, value = call.arg(1, "pad"), call.arg(3, "value", 0.0)
+        if call.arg(2, "mode", "constant") != "constant":
+            return None
+    else:
+        return None
+    p = square(tuple(pads)) if isinstance(pads, (list, tuple)) and len(pads) == 4 else None
+    return None if p is None else {"padding": p, "value": float(value or 0.0)}
+
+
 PAD = Primitive(
     "pad", (param("padding", "int"), param("value", "float", 0.0, lo=-1e9, hi=1e9)), _pad,
     "constant padding of `padding` on every side of H and W (torch.nn.ConstantPad2d)",
@@ -237,7 +347,7 @@ PAD = Primitive(
     source_function=SourceCall("F.pad", (SourceArg("padding"), SourceArg("value", "value", 0.0)),
                                render=lambda ins, args: f"F.pad({ins[0]}, [{args[0]}] * 4"
                                                         + "".join(f", {a}" for a in args[1:]) + ")"),
-    onnx=((1, _pad_onnx),))
+    onnx=((1, _pad_onnx),), recognise=_recognise_pad)
 
 # ---------------------------------------------------------------- zeropad (option A)
 
@@ -276,4 +386,6 @@ ZEROPAD = Primitive(
     source_function=SourceCall("zero_pad", (SourceArg("stride", "stride"), SourceArg("out_channels", "out_channels")),
                                helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                      functional=True),)),
-    onnx=((1, _zeropad_onnx),))
+    onnx=((1, _zeropad_onnx),),
+    recognise=lambda call: {"stride": int(call.arg(1, "stride")), "out_channels": int(call.arg(2, "out_channels"))}
+    if call.is_generated("zero_pad") else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, SourceArg, SourceCall, SourceHelper, SourceInit, param
+from .recognise import Call, class_name, stock
 from .shapes import divides, feature_map
 
 _ZERO_INIT = "initialise the scale to 0 (last norm of a residual branch)"
@@ -38,6 +39,42 @@ def _bn_onnx(g, op: Op, xs: list[str], out: str) -> None:
            epsilon=float(op.attr("eps")))
 
 
+def _with_act(call: Call, kind: str, attrs: dict, base: type):
+    """``attrs`` for a stock ``base`` module; for timm's norm-act layers (a subclass holding
+    ``drop`` and ``act`` modules, applied after the norm) the chain norm, drop, act."""
+    m = call.module
+    if stock(m, base):
+        return attrs
+    from torch import nn
+
+    if not isinstance(m, base):
+        return None
+    if not isinstance(getattr(m, "act", None), nn.Module):
+        # a subclass with its own forward and nothing more (timm's GroupNorm, for its fast
+        # kernel): the same norm, as the import's output comparison confirms
+        own = {n for n, _ in m.named_children()}
+        return attrs if not own else None
+    chain = [(kind, attrs)]
+    for part in (getattr(m, "drop", None), m.act):
+        if part is None or isinstance(part, nn.Identity):
+            continue
+        sub = call.recognise_module(part)
+        if sub is None:
+            return None
+        chain += sub
+    return chain
+
+
+def _recognise_bn(call: Call):
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.BatchNorm2d) or not m.affine or not m.track_running_stats:
+        return None
+    return _with_act(call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)},
+                     nn.BatchNorm2d)
+
+
 BATCHNORM = Primitive(
     "batchnorm", (param("eps", "float", 1e-5), param("momentum", "float", 0.1),
                   param("zero_init", "bool", False, _ZERO_INIT)),
@@ -48,7 +85,7 @@ BATCHNORM = Primitive(
     source_module=SourceCall("nn.BatchNorm2d", (SourceArg("num_features"), SourceArg("eps", "eps", 1e-5),
                                                 SourceArg("momentum", "momentum", 0.1))),
     source_init=SourceInit("nn.BatchNorm2d", ("nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)")),
-    onnx=((1, _bn_onnx),), fold="bn", overwritable=True)
+    onnx=((1, _bn_onnx),), fold="bn", overwritable=True, recognise=_recognise_bn)
 
 # ---------------------------------------------------------------- groupnorm
 
@@ -84,6 +121,15 @@ def _gn_native(g, op: Op, xs: list[str], out: str) -> None:
     g.declare(out, op.shape)  # onnx's shape inference has no rule for it yet
 
 
+def _recognise_gn(call: Call):
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.GroupNorm) or not m.affine:
+        return None
+    return _with_act(call, "groupnorm", {"groups": m.num_groups, "eps": float(m.eps)}, nn.GroupNorm)
+
+
 GROUPNORM = Primitive(
     "groupnorm", (param("groups", "int", 32), param("eps", "float", 1e-5),
                   param("zero_init", "bool", False, _ZERO_INIT)),
@@ -93,7 +139,7 @@ GROUPNORM = Primitive(
     weights=_affine_weights, zero_init="weight",
     source_module=SourceCall("nn.GroupNorm", (SourceArg("groups"), SourceArg("num_channels"),
                                               SourceArg("eps", "eps", 1e-5))),
-    onnx=((1, _gn_decomposed), (21, _gn_native)), overwritable=True)
+    onnx=((1, _gn_decomposed), (21, _gn_native)), overwritable=True, recognise=_recognise_gn)
 
 # ---------------------------------------------------------------- layernorm (channels first)
 
@@ -120,6 +166,14 @@ def _ln_decomposed(g, op: Op, xs: list[str], out: str) -> None:
     _scale_shift(g, op, y, out, op.module, name)
 
 
+def _recognise_ln(call: Call) -> dict | None:
+    # timm's LayerNorm2d (and the generated source's): a LayerNorm over the channels, channels first
+    m = call.module
+    if class_name(m) != "LayerNorm2d" or not getattr(m, "elementwise_affine", True):
+        return None
+    return {"eps": float(m.eps)}
+
+
 LAYERNORM = Primitive(
     "layernorm", (param("eps", "float", 1e-6), param("zero_init", "bool", False, _ZERO_INIT)),
     _affine("layernorm"), "layer normalisation over the channels at each position, channels "
@@ -128,4 +182,4 @@ LAYERNORM = Primitive(
     weights=_affine_weights, zero_init="weight",
     source_module=SourceCall("LayerNorm2d", (SourceArg("num_channels"), SourceArg("eps", "eps", 1e-6)),
                              helpers=(SourceHelper("LayerNorm2d", template="layer_norm2d.j2", functional=True),)),
-    onnx=((1, _ln_decomposed), (17, _ln_native)))
+    onnx=((1, _ln_decomposed), (17, _ln_native)), recognise=_recognise_ln)

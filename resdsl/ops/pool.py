@@ -10,6 +10,7 @@ import math
 
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
+from .recognise import TENSOR, Call, class_name, square, stock
 from .shapes import feature_map, spatial
 
 # ---------------------------------------------------------------- maxpool, avgpool
@@ -111,6 +112,36 @@ def _avgpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("AveragePool", [x], op.name, out, **attrs, pads=pads, count_include_pad=int(include))
 
 
+def _pool_attrs(call: Call, module_cls: str, function: str, avg: bool) -> dict | None:
+    import torch
+    from torch import nn
+
+    m = call.module
+    if m is not None:
+        if not stock(m, getattr(nn, module_cls)):
+            return None
+        k, s, p = square(m.kernel_size), square(m.stride), square(m.padding)
+        extra = {"count_include_pad": bool(m.count_include_pad)} if avg else {"dilation": square(m.dilation)}
+        if avg and m.divisor_override is not None:
+            return None
+        ceil = bool(m.ceil_mode)
+    elif call.function is getattr(torch.nn.functional, function) and call.args[:1] == (TENSOR,):
+        k, s, p = (square(call.arg(i, n, d)) for i, n, d in ((1, "kernel_size", None), (2, "stride", None),
+                                                             (3, "padding", 0)))
+        if s is None:
+            s = k
+        ceil = bool(call.arg(5 if not avg else 4, "ceil_mode", False))
+        extra = {"count_include_pad": bool(call.arg(5, "count_include_pad", True))} if avg else \
+            {"dilation": square(call.arg(4, "dilation", 1))}
+        if avg and call.arg(6, "divisor_override") is not None or call.kwargs.get("return_indices"):
+            return None
+    else:
+        return None
+    if None in (k, s, p, *extra.values()):
+        return None
+    return {"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil, **extra}
+
+
 _POOL_ARGS = (SourceArg("kernel_size"), SourceArg("stride", "stride"), SourceArg("padding", "padding", 0))
 
 MAXPOOL = Primitive(
@@ -122,7 +153,8 @@ MAXPOOL = Primitive(
                                               SourceArg("ceil_mode", "ceil_mode", False))),
     source_function=SourceCall("F.max_pool2d", (*_POOL_ARGS, SourceArg("dilation", "dilation", 1),
                                                 SourceArg("ceil_mode", "ceil_mode", False))),
-    onnx=((1, _maxpool_onnx),), overwritable=True)
+    onnx=((1, _maxpool_onnx),), overwritable=True,
+    recognise=lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False))
 
 _AVG_ARGS = (*_POOL_ARGS, SourceArg("ceil_mode", "ceil_mode", False),
              SourceArg("count_include_pad", "count_include_pad", True))
@@ -135,7 +167,8 @@ AVGPOOL = Primitive(
     look=Look(_pool_text("avg"), "pool", table=_pool_table("average"), pool=True,
               head=lambda op: "average pool"),
     source_module=SourceCall("nn.AvgPool2d", _AVG_ARGS), source_function=SourceCall("F.avg_pool2d", _AVG_ARGS),
-    onnx=((1, _avgpool_onnx),), overwritable=True)
+    onnx=((1, _avgpool_onnx),), overwritable=True,
+    recognise=lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True))
 
 # ---------------------------------------------------------------- global_avgpool
 
@@ -151,12 +184,33 @@ def _gap_onnx(g, op: Op, xs: list[str], out: str) -> None:
 
 _GAP_ARGS = (SourceArg("output_size", fixed=1),)
 
+def _recognise_gap(call: Call):
+    """AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), and a mean over H and W (timm's SE
+    and ECA); without keepdim, the mean is the pooling and a flatten."""
+    import torch
+    from torch import nn
+
+    m = call.module
+    if m is not None:
+        return {} if stock(m, nn.AdaptiveAvgPool2d) and square(m.output_size) == 1 else None
+    if call.function is torch.nn.functional.adaptive_avg_pool2d:
+        return {} if square(call.arg(1, "output_size")) == 1 else None
+    if call.method == "mean" or call.function is torch.mean:
+        dims = call.arg(1, "dim")
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+        if call.args[:1] != (TENSOR,) or len(call.in_shapes[0]) != 3 or call.kwargs.get("dtype") is not None or \
+                sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+            return None
+        return {} if call.arg(2, "keepdim", False) else [("global_avgpool", {}), ("flatten", {})]
+    return None
+
+
 GLOBAL_AVGPOOL = Primitive(
     "global_avgpool", (), _global_avgpool, "average over H×W to C×1×1 (torch.nn.AdaptiveAvgPool2d(1))",
     look=Look(lambda op: "global avg pool", "pool", pool=True, head=lambda op: "average pool"),
     source_module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
     source_function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS),
-    onnx=((1, _gap_onnx),), overwritable=True)
+    onnx=((1, _gap_onnx),), overwritable=True, recognise=_recognise_gap)
 
 # ---------------------------------------------------------------- blurpool
 
@@ -194,6 +248,17 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
 _BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True,
                             defines=("blur_filter", "blur_pool"))
 
+def _recognise_blurpool(call: Call) -> dict | None:
+    # timm's BlurPool2d (reflect padding, binomial filter) and the generated source's
+    if call.is_generated("blur_pool"):
+        return {"filt_size": int(call.arg(1, "filt_size")), "stride": int(call.arg(2, "stride"))}
+    m = call.module
+    if class_name(m) != "BlurPool2d" or getattr(m, "pad_mode", "reflect") != "reflect":
+        return None
+    f, s = square(getattr(m, "filt_size", None)), square(getattr(m, "stride", None))
+    return None if f is None or s is None else {"stride": s, "filt_size": f}
+
+
 BLURPOOL = Primitive(
     "blurpool", (param("stride", "int", 2), param("filt_size", "int", 3, lo=2, hi=15)), _blurpool,
     "anti-aliased downsampling, as timm's BlurPool2d: reflect padding, a fixed binomial "
@@ -206,4 +271,4 @@ BLURPOOL = Primitive(
                                             SourceArg("stride", "stride", 2)), helpers=(_BLUR_HELPER,)),
     source_function=SourceCall("blur_pool", (SourceArg("filt_size"), SourceArg("stride")),
                                helpers=(_BLUR_HELPER,)),
-    onnx=((1, _blurpool_onnx),))
+    onnx=((1, _blurpool_onnx),), recognise=_recognise_blurpool)
