@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -150,21 +151,49 @@ class BuiltinNames(Mapping):
         return len(set(self.fixed) | set(PRIMITIVES))
 
 
+def _builtin(name: str, fn: Callable, arity: tuple[int, int | None] | None = None) -> Builtin:
+    """A built-in whose arity is declared, or read from ``fn``'s signature: the evaluator
+    checks it before every call, so no built-in can be called with the wrong number."""
+    if arity is None:
+        params = inspect.signature(fn).parameters.values()
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            raise TypeError(f"built-in `{name}` takes *args: declare its arity")
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        arity = (sum(p.default is p.empty for p in positional), len(positional))
+    return Builtin(name, fn, arity)
+
+
+def arity_error(fn: Builtin, given: int) -> str | None:
+    """The message for calling ``fn`` with ``given`` arguments, or None if it takes them."""
+    least, most = fn.arity
+    if least <= given and (most is None or given <= most):
+        return None
+    if most is None:
+        wants = f"at least {least}"
+    elif least == most:
+        wants = f"{least}"
+    else:
+        wants = f"{least} to {most}"
+    plural = "s" * (wants != "1")
+    return f"`{fn.name}` takes {wants} argument{plural}, got {given}"
+
+
 BUILTINS = BuiltinNames({
     "stage": STAGE,
     "current": CURRENT,
-    "range": Builtin("range", _range),
-    "len": Builtin("len", _len),
-    "min": Builtin("min", _minmax(min, "min")),
-    "max": Builtin("max", _minmax(max, "max")),
-    "sum": Builtin("sum", _sum),
-    "abs": Builtin("abs", lambda v: abs(_num(v, "abs"))),
-    "int": Builtin("int", _int),
-    "float": Builtin("float", lambda v: float(_num(v, "float"))),
-    "round": Builtin("round", lambda v: round(_num(v, "round"))),
-    "log": Builtin("log", _log),
-    "log2": Builtin("log2", _log2),
-    "ceil": Builtin("ceil", _rounding(math.ceil, "ceil")),
-    "floor": Builtin("floor", _rounding(math.floor, "floor")),
+    "range": _builtin("range", _range, (1, 3)),
+    "len": _builtin("len", _len),
+    # min(list) or min(a, b, …)
+    "min": _builtin("min", _minmax(min, "min"), (1, None)),
+    "max": _builtin("max", _minmax(max, "max"), (1, None)),
+    "sum": _builtin("sum", _sum),
+    "abs": _builtin("abs", lambda v: abs(_num(v, "abs"))),
+    "int": _builtin("int", _int),
+    "float": _builtin("float", lambda v: float(_num(v, "float"))),
+    "round": _builtin("round", lambda v: round(_num(v, "round"))),
+    "log": _builtin("log", _log, (1, 2)),
+    "log2": _builtin("log2", _log2),
+    "ceil": _builtin("ceil", _rounding(math.ceil, "ceil")),
+    "floor": _builtin("floor", _rounding(math.floor, "floor")),
 })
 

@@ -23,7 +23,7 @@ from ..syntax import (
     UnaryOp,
     With,
 )
-from .builtins import BUILTINS, MISSING, BuiltinError
+from .builtins import BUILTINS, MISSING, BuiltinError, arity_error
 from .frames import BodyEnv, Skip, label_value
 from .values import CURRENT, FAILED, STAGE, Builtin, DefValue, PrimValue, Tensor, Value, type_name
 
@@ -103,6 +103,9 @@ class Evaluation:
             if isinstance(fn, Builtin):
                 if any(k is not None for k, _, _ in args):
                     raise self.fail("E020", f"`{fn.name}` takes no keyword arguments", e.span)
+                wrong = arity_error(fn, len(args))
+                if wrong:
+                    raise self.fail("E022", wrong, e.span)
                 # a built-in walks or builds whole lists: charge for their length
                 self.charge(sum(len(v) for _, v, _ in args if isinstance(v, tuple | str)), e.span)
                 try:

@@ -66,8 +66,12 @@ class PrimValue:
 
 @dataclass(frozen=True)
 class Builtin:
+    """A built-in function; ``arity`` is how many arguments it takes, (least, most),
+    ``most`` None for any number: checked before the call, from the declaration."""
+
     name: str
     fn: Callable[..., Any]
+    arity: tuple[int, int | None] = (1, 1)
 
 
 class Tensor:
