@@ -7,7 +7,6 @@ Messages go to standard error, results to standard output or ``-o FILE``. Exit s
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import traceback
@@ -21,7 +20,7 @@ from .backends import SEED, TARGETS, BackendError, Option, OptionError, fill, ta
 from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean, printable
 from .ir import Network
 from .loader import Loader
-from .output import write_atomic
+from .output import refuse_inputs, safe_write
 from .resources import shipped_spec, shipped_specs
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
@@ -263,22 +262,7 @@ def _check(args, sources: SourceCache) -> int:
 def refuse_overwrite(output: str, reads: Iterable[str | Path], also: Iterable[Path] = ()) -> None:
     """A usage error if writing ``output`` (or the files in ``also`` that go with it) would
     replace a file this run reads: a spec, an import, the weights."""
-    if output == "-":
-        return
-    for out in [Path(output), *also]:
-        for read in reads:
-            if read and not str(read).startswith("<") and _same_file(out, Path(read)):
-                raise UsageError(f"`-o {output}` would overwrite an input of this run (`{read}`)",
-                                 hint="choose another output file")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if not (a.exists() and b.exists()):  # a file yet to be written is no input
-            return False
-        return a.resolve() == b.resolve() or os.path.samefile(a, b)
-    except (OSError, RuntimeError):  # a link loop, an unreadable folder: not the same file
-        return False
+    refuse_inputs(output, reads, also)
 
 
 def _stats(args, sources: SourceCache) -> int:
@@ -286,7 +270,7 @@ def _stats(args, sources: SourceCache) -> int:
     refuse_overwrite(args.output, args.specs)
     nets = load_specs(args, sources)
     refuse_overwrite(args.output, sources.paths())
-    write_atomic(args.output, render(nets, args.format) + "\n")
+    safe_write(args.output, render(nets, args.format) + "\n", reads=sources.paths())
     return EXIT_OK
 
 
@@ -301,7 +285,10 @@ def _compile(args, sources: SourceCache) -> int:
         output = "-"
     # never write over what this run reads (ONNX external data goes to OUT.data too)
     reads = [args.spec] + ([options["weights"]] if options.get("weights") else [])
-    also = [Path(output + ".data")] if options.get("external_data") and output != "-" else []
+    also = []
+    if options.get("external_data") and output != "-":  # the tensor files the write replaces
+        from .backends.onnx_graph import data_files
+        also = data_files(output)
     refuse_overwrite(output, reads, also)
     net = load_spec(args.spec, args.network, sources, args.allow_large)
     refuse_overwrite(output, sources.paths(), also)
@@ -314,7 +301,7 @@ def _compile(args, sources: SourceCache) -> int:
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if isinstance(data, bytes | str):
-        write_atomic(output, data)
+        safe_write(output, data, reads=[*reads, *sources.paths()])
         written = [output]
     else:  # several files that belong together (ONNX external data): written all or nothing
         written = data.write(output)
@@ -352,7 +339,7 @@ def _diagram(args, sources: SourceCache) -> int:
     for w in caught:  # what --fit could not meet, said, not hidden
         if issubclass(w.category, Note):
             print(f"resdsl: note: {printable(str(w.message))}", file=sys.stderr)
-    write_atomic(args.output, data)
+    safe_write(args.output, data, reads=sources.paths())
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
@@ -374,7 +361,7 @@ def _table(args, sources: SourceCache) -> int:
     if args.spec_listing:  # each file once, in the order given
         files = list(dict.fromkeys(Path(n.source) for n in nets))
         text = add_listings(text, [(f.name, f.read_text(encoding="utf-8-sig")) for f in files])
-    write_atomic(args.output, text)
+    safe_write(args.output, text, reads=sources.paths())
     return EXIT_OK
 
 
@@ -387,15 +374,13 @@ def _transplant(args, sources: SourceCache) -> int:
     if fmt is None:
         raise UsageError(f"cannot tell the format of `{args.output}` from its extension",
                          hint="use .safetensors, or .pt / .pth for torch.save")
-    out = Path(args.output).resolve()
-    if any(out == Path(p).resolve() for p in (args.spec, args.checkpoint)):
-        raise UsageError(f"`-o {args.output}` would overwrite an input of this run",
-                         hint="choose another output file")
+    refuse_overwrite(args.output, [args.spec, args.checkpoint])
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise UsageError(f"cannot read the checkpoint `{args.checkpoint}`: "
                          + ("it is a folder" if checkpoint.is_dir() else "no such file"))
     net = load_spec(args.spec, args.network, sources, args.allow_large)
+    refuse_overwrite(args.output, sources.paths())
     try:
         state, report = transplant(net, checkpoint, seed=args.seed)
     except CheckpointError as err:
@@ -404,10 +389,11 @@ def _transplant(args, sources: SourceCache) -> int:
         raise UsageError(f"no tensor of `{checkpoint.name}` fits {net.name}: nothing was written",
                          hint="is this the checkpoint of a network of the same family? "
                               "compare its keys with `resdsl stats` of the spec")
-    write_atomic(args.output, dump_checkpoint(state, fmt, {"resdsl.network": net.name,
-                                                           "resdsl.transplanted_from": checkpoint.name}))
+    safe_write(args.output, dump_checkpoint(state, fmt, {"resdsl.network": net.name,
+                                                         "resdsl.transplanted_from": checkpoint.name}),
+               reads=[args.checkpoint, *sources.paths()])
     if args.format == "json":
-        write_atomic("-", json.dumps(report.to_dict(), indent=2) + "\n")
+        safe_write("-", json.dumps(report.to_dict(), indent=2) + "\n")
     else:
         print(report.render(), file=sys.stderr)
     print(f"wrote {args.output}", file=sys.stderr)

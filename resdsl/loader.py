@@ -358,6 +358,11 @@ class Loader:
                              "file: only specs can be imported", imp.span,
                              hint="import the spec itself")
             return None
+        if not found and (candidate.exists() or candidate.is_symlink()):  # a folder, a FIFO, a device
+            what = "a folder" if candidate.is_dir() else "not a regular file"
+            self.diags.error("E031", f"cannot import `{target}`: `{candidate.name}` is {what}", imp.span,
+                             hint="import a .res file")
+            return None
         if not found:
             options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
             prefix = "std." if not imp.is_file and target.startswith("std") else ""

@@ -137,8 +137,8 @@ def test_external_data_beside_the_model(trained, tmp_path, capsys):
     weights, out = tmp_path / "w.pt", tmp_path / "m.onnx"
     torch.save(state, weights)
     assert compile_("--weights", str(weights), "--external-data", "-o", str(out)) == 0
-    assert f"wrote {out}, {out}.data" in capsys.readouterr().err
-    data = tmp_path / "m.onnx.data"
+    (data,) = onnx_graph.data_files(out)  # named by its content: m.onnx.<16 hex digits>.data
+    assert f"wrote {out}, {data}" in capsys.readouterr().err
     assert data.stat().st_size > 4 * 250_000  # resnet20's ~0.27 M parameters live there
     assert out.stat().st_size < 100_000
     onnx.checker.check_model(str(out), full_check=True)
@@ -152,16 +152,17 @@ def test_external_data_beside_the_model(trained, tmp_path, capsys):
     first = (out.read_bytes(), data.read_bytes())
     assert compile_("--weights", str(weights), "--external-data", "-o", str(out)) == 0
     assert (out.read_bytes(), data.read_bytes()) == first
-    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data", "w.pt"]
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.onnx", data.name, "w.pt"])
     assert compile_("--external-data", "-o", "-") == 2
     assert "standard output" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("had_data", [False, True])
 def test_external_data_write_is_all_or_nothing(tmp_path, monkeypatch, had_data):
-    """The model cannot be renamed into place (the last step): both files stay as they were."""
+    """The model cannot be renamed into place (the commit): the previous model and the
+    tensor file it names stay as they were, and the new tensor file is taken away."""
     model = onnx_graph.emit(resdsl.load(SPEC), external_data=True)
-    out, data = tmp_path / "m.onnx", tmp_path / "m.onnx.data"
+    out, data = tmp_path / "m.onnx", tmp_path / "m.onnx.00000000000000aa.data"
     out.write_bytes(b"previous")
     if had_data:
         data.write_bytes(b"previous tensors")
@@ -178,7 +179,7 @@ def test_external_data_write_is_all_or_nothing(tmp_path, monkeypatch, had_data):
     monkeypatch.undo()
     assert out.read_bytes() == b"previous"
     assert data.read_bytes() == b"previous tensors" if had_data else not data.exists()
-    assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.data"][:1 + had_data]
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx", data.name][:1 + had_data]
 
 
 def test_external_data_writes_past_the_limit_refused_without_it(tmp_path, monkeypatch, capsys):

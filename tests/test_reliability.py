@@ -179,27 +179,3 @@ def test_one_atomic_writer():
     offenders = [p.relative_to(ROOT) for p in (ROOT / "resdsl").rglob("*.py")
                  if p.name != "output.py" and pattern.search(p.read_text())]
     assert offenders == []
-
-
-def test_replace_all_is_all_or_nothing(tmp_path, monkeypatch):
-    """Three files: the third rename fails, the first two get their old contents back (or
-    go away where there was none), and nothing temporary is left."""
-    targets = [tmp_path / n for n in ("a", "b", "c")]
-    targets[0].write_bytes(b"old a")
-    staged = [(output.stage(t, b"new " + t.name.encode()), t) for t in targets]
-    real = os.replace
-
-    def failing(src, dst):
-        if str(dst).endswith("c"):
-            raise OSError(errno.ENOSPC, "disk full")
-        return real(src, dst)
-
-    monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError, match="disk full"):
-        output.replace_all(staged)
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
-    assert targets[0].read_bytes() == b"old a"
-    output.replace_all([(output.stage(t, b"new " + t.name.encode()), t) for t in targets])
-    assert [t.read_bytes() for t in targets] == [b"new a", b"new b", b"new c"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c"]

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 import resdsl
+from conftest import ROOT, SPECS
+from resdsl import output
 from resdsl.cli import main
 from resdsl.elaborate.builtins import BUILTINS
 from resdsl.elaborate.values import Builtin
+
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+R20 = SPECS / "resnet20_cifar.res"
 
 # ------------------------------------------------------------- 2. built-in arity, from the declaration
 
@@ -44,3 +55,177 @@ def test_every_builtin_declares_its_arity():
             args = ", ".join(["1"] * n)
             with pytest.raises(resdsl.SpecError, match="E022|argument"):
                 resdsl.loads(f"network n {{\n    input [3, 8, 8]\n    a: conv(4, 3, padding = {name}({args}))\n}}\n", "a.res")
+
+
+# ------------------------------------------- 1. ONNX external data: a model and its tensors as one unit
+
+_WRITER = """
+import sys
+from resdsl import output
+from resdsl.cli import main
+spec, out, rounds, *weights = sys.argv[1:]
+for i in range(int(rounds)):
+    code = main(["compile", spec, "--target", "onnx", "--external-data", "--weights", weights[i % len(weights)],
+                 "-o", out])
+    assert code == 0, code
+"""
+
+
+def _onnx_output(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+def test_concurrent_external_data_writers_never_mix_runs(tmp_path):
+    """Six writers alternate two weight files into one output while this test reads it: every
+    model read, and the one left, loads and gives exactly one run's outputs (on main, after
+    some rounds, a model from one run sat beside the other's tensors: issue 25, defect 1)."""
+    from safetensors.numpy import save_file
+
+    net = resdsl.load(R20)
+    weights, refs = [], []
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    for seed in (1, 2):
+        state = {k: v.detach().numpy() for k, v in resdsl.build(net, seed=seed).state_dict().items()}
+        w = tmp_path / f"w{seed}.safetensors"
+        save_file(state, str(w))
+        weights.append(str(w))
+        ref = tmp_path / f"ref{seed}" / "m.onnx"
+        ref.parent.mkdir()
+        assert main(["compile", str(R20), "--target", "onnx", "--external-data", "--weights", str(w),
+                     "-o", str(ref)]) == 0
+        refs.append(_onnx_output(ref, x))
+    assert not np.array_equal(refs[0], refs[1])
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(R20), str(out), "6",
+                                 *(weights if i % 2 else weights[::-1])], env=ENV, stderr=subprocess.PIPE)
+               for i in range(6)]
+    reads = gone = 0
+    while any(w.poll() is None for w in writers):
+        if not out.exists():
+            continue
+        try:
+            got = _onnx_output(out, x)
+        except Exception as err:  # the tensor file an older model named was removed meanwhile
+            assert "does not exist" in str(err) or "No such file" in str(err), err
+            gone += 1
+            continue
+        reads += 1
+        assert any(np.array_equal(got, ref) for ref in refs), "a model beside another run's tensors"
+    for w in writers:
+        assert w.wait() == 0, w.stderr.read().decode()
+    final = _onnx_output(out, x)
+    assert any(np.array_equal(final, ref) for ref in refs)
+    assert reads > 0
+    left = sorted(p.name for p in out.parent.iterdir())
+    assert len(left) == 2 and left[0] == "m.onnx" and left[1].startswith("m.onnx.") and left[1].endswith(".data")
+
+
+# ------------------------------------------------------- 10. devices, FIFOs and folders, read-only folders
+
+def test_output_to_a_missing_device_name_is_refused(capsys):
+    name = Path(f"/dev/resdsl-missing-{os.getpid()}")
+    try:
+        assert main(["stats", str(R20), "-o", str(name)]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "/dev" in err
+        assert not name.exists()
+    finally:  # on main the write made a regular file there
+        name.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_an_import_that_is_a_fifo_or_folder_says_so(tmp_path, kind):
+    lib = tmp_path / "lib.res"
+    os.mkfifo(lib) if kind == "fifo" else lib.mkdir()
+    spec = tmp_path / "net.res"
+    spec.write_text('import "lib.res"\nnetwork n {\n    input [3, 8, 8]\n}\n')
+    with pytest.raises(resdsl.SpecError) as exc:
+        resdsl.load(spec)
+    (d,) = exc.value.diagnostics
+    assert d.code == "E031" and "cannot find" not in d.message
+    assert ("a folder" if kind == "folder" else "not a regular file") in d.message
+
+
+def test_a_refused_write_names_the_target_not_the_temporary(tmp_path, monkeypatch, capsys):
+    """A read-only folder (simulated: the tests may run as root, whom permissions do not stop)."""
+    import errno
+    import tempfile
+
+    def refuse(*args, dir=None, prefix="", **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    out = tmp_path / "stats.txt"
+    assert main(["stats", str(R20), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot use `{out}`: Permission denied" in err and ".tmp" not in err
+
+
+# ----------------------------------------------------------------- the one safe writer (resdsl.output.safe_write)
+
+def test_safe_write_never_follows_a_link_out_of_its_folder(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    real = tmp_path / "b" / "real.txt"
+    real.write_text("theirs")
+    link = tmp_path / "a" / "out.txt"
+    link.symlink_to(real)
+    for command in (["stats", str(R20)], ["table", str(R20)], ["compile", str(R20), "--target", "torch"]):
+        assert main([*command, "-o", str(link)]) == 2
+        assert "outside its folder" in capsys.readouterr().err
+    assert real.read_text() == "theirs" and link.is_symlink()
+    with pytest.raises(output.UsageError, match="outside its folder"):
+        output.safe_write(link, "x")
+
+
+def test_safe_write_refuses_its_inputs(tmp_path):
+    spec = tmp_path / "in.res"
+    spec.write_text("x")
+    hard = tmp_path / "hard.res"
+    os.link(spec, hard)
+    for out in (spec, hard, tmp_path / "." / "in.res"):
+        with pytest.raises(output.UsageError, match="would overwrite an input"):
+            output.safe_write(out, "new", reads=[spec])
+    with pytest.raises(output.UsageError, match="would overwrite an input"):  # a folder that holds one
+        output.safe_write(tmp_path, {"a.txt": "new"}, reads=[spec], force=True)
+    assert spec.read_text() == "x"
+
+
+def test_safe_write_publishes_a_folder_as_one_unit(tmp_path, monkeypatch):
+    bundle = tmp_path / "bundle"
+    assert output.safe_write(bundle, {"spec.res": "a", "weights/w.bin": b"\0\1"}) == bundle
+    assert sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*")) == ["spec.res", "weights",
+                                                                            "weights/w.bin"]
+    with pytest.raises(output.UsageError, match="not empty"):  # never into a non-empty folder without force
+        output.safe_write(bundle, {"spec.res": "b"})
+    assert (bundle / "spec.res").read_text() == "a"
+    # a failure while staging leaves the old folder whole, and nothing temporary
+    real_write = output.write_all
+
+    def failing(f, payload, path):
+        if str(path).endswith("two"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_write(f, payload, path)
+
+    monkeypatch.setattr(output, "write_all", failing)
+    with pytest.raises(OSError):
+        output.safe_write(bundle, {"one": "1", "two": "2"}, force=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert (bundle / "spec.res").read_text() == "a"
+    output.safe_write(bundle, {"new.res": "b"}, force=True)  # replaced whole: no old file stays
+    assert sorted(p.name for p in bundle.iterdir()) == ["new.res"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    for bad in ("../x", "/abs", "a/../../x", ""):
+        with pytest.raises(ValueError):
+            output.safe_write(tmp_path / "other", {bad: "x"})
+    link = tmp_path / "link"
+    link.symlink_to(bundle)
+    with pytest.raises(output.UsageError, match="symbolic link"):
+        output.safe_write(link, {"a": "b"}, force=True)

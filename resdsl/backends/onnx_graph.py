@@ -23,7 +23,8 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
   as well as its batch: lowerings that need a spatial size read it from the graph
   (``Shape``) where it depends on the input, and every Reshape is written with 0 / -1.
 - Models past protobuf's 2 GB limit need ``external_data``: the tensors then go to a file
-  beside the ``.onnx`` (:class:`ExternalDataModel`), both written atomically together.
+  beside the ``.onnx``, named by its content (:class:`ExternalDataModel`): the pair is
+  published as one unit.
 
 This module declares the options and checks them; the lowering itself is in
 :mod:`resdsl.backends.onnx_lowering` (imported when a model is made), so reading the
@@ -144,6 +145,20 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
                                "limit for one .onnx file",
                                hint="use {external_data=True} to write the tensors to a file beside the .onnx")
     return lowering, provenance
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The tensor files that ``external_data`` writes beside the model at ``path``
+    (``NAME.<16 hex digits>.data``, named by their content), as they are now: the next
+    write replaces them, so a run must not read one."""
+    import re
+
+    path = Path(path)
+    pattern = re.compile(re.escape(path.name) + r"\.[0-9a-f]{16}\.data")
+    try:
+        return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []
 
 
 def expected_state(net: Network) -> dict[str, tuple[int, ...]]:

@@ -6,6 +6,7 @@ module; it is apart so that reading the options imports neither ``onnx`` nor ``n
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import warnings
@@ -20,11 +21,11 @@ from onnx import TensorProto, external_data_helper, helper
 from .. import __version__
 from ..diagnostics import Note
 from ..ir import INPUT, Network, Op
-from ..output import destination, replace_all, seal, stage, sweep, temp_dir
+from ..output import destination, publish_addressed, seal, sweep, temp_dir
 from ..passes import foldable_batchnorms
 from ..primitives import PRIMITIVES
 from . import BackendError, OptionError
-from .onnx_graph import expected_state
+from .onnx_graph import data_files, expected_state
 
 #: Tensors this large or larger go to the external data file; small constants stay inline.
 EXTERNAL_MIN_BYTES = 1024
@@ -435,22 +436,28 @@ def _tag(number: int, length: int) -> bytes:
 # ---------------------------------------------------------------------------------- external data
 
 class ExternalDataModel:
-    """An ONNX model whose tensors live in a file beside it (``model.onnx.data``).
+    """An ONNX model whose tensors live in a file beside it.
 
-    The data file's name depends on where the model goes, so the tensors are placed only
-    when :meth:`write` is called, by ``onnx.external_data_helper``; both files are written
-    to temporary names first and renamed into place only once both are complete
-    (:func:`resdsl.output.replace_all`).
+    The tensor file is named by its content, ``model.onnx.<digest>.data`` (16 hex digits
+    of its SHA-256), and the model names that file. Publishing is one rename, the model's:
+    the tensor file is placed first under its own name, then the model over the old one,
+    then tensor files no model points at any more are removed. So a reader, a crash at any
+    step, or another writer to the same output never sees a model beside another run's
+    tensors (two files renamed one after the other would let them: issue 25, defect 1).
+    The renames and the removal run under a lock on the folder, one writer at a time.
     """
 
     def __init__(self, model: onnx.ModelProto):
         self._model = model
 
     @staticmethod
-    def paths(path: str | Path) -> tuple[Path, Path]:
-        """The model's path and its data file's: ``path`` and ``path.data``."""
-        path = Path(path)
-        return path, path.with_name(path.name + ".data")
+    def data_name(path: str | Path, digest: str) -> str:
+        return f"{Path(path).name}.{digest}.data"
+
+    @staticmethod
+    def companions(path: str | Path) -> list[Path]:
+        """The tensor files of earlier writes beside the model at ``path`` (our naming only)."""
+        return data_files(path)
 
     def external(self, location: str) -> onnx.ModelProto:
         """A copy of the model whose tensors of ``EXTERNAL_MIN_BYTES`` or more are marked
@@ -467,20 +474,31 @@ class ExternalDataModel:
             offset += len(tensor.raw_data)
         return model
 
+    def digest(self) -> str:
+        """16 hex digits of the SHA-256 of the tensors that go to the data file, with their
+        names and sizes: equal tensors, equal name; other tensors, another name."""
+        h = hashlib.sha256()
+        for tensor in self._model.graph.initializer:
+            if len(tensor.raw_data) >= EXTERNAL_MIN_BYTES:
+                h.update(f"{tensor.name}\0{tensor.data_type}\0{len(tensor.raw_data)}\0".encode())
+                h.update(tensor.raw_data)
+        return h.hexdigest()[:16]
+
     def write(self, path: str | Path) -> list[Path]:
-        """Write the model at ``path`` and its tensors beside it, all or nothing: on any
-        failure both files are as they were."""
+        """Write the model at ``path`` and its tensors beside it, as one unit: on any
+        failure the previous model and the tensors it names are as they were."""
         if str(path) == "-":
             raise BackendError("{external_data=True} writes two files and cannot go to standard output",
-                               hint="write the model to a file, FILE.onnx; the tensors go to FILE.onnx.data")
+                               hint="write the model to a file, FILE.onnx; the tensors go to a file beside it")
         real = destination(path)
-        if real is None or destination(self.paths(real)[1]) is None:
+        if real is None:
             raise BackendError("{external_data=True} writes two files, `{path}` and its `.data`, and "
                                "cannot write them to a device or FIFO",
                                hint="write the model to a file, FILE.onnx, in a folder", path=path)
-        model_path, data_path = self.paths(real)
+        model_path = real
+        data_path = model_path.with_name(self.data_name(model_path, self.digest()))
         sweep(model_path)
-        work = temp_dir(data_path)
+        work = temp_dir(model_path)
         try:
             model = self.external(data_path.name)
             # onnx writes the tensors to `location` in the folder it is given, at their offsets
@@ -488,9 +506,8 @@ class ExternalDataModel:
             data_tmp = work / data_path.name
             data_tmp.touch()  # a model with no tensor that large still gets its (empty) file
             seal(data_tmp, data_path)
-            model_tmp = stage(model_path, model.SerializeToString(deterministic=True))
-            # The data first: a model never points at tensors that are not there yet.
-            replace_all([(data_tmp, data_path), (model_tmp, model_path)])
+            publish_addressed(model_path, model.SerializeToString(deterministic=True), data_tmp, data_path,
+                              lambda: self.companions(model_path))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return [model_path, data_path]
