@@ -93,57 +93,46 @@ def load_arrays(path: str | Path, *, notes: list[str] | None = None,
     return unwrap_state_dict(raw, source=f"`{path.name}`", notes=notes)
 
 
-#: safetensors dtype → numpy dtype (little-endian); BF16 is widened to float32 by hand.
-_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-                 "I8": "i1", "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
-
-
 def read_safetensors_numpy(path: Path) -> tuple[dict[str, np.ndarray], set[str]]:
-    """A safetensors file's tensors as numpy arrays (the format is a JSON header and raw
-    little-endian data, read here without torch), and the keys of those that were bfloat16
-    (widened to float32: numpy has no bfloat16). Offsets and sizes are checked."""
+    """A safetensors file's tensors as numpy arrays, without torch, and the keys of those
+    that were bfloat16 (widened to float32: numpy has no bfloat16).
+
+    The ``safetensors`` package reads the file: its parser checks the header (JSON depth,
+    sizes that overflow, offsets that overlap or run past the end) before any tensor is
+    made. Only bfloat16 is read here by hand, because the package's numpy reader refuses
+    it (``data type 'bfloat16' not understood``); its offsets come from a header the
+    package has already accepted."""
     import numpy as np
 
-    def bad(why: str) -> CheckpointError:
-        return CheckpointError(f"cannot read weights `{path.name}`: not a valid safetensors file ({why})",
-                               hint="the file may be truncated; download or save it again")
-
-    data = path.read_bytes()
-    size = int.from_bytes(data[:8], "little")
-    if len(data) < 8 or 8 + size > len(data):
-        raise bad("the header runs past the end of the file")
     try:
-        header = json.loads(data[8:8 + size])
-    except (ValueError, UnicodeDecodeError) as err:
-        raise bad(f"the header is not JSON: {err}") from None
-    if not isinstance(header, dict):
-        raise bad("the header is not a JSON object")
-    body = memoryview(data)[8 + size:]
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise CheckpointError(f"cannot read weights `{path.name}`: it is a safetensors file, and the "
+                              "`safetensors` package is not installed",
+                              hint="pip install safetensors (it comes with resdsl[torch])") from None
     out: dict[str, np.ndarray] = {}
-    widened: set[str] = set()
-    for key, entry in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            kind, shape, (start, end) = entry["dtype"], [int(n) for n in entry["shape"]], entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise bad(f"the entry for `{key}` is malformed") from None
-        if kind != "BF16" and kind not in _NUMPY_DTYPES:
-            raise bad(f"`{key}` has the dtype {kind}, which is not supported here")
-        width = 2 if kind == "BF16" else np.dtype(_NUMPY_DTYPES[kind]).itemsize
-        count = 1
-        for n in shape:
-            count *= n
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= len(body)) \
-                or end - start != count * width or any(n < 0 for n in shape):
-            raise bad(f"the data of `{key}` does not match its shape and dtype")
-        if kind == "BF16":  # a bfloat16 is the top half of a float32
-            bits = np.frombuffer(body[start:end], "<u2").astype(np.uint32) << 16
-            out[key] = bits.view(np.float32).reshape(shape)
-            widened.add(key)
-        else:
-            out[key] = np.frombuffer(body[start:end], _NUMPY_DTYPES[kind]).reshape(shape)
-    return out, widened
+    bf16: list[str] = []
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            for key in f.keys():
+                if f.get_slice(key).get_dtype() == "BF16":
+                    bf16.append(key)
+                else:
+                    out[key] = f.get_tensor(key)
+    except (SafetensorError, ValueError, TypeError, OverflowError, MemoryError) as err:
+        raise CheckpointError(f"cannot read weights `{path.name}`: not a valid safetensors file "
+                              f"({str(err).strip()[:300]})",
+                              hint="the file may be truncated; download or save it again") from None
+    if bf16:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            for key in bf16:  # a bfloat16 is the top half of a float32
+                start, end = header[key]["data_offsets"]
+                f.seek(8 + size + start)
+                bits = np.frombuffer(f.read(end - start), "<u2").astype(np.uint32) << 16
+                out[key] = bits.view(np.float32).reshape(header[key]["shape"])
+    return out, set(bf16)
 
 
 def load_checkpoint(path: str | Path, *, notes: list[str] | None = None) -> dict[str, torch.Tensor]:

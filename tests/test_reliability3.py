@@ -229,3 +229,42 @@ def test_safe_write_publishes_a_folder_as_one_unit(tmp_path, monkeypatch):
     link.symlink_to(bundle)
     with pytest.raises(output.UsageError, match="symbolic link"):
         output.safe_write(link, {"a": "b"}, force=True)
+
+
+# ------------------------------------------- 5. malformed safetensors headers: one reader, the package's
+
+def _safetensors(path: Path, header: str | bytes, body: bytes = b"\0" * 16) -> Path:
+    h = header.encode() if isinstance(header, str) else header
+    path.write_bytes(len(h).to_bytes(8, "little") + h + body)
+    return path
+
+
+_BAD_HEADERS = {
+    "deep": '{"a":' + "[" * 3000 + "]" * 3000 + "}",
+    "infinite_shape": '{"conv1.weight":{"dtype":"F32","shape":[Infinity],"data_offsets":[0,4]}}',
+    "huge_shape": '{"conv1.weight":{"dtype":"F32","shape":[99999999999,99999999999],"data_offsets":[0,4]}}',
+    "overlap": '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],'
+               '"data_offsets":[4,12]}}',
+    "past_the_end": '{"a":{"dtype":"F32","shape":[64],"data_offsets":[0,256]}}',
+    "bf16_past_the_end": '{"a":{"dtype":"BF16","shape":[64],"data_offsets":[0,128]}}',
+    "negative": '{"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}}',
+    "dtype": '{"a":{"dtype":"F99","shape":[4],"data_offsets":[0,16]}}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BAD_HEADERS))
+def test_malformed_safetensors_is_a_checkpoint_error_on_every_path(tmp_path, capsys, name):
+    from resdsl.checkpoints import CheckpointError, load_arrays, load_checkpoint
+
+    bad = _safetensors(tmp_path / "w.safetensors", _BAD_HEADERS[name])
+    for read in (load_arrays, load_checkpoint):
+        with pytest.raises(CheckpointError, match="not a valid safetensors file"):
+            read(bad)
+    out = tmp_path / "m.onnx"
+    assert main(["compile", str(R20), "--target", "onnx", "--weights", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid safetensors file" in err and "internal error" not in err
+    assert main(["transplant", str(R20), "--from", str(bad), "-o", str(tmp_path / "t.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid safetensors file" in err and "internal error" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
