@@ -148,7 +148,8 @@ def from_torch(model, input_size: tuple[int, int, int] = (3, 224, 224), *, name:
     return _from_torch(model, input_size, name=name, source=source)
 
 
-def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None):
+def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, network: str | None = None,
+               allow_nonfinite: bool = False):
     """Load a checkpoint into a (modified) network by name and shape (needs torch).
 
     Returns ``(state_dict, report)``: a complete ``state_dict`` that loads with
@@ -159,4 +160,4 @@ def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, 
     """
     from .weight_transplant import transplant as _transplant
 
-    return _transplant(spec, checkpoint, seed=seed, network=network)
+    return _transplant(spec, checkpoint, seed=seed, network=network, allow_nonfinite=allow_nonfinite)

@@ -74,6 +74,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="seed for the tensors not taken from the checkpoint (default 0)")
     graft.add_argument("--format", choices=("text", "json"), default="text",
                        help="the report: text on stderr (default), or JSON on stdout")
+    graft.add_argument("--allow-nonfinite", action="store_true",
+                       help="accept NaN or infinite values in the weights")
 
     table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
     table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
@@ -382,7 +384,7 @@ def _transplant(args, sources: SourceCache) -> int:
     net = load_spec(args.spec, args.network, sources, args.allow_large)
     refuse_overwrite(args.output, sources.paths())
     try:
-        state, report = transplant(net, checkpoint, seed=args.seed)
+        state, report = transplant(net, checkpoint, seed=args.seed, allow_nonfinite=args.allow_nonfinite)
     except CheckpointError as err:
         raise UsageError(str(err), hint=err.hint) from None
     if not report.placed:

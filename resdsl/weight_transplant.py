@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_checkpoint, unwrap_state_dict
+from .checkpoints import CheckpointError, load_checkpoint, unwrap_state_dict
 from .ir import INPUT, Network, Op
 from .primitives import PRIMITIVES
 
@@ -109,6 +109,10 @@ class TransplantReport:
         return "\n".join(lines)
 
 
+def _listed(keys: list[str]) -> str:
+    return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+
 def _tensors(n: int) -> str:
     return f"{n} tensor{'s' * (n != 1)}"
 
@@ -166,7 +170,8 @@ def _mismatch(key: str, here: torch.Tensor, there: torch.Tensor | None, known: b
 
 
 def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str, torch.Tensor], *,
-               seed: int | None = 0, network: str | None = None) -> tuple[dict[str, torch.Tensor], TransplantReport]:
+               seed: int | None = 0, network: str | None = None,
+               allow_nonfinite: bool = False) -> tuple[dict[str, torch.Tensor], TransplantReport]:
     """Load ``checkpoint`` into the network of ``spec`` by name and shape.
 
     ``spec`` is a ``.res`` path or a checked :class:`~resdsl.Network` (``network`` picks one
@@ -175,7 +180,10 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     ``state_dict`` for ``resdsl.build(spec)`` — it loads with ``strict=True`` — and a
     :class:`TransplantReport`. Tensors not taken from the checkpoint are those of
     ``resdsl.build(spec, seed=seed)``. Raises :class:`~resdsl.SpecError` for a bad spec and
-    :class:`~resdsl.checkpoints.CheckpointError` for a bad checkpoint.
+    :class:`~resdsl.checkpoints.CheckpointError` for a bad checkpoint: among them, as
+    ``compile --weights`` does, one whose placed tensors hold NaN or infinite values once in
+    the network's dtype (a float64 beyond float32's range included) unless
+    ``allow_nonfinite``, and one with complex tensors (their imaginary part would be lost).
     """
     from .backends.torch_model import build
 
@@ -186,8 +194,14 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     notes: list[str] = []
     if isinstance(checkpoint, Mapping):
         source, label = unwrap_state_dict(checkpoint, notes=notes), "state_dict"
+        # numpy arrays are accepted as tensors (without copying)
+        source = {k: torch.from_numpy(v) if not isinstance(v, torch.Tensor) else v for k, v in source.items()}
     else:
         source, label = load_checkpoint(checkpoint, notes=notes), Path(checkpoint).name
+    complex_keys = sorted(k for k, v in source.items() if v.is_complex())
+    if complex_keys:
+        raise CheckpointError(f"the checkpoint ({label}) holds complex tensors, whose imaginary part would be "
+                              f"lost: {_listed(complex_keys)}", hint="transplant real-valued weights")
     model = build(net, seed=seed)
     target = {k: v.detach().clone() for k, v in model.state_dict().items()}
     params = {k for k, _ in model.named_parameters()}
@@ -248,6 +262,16 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
                 report.adapted.append(Entry(key, how))
             if key in params:
                 report.params_transplanted += target[key].numel()
+    nonfinite = sorted(k for k in report.copied + [e.key for e in report.adapted]
+                       if target[k].is_floating_point() and not bool(torch.isfinite(target[k]).all()))
+    if nonfinite and not allow_nonfinite:  # the same rule as `compile --weights`
+        raise CheckpointError(f"the weights ({label}) hold NaN or infinite values, in {len(nonfinite)} "
+                              f"tensor{'s' * (len(nonfinite) != 1)} (as the network's dtype): "
+                              f"{_listed(nonfinite)}",
+                              hint="the model would output NaN; pass allow_nonfinite=True "
+                                   "(--allow-nonfinite) to write them anyway")
+    if nonfinite:
+        notes.append(f"kept NaN or infinite values in {_tensors(len(nonfinite))}: {_listed(nonfinite)}")
     for key in source:
         if key not in used:
             report.unused.append(Entry(key, f"no such tensor in {net.name}"))

@@ -268,3 +268,65 @@ def test_malformed_safetensors_is_a_checkpoint_error_on_every_path(tmp_path, cap
     err = capsys.readouterr().err
     assert "not a valid safetensors file" in err and "internal error" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+# -------------------------------------- 6. transplant: the same non-finite and complex rules as --weights
+
+@pytest.fixture(scope="module")
+def r20_state():
+    return {k: v.detach().clone() for k, v in resdsl.build(resdsl.load(R20), seed=3).state_dict().items()}
+
+
+@pytest.mark.parametrize("spoil", ["nan", "inf", "float64_overflow"])
+def test_transplant_refuses_nonfinite_weights(tmp_path, capsys, r20_state, spoil):
+    import torch
+
+    from resdsl.checkpoints import CheckpointError
+
+    state = dict(r20_state)
+    if spoil == "float64_overflow":  # finite in float64, infinite as the network's float32
+        state = {k: v.double() * 1e300 if v.is_floating_point() else v for k, v in state.items()}
+    else:
+        w = state["conv1.weight"].clone()
+        w[0, 0, 0, 0] = float(spoil)
+        state["conv1.weight"] = w
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        resdsl.transplant(R20, state)
+    resdsl.transplant(R20, state, allow_nonfinite=True)  # asked for: allowed, with a note
+    ckpt, out = tmp_path / "w.pt", tmp_path / "t.safetensors"
+    torch.save(state, ckpt)
+    assert main(["transplant", str(R20), "--from", str(ckpt), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "--allow-nonfinite" in err and not out.exists()
+    assert main(["transplant", str(R20), "--from", str(ckpt), "-o", str(out), "--allow-nonfinite"]) == 0
+    assert "kept NaN or infinite values" in capsys.readouterr().err and out.exists()
+
+
+def test_transplant_refuses_complex_and_takes_numpy(r20_state):
+    import torch
+
+    from resdsl.checkpoints import CheckpointError
+
+    state = dict(r20_state)
+    state["fc.weight"] = state["fc.weight"].to(torch.complex64)
+    with pytest.raises(CheckpointError, match="complex"):
+        resdsl.transplant(R20, state)
+    arrays = {k: v.numpy() for k, v in r20_state.items()}  # numpy arrays, as safetensors.numpy gives
+    got, report = resdsl.transplant(R20, arrays)
+    assert report.placed == len(r20_state)
+    assert all(torch.equal(got[k], v) for k, v in r20_state.items())
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "module"])
+def test_weights_says_when_it_unwraps(tmp_path, capsys, r20_state, wrap):
+    import torch
+
+    wrapped = ({"state_dict": r20_state, "epoch": 3} if wrap == "state_dict"
+               else {f"module.{k}": v for k, v in r20_state.items()})
+    ckpt = tmp_path / "w.pt"
+    torch.save(wrapped, ckpt)
+    assert main(["compile", str(R20), "--target", "onnx", "--weights", str(ckpt),
+                 "-o", str(tmp_path / "m.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert "resdsl: note:" in err
+    assert ("`state_dict` entry" in err and "epoch" in err) if wrap == "state_dict" else "`module.` prefix" in err

@@ -59,11 +59,19 @@ def _dtype_name(value) -> str:
 def load_weights(net: Network, weights: str | Path | Mapping,
                   allow_nonfinite: bool = False) -> tuple[dict[str, np.ndarray], str]:
     widened: dict[str, str] = {}  # bfloat16 tensors read from safetensors as float32
+    from ..checkpoints import CheckpointError, unwrap_state_dict
+
+    notes: list[str] = []  # wrappers taken off, a prefix dropped: said, as the docs promise
     if isinstance(weights, Mapping):
-        raw, provenance = weights, "state_dict"
+        provenance = "state_dict"
+        try:
+            state = unwrap_state_dict(weights, source="the state_dict", notes=notes)
+        except CheckpointError as err:
+            raise OptionError("weights", "{problem}", hint="{fix}", problem=err, fix=err.hint) from None
     else:
-        raw, provenance = _read_checkpoint(Path(weights), widened), f"file {Path(weights).name}"
-    state = _unwrap(raw)
+        state, provenance = _read_checkpoint(Path(weights), widened, notes), f"file {Path(weights).name}"
+    for note in notes:
+        warnings.warn(Note(note), stacklevel=2)
     _check_state(net, state, provenance)
     kept = {k: v for k, v in state.items() if not k.endswith(".num_batches_tracked")}
     converted: dict[str, int] = {}
@@ -88,33 +96,16 @@ def load_weights(net: Network, weights: str | Path | Mapping,
     return out, provenance
 
 
-def _read_checkpoint(path: Path, widened: dict[str, str]) -> object:
+def _read_checkpoint(path: Path, widened: dict[str, str], notes: list[str]) -> Mapping:
     if not path.is_file():
         raise OptionError("weights", "cannot read weights `{path}`: no such file", path=path)
     # safetensors as numpy, without pickle or torch; torch files with weights_only=True
     # (resdsl.checkpoints)
     from ..checkpoints import CheckpointError, load_arrays
     try:
-        return load_arrays(path, dtypes=widened)
+        return load_arrays(path, dtypes=widened, notes=notes)
     except CheckpointError as err:
         raise OptionError("weights", "{problem}", hint="{fix}", problem=err, fix=err.hint) from err
-
-
-def _unwrap(raw: object) -> Mapping:
-    """The state_dict in a checkpoint: the mapping itself, or the one training scripts nest
-    under ``state_dict`` / ``model``; a ``module.`` prefix (DataParallel) is dropped."""
-    if isinstance(raw, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(raw.get(key), Mapping) and not any(_is_array(v) for v in raw.values()):
-                raw = raw[key]
-                break
-    if not isinstance(raw, Mapping) or not raw:
-        raise OptionError("weights", "the weights are not a state_dict (a mapping of names to tensors)",
-                          hint="save them with torch.save(model.state_dict(), path)")
-    keys = [str(k) for k in raw]
-    if all(k.startswith("module.") for k in keys):
-        return {k[len("module."):]: v for k, v in raw.items()}
-    return raw
 
 
 def _check_state(net: Network, state: Mapping, provenance: str) -> None:
