@@ -22,6 +22,9 @@ MAX_REPEAT = 10_000
 MAX_OPS = 30_000
 #: Nested definition instances (network → stage → block → shortcut is 4).
 MAX_NESTING = 32
+#: Parts of one layer's full path (``layer1.0.downsample.0`` has 4; timm's deepest, 6):
+#: back ends walk a path part by part, and torch nests a module per part.
+MAX_PATH_DEPTH = 64
 #: Largest integer an expression may produce.
 MAX_INT = 2**53
 #: Nested brackets in one expression (deeper ones are refused before parsing).

@@ -330,3 +330,75 @@ def test_weights_says_when_it_unwraps(tmp_path, capsys, r20_state, wrap):
     err = capsys.readouterr().err
     assert "resdsl: note:" in err
     assert ("`state_dict` entry" in err and "epoch" in err) if wrap == "state_dict" else "`module.` prefix" in err
+
+
+# ------------------------------------------- 3, 4. name-path depth; long sums in the generated source
+
+@pytest.mark.parametrize("parts", [65, 1000, 5000])
+def test_a_deep_layer_path_is_a_diagnostic(parts):
+    import time
+
+    name = ".".join(["a"] * parts)
+    start = time.monotonic()
+    with pytest.raises(resdsl.SpecError) as exc:
+        resdsl.loads(f"network n {{\n    input [3, 8, 8]\n    {name}: conv(4, 3)\n}}\n", "deep.res")
+    assert [d.code for d in exc.value.diagnostics] == ["E057"]
+    assert time.monotonic() - start < 5
+
+
+def test_the_deepest_allowed_path_works_everywhere():
+    import torch
+
+    from resdsl.backends import onnx_graph
+
+    net = resdsl.loads(f"network n {{\n    input [3, 8, 8]\n    {'.'.join(['a'] * 64)}: conv(4, 3)\n}}\n",
+                       "deep.res")
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        ref = resdsl.build(net, seed=0).eval()(x).numpy()
+    got = _onnx_output_bytes(onnx_graph.emit(net, seed=0), x.numpy())
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def _onnx_output_bytes(model: bytes, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_a_sum_of_3000_tensors_compiles_and_agrees(inplace):
+    """The generated source once wrote `a + a + …` 3,000 terms long, which Python cannot
+    compile; now `sum([...], first)`, left to right like the infix form: bit-equal."""
+    import torch
+
+    from resdsl.backends import onnx_graph, torch_source
+
+    n = 3000
+    text = (f"network n {{\n    input [3, 8, 8]\n    a: conv(4, 3, padding = 1)\n    b: relu()\n"
+            f"    s: add({', '.join(['a', 'b'] * (n // 2))})\n}}\n")
+    net = resdsl.loads(text, "sum.res")
+    src = torch_source.emit(net)
+    assert max(map(len, src.splitlines())) < 40_000
+    model = resdsl.build(net, seed=0, inplace=inplace).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        got = model(x)
+        a = model.a(x)
+        b = torch.relu(a)
+        want = a.clone()
+        for t in ([b, a] * (n // 2))[:n - 1]:  # left to right, as the infix form
+            want = want + t
+    assert torch.equal(got, want)
+    onnx_out = _onnx_output_bytes(onnx_graph.emit(net, seed=0), x.numpy())
+    np.testing.assert_allclose(onnx_out, want.numpy(), rtol=1e-4, atol=1e-3)  # 3,000 float32 adds of conv outputs
+
+
+def test_a_product_over_the_limit_is_a_diagnostic():
+    text = (f"network n {{\n    input [3, 8, 8]\n    a: conv(4, 3, padding = 1)\n"
+            f"    m: multiply({', '.join(['a'] * 257)})\n}}\n")
+    with pytest.raises(resdsl.SpecError) as exc:
+        resdsl.loads(text, "prod.res")
+    assert [d.code for d in exc.value.diagnostics] == ["E017"]
+    assert "over the limit of 256" in exc.value.diagnostics[0].message

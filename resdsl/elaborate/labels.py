@@ -6,6 +6,7 @@ from __future__ import annotations
 import keyword
 import re
 
+from .. import limits
 from ..diagnostics import did_you_mean
 from ..primitives import Primitive
 from ..syntax import Expr, Label, Layer, Name
@@ -18,6 +19,10 @@ from .values import Tensor, Value, type_name
 _LABELS_OK: dict[str, tuple[str, ...]] = {}
 
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")
+
+
+def _shorten(path: str, keep: int = 60) -> str:
+    return path if len(path) <= keep else f"{path[:keep // 2]}…{path[-keep // 2:]}"
 
 
 class Labels:
@@ -61,6 +66,11 @@ class Labels:
             if len(_LABELS_OK) >= 4096:
                 _LABELS_OK.clear()
             _LABELS_OK[name] = components
+        depth = len(components) + (frame.path.count(".") + 1 if frame.path else 0)
+        if depth > limits.MAX_PATH_DEPTH:
+            raise self.fail("E057", f"the layer path `{_shorten(frame.path + '.' + name if frame.path else name)}` "
+                            f"has {depth:,} parts, over the limit of {limits.MAX_PATH_DEPTH}", label.span,
+                            hint="name layers with fewer dotted parts, or nest fewer definitions")
         if not frame.path and components[0].lower() == "self":
             # torch.fx names a value after its module path, snake-cased: a top-level `self`
             # (`Self`, `SELF`) would rebind the traced forward's own `self` (`layer1.0.self` is fine)

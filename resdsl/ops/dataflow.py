@@ -27,6 +27,9 @@ def _add(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
 
 def _multiply(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     at_least("multiply", shapes, 2)
+    if len(shapes) > MAX_PRODUCT:
+        raise ShapeError("E017", f"`multiply` of {len(shapes):,} tensors is over the limit of {MAX_PRODUCT}",
+                         hint="multiply fewer tensors at once, in several layers")
     first = shapes[0]
     for other in shapes[1:]:
         if len(other) != len(first):
@@ -60,8 +63,21 @@ def _chain(onnx_op: str):
     return lower
 
 
+#: Inputs past which a sum is written ``sum([b, c, …], a)``: Python compiles ``a + b + …``
+#: into a nested tree, and about 3,000 terms exhaust its compiler's stack (issue 25, defect
+#: 4). ``sum`` with a start adds left to right, exactly as the infix form does.
+LONG_SUM = 64
+#: The most inputs a product may have: its infix form has the same limit, and no builtin
+#: multiplies left to right from a start without an import.
+MAX_PRODUCT = 256
+
+
 def _infix(symbol: str):
-    return lambda ins, args: f" {symbol} ".join(ins)
+    def render(ins, args):
+        if symbol == "+" and len(ins) > LONG_SUM:
+            return f"sum([{', '.join(ins[1:])}], {ins[0]})"
+        return f" {symbol} ".join(ins)
+    return render
 
 
 def _recognise_binary(symbol: str):
