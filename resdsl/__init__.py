@@ -11,12 +11,13 @@ or :func:`loads`; lower it with the back ends (``resdsl compile``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError
 from .ir import Network, Op, Role, Scope
-from .loader import Loader
+from .loader import Loader, check_arguments
 from .primitives import (
     PRIMITIVES,
     Look,
@@ -49,6 +50,9 @@ def load(path: str | Path, *, network: str | None = None, allow_large: bool = Fa
     budget (``resdsl.limits``) are refused unless ``allow_large``. Raises
     :class:`SpecError` with every diagnostic found.
     """
+    check_arguments("load", path=path, network=network, flags={"allow_large": allow_large})
+    if path is None:
+        raise TypeError("load: `path` is a file name (str or pathlib.Path), not None")
     if isinstance(path, str) and not Path(path).exists():
         path = shipped_spec(path) or path
     return Loader(allow_large=allow_large).load(path, network=network)
@@ -61,6 +65,8 @@ def loads(text: str, path: str | Path | None = None, *, network: str | None = No
     Imports of files resolve relative to ``path``'s folder; without a path the text has no
     folder (the current one is never assumed), so only the standard library can be imported.
     """
+    check_arguments("loads", text=text, text_given=True, path=path, network=network,
+                    flags={"allow_large": allow_large})
     loader = Loader(allow_large=allow_large)
     if path is None:
         path, loader.has_folder = "<string>", False
@@ -92,6 +98,11 @@ def build(spec: str | Path | Network, *, seed: int | None = None, network: str |
     from .backends.torch_model import build as _build
 
     _check_seed(seed)
+    check_arguments("build", flags={"inplace": inplace}, network=network)
+    if not isinstance(spec, Network):
+        check_arguments("build", path=spec)
+        if spec is None:
+            raise TypeError("build: `spec` is a spec path, a shipped spec's name or a Network, not None")
     if isinstance(spec, Network):
         if network is not None:
             raise TypeError("build: `network` picks a network of a spec file; a Network is already one")
@@ -106,14 +117,14 @@ def build(spec: str | Path | Network, *, seed: int | None = None, network: str |
     return _build(net, seed=seed, out_indices=out_indices, inplace=inplace)
 
 
-def _check_seed(seed: object) -> None:
+def _check_seed(seed: object, fn: str = "build") -> None:
     # the CLI's range for --seed (resdsl.backends.SEED)
     if seed is None:
         return
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"build: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
+        raise TypeError(f"{fn}: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
     if not 0 <= seed <= 2**63 - 1:
-        raise ValueError(f"build: `seed` lies between 0 and 2**63 - 1, not {seed}")
+        raise ValueError(f"{fn}: `seed` lies between 0 and 2**63 - 1, not {seed}")
 
 
 def values(model, x):
@@ -159,5 +170,12 @@ def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, 
     is a safetensors or torch file, or a state_dict. See :mod:`resdsl.weight_transplant`.
     """
     from .weight_transplant import transplant as _transplant
+    _check_seed(seed, "transplant")
+    check_arguments("transplant", network=network, flags={"allow_nonfinite": allow_nonfinite})
+    if not isinstance(spec, Network):
+        check_arguments("transplant", path=spec)
+    if not isinstance(checkpoint, str | os.PathLike | Mapping):
+        raise TypeError(f"transplant: `checkpoint` is a file name or a state_dict (a mapping of names to "
+                        f"tensors), not {type(checkpoint).__name__}")
 
     return _transplant(spec, checkpoint, seed=seed, network=network, allow_nonfinite=allow_nonfinite)

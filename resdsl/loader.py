@@ -64,6 +64,32 @@ def decode(data: bytes, path: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+def check_arguments(fn: str, *, path: object = None, text: object = None, network: object = None,
+                    flags: dict[str, object] | None = None, text_given: bool = False) -> None:
+    """The public API's arguments checked at the boundary (``resdsl.load``, ``loads``,
+    ``build``…), with :class:`TypeError` in the API's own words, so a wrong argument is
+    never an error from deep inside (``AttributeError: removeprefix``, difflib…)."""
+    if text_given:
+        if isinstance(text, bytes | bytearray | memoryview):
+            raise TypeError(f"{fn}: `text` is the spec as a str, not bytes: decode it first, "
+                            "text.decode('utf-8')")
+        if not isinstance(text, str):
+            raise TypeError(f"{fn}: `text` is the spec's text, a str, not {_described(text)}")
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{fn}: `path` is a file name (str or pathlib.Path), not {_described(path)}")
+    if network is not None and not isinstance(network, str):
+        raise TypeError(f"{fn}: `network` is the name of a network the file defines (a str), "
+                        f"not {_described(network)}")
+    for name, value in (flags or {}).items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{fn}: `{name}` is True or False, not {_described(value)}")
+
+
+def _described(value: object) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
 class Loader:
     """Loads one spec (and what it imports) and elaborates its network."""
 

@@ -373,6 +373,10 @@ def register_primitive(prim: Primitive, *, replace: bool = False) -> Primitive:
     ONNX lowering — or :class:`ValueError` says what is missing. A kind that exists already
     is refused unless ``replace``. Returns ``prim``.
     """
+    if not isinstance(prim, Primitive):
+        raise TypeError(f"register_primitive: `prim` is a resdsl Primitive, not {type(prim).__name__}")
+    if not isinstance(replace, bool):
+        raise TypeError(f"register_primitive: `replace` is True or False, not {type(replace).__name__}")
     if prim.origin == "builtin":
         prim = _with_origin(prim, "register_primitive")
     return PRIMITIVES.add(prim, replace=replace)

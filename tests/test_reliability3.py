@@ -402,3 +402,36 @@ def test_a_product_over_the_limit_is_a_diagnostic():
         resdsl.loads(text, "prod.res")
     assert [d.code for d in exc.value.diagnostics] == ["E017"]
     assert "over the limit of 256" in exc.value.diagnostics[0].message
+
+
+# ------------------------------------------------- 9. the Python API's arguments, checked at the boundary
+
+_SPEC_TEXT = "network n {\n    input [3, 8, 8]\n    a: conv(4, 3)\n}\n"
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: resdsl.loads(None), TypeError, "loads: `text` is the spec's text, a str, not NoneType"),
+    (lambda: resdsl.loads(3), TypeError, "loads: `text` is the spec's text, a str, not int"),
+    (lambda: resdsl.loads(_SPEC_TEXT.encode()), TypeError, "not bytes: decode it first"),
+    (lambda: resdsl.loads(_SPEC_TEXT, 3), TypeError, "loads: `path` is a file name"),
+    (lambda: resdsl.loads(_SPEC_TEXT, network=3), TypeError, "loads: `network` is the name of a network"),
+    (lambda: resdsl.load(R20, network=3), TypeError, "load: `network` is the name of a network"),
+    (lambda: resdsl.load(None), TypeError, "load: `path` is a file name"),
+    (lambda: resdsl.load(3), TypeError, "load: `path` is a file name"),
+    (lambda: resdsl.load(R20, allow_large=1), TypeError, "load: `allow_large` is True or False"),
+    (lambda: resdsl.build(R20, seed=2**64), ValueError, "build: `seed` lies between 0 and 2**63 - 1"),
+    (lambda: resdsl.build(R20, seed=-1), ValueError, "build: `seed` lies between"),
+    (lambda: resdsl.build(R20, seed=1.5), TypeError, "build: `seed` is an integer or None"),
+    (lambda: resdsl.build(R20, seed="3"), TypeError, "build: `seed` is an integer or None"),
+    (lambda: resdsl.build(R20, out_indices=3), TypeError, "build: `out_indices` is a sequence of integers"),
+    (lambda: resdsl.build(resdsl.load(R20), network="x"), TypeError, "a Network is already one"),
+    (lambda: resdsl.build(R20, inplace="no"), TypeError, "build: `inplace` is True or False"),
+    (lambda: resdsl.build(None), TypeError, "build: `spec` is a spec path"),
+    (lambda: resdsl.transplant(R20, 3), TypeError, "transplant: `checkpoint` is a file name or a state_dict"),
+    (lambda: resdsl.transplant(R20, {}, seed=-2), ValueError, "transplant: `seed` lies between"),
+    (lambda: resdsl.register_primitive(None), TypeError, "register_primitive: `prim` is a resdsl Primitive"),
+])
+def test_api_misuse_is_worded_by_the_api(call, error, words):
+    with pytest.raises(error) as exc:
+        call()
+    assert words in str(exc.value)
