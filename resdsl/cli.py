@@ -21,6 +21,7 @@ from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean,
 from .ir import Network
 from .loader import Loader
 from .output import refuse_inputs, safe_write
+from .primitives import PluginError
 from .resources import shipped_spec, shipped_specs
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
@@ -196,6 +197,11 @@ def _run(args: argparse.Namespace, sources: SourceCache) -> int:
         print(f"resdsl: error: {printable(message)}", file=sys.stderr)
         if hint:
             print(f"  = help: {printable(hint)}", file=sys.stderr)
+        return EXIT_USAGE
+    except PluginError as err:  # a plugin's bug: named, never reported as resdsl's
+        print(f"resdsl: error[E058]: {printable(str(err))}", file=sys.stderr)
+        print("  = help: this is a bug in that plugin: report it to its authors, or uninstall it",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as err:
         print(f"resdsl: {'terminated' if isinstance(err, Terminated) else 'interrupted'}", file=sys.stderr)

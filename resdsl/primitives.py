@@ -21,6 +21,7 @@ normalisation, activations, pooling and element-wise ops count zero.
 from __future__ import annotations
 
 import keyword
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -42,6 +43,19 @@ class ShapeError(Exception):
     def __init__(self, code: str, message: str, label: str = "", hint: str = ""):
         super().__init__(message)
         self.code, self.message, self.label, self.hint = code, message, label, hint
+
+
+class PluginError(Exception):
+    """A plugin primitive's own code failed or broke its contract: it raised (``SystemExit``
+    and ``RecursionError`` included), returned the wrong type, or an impossible shape,
+    parameter count or MAC count. The message names the primitive, the plugin that
+    registered it (distribution and entry point) and what it did; ``span`` is the spec
+    position of the layer when the code was given one."""
+
+    def __init__(self, kind: str, origin: str, what: str, detail: str, span: Any = None):
+        self.kind, self.origin, self.what, self.detail, self.span = kind, origin, what, detail, span
+        where = f"{span.path}:{span.line}:{span.column}: " if span is not None else ""
+        super().__init__(f"{where}the primitive `{kind}` from {origin} failed in its {what}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -346,7 +360,7 @@ class Registry(Mapping[str, Primitive]):
 PRIMITIVES = Registry()
 
 #: Names a spec uses for other things; a plugin primitive may not take them.
-RESERVED = frozenset({"stage", "range", "len", "min", "max", "sum", "abs", "int", "float", "round",
+RESERVED = frozenset({"stage", "current", "range", "len", "min", "max", "sum", "abs", "int", "float", "round",
                       "log", "log2", "ceil", "floor", "none", "true", "false", "input", "from", "with"})
 
 
@@ -379,11 +393,98 @@ def register_primitive(prim: Primitive, *, replace: bool = False) -> Primitive:
         raise TypeError(f"register_primitive: `replace` is True or False, not {type(replace).__name__}")
     if prim.origin == "builtin":
         prim = _with_origin(prim, "register_primitive")
+    else:
+        prim = _guard(prim)
     return PRIMITIVES.add(prim, replace=replace)
 
 
 def _with_origin(prim: Primitive, origin: str) -> Primitive:
-    return replace(prim, origin=origin)
+    return _guard(replace(prim, origin=origin))
+
+
+def _guard(prim: Primitive) -> Primitive:
+    """``prim`` with every function of the plugin's wrapped, so that whatever it does —
+    raise, exit, recurse forever, return nonsense — becomes a :class:`PluginError` that names
+    it, instead of a resdsl traceback, an exit of the caller, or a wrong network."""
+    kind, origin = prim.kind, prim.origin
+
+    def wrap(fn, what, check=None):
+        if fn is None or getattr(fn, "_resdsl_guarded", False):
+            return fn
+
+        def run(*args, **kwargs):
+            span = next((a.span for a in args if isinstance(a, Op)), None)
+            try:
+                result = fn(*args, **kwargs)
+            except ShapeError:  # the contract's way to refuse an input: a diagnostic already
+                raise
+            except KeyboardInterrupt:
+                raise
+            except RecursionError:
+                raise PluginError(kind, origin, what, "it recursed without end (RecursionError)", span) from None
+            except BaseException as err:  # SystemExit too: a plugin never ends the caller's process
+                detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+                raise PluginError(kind, origin, what, f"{type(err).__name__}" + (f": {detail}" if detail else ""),
+                                  span) from None
+            if check is not None:
+                wrong = check(result)
+                if wrong:
+                    raise PluginError(kind, origin, what, wrong, span)
+            return result
+
+        run._resdsl_guarded = True
+        return run
+
+    def call(c: SourceCall | None) -> SourceCall | None:
+        if c is None:
+            return None
+        args = tuple(replace(a, compute=wrap(a.compute, f"source argument `{a.key}`")) for a in c.args)
+        return replace(c, args=args, render=wrap(c.render, "source rendering", _text),
+                       render_inplace=wrap(c.render_inplace, "in-place source rendering", _lines))
+
+    look = prim.look
+    if look is not None:
+        look = replace(look, text=wrap(look.text, "diagram text", _text), table=wrap(look.table, "table text", _text),
+                       head=wrap(look.head, "head text", _text))
+    return replace(prim, infer=wrap(prim.infer, "shape rule", _inferred),
+                   weights=wrap(prim.weights, "weights", _weights), look=look,
+                   source_module=call(prim.source_module), source_function=call(prim.source_function),
+                   onnx=tuple((need, wrap(fn, f"ONNX lowering (opset {need})")) for need, fn in prim.onnx))
+
+
+def _positive_ints(shape: object) -> bool:
+    return isinstance(shape, tuple | list) and len(shape) > 0 and \
+        all(type(n) is int and 0 < n <= 2**53 for n in shape)
+
+
+def _inferred(result: object) -> str:
+    """What is wrong with a shape rule's result, or ""."""
+    if not isinstance(result, tuple) or len(result) != 3:
+        return f"it returned {type(result).__name__} {str(result)[:60]}, not (shape, params, macs)"
+    shape, params, macs = result
+    if not _positive_ints(shape) or len(shape) not in (1, 3):
+        return (f"it returned the shape {shape!r}: a shape is (channels, height, width) or (features,), "
+                "of positive integers")
+    for name, n in (("parameter count", params), ("MAC count", macs)):
+        if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n) or n < 0 or n != int(n):
+            return f"it returned the {name} {n!r}: a whole number, 0 or more"
+    return ""
+
+
+def _weights(result: object) -> str:
+    if not isinstance(result, Mapping) or not all(isinstance(k, str) and k.isidentifier() and
+                                                  _positive_ints(v) for k, v in result.items()):
+        return f"it returned {str(result)[:80]}, not a mapping of tensor names to shapes of positive integers"
+    return ""
+
+
+def _text(result: object) -> str:
+    return "" if isinstance(result, str) else f"it returned {type(result).__name__}, not text (str)"
+
+
+def _lines(result: object) -> str:
+    ok = isinstance(result, list | tuple) and all(isinstance(x, str) for x in result)
+    return "" if ok else f"it returned {type(result).__name__}, not a list of lines of source"
 
 
 def load_entry_points(registry: Registry) -> None:
@@ -397,6 +498,8 @@ def load_entry_points(registry: Registry) -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "an unknown distribution"
+        origin = f"the plugin `{ep.name}` (entry point {ep.value} of {dist})"
         try:
             obj = ep.load()
             found = obj() if callable(obj) and not isinstance(obj, Primitive) else obj
@@ -404,10 +507,13 @@ def load_entry_points(registry: Registry) -> None:
             for prim in prims:
                 if not isinstance(prim, Primitive):
                     raise TypeError(f"got {type(prim).__name__}, not a resdsl Primitive")
-                registry.add(_with_origin(prim, f"entry point {ep.value}"))
-        except Exception as err:  # a plugin's bug must not break every spec
-            warnings.warn(f"resdsl: the primitive plugin `{ep.name}` ({ep.value}) was not loaded: "
-                          f"{type(err).__name__}: {err}", stacklevel=2)
+                registry.add(_with_origin(prim, origin))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # SystemExit, recursion too: a plugin's bug must not break every spec
+            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            warnings.warn(f"resdsl: {origin} was not loaded: {type(err).__name__}"
+                          + (f": {detail}" if detail else ""), stacklevel=2)
 
 
 def split_sizes(channels: int, chunks: int) -> tuple[int, ...]:

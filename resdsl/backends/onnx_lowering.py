@@ -184,6 +184,7 @@ class Lowering:
             self._lower(op)
         if self.tensor[net.output] != self.output_name:  # the output is the input, passed through
             self._node("Identity", [INPUT], net.output, self.output_name)
+        self.check()
 
     # -- helpers
 
@@ -302,7 +303,37 @@ class Lowering:
             raise BackendError(f"`{{kind}}` has no ONNX lowering for opset {self.opset}",
                                hint="choose a newer {opset}", kind=op.kind)
         self.tensor[op.name] = self._out(op)
+        before = len(self.nodes)
         lowering(self, op, [self.tensor[i] for i in op.inputs], self._out(op))
+        prim = PRIMITIVES[op.kind]
+        made = self.tensor[op.name]
+        if prim.origin != "builtin" and made == self._out(op) and \
+                not any(made in node.output for node in self.nodes[before:]):
+            where = f"{op.span.path}:{op.span.line}:{op.span.column}: " if op.span is not None else ""
+            raise BackendError("{where}the ONNX lowering of `{kind}` (from {origin}) made no node that writes "
+                               "`{made}`: nothing was written", where=where, kind=op.kind, origin=prim.origin,
+                               made=made,
+                               hint="this is a bug in that plugin: its lowering must end with the node "
+                                    "that writes its `out` tensor")
+
+    def check(self) -> None:
+        """``onnx.checker`` (full check, strict shape inference included) on the graph before
+        anything is written: a plugin's lowering can break a graph that resdsl's own cannot.
+        The weights stand as graph inputs of their shapes, so they are not copied for it."""
+        model = self.skeleton(None, "")
+        for header, _ in self._tensors():
+            model.graph.input.append(helper.make_tensor_value_info(header.name, header.data_type,
+                                                                   list(header.dims)))
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+            plugins = sorted({f"`{op.kind}` (from {PRIMITIVES[op.kind].origin})" for op in self.net.ops
+                              if PRIMITIVES[op.kind].origin != "builtin"})
+            detail = str(err).strip().splitlines()[0][:300]
+            raise BackendError("the ONNX graph fails onnx.checker, so nothing was written: {detail}",
+                               hint=("the network uses plugin primitives: {plugins}; their ONNX lowering is "
+                                     "the likely cause") if plugins else "this is a bug in resdsl: please report it",
+                               detail=detail, plugins=", ".join(plugins)) from None
 
     # -- the model
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import limits
 from ..diagnostics import Span, did_you_mean
 from ..ir import INPUT, Op
-from ..primitives import PRIMITIVES, Primitive, ShapeError
+from ..primitives import PRIMITIVES, PluginError, Primitive, ShapeError
 from ..syntax import Layer, Reuse
 from .exprs import unparse
 from .frames import Frame, Skip
@@ -151,6 +151,10 @@ class Layers:
                 raise Skip() from None
             self.error(e.code, e.message, span, label=e.label, hint=self.adjust_hint(e))
             raise Skip() from None
+        except PluginError as e:  # the plugin's code, not the spec: named, at the layer that ran it
+            raise self.fail("E058", f"the primitive `{e.kind}` from {e.origin} failed in its {e.what}: "
+                            f"{e.detail}", span, hint="this is a bug in that plugin: report it to its "
+                            "authors, or uninstall it") from None
         if len(self.ops) >= limits.MAX_OPS:
             raise self.fail("E017", f"the network has more than {limits.MAX_OPS:,} layers", span,
                             hint="check the depths and repeat counts")

@@ -1,0 +1,1 @@
+raise ImportError("this plugin cannot import its own dependency")
