@@ -378,11 +378,11 @@ def _transplant(args, sources: SourceCache) -> int:
 
     from .checkpoints import FORMATS, CheckpointError, dump_checkpoint
     from .weight_transplant import transplant
+    refuse_overwrite(args.output, [args.spec, args.checkpoint])  # first: the worst mistake
     fmt = FORMATS.get(Path(args.output).suffix.lower())
     if fmt is None:
         raise UsageError(f"cannot tell the format of `{args.output}` from its extension",
                          hint="use .safetensors, or .pt / .pth for torch.save")
-    refuse_overwrite(args.output, [args.spec, args.checkpoint])
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_file():
         raise UsageError(f"cannot read the checkpoint `{args.checkpoint}`: "

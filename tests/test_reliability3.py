@@ -435,3 +435,89 @@ def test_api_misuse_is_worded_by_the_api(call, error, words):
     with pytest.raises(error) as exc:
         call()
     assert words in str(exc.value)
+
+
+# ----------------------------------------- safe writes, per writing command: kill -9 mid-write, refusals
+
+_KILLED = """
+import os, sys, time
+from resdsl import output
+marker = sys.argv[1]
+def slow_fsync(fd):
+    open(marker, "w").close()
+    time.sleep(120)
+output.os.fsync = slow_fsync
+from resdsl.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _commands(tmp_path: Path) -> dict[str, tuple[list[str], list[Path]]]:
+    """Each writing command, and the files it writes."""
+    out = tmp_path / "out"
+    return {
+        "stats": (["stats", str(R20), "-o", str(out / "s.txt")], [out / "s.txt"]),
+        "table": (["table", str(R20), "-o", str(out / "t.md")], [out / "t.md"]),
+        "diagram": (["diagram", str(R20), "--format", "dot", "-o", str(out / "d.dot")], [out / "d.dot"]),
+        "compile_torch": (["compile", str(R20), "--target", "torch", "-o", str(out / "m.py")], [out / "m.py"]),
+        "compile_onnx": (["compile", str(R20), "--target", "onnx", "-o", str(out / "m.onnx")], [out / "m.onnx"]),
+        "compile_onnx_external": (["compile", str(R20), "--target", "onnx", "--external-data",
+                                   "-o", str(out / "x.onnx")], [out / "x.onnx"]),
+        "transplant": (["transplant", str(R20), "--from", str(tmp_path / "w.safetensors"),
+                        "-o", str(out / "t.safetensors")], [out / "t.safetensors"]),
+    }
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    from safetensors.numpy import save_file
+
+    state = {k: v.detach().numpy() for k, v in resdsl.build(resdsl.load(R20), seed=1).state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    return tmp_path / "w.safetensors"
+
+
+@pytest.mark.parametrize("command", ["stats", "table", "diagram", "compile_torch", "compile_onnx",
+                                     "compile_onnx_external", "transplant"])
+def test_a_killed_write_leaves_the_old_output(tmp_path, weights_file, command):
+    import signal
+    import time
+
+    argv, files = _commands(tmp_path)[command]
+    (tmp_path / "out").mkdir()
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    marker = tmp_path / "writing"
+    if command.startswith("compile_onnx") or command == "transplant":  # other weights: another output
+        argv = [*argv, "--seed", "5"]
+    else:  # another spec: another output
+        argv = [a if a != str(R20) else str(SPECS / "resnet32_cifar.res") for a in argv]
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(marker), *argv], env=ENV,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no write"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")}
+    assert after == before  # the old outputs, whole; only our temporaries beside them
+    assert main(_commands(tmp_path)[command][0]) == 0  # the next run sweeps what the killed one left
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize("command", ["stats", "table", "diagram", "compile_torch", "compile_onnx",
+                                     "compile_onnx_external", "transplant"])
+def test_no_writing_command_replaces_an_input(tmp_path, weights_file, capsys, command):
+    argv, _ = _commands(tmp_path)[command]
+    spec = tmp_path / "in.res"
+    spec.write_text(R20.read_text())
+    hard = tmp_path / "hard.res"
+    os.link(spec, hard)
+    argv = [str(spec) if a == str(R20) else a for a in argv]
+    victims = [spec, hard] + ([weights_file] if command == "transplant" else [])
+    for victim in victims:
+        bad = argv[:-1] + [str(victim)]
+        assert main(bad) == 2
+        assert "would overwrite an input" in capsys.readouterr().err
+    assert spec.read_text() == R20.read_text()
