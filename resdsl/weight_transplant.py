@@ -204,6 +204,12 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
                               f"lost: {_listed(complex_keys)}", hint="transplant real-valued weights")
     model = build(net, seed=seed)
     target = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    integral = sorted(k for k, v in source.items() if k in target and target[k].is_floating_point()
+                      and not v.is_floating_point())
+    if integral:  # compile --weights refuses them too: integers or booleans are no trained weights
+        raise CheckpointError(f"the checkpoint ({label}) holds tensors that are not floating-point where the "
+                              f"network has weights: {_listed([f'{k} ({source[k].dtype})' for k in integral])}",
+                              hint="is this the right file? save the model's state_dict as it was trained")
     params = {k for k, _ in model.named_parameters()}
     report = TransplantReport(network=net.name, checkpoint=label, notes=notes,
                               params_total=sum(target[k].numel() for k in params))

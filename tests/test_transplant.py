@@ -315,7 +315,7 @@ def test_cli_refuses_bad_requests_and_writes_nothing(small, tmp_path, capsys):
     unrelated.write_bytes(dump_checkpoint({"encoder.weight": torch.zeros(2, 2)}, "safetensors"))
     cases = [
         ((spec, "--from", ckpt, "-o", ckpt), 2, "would overwrite an input"),
-        ((spec, "--from", ckpt, "-o", spec), 2, "cannot tell the format"),
+        ((spec, "--from", ckpt, "-o", spec), 2, "would overwrite an input"),
         ((spec, "--from", ckpt, "-o", tmp_path / "o.npz"), 2, "cannot tell the format of"),
         ((spec, "--from", tmp_path / "absent.pt", "-o", out), 2, "no such file"),
         ((spec, "--from", tmp_path, "-o", out), 2, "it is a folder"),
