@@ -521,3 +521,21 @@ def test_no_writing_command_replaces_an_input(tmp_path, weights_file, capsys, co
         assert main(bad) == 2
         assert "would overwrite an input" in capsys.readouterr().err
     assert spec.read_text() == R20.read_text()
+
+
+# ----------------------------------------------- the fuzz campaign's findings (tests/cases/fuzz/*.res)
+
+FUZZ_CASES = sorted((ROOT / "tests" / "cases" / "fuzz").glob("*.res"))
+
+
+@pytest.mark.parametrize("case", FUZZ_CASES, ids=[p.stem for p in FUZZ_CASES])
+def test_campaign_findings_stay_fixed(case):
+    """Each finding of benchmarks/fuzz_campaign.py, through the campaign's own property: every
+    back end, compared with the others."""
+    import warnings
+
+    import test_fuzz_backends
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert test_fuzz_backends.check_everywhere(case.read_text(), 0, onnx_runs=2)

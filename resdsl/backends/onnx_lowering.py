@@ -64,8 +64,8 @@ def load_weights(net: Network, weights: str | Path | Mapping,
     notes: list[str] = []  # wrappers taken off, a prefix dropped: said, as the docs promise
     if isinstance(weights, Mapping):
         provenance = "state_dict"
-        try:
-            state = unwrap_state_dict(weights, source="the state_dict", notes=notes)
+        try:  # a network without weights has an empty state_dict, and may be given it
+            state = unwrap_state_dict(weights, source="the state_dict", notes=notes) if weights else {}
         except CheckpointError as err:
             raise OptionError("weights", "{problem}", hint="{fix}", problem=err, fix=err.hint) from None
     else:
