@@ -198,7 +198,8 @@ def _read_torch(path: Path) -> object:
 def _unpickling_detail(message: str) -> str:
     """The line of torch's weights_only message that says what was refused, without its
     boilerplate about torch 2.6 and filing issues."""
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation",
+                   "(1) In PyTorch 2.6", "(2) Alternatively", "In PyTorch 2.6")
     for line in message.splitlines():
         line = line.replace("WeightsUnpickler error:", "").strip()
         if line and not line.startswith(boilerplate):
