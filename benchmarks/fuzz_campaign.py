@@ -67,7 +67,8 @@ def _draw(strategy, name: str, seed: int, index: int):
 
     key = (name, seed, index // CHUNK)
     if key not in _chunks:
-        _chunks.clear()  # one chunk per source at a time is enough
+        for old in [k for k in _chunks if k[0] == name]:  # one chunk per source at a time
+            del _chunks[old]
         out: list = []
 
         @hseed(zlib.crc32(f"{name}:{seed}:{index // CHUNK}".encode()))
