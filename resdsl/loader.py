@@ -384,7 +384,11 @@ class Loader:
                              "file: only specs can be imported", imp.span,
                              hint="import the spec itself")
             return None
-        if not found and (candidate.exists() or candidate.is_symlink()):  # a folder, a FIFO, a device
+        try:
+            there = not found and (candidate.exists() or candidate.is_symlink())
+        except OSError:  # a name longer than the file system allows: not there
+            there = False
+        if there:  # a folder, a FIFO, a device
             what = "a folder" if candidate.is_dir() else "not a regular file"
             self.diags.error("E031", f"cannot import `{target}`: `{candidate.name}` is {what}", imp.span,
                              hint="import a .res file")

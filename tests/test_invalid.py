@@ -157,7 +157,9 @@ def test_every_code_has_a_case():
     covered = {e.code for case in CASE_PATHS for e in expectations(case)}
     # E031 `cannot read` (an unreadable file) and E017 for a file over the size limit
     # share their codes with cases here; every code needs at least one.
-    assert _codes_in_source() <= covered, _codes_in_source() - covered
+    # E058 is a plugin's bug: it needs an installed plugin, so its cases are in
+    # test_hostile_plugins.py, one per way a plugin can fail.
+    assert _codes_in_source() - {"E058"} <= covered, _codes_in_source() - covered
 
 
 def test_every_code_is_documented():
