@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             for source in pending:
                 index = state["next"][source]
+                make_input(source, index, args.seed)  # drawing a chunk of examples is the harness's time
                 signal.setitimer(signal.ITIMER_REAL, args.bound)
                 try:
                     run_one(source, index, args.seed, state["stats"])
