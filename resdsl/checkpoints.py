@@ -183,7 +183,9 @@ def _read_torch(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:  # weights_only refused the pickle
         detail = _unpickling_detail(str(err))
-        if "global" in detail.lower():  # a class or function to import and call: code could run
+        # a class or function to import and call: code could run (torch ≥ 2.4 says "global",
+        # torch 2.1 "Unsupported class")
+        if "global" in detail.lower() or "unsupported class" in detail.lower():
             raise CheckpointError(f"refusing to load `{path.name}`: it holds Python objects other than "
                                   f"tensors, and loading them could run code ({detail})",
                                   hint=_SAVE_HINT) from None
@@ -200,6 +202,8 @@ def _unpickling_detail(message: str) -> str:
     boilerplate about torch 2.6 and filing issues."""
     boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation",
                    "(1) In PyTorch 2.6", "(2) Alternatively", "In PyTorch 2.6")
+    if "WeightsUnpickler error:" in message:  # torch 2.1 writes it all on one line
+        message = message[message.index("WeightsUnpickler error:"):]
     for line in message.splitlines():
         line = line.replace("WeightsUnpickler error:", "").strip()
         if line and not line.startswith(boilerplate):

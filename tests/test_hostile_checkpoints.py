@@ -120,7 +120,12 @@ def _mutants(rng: random.Random, state: dict, marker: str):
         bad = dict(state)
         key = rng.choice(list(bad))
         bad[key] = bad[key].to(rng.choice([torch.int64, torch.uint8, torch.complex64, torch.float64, torch.bool]))
-        return "wrong_dtype", save({k: v.contiguous() for k, v in bad.items()})
+        try:
+            return "wrong_dtype", save({k: v.contiguous() for k, v in bad.items()})
+        except (KeyError, ValueError):  # safetensors before 0.5 cannot save complex tensors
+            buf = io.BytesIO()
+            torch.save(bad, buf)
+            return "wrong_dtype", buf.getvalue()
     if family == 9:  # a pickle that would run code, as a plain torch.save / legacy pickle
         obj = rng.choice([{"conv1.weight": Payload(marker)}, Payload(marker), {"state_dict": Payload(marker)}])
         return "pickle_code", pickle.dumps(obj, protocol=rng.choice([2, 4]))

@@ -113,8 +113,10 @@ def test_concurrent_external_data_writers_never_mix_runs(tmp_path):
         try:
             got = _onnx_output(out, x)
         except Exception as err:  # the tensor file an older model named was removed meanwhile
-            named = re.findall(r"m\.onnx\.[0-9a-f]{16}\.data", str(err))
-            assert named and not (out.parent / named[0]).exists(), err  # gone, not mixed
+            # the file could not be opened (onnxruntime 1.18 says "Invalid fd was supplied: -1"); it
+            # may be back already, written again by a writer of the same weights
+            assert re.search(r"m\.onnx\.[0-9a-f]{16}\.data", str(err)), err
+            assert any(w in str(err) for w in ("does not exist", "No such file", "Invalid fd")), err
             gone += 1
             continue
         reads += 1

@@ -107,7 +107,8 @@ def test_script_blocks_sequential_and_sync_bn(name):
         trunk = nn.Sequential(*children[:[n for n, _ in model.named_children()].index(stages[-1]) + 1])
         assert trunk(x).shape[1:] == net.shape_of(net.root.children[[s.path for s in net.root.children]
                                                                    .index(stages[-1])].output)
-    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # torch before 2.2 makes the SyncBatchNorms in training mode; torchvision's modules get the same
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(model).eval()
     bns = [m for m in synced.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     assert bns and all(isinstance(m, nn.SyncBatchNorm) for m in bns)
     with torch.no_grad():  # SyncBN runs as BN in eval mode without a process group

@@ -176,7 +176,9 @@ def test_channels_last_and_reduced_precision():
         torch.testing.assert_close(cl(x.to(memory_format=torch.channels_last)), reference,
                                    rtol=1e-4, atol=1e-4)
         scale = float(reference.abs().max())
-        for dtype in (torch.bfloat16, torch.float16):
+        # torch before 2.2 has no float16 convolution on the CPU (the floor job's torch 2.1)
+        half = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 2)
+        for dtype in (torch.bfloat16, torch.float16)[:1 + half]:
             low = build(net).eval()
             low.load_state_dict(model.state_dict())
             y = low.to(dtype)(x.to(dtype))

@@ -136,7 +136,9 @@ _SKIP_INIT = SourceHelper("skip_init", text='''
 def skip_init(module_cls: type[nn.Module], *args: object, **kwargs: object) -> nn.Module:
     """`module_cls(*args, **kwargs)` without torch's default initialisation, on the default
     device: reset_parameters() initialises every tensor once."""
-    return nn.utils.skip_init(module_cls, *args, device=torch.get_default_device(), **kwargs)
+    # the default device (torch.set_default_device, `with torch.device(...)`), as torch < 2.3,
+    # which has no torch.get_default_device, can tell it
+    return nn.utils.skip_init(module_cls, *args, device=torch.empty(0).device, **kwargs)
 ''')
 
 _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param("stride", "int", 1),

@@ -245,8 +245,10 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Conv", [padded, filt], name, out, kernel_shape=[f, f], strides=[s, s], group=c)
 
 
+# blur_pool is a leaf for torch.fx: it reads the channel count from the tensor, which torch
+# before 2.2 cannot pass to conv2d's `groups` as a traced value
 _BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True,
-                            defines=("blur_filter", "blur_pool"))
+                            defines=("blur_filter", "blur_pool"), wrap=("blur_pool",))
 
 def _recognise_blurpool(call: Call) -> dict | None:
     # timm's BlurPool2d (reflect padding, binomial filter) and the generated source's
