@@ -291,7 +291,7 @@ def _compile(args, sources: SourceCache) -> int:
             raise UsageError(f"--target {target.name} writes a binary file: give `-o FILE`",
                              hint=f"e.g. -o {Path(args.spec).stem}{target.extension}")
         output = "-"
-    # never write over what this run reads (ONNX external data goes to OUT.data too)
+    # never write over what this run reads (ONNX external data replaces OUT.<digest>.data too)
     reads = [args.spec] + ([options["weights"]] if options.get("weights") else [])
     also = []
     if options.get("external_data") and output != "-":  # the tensor files the write replaces

@@ -72,7 +72,7 @@ DYNAMIC_SIZE = Option("dynamic_size", "symbolic input height and width (default:
 # resdsl.fold_batchnorms(model).
 FOLD_BN = Option("fold_bn", "fold batch norms into the convolutions before them (inference)", type=bool,
                  default=False)
-EXTERNAL_DATA = Option("external_data", "write the tensors to FILE.data beside the model (needed past 2 GB)",
+EXTERNAL_DATA = Option("external_data", "write the tensors to FILE.<digest>.data beside the model, named by their content (needed past 2 GB)",
                        type=bool, default=False)
 ALLOW_NONFINITE = Option("allow_nonfinite", "accept NaN or infinite values in the weights", type=bool,
                          default=False)
