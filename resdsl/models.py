@@ -29,8 +29,8 @@ from .ir import Network
 from .loader import Loader, decode
 from .resources import data_path, shipped_spec, shipped_specs
 
-__all__ = ["ModelError", "create_model", "list_models", "save_pretrained", "pretrained_tags", "load_network",
-           "res_literal", "find_spec", "BUNDLE_CONFIG", "BUNDLE_WEIGHTS"]
+__all__ = ["ModelError", "ResText", "create_model", "list_models", "save_pretrained", "pretrained_tags", "load_network",
+           "res_literal", "find_spec", "build_model", "Recipe", "BUNDLE_CONFIG", "BUNDLE_WEIGHTS"]
 
 #: The files of a bundle folder (the Hugging Face Hub's names for a model folder).
 BUNDLE_CONFIG, BUNDLE_WEIGHTS = "config.json", "model.safetensors"
@@ -134,6 +134,11 @@ def pretrained_tags(name: str) -> list[str]:
 # ---------------------------------------------------------------- overrides
 
 
+class ResText(str):
+    """An override given as ``.res`` text (``ResText("[3, 4, 23, 3]")``), passed on as it is
+    written: what ``--set KEY=VALUE`` gives on the command line."""
+
+
 def res_literal(value: object, key: str = "value") -> str:
     """``value`` written as a ``.res`` value: numbers, ``true``/``false``, ``none``, lists,
     and a name (a string that is an identifier: ``"deep_stem"``, ``"basic"``)."""
@@ -149,8 +154,8 @@ def res_literal(value: object, key: str = "value") -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(res_literal(v, key) for v in value) + "]"
-    if isinstance(value, str) and value.isidentifier():
-        return value
+    if isinstance(value, ResText) or (isinstance(value, str) and value.isidentifier()):
+        return str(value)
     raise TypeError(f"`{key}`: {type(value).__name__} {value!r} cannot be written in a spec "
                     "(numbers, booleans, None, lists, or the name of a definition such as 'deep_stem')")
 
@@ -285,7 +290,6 @@ def create_model(name_or_path: str | Path, *, pretrained: object = False, num_cl
     :class:`ModelError` for a request that cannot be met.
     """
     from . import _check_seed
-    from .backends.torch_model import build
 
     _check_seed(seed)
     recipe = find_spec(name_or_path, path)
@@ -308,8 +312,19 @@ def create_model(name_or_path: str | Path, *, pretrained: object = False, num_cl
         head["global_pool"] = global_pool
     values |= {k: res_literal(v, k) for k, v in timm_keywords.items() if v is not None}
     values |= {k: res_literal(v, k) for k, v in overrides.items()}
-    recipe = replace(recipe, overrides=values, head=head)
-    net = load_network(recipe, allow_large=allow_large)
+    return build_model(replace(recipe, overrides=values, head=head), pretrained=pretrained, seed=seed,
+                       features_only=features_only, out_indices=out_indices,
+                       pretrained_cfg_overlay=pretrained_cfg_overlay, allow_large=allow_large)
+
+
+def build_model(recipe: Recipe, *, pretrained: object = False, seed: int | None = None, features_only: bool = False,
+                out_indices: Sequence[int] | None = None, pretrained_cfg_overlay: Mapping | None = None,
+                allow_large: bool = False, sources: SourceCache | None = None):
+    """The model of ``recipe`` (what :func:`create_model` makes of its arguments)."""
+    from .backends.torch_model import build
+
+    head = recipe.head
+    net = load_network(recipe, sources=sources, allow_large=allow_large)
     if features_only and out_indices is None:
         from .roles import feature_points
 
