@@ -1136,6 +1136,7 @@ def _interface_texts(top: TopView) -> dict:
     return {
         "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
+        "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
         "classifier_target": target,
         "new_classifier": layout(top.new_classifier, " " * 12, "classifier = ") if top.new_classifier else "",
         "post_paths": _tuple([_quoted(p) for p in top.post_modules], "            ", "for path in ") if top.post_modules else "()",
