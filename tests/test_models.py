@@ -342,6 +342,20 @@ def test_cli_models_set_save_and_compile_a_folder(tmp_path, capsys):
     assert main(["save", "resnet18", "-o", str(folder), "--force", "--pretrained", str(ckpt), "--verbose",
                  "--set", "num_classes=10"]) == 0
     assert "transplant r18.pth → resnet18: 120 tensors" in capsys.readouterr().err
+    # every bad request: a message and exit 2, never a traceback
+    for args, words in [(["save", "resnet5", "-o", str(tmp_path / "x")], "unknown model `resnet5`"),
+                        (["save", "resnetv2_50x1_bit", "-o", str(tmp_path / "x"), "--pretrained", str(ckpt)],
+                         "no tensor of `r18.pth` fits"),
+                        (["save", "resnet18", "-o", str(tmp_path / "x"), "--pretrained", "timm:resnet18.a1_in1k"],
+                         "timm is not installed"),
+                        (["save", "resnet18", "-o", str(tmp_path / "x"), "--pretrained", str(tmp_path / "no.pth")],
+                         "no such file")]:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(sys.modules, "timm", None)
+            assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
     py = tmp_path / "bundle.py"
     assert main(["compile", str(folder), "--target", "torch", "-o", str(py)]) == 0
     assert main(["transplant", "resnet18", "--from", str(ckpt), "-o", str(tmp_path / "t.pth"), "--set",
