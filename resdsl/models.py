@@ -331,7 +331,7 @@ def build_model(recipe: Recipe, *, pretrained: object = False, seed: int | None 
         out_indices = tuple(range(len(feature_points(net))))
     model = build(net, seed=seed, out_indices=tuple(out_indices) if out_indices is not None else None)
     weights = pretrained
-    if recipe.bundle is not None and pretrained in (False, None):
+    if recipe.bundle is not None and pretrained in (False, None, True):  # a folder brings its weights
         weights = recipe.bundle / BUNDLE_WEIGHTS
     if head and out_indices is None:  # the classifier changes before the bundle's weights load
         model.reset_classifier(head.get("num_classes", model.num_classes), head.get("global_pool"))
