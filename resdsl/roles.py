@@ -117,13 +117,12 @@ class Head(NamedTuple):
 
 
 def head_of(net: Network) -> Head | None:
-    """The network's head (see :class:`Head`), or ``None`` when it has none: no stage, no
-    global pooling after the last stage, or no weighted layer after that pooling."""
+    """The network's head (see :class:`Head`), or ``None`` when it has none: no global
+    pooling after the last stage (anywhere, in a network without stages), or no weighted
+    layer after that pooling."""
     stages = [i for i in net.root.items if isinstance(i, Scope) and i.role is Role.STAGE]
-    if not stages:
-        return None
     order = {op.name: n for n, op in enumerate(net.ops)}
-    after = net.ops[max(order[n] for n in stages[-1].op_names()) + 1:]
+    after = net.ops[max(order[n] for n in stages[-1].op_names()) + 1:] if stages else net.ops
     pool = next((op for op in after if PRIMITIVES[op.kind].look is not None and PRIMITIVES[op.kind].look.pool
                  and len(op.shape) == 3 and op.shape[1:] == (1, 1)), None)
     if pool is None:

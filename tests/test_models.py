@@ -378,3 +378,15 @@ def test_cli_compiles_a_folder_to_onnx_with_its_weights(tmp_path):
     assert main(["compile", str(pooled), "--target", "onnx", "-o", str(tmp_path / "p.onnx")]) == 0
     session = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
     assert session.run(None, {"input": x.numpy()})[0].shape == (2, 64)
+
+
+def test_a_network_without_stages_has_the_head_interface(tmp_path):
+    model = resdsl.create_model(Path(__file__).parent / "cases" / "valid" / "two_layer.res", seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.shape == (2, 16, 16, 16) and model.num_features == 16 and model.feature_info == []
+        torch.testing.assert_close(model.forward_head(features), model(x))
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    model.reset_classifier(4)
+    assert model(x).shape == (2, 4) and not hasattr(model, "forward_intermediates")

@@ -770,37 +770,41 @@ class Renderer:
         if taken:
             raise ValueError(f"the top-level layer `{taken[0]}` takes the name of a method or attribute of "
                              "timm's model interface, which the network's class has")
-        stages = [n for n, i in enumerate(items) if i.use is Use.SUB and i.scope.role is Role.STAGE]
-        if not stages or stages != list(range(stages[0], stages[-1] + 1)) or net.stem_feature is None:
-            lines, out = self.segment(scope, items, calls, 0, len(items), scope.input, scope.output)
-            return TopView(name, init, lines + _rename(out))
-        first, last = stages[0], stages[-1]
-        source = items[first].inputs[0]
-        chain = all(items[n].inputs == (items[n - 1].output,) for n in stages[1:])
-        features = items[last].output
-        head = head_of(net)
         at = {item.output: n for n, item in enumerate(items)}
-        if head is not None and not (head.pool in at and items[at[head.classifier]].use is Use.LAYER
-                                     if head.classifier in at else False):
-            head = None  # a head inside a module of its own: forward_head runs it whole
+        head = head_of(net)
+        if head is not None and not (head.pool in at and head.classifier in at
+                                     and items[at[head.classifier]].use is Use.LAYER):
+            head = None  # a head inside a module of its own: forward runs it whole
         end = at[head.pool] if head is not None else len(items)
         target = net.op(head.pool).inputs[0] if head is not None else scope.output
-        if not (chain and _contained(items[:first], scope.input) and _contained(items[last + 1:end], features)
-                and _contained(items[end:], target)):
-            lines, out = self.segment(scope, items, calls, 0, len(items), scope.input, scope.output)
-            return TopView(name, init, lines + _rename(out))
+        if head is not None and not (_contained(items[:end], scope.input) and _contained(items[end:], target)):
+            head = None
+            end, target = len(items), scope.output
+        stages = [n for n, i in enumerate(items[:end]) if i.use is Use.SUB and i.scope.role is Role.STAGE]
+        if stages:
+            first, last = stages[0], stages[-1]
+            if not (stages == list(range(first, last + 1)) and net.stem_feature is not None
+                    and all(items[n].inputs == (items[n - 1].output,) for n in stages[1:])
+                    and _contained(items[:first], scope.input)
+                    and _contained(items[last + 1:end], items[last].output)):
+                stages = []  # not a stem, a chain of stages and what follows: no feature maps
         view = TopView(name, init, [])
-        lines, out = self.segment(scope, items, calls, 0, first, scope.input, source)
-        view.stem = lines + _rename(out)
-        lines, out = self.segment(scope, items, calls, 0, first, scope.input, source, (net.stem_feature,))
-        # the feature is taken before `x` is set to the stem's output, which may overwrite it
-        view.intermediates, view.stem_feature, view.stem_out = lines, self.vars[net.stem_feature], _rename(out)
-        view.stages = [self.containers.ref("self", items[n].local) for n in stages]
-        view.stage_paths = [items[n].local for n in stages]
-        view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
-        lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
-        view.post = lines + _rename(out)
-        view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
+        if stages:
+            source, features = items[first].inputs[0], items[last].output
+            lines, out = self.segment(scope, items, calls, 0, first, scope.input, source)
+            view.stem = lines + _rename(out)
+            lines, out = self.segment(scope, items, calls, 0, first, scope.input, source, (net.stem_feature,))
+            # the feature is taken before `x` is set to the stem's output, which may overwrite it
+            view.intermediates, view.stem_feature, view.stem_out = lines, self.vars[net.stem_feature], _rename(out)
+            view.stages = [self.containers.ref("self", items[n].local) for n in stages]
+            view.stage_paths = [items[n].local for n in stages]
+            view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
+            lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
+            view.post = lines + _rename(out)
+            view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
+        else:
+            lines, out = self.segment(scope, items, calls, 0, end, scope.input, target)
+            view.stem = lines + _rename(out)
         if head is not None:
             cls_at = at[head.classifier]
             lines, out = self.segment(scope, items, calls, end, cls_at, target, head.pre_logits)
