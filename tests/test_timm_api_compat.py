@@ -187,3 +187,19 @@ def test_every_recorded_zoo_tag_fits_by_name_and_shape():
                     theirs = torchvision.models.get_model(name).state_dict()
                 assert len(enum.meta["categories"]) == ours["fc.weight"][0]
             assert ours == {k: tuple(v.shape) for k, v in theirs.items()}, ref
+
+
+@pytest.mark.parametrize("name", ["resnet50d", "resnetv2_50x1_bit"])
+def test_timms_feature_getter_takes_a_resdsl_model(name):
+    _need(timm, "timm")
+    from timm.models._features import FeatureGetterNet
+
+    theirs = timm.create_model(name, features_only=True, out_indices=(1, 2, 3), feature_cls="getter").eval()
+    ours = FeatureGetterNet(resdsl.create_model(name, seed=0), out_indices=(1, 2, 3)).eval()
+    assert ours.feature_info.get_dicts(keys=("num_chs", "reduction")) == \
+        theirs.feature_info.get_dicts(keys=("num_chs", "reduction"))
+    # pruned as timm prunes its own: the same parameters are left
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert [f.shape for f in ours(x)] == [f.shape for f in theirs(x)]
