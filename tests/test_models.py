@@ -31,6 +31,14 @@ QUICK = {"resnet18", "resnet20_cifar", "resnetv2_50x1_bit"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in SPEC_NAMES if n not in DEEP]
 
 
+@pytest.fixture(autouse=True)
+def _own_random_state():
+    """Unseeded builds draw from torch's global generator: leave it as it was for the tests
+    that follow."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 def _grads(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad()
     torch.manual_seed(0)  # dropout and drop-path draw the same masks

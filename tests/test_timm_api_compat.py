@@ -27,6 +27,14 @@ QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skre
 NAMES = [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in TIMM_NAMES]
 
 
+@pytest.fixture(autouse=True)
+def _own_random_state():
+    """Unseeded builds draw from torch's global generator: leave it as it was for the tests
+    that follow."""
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 def _pair(name: str):
     """timm's model and ours with timm's (randomised) weights, in eval mode."""
     theirs = _need(timm, "timm").create_model(name, pretrained=False)
