@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from . import __version__
 from .diagnostics import SourceCache, did_you_mean
 from .ir import Network
 from .loader import Loader, decode
+from .output import place_folder, seal, temp_dir
 from .resources import data_path, shipped_spec, shipped_specs
 
 __all__ = ["ModelError", "ResText", "create_model", "list_models", "save_pretrained", "pretrained_tags", "load_network",
@@ -403,26 +403,27 @@ def save_pretrained(model, folder: str | Path, *, force: bool = False) -> Path:
     }
     weights = dump_checkpoint(model.state_dict(), "safetensors", {"resdsl.network": net.name})
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = temp_dir(target)  # beside the target, so that the rename stays on one file system
     try:
         for f in files:
-            dest = tmp / Path(f).resolve().relative_to(root)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest)
-        (tmp / BUNDLE_WEIGHTS).write_bytes(weights)
-        (tmp / BUNDLE_CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            _write(tmp / Path(f).resolve().relative_to(root), Path(f).read_bytes())
+        _write(tmp / BUNDLE_WEIGHTS, weights)
+        _write(tmp / BUNDLE_CONFIG, (json.dumps(config, indent=2) + "\n").encode())
         os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.rename(target, old / "previous")
-        os.rename(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        place_folder(tmp, target, replace=force)
+    except FileExistsError:
+        raise ModelError(f"`{target}` is not empty", hint="choose a new folder, or pass force=True (--force)") from None
     return target
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    seal(path, path)  # on disk before the folder is renamed into place
 
 
 def _umask() -> int:

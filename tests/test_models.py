@@ -398,3 +398,28 @@ def test_a_network_without_stages_has_the_head_interface(tmp_path):
         torch.testing.assert_close(torch.jit.script(model)(x), model(x))
     model.reset_classifier(4)
     assert model(x).shape == (2, 4) and not hasattr(model, "forward_intermediates")
+
+
+def test_a_failed_save_leaves_no_folder_and_the_old_one_intact(tmp_path, monkeypatch):
+    import resdsl.models as models
+
+    model = resdsl.create_model("resnet20_cifar", seed=0)
+    real = models._write
+
+    def failing(path, data):
+        if path.name == models.BUNDLE_WEIGHTS:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(models, "_write", failing)
+    with pytest.raises(OSError, match="No space"):
+        resdsl.save_pretrained(model, tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(models, "_write", real)
+    resdsl.save_pretrained(model, tmp_path / "b")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
+    monkeypatch.setattr(models, "_write", failing)
+    with pytest.raises(OSError, match="No space"):
+        resdsl.save_pretrained(resdsl.create_model("resnet20_cifar", seed=1), tmp_path / "b", force=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
