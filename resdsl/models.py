@@ -189,18 +189,27 @@ def load_network(recipe: Recipe, *, sources: SourceCache | None = None, allow_la
 def _zoo_weights(ref: str, overlay: Mapping | None) -> tuple[dict, dict, str]:
     """A zoo reference's state_dict, its data configuration for ``pretrained_cfg``, and a label."""
     package, _, name = ref.partition(":")
+    if package not in ("timm", "torchvision"):
+        raise ModelError(f"`{ref}`: zoo weights are `timm:NAME.TAG` or `torchvision:ENUM.VALUE`")
     try:
         module = __import__(package)
     except ImportError:
         raise ModelError(f"`{ref}` names {package}'s weights, and {package} is not installed",
                          hint=f"pip install {package}") from None
+    except Exception as err:  # e.g. a torchvision built for another torch
+        raise ModelError(f"`{ref}` names {package}'s weights, and {package} cannot be imported here: "
+                         f"{type(err).__name__}: {err}", hint=f"reinstall {package} for this torch") from None
+    fetch_hint = "zoo weights are downloaded on first use: check the network connection"
     if package == "timm":
         kwargs = {"pretrained_cfg_overlay": dict(overlay)} if overlay else {}
+        if not module.is_model(name):
+            raise ModelError(f"timm has no model `{name}`", hint="timm.list_pretrained() lists its weights")
         try:
             zoo = module.create_model(name, pretrained=True, **kwargs)
-        except RuntimeError as err:  # timm's "Unknown model"
-            raise ModelError(f"timm has no model `{name}`: {err}",
-                             hint="timm.list_pretrained() lists its weights") from None
+        except Exception as err:  # timm's own errors, or the download's
+            raise ModelError(f"timm could not load the weights `{name}`: {type(err).__name__}: {err}",
+                             hint=fetch_hint if isinstance(err, OSError) else
+                             f"timm.list_pretrained('{name.partition('.')[0]}*') lists its weights") from None
         cfg = {k: v for k, v in zoo.pretrained_cfg.items()
                if k in ("crop_pct", "crop_mode", "interpolation", "mean", "std", "hf_hub_id", "tag", "license")}
         return zoo.state_dict(), cfg, ref
@@ -217,8 +226,12 @@ def _zoo_weights(ref: str, overlay: Mapping | None) -> tuple[dict, dict, str]:
         resize = transforms.resize_size[0]
         cfg = {"crop_pct": round(crop / resize, 4), "interpolation": transforms.interpolation.value,
                "mean": tuple(transforms.mean), "std": tuple(transforms.std), "url": weights.url}
-        return weights.get_state_dict(progress=False), cfg, ref
-    raise ModelError(f"`{ref}`: zoo weights are `timm:NAME.TAG` or `torchvision:ENUM.VALUE`")
+        try:
+            return weights.get_state_dict(progress=False), cfg, ref
+        except Exception as err:  # the download's errors
+            raise ModelError(f"torchvision could not load the weights `{name}`: {type(err).__name__}: {err}",
+                             hint=fetch_hint) from None
+    raise AssertionError(package)  # unreachable: checked above
 
 
 def _load_weights(model, net: Network, pretrained: object, seed: int | None, overlay: Mapping | None,
