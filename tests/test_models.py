@@ -423,3 +423,17 @@ def test_a_failed_save_leaves_no_folder_and_the_old_one_intact(tmp_path, monkeyp
         resdsl.save_pretrained(resdsl.create_model("resnet20_cifar", seed=1), tmp_path / "b", force=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_a_gate_after_the_pooling_is_no_head():
+    """A weighted layer after a global pooling whose result is multiplied back into the
+    feature map (a squeeze-and-excitation gate at the top level) is no classifier."""
+    net = resdsl.loads("network n {\n input [8, 6, 6]\n x: identity()\n global_avgpool()\n"
+                       " fc: conv(8, 1, bias = true)\n gate: sigmoid()\n multiply(x, gate)\n}")
+    model = resdsl.build(net, seed=0).eval()
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), model(x))
+    assert isinstance(model.get_classifier(), nn.Identity) and model.num_features == 8
+    with pytest.raises(ValueError, match="no classifier"):
+        model.reset_classifier(3)

@@ -777,8 +777,10 @@ class Renderer:
             head = None  # a head inside a module of its own: forward runs it whole
         end = at[head.pool] if head is not None else len(items)
         target = net.op(head.pool).inputs[0] if head is not None else scope.output
-        if head is not None and not (_contained(items[:end], scope.input) and _contained(items[end:], target)):
-            head = None
+        if head is not None and not (_contained(items[:end], scope.input)
+                                     and _contained(items[end:at[head.classifier]], target)
+                                     and _contained(items[at[head.classifier]:], head.pre_logits)):
+            head = None  # something after the pooling reads an earlier value: no head to split off
             end, target = len(items), scope.output
         stages = [n for n, i in enumerate(items[:end]) if i.use is Use.SUB and i.scope.role is Role.STAGE]
         if stages:
