@@ -35,7 +35,11 @@ from .resources import shipped_spec, shipped_specs
 
 __version__ = "0.1.0"
 
+from .models import ModelError, create_model, list_models, pretrained_tags, save_pretrained  # noqa: E402
+
 __all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
+           # timm's model API (resdsl.models)
+           "create_model", "list_models", "pretrained_tags", "save_pretrained", "ModelError",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
            "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
            "SourceHelper", "SourceInit", "register_primitive"]

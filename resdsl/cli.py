@@ -49,7 +49,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     stats.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     stats.add_argument("-o", "--output", metavar="FILE", default="-", help="write here (default: stdout)")
 
-    comp = spec_command("compile", "lower a spec to a back end", many=False)
+    comp = spec_command("compile", "lower a spec (or a folder save_pretrained wrote) to a back end", many=False)
+    _add_set(comp)
     comp.add_argument("--target", required=True, choices=sorted(TARGETS),
                       help="; ".join(f"{t.name}: {t.help}" for t in TARGETS.values()))
     comp.add_argument("-o", "--output", metavar="FILE",
@@ -77,6 +78,27 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                        help="the report: text on stderr (default), or JSON on stdout")
     graft.add_argument("--allow-nonfinite", action="store_true",
                        help="accept NaN or infinite values in the weights")
+    _add_set(graft)
+
+    models = sub.add_parser("models", help="list the models create_model knows (shipped specs, RESDSL_PATH)",
+                            description="list the models create_model knows: the shipped specs and the specs "
+                                        "in the folders of RESDSL_PATH")
+    models.add_argument("pattern", nargs="?", default="*", metavar="PATTERN",
+                        help="a shell-style pattern (default: *)")
+    models.add_argument("--pretrained", action="store_true",
+                        help="only those with zoo weights, each with its weights' references")
+
+    save = spec_command("save", "write a model folder (spec, model.safetensors, config.json) that "
+                        "create_model and compile rebuild", many=False)
+    save.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write")
+    save.add_argument("--pretrained", metavar="WEIGHTS",
+                      help="weights: a checkpoint file, timm:NAME.TAG or torchvision:ENUM.VALUE (fetched by "
+                           "that package), or `default` for the spec's first zoo weights")
+    save.add_argument("--seed", type=_parse(SEED), default=0, metavar="SEED",
+                      help="seed for the tensors not taken from the weights (default 0)")
+    save.add_argument("--force", action="store_true", help="replace DIR if it is not empty")
+    save.add_argument("--verbose", action="store_true", help="print the transplant report of --pretrained")
+    _add_set(save)
 
     table = spec_command("table", "an architecture table like He et al. 2015, Table 1: a column per spec")
     table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
@@ -98,6 +120,27 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
                      help="the input the model is traced and checked with (default 3,224,224)")
     imp.add_argument("--name", metavar="NAME", help="the network's name (default: from MODEL)")
     return p
+
+
+def _add_set(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter of the network, as `with (KEY = VALUE)` in a spec "
+                        "(VALUE is .res text: 10, 0.1, true, [3, 4, 23, 3], deep_stem); repeatable")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``--set`` pairs as parameter → .res text."""
+    out: dict[str, str] = {}
+    for pair in getattr(args, "overrides", []) or []:
+        key, eq, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not key.isidentifier() or not value:
+            raise UsageError(f"--set {pair}: expected KEY=VALUE, such as num_classes=10",
+                             hint="VALUE is written as in a spec: 10, 0.1, true, [3, 4, 23, 3], deep_stem")
+        if "\n" in value or "\r" in value:
+            raise UsageError(f"--set {key}: the value spans several lines")
+        out[key] = value
+    return out
 
 
 def _add_options(c: argparse.ArgumentParser, options: dict[str, tuple[Option, tuple[str, ...]]],
@@ -216,12 +259,28 @@ def _run(args: argparse.Namespace, sources: SourceCache) -> int:
         return EXIT_USAGE
 
 
-def load_spec(path: str, network: str | None, sources: SourceCache, allow_large: bool = False) -> Network:
-    """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec."""
+def load_spec(path: str, network: str | None, sources: SourceCache, allow_large: bool = False,
+              overrides: dict[str, str] | None = None) -> Network:
+    """Load a spec file; a bare name like ``resnet50`` that is no file names a shipped spec.
+    ``overrides`` (parameter → .res text) apply as a ``with`` delta (``--set``)."""
+    from .models import BUNDLE_CONFIG, ModelError, Recipe, load_network
+
     if not path:  # Path("") is the current folder
         raise UsageError("an empty name is not a spec", hint="name a .res file")
     if Path(path).is_dir():
+        if (Path(path) / BUNDLE_CONFIG).is_file():
+            raise UsageError(f"`{path}` is a model folder: only `resdsl compile` takes one",
+                             hint="or name its .res file")
         raise UsageError(f"`{path}` is a folder, not a spec", hint="name a .res file")
+    if overrides:
+        if not Path(path).is_file() and shipped_spec(path) is not None:
+            path = str(shipped_spec(path))
+        if Path(path).is_file():
+            try:
+                return load_network(Recipe(Path(path), network, overrides), sources=sources,
+                                    allow_large=allow_large)
+            except ModelError as err:
+                raise UsageError(err.message, hint=err.hint) from None
     if Path(path).exists() and not Path(path).is_file():  # a device or FIFO: never read it
         raise UsageError(f"`{path}` is not a regular file", hint="name a .res file")
     if not Path(path).is_file():
@@ -298,8 +357,11 @@ def _compile(args, sources: SourceCache) -> int:
         from .backends.onnx_graph import data_files
         also = data_files(output)
     refuse_overwrite(output, reads, also)
-    net = load_spec(args.spec, args.network, sources, args.allow_large)
-    refuse_overwrite(output, sources.paths(), also)
+    if Path(args.spec).is_dir():  # a folder save_pretrained wrote: its network, with its weights
+        net = _bundle(args, sources, options, target.name)
+    else:
+        net = load_spec(args.spec, args.network, sources, args.allow_large, _overrides(args))
+    refuse_overwrite(output, [*sources.paths(), *([options["weights"]] if options.get("weights") else [])], also)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", Note)
         data = target.load()(net, **options)
@@ -387,7 +449,7 @@ def _transplant(args, sources: SourceCache) -> int:
     if not checkpoint.is_file():
         raise UsageError(f"cannot read the checkpoint `{args.checkpoint}`: "
                          + ("it is a folder" if checkpoint.is_dir() else "no such file"))
-    net = load_spec(args.spec, args.network, sources, args.allow_large)
+    net = load_spec(args.spec, args.network, sources, args.allow_large, _overrides(args))
     refuse_overwrite(args.output, sources.paths())
     try:
         state, report = transplant(net, checkpoint, seed=args.seed, allow_nonfinite=args.allow_nonfinite)
@@ -414,8 +476,55 @@ def _import(args, sources: SourceCache) -> int:
     return run(args)
 
 
+def _bundle(args, sources: SourceCache, options: dict[str, Any], target: str) -> Network:
+    """The network of a model folder, and its weights as ``--weights`` where the target takes them."""
+    from .backends import target_options
+    from .models import ModelError, bundle_network
+
+    if args.network or _overrides(args):
+        raise UsageError("a model folder fixes its network and overrides: --network and --set do not apply")
+    try:
+        net, weights = bundle_network(Path(args.spec), sources, args.allow_large)
+    except ModelError as err:
+        raise UsageError(err.message, hint=err.hint) from None
+    if "weights" not in options and target in target_options().get("weights", (None, ()))[1]:
+        options["weights"] = str(weights)
+    return net
+
+
+def _models(args, sources: SourceCache) -> int:
+    from .models import list_models, pretrained_tags
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    if not names:
+        print(f"resdsl: no model matches `{printable(args.pattern)}`", file=sys.stderr)
+        return EXIT_SPEC
+    lines = [f"{n}  {' '.join(pretrained_tags(n))}" if args.pretrained else n for n in names]
+    safe_write("-", "\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def _save(args, sources: SourceCache) -> int:
+    from .checkpoints import CheckpointError
+    from .models import ModelError, Recipe, build_model, find_spec, save_pretrained
+    try:
+        spec = Path(args.spec) if Path(args.spec).is_file() else find_spec(args.spec).spec
+        recipe = Recipe(spec, args.network, _overrides(args))
+        pretrained = True if args.pretrained == "default" else (args.pretrained or False)
+        model = build_model(recipe, pretrained=pretrained, seed=args.seed, allow_large=args.allow_large,
+                            sources=sources)
+        report = getattr(model, "transplant_report", None)
+        if args.verbose and report is not None:
+            print(report.render(), file=sys.stderr)
+        folder = save_pretrained(model, args.output, force=args.force)
+    except (ModelError, CheckpointError) as err:
+        raise UsageError(getattr(err, "message", str(err)), hint=getattr(err, "hint", "") or "") from None
+    print(f"wrote {folder}", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS = {"check": _check, "stats": _stats, "compile": _compile, "diagram": _diagram, "table": _table,
-            "transplant": _transplant, "import": _import}
+            "transplant": _transplant, "models": _models, "save": _save,
+            "import": _import}
 
 
 if __name__ == "__main__":  # pragma: no cover

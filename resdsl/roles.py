@@ -104,3 +104,31 @@ def feature_points(net: Network) -> list[FeaturePoint]:
             break
         points.append((item.output, item.path))
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
+
+
+class Head(NamedTuple):
+    """The parts of a network after its stages, as timm's model interface splits them:
+    ``forward_features`` ends where ``pool`` begins, ``forward_head(pre_logits=True)``
+    stops at ``pre_logits``, and ``classifier`` makes the logits."""
+
+    pool: str  # the global pooling op: the first after the stages that pools to C×1×1
+    classifier: str  # the last op with weights; nothing after it has any
+    pre_logits: str  # the value the classifier reads
+
+
+def head_of(net: Network) -> Head | None:
+    """The network's head (see :class:`Head`), or ``None`` when it has none: no global
+    pooling after the last stage (anywhere, in a network without stages), or no weighted
+    layer after that pooling."""
+    stages = [i for i in net.root.items if isinstance(i, Scope) and i.role is Role.STAGE]
+    order = {op.name: n for n, op in enumerate(net.ops)}
+    after = net.ops[max(order[n] for n in stages[-1].op_names()) + 1:] if stages else net.ops
+    pool = next((op for op in after if PRIMITIVES[op.kind].look is not None and PRIMITIVES[op.kind].look.pool
+                 and len(op.shape) == 3 and op.shape[1:] == (1, 1)), None)
+    if pool is None:
+        return None
+    weighted = [op for op in after[after.index(pool):] if PRIMITIVES[op.kind].has_params]
+    if not weighted:
+        return None
+    classifier = weighted[-1]
+    return Head(pool.name, classifier.name, classifier.inputs[0])

@@ -34,4 +34,9 @@ RESERVED_LABELS = frozenset("""
     # what resdsl's models have beside nn.Module's (resdsl.backends.torch_model): the
     # network a built model carries, and a feature extractor's description
     "resdsl_network", "feature_info",
+    # timm's model interface on every network's class (templates/torch/model.py.j2)
+    "forward_features", "forward_head", "forward_norm", "forward_intermediates", "prune_intermediate_layers",
+    "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher", "no_weight_decay",
+    "num_classes", "num_features", "head_hidden_size", "global_pool", "grad_checkpointing", "pretrained_cfg",
+    "default_cfg", "stage_paths", "transplant_report", "resdsl_recipe",
 }

@@ -306,7 +306,7 @@ def test_graph_ends(body, kinds, output):
     assert model.graph.output[0].name == output
     x = np.random.default_rng(0).standard_normal((2, *net.input_shape)).astype(np.float32)
     with torch.no_grad():
-        ref = build(net, seed=0).eval()(torch.from_numpy(x)).numpy()
+        ref = build(net, seed=0).eval()(torch.from_numpy(x)).numpy()  # the graph's weights: seed 0
     assert_close(run_onnx(model.SerializeToString(), x), ref)
 
 

@@ -194,7 +194,7 @@ def test_ddp_trains_a_feature_extractor_for_several_steps(tmp_path):
     try:
         model = DistributedDataParallel(resdsl.build("resnet50", seed=0, out_indices=(1, 2)))
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        for step in range(3):
+        for _ in range(3):
             loss = sum(f.mean() for f in model(torch.randn(2, 3, 64, 64)))
             optimizer.zero_grad()
             loss.backward()

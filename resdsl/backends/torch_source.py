@@ -28,7 +28,7 @@ import functools
 import keyword
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple, Union
@@ -36,7 +36,7 @@ from typing import NamedTuple, Union
 import jinja2
 
 from .. import __version__
-from ..ir import Attr, Network, Op, Role, Scope, Shape
+from ..ir import INPUT, Attr, Network, Op, Role, Scope, Shape
 from ..passes import features_only, with_inplace
 from ..primitives import (
     INPUT_CHANNELS,
@@ -48,6 +48,7 @@ from ..primitives import (
     SourceInit,
 )
 from ..resources import data_path
+from ..roles import feature_points, head_of
 from ..stats import fmt_shape
 from . import SEED, BackendError, declare
 from .source_format import Call, Expr, Sequential, layout
@@ -58,7 +59,7 @@ from .source_format import Call, Expr, Sequential, layout
 #: `isinstance`, `getattr`, `super`, `print`; the registry's helpers come from
 #: `_helper_names`): no class, function, parameter or local variable the spec names may
 #: take one, or the file would shadow what it relies on.
-MODULE_NAMES = ("torch", "nn", "F", "camel", "model", *dir(builtins))
+MODULE_NAMES = ("torch", "nn", "F", "camel", "model", "checkpoint_blocks", "take_indices", *dir(builtins))
 
 
 def is_identifier(name: str) -> bool:
@@ -573,6 +574,59 @@ class ClassView:
         return layout(Call("__init__", ("self", *self.params)), "    ", "def ", " -> None:")
 
 
+#: The methods and attributes of timm's model interface on the network's class: no
+#: top-level layer of a spec may take one of these names.
+INTERFACE_NAMES = ("forward_features", "forward_head", "forward_intermediates", "prune_intermediate_layers",
+                   "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher",
+                   "no_weight_decay", "num_classes", "num_features", "head_hidden_size", "global_pool",
+                   "grad_checkpointing", "feature_info", "pretrained_cfg", "default_cfg", "forward_norm",
+                   "stage_paths")
+
+
+@dataclass
+class TopView:
+    """The network's class, split as timm's model interface needs it.
+
+    ``forward_features`` is ``stem``, the ``stages`` and ``post`` (a final norm);
+    ``forward_head`` is ``pool`` (global pooling up to the classifier's input, which
+    ``pre_logits`` returns) and ``logits``. Without stages (``stages`` empty) the whole
+    forward is ``stem``; without a head (``classifier`` empty), ``forward_head`` returns its
+    input. ``intermediates`` is the stem again, keeping its feature map in ``stem_feature``.
+    """
+
+    name: str
+    init: list[str]
+    stem: list[str]
+    stages: list[str] = field(default_factory=list)
+    stage_paths: list[str] = field(default_factory=list)
+    post: list[str] = field(default_factory=list)
+    pool: list[str] = field(default_factory=list)
+    pre_logits: str = "x"
+    logits: list[str] = field(default_factory=list)
+    intermediates: list[str] = field(default_factory=list)
+    stem_feature: str = "x"
+    stem_out: list[str] = field(default_factory=list)
+    stem_modules: list[str] = field(default_factory=list)
+    classifier: str = ""  # the classifier's module path
+    new_classifier: Call | None = None  # its constructor for `num_classes` classes (timm's reset_classifier)
+    post_modules: list[str] = field(default_factory=list)  # what prune_norm replaces
+
+    @property
+    def forward(self) -> list[str]:
+        """Every line of the forward methods."""
+        return [*self.stem, *self.post, *self.pool, *self.logits, *self.intermediates, *self.stem_out]
+
+
+def _contained(items: list[Item], source: str) -> bool:
+    """Every item reads only ``source`` or what an earlier item of ``items`` computes."""
+    seen = {source}
+    for item in items:
+        if any(i not in seen for i in item.inputs):
+            return False
+        seen.add(item.output)
+    return True
+
+
 class Containers:
     """The containers a class body needs for dotted module names: ``paths.0`` and
     ``paths.1`` live in ``self.paths``, an ``nn.ModuleList`` (children 0…n-1) or else a
@@ -658,6 +712,15 @@ class Renderer:
 
     def render_class(self, scope: Scope, name: str, forms: list[Form], params: list[str],
                      doc: str, features: tuple[str, ...] = ()) -> ClassView:
+        items, calls, init, _ = self.prepare(scope, forms)
+        if features:
+            items, calls = self.inline(items, calls, features)
+        forward = self.forward(scope, items, calls, features)
+        return ClassView(name, doc, params, init, forward[0], forward[1])
+
+    def prepare(self, scope: Scope, forms: list[Form]) -> tuple[list[Item], dict[int, list[str]], list[str], Namespace]:
+        """A class body's items, the argument texts of its function calls (by item index),
+        its ``__init__`` lines and the attribute names it takes."""
         items = self.low.body(scope)
         attrs = Namespace(("training",))
         for item in items:
@@ -686,11 +749,76 @@ class Renderer:
                 init += self.containers.assign("self", item.local, expr, "        ")
             elif item.use is Use.FUNC:
                 calls[n] = self.call_args(_call(item.op, functional=True), it, forward_ref)
-        if features:
-            items, calls = self.inline(items, calls, features)
-        forward = self.forward(scope, items, calls, features)
         init = [f"self.{attr} = {p}" for p, attr in stored.items()] + init
-        return ClassView(name, doc, params, init, forward[0], forward[1])
+        return items, calls, init, attrs
+
+    def segment(self, scope: Scope, items: list[Item], calls: dict[int, list[str]], start: int, end: int,
+                source: str, target: str, features: tuple[str, ...] = ()) -> tuple[list[str], str]:
+        """Lines computing ``target`` from ``source`` (as ``x``) with ``items[start:end]``, and
+        the variable that holds it; ``self.vars`` also gives the features'."""
+        part = items[start:end]
+        part_calls = {n - start: c for n, c in calls.items() if start <= n < end}
+        if features:
+            part, part_calls = self.inline(part, part_calls, features)
+        lines, _ = self.forward(replace(scope, input=source, output=target), part, part_calls, features)
+        return lines, self.vars[target]
+
+    def render_top(self, scope: Scope, name: str, forms: list[Form]) -> TopView:
+        """The network's class (see :class:`TopView`)."""
+        net = self.net
+        items, calls, init, attrs = self.prepare(scope, forms)
+        taken = [n for n in INTERFACE_NAMES if n in attrs]
+        if taken:
+            raise ValueError(f"the top-level layer `{taken[0]}` takes the name of a method or attribute of "
+                             "timm's model interface, which the network's class has")
+        at = {item.output: n for n, item in enumerate(items)}
+        head = head_of(net)
+        if head is not None and not (head.pool in at and head.classifier in at
+                                     and items[at[head.classifier]].use is Use.LAYER):
+            head = None  # a head inside a module of its own: forward runs it whole
+        end = at[head.pool] if head is not None else len(items)
+        target = net.op(head.pool).inputs[0] if head is not None else scope.output
+        if head is not None and not (_contained(items[:end], scope.input)
+                                     and _contained(items[end:at[head.classifier]], target)
+                                     and _contained(items[at[head.classifier]:], head.pre_logits)):
+            head = None  # something after the pooling reads an earlier value: no head to split off
+            end, target = len(items), scope.output
+        stages = [n for n, i in enumerate(items[:end]) if i.use is Use.SUB and i.scope.role is Role.STAGE]
+        if stages:
+            first, last = stages[0], stages[-1]
+            if not (stages == list(range(first, last + 1)) and net.stem_feature is not None
+                    and all(items[n].inputs == (items[n - 1].output,) for n in stages[1:])
+                    and _contained(items[:first], scope.input)
+                    and _contained(items[last + 1:end], items[last].output)):
+                stages = []  # not a stem, a chain of stages and what follows: no feature maps
+        view = TopView(name, init, [])
+        if stages:
+            source, features = items[first].inputs[0], items[last].output
+            lines, out = self.segment(scope, items, calls, 0, first, scope.input, source)
+            view.stem = lines + _rename(out)
+            lines, out = self.segment(scope, items, calls, 0, first, scope.input, source, (net.stem_feature,))
+            # the feature is taken before `x` is set to the stem's output, which may overwrite it
+            view.intermediates, view.stem_feature, view.stem_out = lines, self.vars[net.stem_feature], _rename(out)
+            view.stages = [self.containers.ref("self", items[n].local) for n in stages]
+            view.stage_paths = [items[n].local for n in stages]
+            view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
+            lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
+            view.post = lines + _rename(out)
+            view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
+        else:
+            lines, out = self.segment(scope, items, calls, 0, end, scope.input, target)
+            view.stem = lines + _rename(out)
+        if head is not None:
+            cls_at = at[head.classifier]
+            lines, out = self.segment(scope, items, calls, end, cls_at, target, head.pre_logits)
+            view.pool = lines + _rename(out)
+            view.pre_logits = "x" if len(net.shape_of(head.pre_logits)) == 1 else "x.flatten(1)"
+            lines, out = self.segment(scope, items, calls, cls_at, len(items), head.pre_logits, scope.output)
+            view.logits = lines + _rename(out)
+            op = net.op(head.classifier)
+            view.classifier = op.module
+            view.new_classifier = _new_classifier(op, [net.shape_of(i) for i in op.inputs])
+        return view
 
     def inline(self, items: list[Item], calls: dict[int, list[str]],
                features: tuple[str, ...]) -> tuple[list[Item], dict[int, list[str]]]:
@@ -790,6 +918,8 @@ class Renderer:
             live[target] = item.output
             var[item.output] = target
             lines.append(f"{target} = {self.expression(item, ins, calls.get(n, []))}")
+        #: the variables holding the output and the features at the end (for segments)
+        self.vars = {v: var[resolve(v)] for v in (scope.output, *features)}
         if features:
             return lines, "[" + ", ".join(var[resolve(f)] for f in features) + "]"
         return lines, var[resolve(scope.output)]
@@ -802,6 +932,32 @@ class Renderer:
             return call.render(ins, args)
         extra = ["self.training"] if call.training else []
         return f"{call.name}({', '.join([ins[0], *args, *extra])})"
+
+
+def _rename(var: str) -> list[str]:
+    """The line that leaves a segment's result in ``x``, if it is elsewhere."""
+    return [] if var == "x" else [f"x = {var}"]
+
+
+def _new_classifier(op: Op, shapes: list[Shape]) -> Call:
+    """The constructor of ``op``'s module for ``num_classes`` outputs reading
+    ``self.head_hidden_size`` features, with torch's default initialisation (timm's
+    ``reset_classifier``): the output width is the argument equal to the op's output
+    channels, the input width the one the registry says reads them."""
+    call = _call(op, functional=False)
+    parts, placed = [], False
+    for arg in call.args:
+        value = arg.value(op, shapes)
+        if _reads_width(arg):
+            text = "self.head_hidden_size"
+        elif not placed and type(value) is int and value == op.shape[0]:
+            text, placed = "num_classes", True
+        elif arg.keyword is not None and arg.default is not NODEFAULT and _typed(value) == _typed(arg.default):
+            continue
+        else:
+            text = repr(value)
+        parts.append(text if arg.keyword is None else f"{arg.keyword}={text}")
+    return Call(call.name, tuple(parts))
 
 
 def _annotation(values: tuple) -> str:
@@ -884,7 +1040,8 @@ def render(net: Network, *, seed: int | None = None, features: tuple[str, ...] =
     if features:
         net = features_only(net, features)
     if inplace:  # in place where the dataflow allows (`nn.ReLU(inplace=True)`, `out += shortcut`)
-        net = with_inplace(net, keep=features)
+        # (never over a feature map: forward_intermediates returns them)
+        net = with_inplace(net, keep=features or _feature_ops(net))
     try:
         low = Lowering(net)
     except ValueError as err:
@@ -900,7 +1057,16 @@ def render(net: Network, *, seed: int | None = None, features: tuple[str, ...] =
                                            [f"{p.name}: {_annotation(p.vector)}" for p in cls.params], doc))
     top_name = low.names.fresh(camel(net.name))
     root_forms = [Literal(p.value) for p in low.positions(net.root)]
-    top = renderer.render_class(net.root, top_name, root_forms, [], "", features)
+    api: dict = {}
+    if features:
+        top = renderer.render_class(net.root, top_name, root_forms, [], "", features)
+    else:
+        try:
+            top = renderer.render_top(net.root, top_name, root_forms)
+        except ValueError as err:
+            raise BackendError("cannot write `{network}` as PyTorch source: {reason}", network=net.name,
+                               reason=err, hint="rename the layer") from err
+        api = _interface(net, top)
     helpers = _in_registry_order(renderer.uses)
     # a top-level layer called `reset_parameters` would be found before the method
     reset = Namespace(("training", *(i.local for i in low.body(net.root) if i.local))).fresh(
@@ -918,8 +1084,80 @@ def render(net: Network, *, seed: int | None = None, features: tuple[str, ...] =
         helpers=[_helper_text(h) for h in helpers], wrapped=[n for h in helpers for n in h.wrap],
         uses_functional=any(h.functional for h in helpers)
         or any("F." in line for v in [*views, top] for line in v.forward),
-        inits=_inits(net), zero_init=_zero_init(low, net, ordered))
+        inits=_inits(net), zero_init=_zero_init(low, net, ordered), api=api,
+        **(_interface_texts(top) if not features else {}))
     return Source(text, top_name, function)
+
+
+#: timm's defaults for ImageNet models (`timm.data.IMAGENET_DEFAULT_MEAN`, …): the data
+#: configuration a model states until pretrained weights bring their own.
+DEFAULT_CFG = {"crop_pct": 0.875, "interpolation": "bilinear", "mean": (0.485, 0.456, 0.406),
+               "std": (0.229, 0.224, 0.225)}
+
+
+def _interface(net: Network, top: TopView) -> dict:
+    """The values of timm's model interface: class count, feature widths, feature_info and
+    pretrained_cfg (as lines of source)."""
+    head = head_of(net) if top.classifier else None
+    if head is not None:
+        features = net.op(head.pool).inputs[0]
+        num_classes, pre_logits = net.op(head.classifier).shape[0], head.pre_logits
+    else:
+        features = pre_logits = net.output
+        num_classes = net.output_shape[0]
+    points = feature_points(net) if top.stages else []
+    first_conv = next((op.module for op in net.ops if op.inputs and op.inputs[0] == INPUT and op.module
+                       and PRIMITIVES[op.kind].look is not None and PRIMITIVES[op.kind].look.category == "conv"),
+                      None)
+    cfg: dict = {"architecture": net.name, "num_classes": num_classes, "input_size": tuple(net.input_shape)}
+    shape = net.shape_of(features)
+    if len(shape) == 3:
+        cfg["pool_size"] = tuple(shape[1:])
+    cfg |= DEFAULT_CFG
+    cfg |= {"first_conv": first_conv or "", "classifier": top.classifier}
+    if head is None:  # the output's size follows the input's only through global pooling
+        cfg["fixed_input_size"] = True
+    return {
+        "num_classes": num_classes, "num_features": shape[0], "head_hidden_size": net.shape_of(pre_logits)[0],
+        "points": len(points),
+        "feature_info": [f'{{"num_chs": {p.channels}, "reduction": {p.reduction}, "module": {_quoted(p.module)}}}'
+                         for p in points],
+        "cfg": [f"{_quoted(k)}: {_quoted(v) if isinstance(v, str) else repr(v)}" for k, v in cfg.items()],
+    }
+
+
+def _tuple(texts: list[str], indent: str, lead: str) -> str:
+    """A tuple of ``texts``, laid out as ruff format does."""
+    if len(texts) == 1:
+        return f"({texts[0]},)"
+    return layout(Call("", tuple(texts)), indent, lead)
+
+
+def _interface_texts(top: TopView) -> dict:
+    """Source fragments of the interface's methods."""
+    target = ""
+    if top.classifier:  # the statement that puts `classifier` in the classifier's place
+        parent, _, leaf = top.classifier.rpartition(".")
+        if all(is_identifier(p) for p in top.classifier.split(".")):
+            target = f"self.{top.classifier} = classifier"
+        else:
+            target = f"setattr({path_ref('self', parent) if parent else 'self'}, {_quoted(leaf)}, classifier)"
+    stem = "|".join(re.escape(m) for m in top.stem_modules)
+    return {
+        "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
+        "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
+        "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
+        "classifier_target": target,
+        "new_classifier": layout(top.new_classifier, " " * 12, "classifier = ") if top.new_classifier else "",
+        "post_paths": _tuple([_quoted(p) for p in top.post_modules], "            ", "for path in ") if top.post_modules else "()",
+    }
+
+
+def _feature_ops(net: Network) -> tuple[str, ...]:
+    try:
+        return tuple(p.op for p in feature_points(net))
+    except ValueError:  # no stem followed by stages
+        return ()
 
 
 def _helper_names() -> tuple[str, ...]:

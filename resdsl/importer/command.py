@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from ..diagnostics import UsageError
-from ..output import write_atomic
+from ..output import safe_write
 from .trace import ImportFailure
 
 EXIT_OK, EXIT_IMPORT = 0, 1
@@ -51,7 +51,7 @@ def run(args) -> int:
     except ImportFailure as err:
         print(f"resdsl: {err.render()}", file=sys.stderr)
         return EXIT_IMPORT
-    write_atomic(args.output, text)
+    safe_write(args.output, text)
     if args.output != "-":
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
