@@ -16,17 +16,16 @@ import fnmatch
 import json
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .diagnostics import SourceCache, did_you_mean
+from .diagnostics import SourceCache, UsageError, did_you_mean
 from .ir import Network
 from .loader import Loader, decode
-from .output import place_folder, seal, temp_dir
+from .output import safe_write
 from .resources import data_path, shipped_spec, shipped_specs
 
 __all__ = ["ModelError", "ResText", "create_model", "list_models", "save_pretrained", "pretrained_tags", "load_network",
@@ -405,7 +404,7 @@ def save_pretrained(model, folder: str | Path, *, force: bool = False) -> Path:
     loader = Loader(allow_large=True)
     loader.load(recipe.spec, network=recipe.network)
     root = recipe.spec.resolve().parent
-    files = [Path(p) for p in loader.envs if not Path(p).is_relative_to(data_path("specs", "std"))]
+    sources = [Path(p) for p in loader.envs if not Path(p).is_relative_to(data_path("specs", "std"))]
     config = {
         "architecture": net.name,
         "num_classes": getattr(model, "num_classes", net.output_shape[0]),
@@ -414,35 +413,16 @@ def save_pretrained(model, folder: str | Path, *, force: bool = False) -> Path:
         "resdsl": {"version": __version__, "spec": recipe.spec.name, "network": recipe.network,
                    "overrides": recipe.overrides, "head": head},
     }
-    weights = dump_checkpoint(model.state_dict(), "safetensors", {"resdsl.network": net.name})
+    files: dict[str, bytes | str] = {f.resolve().relative_to(root).as_posix(): f.read_bytes() for f in sources}
+    files[BUNDLE_WEIGHTS] = dump_checkpoint(model.state_dict(), "safetensors", {"resdsl.network": net.name})
+    files[BUNDLE_CONFIG] = json.dumps(config, indent=2) + "\n"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(target)  # beside the target, so that the rename stays on one file system
+    # staged beside the target and renamed into place whole (resdsl.output, the one writer)
     try:
-        for f in files:
-            _write(tmp / Path(f).resolve().relative_to(root), Path(f).read_bytes())
-        _write(tmp / BUNDLE_WEIGHTS, weights)
-        _write(tmp / BUNDLE_CONFIG, (json.dumps(config, indent=2) + "\n").encode())
-        os.chmod(tmp, 0o777 & ~_umask())
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        place_folder(tmp, target, replace=force)
-    except FileExistsError:
-        raise ModelError(f"`{target}` is not empty", hint="choose a new folder, or pass force=True (--force)") from None
+        safe_write(target, files, reads=sources, force=force)
+    except UsageError as err:  # the folder is a link, a system path, holds the spec itself…
+        raise ModelError(str(err), hint=err.hint) from None
     return target
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    seal(path, path)  # on disk before the folder is renamed into place
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _classes(net: Network) -> int:

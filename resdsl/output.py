@@ -374,32 +374,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def place_folder(tmp: Path, target: Path, *, replace: bool = False) -> None:
-    """Rename the finished folder ``tmp`` (made by :func:`temp_dir` beside ``target``) to
-    ``target``, so that the folder appears complete or not at all: into place when
-    ``target`` is missing or an empty folder; over a folder that holds files only with
-    ``replace`` (it is moved aside first, and back if the rename fails). ``tmp`` is removed
-    if it cannot be placed."""
-    aside = None
-    try:
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        elif target.exists() or target.is_symlink():
-            if not (replace and target.is_dir() and not target.is_symlink()):
-                raise FileExistsError(errno.EEXIST, "it exists and is not an empty folder", str(target))
-            aside = temp_dir(target)
-            os.rename(target, aside / "previous")
-        try:
-            os.rename(tmp, target)
-        except BaseException:
-            if aside is not None:
-                os.rename(aside / "previous", target)
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)

@@ -401,24 +401,24 @@ def test_a_network_without_stages_has_the_head_interface(tmp_path):
 
 
 def test_a_failed_save_leaves_no_folder_and_the_old_one_intact(tmp_path, monkeypatch):
-    import resdsl.models as models
+    import resdsl.output as output
 
     model = resdsl.create_model("resnet20_cifar", seed=0)
-    real = models._write
+    real = output.write_all
 
-    def failing(path, data):
-        if path.name == models.BUNDLE_WEIGHTS:
+    def failing(f, payload, path):  # the disk fills up while the weights are written
+        if Path(path).name == "model.safetensors":
             raise OSError(28, "No space left on device")
-        real(path, data)
+        real(f, payload, path)
 
-    monkeypatch.setattr(models, "_write", failing)
+    monkeypatch.setattr(output, "write_all", failing)
     with pytest.raises(OSError, match="No space"):
         resdsl.save_pretrained(model, tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(models, "_write", real)
+    monkeypatch.setattr(output, "write_all", real)
     resdsl.save_pretrained(model, tmp_path / "b")
     before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
-    monkeypatch.setattr(models, "_write", failing)
+    monkeypatch.setattr(output, "write_all", failing)
     with pytest.raises(OSError, match="No space"):
         resdsl.save_pretrained(resdsl.create_model("resnet20_cifar", seed=1), tmp_path / "b", force=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
