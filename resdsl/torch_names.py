@@ -34,9 +34,14 @@ RESERVED_LABELS = frozenset("""
     # what resdsl's models have beside nn.Module's (resdsl.backends.torch_model): the
     # network a built model carries, and a feature extractor's description
     "resdsl_network", "feature_info",
-    # timm's model interface on every network's class (templates/torch/model.py.j2)
+}
+
+#: What the network's own class has beside those: timm's model interface
+#: (templates/torch/model.py.j2) and what resdsl.models keeps on a model. Refused only as a
+#: top-level name: a block's class has none of it (timm itself names `head.global_pool`).
+MODEL_ATTRIBUTES = frozenset({
     "forward_features", "forward_head", "forward_norm", "forward_intermediates", "prune_intermediate_layers",
     "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher", "no_weight_decay",
     "num_classes", "num_features", "head_hidden_size", "global_pool", "grad_checkpointing", "pretrained_cfg",
     "default_cfg", "stage_paths", "transplant_report", "resdsl_recipe",
-}
+})

@@ -437,3 +437,14 @@ def test_a_gate_after_the_pooling_is_no_head():
     assert isinstance(model.get_classifier(), nn.Identity) and model.num_features == 8
     with pytest.raises(ValueError, match="no classifier"):
         model.reset_classifier(3)
+
+
+def test_interface_names_are_refused_only_at_the_top_level():
+    # the network's class has timm's interface; a block's class does not (timm names head.global_pool)
+    with pytest.raises(resdsl.SpecError, match="cannot name a top-level layer") as err:
+        resdsl.loads("network n {\n input [3, 8, 8]\n c: conv(4, 3)\n global_pool: global_avgpool()\n}")
+    assert [d.code for d in err.value.diagnostics] == ["E054"]
+    net = resdsl.loads("module classifier(n) {\n global_pool: global_avgpool()\n flatten()\n fc: linear(n)\n}\n"
+                       "network n {\n input [3, 8, 8]\n c: conv(4, 3)\n head: classifier(5)\n}")
+    model = resdsl.build(net, seed=0)
+    assert "head.fc.weight" in model.state_dict() and model(torch.randn(1, 3, 8, 8)).shape == (1, 5)

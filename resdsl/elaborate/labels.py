@@ -10,7 +10,7 @@ from .. import limits
 from ..diagnostics import did_you_mean
 from ..primitives import Primitive
 from ..syntax import Expr, Label, Layer, Name
-from ..torch_names import RESERVED_LABELS
+from ..torch_names import MODEL_ATTRIBUTES, RESERVED_LABELS
 from .builtins import BUILTINS
 from .frames import Frame, Skip, label_value
 from .values import Tensor, Value, type_name
@@ -71,6 +71,10 @@ class Labels:
             raise self.fail("E057", f"the layer path `{_shorten(frame.path + '.' + name if frame.path else name)}` "
                             f"has {depth:,} parts, over the limit of {limits.MAX_PATH_DEPTH}", label.span,
                             hint="name layers with fewer dotted parts, or nest fewer definitions")
+        if not frame.path and components[0] in MODEL_ATTRIBUTES:
+            raise self.fail("E054", f"`{components[0]}` cannot name a top-level layer: the network's class has "
+                            "it (timm's model interface)", label.span,
+                            hint=f"choose another name, e.g. `{components[0]}_`, or put it inside a definition")
         if not frame.path and components[0].lower() == "self":
             # torch.fx names a value after its module path, snake-cased: a top-level `self`
             # (`Self`, `SELF`) would rebind the traced forward's own `self` (`layer1.0.self` is fine)
