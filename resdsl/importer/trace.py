@@ -185,6 +185,13 @@ def _generated_helpers(model: Any) -> tuple:
     return tuple(found.values())
 
 
+def _module_stack(node) -> list[tuple[str, type]]:
+    """The (module path, class) pairs a traced node sits in, outermost first. torch ≥ 2.2
+    keeps ``{key: (path, class)}`` in ``nn_module_stack``; torch 2.1 kept ``{path: class}``."""
+    return [value if isinstance(value, tuple) else (key, value)
+            for key, value in node.meta.get("nn_module_stack", {}).items()]
+
+
 class _Builder:
     def __init__(self, gm, model, input_size: Shape, leaf_chain) -> None:
         self.gm, self.model, self.input_size, self.leaf_chain = gm, model, input_size, leaf_chain
@@ -203,15 +210,15 @@ class _Builder:
         return tuple(meta.shape[1:]) if isinstance(meta, TensorMetadata) else None
 
     def _scope(self, node, leaf: bool) -> tuple[str, ...]:
-        stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
-        for path, cls in node.meta.get("nn_module_stack", {}).values():
+        stack = [path for path, _ in _module_stack(node)]
+        for path, cls in _module_stack(node):
             self.classes.setdefault(path, getattr(cls, "__name__", str(cls)))
         if leaf and stack:
             stack = stack[:-1]
         return tuple(p for p in stack if p)
 
     def _where(self, node) -> str:
-        stack = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        stack = [path for path, _ in _module_stack(node)]
         return stack[-1] if stack else ""
 
     def _fail_call(self, node, what: str) -> ImportFailure:
