@@ -132,3 +132,34 @@ def head_of(net: Network) -> Head | None:
         return None
     classifier = weighted[-1]
     return Head(pool.name, classifier.name, classifier.inputs[0])
+
+
+def parallel_steps(net: Network, module: Scope, convs: list[str]) -> list[list[str]]:
+    """``convs`` (op names of ``module``, in order) grouped into steps: a conv joins the
+    step before it when it reads none of that step's convs, so paths side by side
+    (selective kernel's) share a step and a chain gets one step per conv. Figures and
+    tables show a module's widths by these steps."""
+    inside = set(module.op_names())
+
+    def before(name: str) -> set[str]:
+        seen, todo = set(), [name]
+        while todo:
+            for i in net.op(todo.pop()).inputs:
+                if i in inside and i not in seen:
+                    seen.add(i)
+                    todo.append(i)
+        return seen
+
+    steps: list[list[str]] = []
+    for n in convs:
+        if steps and not any(m in before(n) for m in steps[-1]):
+            steps[-1].append(n)
+        else:
+            steps.append([n])
+    return steps
+
+
+def radix_of(module: Scope, net: Network) -> int:
+    """The radix of a softmax over radix groups in ``module`` (ResNeSt's split attention), or 0."""
+    return next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
+                 if "radix" in dict(net.op(n).attrs)), 0)

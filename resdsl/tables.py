@@ -31,6 +31,7 @@ from .diagnostics import UsageError
 from .grid import grid
 from .ir import Network, Op, Role, Scope
 from .primitives import PRIMITIVES, Look
+from .roles import parallel_steps, radix_of
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -158,31 +159,16 @@ def _module_lines(net: Network, module: Scope) -> list[str]:
     names = [n for n in module.op_names() if _is_layer(net.op(n))]
     attention = [n for n in names if net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)]
     main = [n for n in names if n not in attention]
-    radix = next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
-                  if "radix" in dict(net.op(n).attrs)), 0)
-    inside = set(module.op_names())
+    radix = radix_of(module, net)
 
-    def before(name: str) -> set[str]:
-        seen, todo = set(), [name]
-        while todo:
-            for i in net.op(todo.pop()).inputs:
-                if i in inside and i not in seen:
-                    seen.add(i)
-                    todo.append(i)
-        return seen
-
-    lines: list[list[str]] = []  # each a set of parallel convs
-    for n in main:
-        text = _conv(net, n)
+    def text(n: str) -> str:
+        conv = _conv(net, n)
         groups = int(dict(net.op(n).attrs).get("groups", 1))
         if radix and groups % radix == 0:
-            text = re.sub(r", C=\d+", "", text) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
-        if lines and not any(m in before(n) for m in lines[-1]["names"]):
-            lines[-1]["texts"].append(text)
-            lines[-1]["names"].append(n)
-        else:
-            lines.append({"texts": [text], "names": [n]})
-    out = [" ‖ ".join(line["texts"]) for line in lines]
+            conv = re.sub(r", C=\d+", "", conv) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
+        return conv
+
+    out = [" ‖ ".join(text(n) for n in step) for step in parallel_steps(net, module, main)]
     if attention:
         out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in attention) + "]")
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ...ir import Network, Op, Role, Scope
 from ...primitives import PRIMITIVES, Look
+from ...roles import parallel_steps, radix_of
 
 _NORM_ACT = ("norm", "act")
 
@@ -194,38 +195,25 @@ def module_lines(net: Network, module: Scope) -> list[str]:
     kernel's paths) marked ``‖``, under the module's name when it is more than a
     wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
     attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
-    inside = set(module.op_names())
     convs = [n for n in module.op_names() if look(net.op(n)).category == "conv"]
     attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
     main = [n for n in convs if n not in attention]
     name = module.definition.replace("_", "-")
     if not main:
         return [name]
-    radix = next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
-                  if "radix" in dict(net.op(n).attrs)), 0)
+    radix = radix_of(module, net)
 
-    def before(name: str) -> set[str]:
-        seen, todo = set(), [name]
-        while todo:
-            for i in net.op(todo.pop()).inputs:
-                if i in inside and i not in seen:
-                    seen.add(i)
-                    todo.append(i)
-        return seen
-
-    steps: list[list[str]] = []
-    for n in main:
-        words = op_text(net.op(n))
+    def words(n: str) -> str:
+        text = op_text(net.op(n))
         groups = int(dict(net.op(n).attrs).get("groups", 1))
         if radix and groups % radix == 0:
-            words = words.replace(f"groups {groups}", f"radix {radix}" + (f", groups {groups // radix}"
-                                                                          if groups > radix else ""))
-        if steps and not any(m in before(n) for m in steps[-1][1::2]):
-            steps[-1] += [words, n]
-        else:
-            steps.append([words, n])
+            text = text.replace(f"groups {groups}", f"radix {radix}" + (f", groups {groups // radix}"
+                                                                        if groups > radix else ""))
+        return text
+
+    steps = [[words(n) for n in step] for step in parallel_steps(net, module, main)]
     # paths side by side: the first as is, each other on a line of its own marked ‖ ("in
     # parallel with"), which keeps the box as narrow as its widest conv
-    lines = [line for step in steps for line in [step[0], *(f"‖ {w}" for w in step[2::2])]]
-    wrapper = not attention and all(len(step) == 2 for step in steps)
+    lines = [line for step in steps for line in [step[0], *(f"‖ {w}" for w in step[1:])]]
+    wrapper = not attention and all(len(step) == 1 for step in steps)
     return lines if wrapper else [name, *lines]
