@@ -42,3 +42,15 @@ def grid(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[s
     else:
         rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(table[0]), rule, *(line(r) for r in table[1:])])
+
+
+def runs(lines: Sequence[str]) -> list[tuple[str, int]]:
+    """Equal neighbouring lines counted: ``["a", "a", "b"]`` → ``[("a", 2), ("b", 1)]``
+    (Res2Net's seven `3×3, 14` convs become one row in a table or a block's box)."""
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return out

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .diagnostics import UsageError
-from .grid import grid
+from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
 from .primitives import PRIMITIVES, Look
 from .roles import parallel_steps, radix_of
@@ -175,13 +175,7 @@ def _module_lines(net: Network, module: Scope) -> list[str]:
 
 
 def _runs(lines: list[str]) -> tuple[str, ...]:
-    out: list[tuple[str, int]] = []
-    for line in lines:
-        if out and out[-1][0] == line:
-            out[-1] = (line, out[-1][1] + 1)
-        else:
-            out.append((line, 1))
-    return tuple(x for line, n in out for x in ([f"{line} (×{n})"] if n >= 3 else [line] * n))
+    return tuple(x for line, n in runs(lines) for x in ([f"{line} (×{n})"] if n >= 3 else [line] * n))
 
 
 def _stage_cell(net: Network, stage: Scope) -> list[str | Composition]:

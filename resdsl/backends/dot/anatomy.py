@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ...grid import runs
 from ...ir import Network, Op, Role, Scope
 from ...primitives import PRIMITIVES, Look
 from ...roles import parallel_steps, radix_of
@@ -50,13 +51,7 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: b
 
 
 def _runs(lines: list[str]) -> list[str]:
-    out: list[tuple[str, int]] = []
-    for line in lines:
-        if out and out[-1][0] == line:
-            out[-1] = (line, out[-1][1] + 1)
-        else:
-            out.append((line, 1))
-    return [line for line, n in out for line in ([f"{line} × {n}"] if n >= 3 else [line] * n)]
+    return [line for line, n in runs(lines) for line in ([f"{line} × {n}"] if n >= 3 else [line] * n)]
 
 
 # ---------------------------------------------------------------- block anatomy
