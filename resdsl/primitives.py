@@ -168,10 +168,10 @@ class SourceCall:
     #: (``out += shortcut``), for an op whose in-place form is not a call with
     #: ``inplace=True``; they receive the input variables.
     render_inplace: Callable[[list[str]], list[str]] | None = None
-    #: The constructor is called through the ``skip_init`` helper (``nn.utils.skip_init`` on
-    #: the default device: made on the meta device, then given uninitialised storage), so
-    #: torch's default initialisation is not run only to be overwritten; the call lists that
-    #: helper, and the kind's :class:`SourceInit` must set every tensor.
+    #: The constructor is called through the ``skip_init`` helper (the module's own
+    #: ``reset_parameters`` shadowed for its constructor, on the default device), so torch's
+    #: default initialisation is not run only to be overwritten; the call lists that helper,
+    #: and the kind's :class:`SourceInit` must set every tensor.
     skip_init: bool = False
 
 

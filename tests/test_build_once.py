@@ -1,7 +1,7 @@
 """Build once (issue 14): no default initialisation that the init pass then overwrites.
 
-Convolutions (``conv`` and BiT's ``std_conv``) are made with ``nn.utils.skip_init`` (on the
-meta device, then given uninitialised storage on the default device) in the generated
+Convolutions (``conv`` and BiT's ``std_conv``) are made with the ``skip_init`` helper (their
+``reset_parameters`` shadowed for the constructor, on the default device) in the generated
 source, which ``resdsl.build`` loads, and initialised once by ``reset_parameters``
 (Kaiming-normal weight, zero bias). Here: no default draw is wasted, the default device is
 honoured, and ``build`` gives the generated file's weights for a seed.

@@ -19,6 +19,7 @@ Every model carries the checked network it was built from (:func:`network_of`), 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import linecache
 import sys
@@ -33,7 +34,7 @@ from ..ir import INPUT, Network
 from ..passes import foldable_batchnorms
 from ..roles import FeaturePoint, feature_points
 from .fold import fold_conv_bn
-from .torch_source import render
+from .torch_source import Source, render
 
 __all__ = ["FeatureInfo", "build", "fold_batchnorms", "load_source", "network_of", "values"]
 
@@ -110,6 +111,14 @@ class FeatureInfo:
         return f"FeatureInfo({self.info!r})"
 
 
+@functools.lru_cache(maxsize=8)
+def _rendered(net: Network, features: tuple[str, ...], inplace: bool) -> Source:
+    """The generated source of ``net``, rendered once per process for repeated builds (seeds
+    of one network, ``create_model`` in a loop): the IR is frozen, so equal networks give
+    equal text."""
+    return render(net, features=features, inplace=inplace)
+
+
 def build(net: Network, *, seed: int | None = None, out_indices: Sequence[int] | None = None,
           inplace: bool = True) -> nn.Module:
     """An instance of ``net``'s generated classes.
@@ -131,7 +140,7 @@ def build(net: Network, *, seed: int | None = None, out_indices: Sequence[int] |
                                  f"{len(points)} feature points (stem and {len(points) - 1} stages)")
         out_indices = [i % len(points) for i in out_indices]
         features = tuple(points[i].op for i in out_indices)
-    source = render(net, features=features, inplace=inplace)
+    source = _rendered(net, features, inplace)
     constructor = getattr(load_source(source.text, net.name), source.function)
     if seed is None:
         model = constructor()

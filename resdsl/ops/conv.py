@@ -136,9 +136,13 @@ _SKIP_INIT = SourceHelper("skip_init", text='''
 def skip_init(module_cls: type[nn.Module], *args: object, **kwargs: object) -> nn.Module:
     """`module_cls(*args, **kwargs)` without torch's default initialisation, on the default
     device: reset_parameters() initialises every tensor once."""
-    # the default device (torch.set_default_device, `with torch.device(...)`), as torch < 2.3,
-    # which has no torch.get_default_device, can tell it
-    return nn.utils.skip_init(module_cls, *args, device=torch.empty(0).device, **kwargs)
+    module = module_cls.__new__(module_cls)
+    # shadowed on the instance for its constructor only (torch's own skip_init would run the
+    # default draws on the meta device, which costs more than building the module)
+    object.__setattr__(module, "reset_parameters", lambda: None)
+    module.__init__(*args, **kwargs)
+    del module.reset_parameters
+    return module
 ''')
 
 _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param("stride", "int", 1),
