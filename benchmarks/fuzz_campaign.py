@@ -5,14 +5,20 @@
 Inputs come from six sources, in turn: specs generated from the language's constructs
 (``tests/test_fuzz.py``), token mutations of the shipped specs and the standard library,
 random bytes, small networks generated to compile (``tests/test_fuzz_backends.py``), hostile
-names in every place a spec names something, and the classes of issue 25's defects
-(built-ins called with any number of arguments, deep layer paths, long sums and products).
+names in every place a spec names something, the classes of issue 25's defects (built-ins
+called with any number of arguments, deep layer paths, long sums and products), calls of the
+public Python API with arguments of every wrong type and range (``api``), and seeded builds
+and loads racing in threads (``threads``).
 Each input is parsed and checked; every spec that checks clean and is small enough goes on
 through every back end and is compared across them (``check_everywhere``: the in-process
 module, the generated source imported and traced by torch.fx, ONNX in onnxruntime at a random
 opset, folded or not, parameter counts against ``stats``, DOT) and the paper table. A
 *finding* is any exception other than a diagnostic, a mismatch between back ends, an input
-past the time bound (``--bound``), or a process past the memory bound.
+past the time bound (``--bound`` seconds of CPU, or ten times that of wall time for a wait
+that burns no CPU), or a process past the memory bound. The bound is CPU time so that a
+campaign run at low priority on a busy machine does not report its neighbours as hangs;
+after a hang the campaign carries on in a fresh process (``exec``), since an input stopped
+midway may leave torch's global state (torch.fx's patched ``Module.__call__``) behind.
 
 Seeded and resumable: input *i* of a source depends only on the seed and *i*, and the state
 file records how far each source got, the counts and the findings (saved every few inputs),
@@ -39,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-SOURCES = ("generated", "mutated", "bytes", "differential", "hostile", "defects")
+SOURCES = ("generated", "mutated", "bytes", "differential", "hostile", "defects", "api", "threads")
 #: The largest network sent through every back end (parameters); bigger ones are checked,
 #: counted (stats, table, diagram) but not built, to keep the campaign's rate.
 MAX_COMPILED_PARAMS = 2_000_000
@@ -52,6 +58,13 @@ class Hang(Exception):
 
 def _alarm(signum, frame):
     raise Hang()
+
+
+def _bound(seconds: float) -> None:
+    """Raise :class:`Hang` after ``seconds`` of this process's CPU time, or ten times that of
+    wall time (a read that blocks burns no CPU); 0 clears both."""
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 10 * seconds)
 
 
 #: Hypothesis draws its simplest examples first: examples are drawn in chunks of this many
@@ -106,6 +119,57 @@ def defect_spec(rnd: random.Random) -> str:
     return head + f"    g: sigmoid()\n    m: multiply(a, {', '.join(['g'] * (n - 1))})\n}}\n"
 
 
+#: Arguments of every kind for the ``api`` source; ``SPEC``/``NET``/``MODEL``/``FOLDER`` are
+#: replaced by a spec path, a checked network, a built model and an empty temporary folder.
+API_VALUES = (None, True, 0, 3, -1, 2**64, 1.5, float("nan"), "3", "", "resnet20_cifar", "no_such_spec",
+              "n", "SPEC", "NET", "MODEL", "FOLDER", b"network n {}", [], [1, 2], [-9], (0, 1), {}, {"a": 1},
+              {"a.weight": "x"}, "spec.res:n", "../..", "/dev/null", "\x00")
+#: The public functions, each with the keyword arguments it takes (besides the first).
+API_CALLS = {
+    "loads": ("path", "network", "allow_large"),
+    "load": ("network", "allow_large"),
+    "build": ("seed", "out_indices", "inplace", "network"),
+    "transplant": ("seed", "network", "allow_nonfinite"),
+    "create_model": ("num_classes", "in_chans", "global_pool", "drop_rate", "drop_path_rate", "features_only",
+                     "out_indices", "seed", "allow_large", "depths"),
+    "list_models": ("pretrained",),
+    "pretrained_tags": (),
+    "save_pretrained": ("force",),
+    "fold_batchnorms": (),
+    "values": (),
+}
+#: A spec small enough to build thousands of times.
+TINY = """network n {
+    input [3, 16, 16]
+    stem: conv(8, 3, stride = 2)
+    bn: batchnorm()
+    relu: relu()
+    body: conv(8, 3)
+    add(relu, current)
+    pool: global_avgpool()
+    flat: flatten()
+    fc: linear(10)
+}
+"""
+
+
+def api_call(rnd: random.Random) -> tuple[str, list, dict]:
+    """One call of the public API: ``(function, positional values, keyword values)``."""
+    fn = rnd.choice(sorted(API_CALLS))
+    first = [rnd.choice(API_VALUES)]
+    if fn == "loads" and rnd.random() < 0.5:
+        first = [TINY]
+    if fn == "transplant":
+        first.append(rnd.choice(API_VALUES))
+    if fn == "values":
+        first.append(rnd.choice(API_VALUES))
+    if fn == "save_pretrained":
+        first.append(rnd.choice(["FOLDER", *API_VALUES]))
+    keys = API_CALLS[fn]
+    kwargs = {k: rnd.choice(API_VALUES) for k in rnd.sample(keys, rnd.randrange(len(keys) + 1))}
+    return fn, first, kwargs
+
+
 def make_input(source: str, index: int, seed: int) -> tuple[str, bytes | str]:
     """``(kind, input)``: text for specs, bytes for the random-bytes source."""
     rnd = random.Random(f"{seed}:{source}:{index}")
@@ -131,7 +195,91 @@ def make_input(source: str, index: int, seed: int) -> tuple[str, bytes | str]:
         import test_fuzz_backends
 
         return "text", test_fuzz_backends.hostile_text(_draw(test_fuzz_backends.HOSTILE_NAMES, source, seed, index))
+    if source == "api":
+        return "api", repr(api_call(rnd))
+    if source == "threads":
+        return "threads", json.dumps([rnd.randrange(2**31) for _ in range(rnd.randrange(2, 5))])
     return "text", defect_spec(rnd)
+
+
+def run_api(rnd: random.Random, count: dict) -> None:
+    """One API call: it returns, or raises the API's own error (a diagnostic, a checkpoint or
+    model error, or a TypeError/ValueError that names the function); anything else, or a
+    TypeError/ValueError from deep inside, is a finding."""
+    import tempfile
+
+    import resdsl
+    from resdsl.checkpoints import CheckpointError
+    from resdsl.diagnostics import SpecError
+    from resdsl.models import ModelError
+
+    fn, args, kwargs = api_call(rnd)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.res"
+        spec.write_text(TINY, encoding="utf-8")
+
+        def real(value):
+            if value == "SPEC":
+                return spec
+            if value == "NET":
+                return resdsl.loads(TINY, spec)
+            if value == "MODEL":
+                return resdsl.build(resdsl.loads(TINY, spec), seed=0)
+            if value == "FOLDER":
+                return Path(tmp) / "out"
+            return value
+
+        call = getattr(resdsl, fn)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                call(*[real(a) for a in args], **{k: real(v) for k, v in kwargs.items()})
+        except (SpecError, CheckpointError, ModelError):
+            count["diagnostics"] += 1
+        except OSError:  # a checkpoint that is missing or a folder: transplant's documented error
+            if fn != "transplant":
+                raise
+            count["diagnostics"] += 1
+        except (TypeError, ValueError) as err:
+            if type(err) in (TypeError, ValueError) and fn not in str(err) and "`" not in str(err):
+                raise AssertionError(f"{fn}{tuple(args)}, {kwargs}: {type(err).__name__} not in the API's words: "
+                                     f"{err}") from err
+            count["diagnostics"] += 1
+        else:
+            count["checked_clean"] += 1
+
+
+def run_threads(seeds: list[int], count: dict) -> None:
+    """Seeded builds and loads racing in threads give what each gives alone."""
+    import threading
+
+    import torch
+
+    import resdsl
+
+    net = resdsl.loads(TINY, "tiny.res")
+    alone = {s: resdsl.build(net, seed=s).state_dict() for s in seeds}
+    got: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(s: int) -> None:
+        try:
+            resdsl.loads(TINY.replace("n {", f"n{s} {{"), f"t{s}.res")
+            got[s] = resdsl.build(net, seed=s).state_dict()
+        except BaseException as err:  # reported below, as the finding
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for s in seeds:
+        if not all(torch.equal(alone[s][k], got[s][k]) for k in alone[s]):
+            raise AssertionError(f"seed {s}: the build in a thread differs from the build alone")
+    count["compiled"] += 1
 
 
 def run_one(source: str, index: int, seed: int, stats: dict) -> None:
@@ -146,6 +294,12 @@ def run_one(source: str, index: int, seed: int, stats: dict) -> None:
     kind, data = make_input(source, index, seed)
     count = stats.setdefault(source, {"inputs": 0, "checked_clean": 0, "compiled": 0, "diagnostics": 0})
     count["inputs"] += 1
+    if kind == "api":
+        run_api(random.Random(f"{seed}:{source}:{index}"), count)
+        return
+    if kind == "threads":
+        run_threads(json.loads(data), count)
+        return
     if kind == "bytes":
         path = Path(os.environ.get("TMPDIR", "/tmp")) / f"resdsl-campaign-{os.getpid()}.res"
         path.write_bytes(data)
@@ -191,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGPROF, _alarm)
     if args.only:
         source, index = args.only.split(":")
         run_one(source, int(index), args.seed, {})
@@ -228,13 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             for source in pending:
                 index = state["next"][source]
                 make_input(source, index, args.seed)  # drawing a chunk of examples is the harness's time
-                signal.setitimer(signal.ITIMER_REAL, args.bound)
+                _bound(args.bound)
                 try:
                     run_one(source, index, args.seed, state["stats"])
                 except KeyboardInterrupt:
                     raise
                 except BaseException as err:  # Hang, AssertionError (a mismatch), any traceback
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    _bound(0)
                     what = "hang" if isinstance(err, Hang) else f"{type(err).__name__}: {str(err)[:300]}"
                     n = len(state["findings"])
                     kind, data = make_input(source, index, args.seed)
@@ -245,8 +400,13 @@ def main(argv: list[str] | None = None) -> int:
                                               "reproduce": f"python benchmarks/fuzz_campaign.py --seed {args.seed} "
                                                            f"--only {source}:{index}"})
                     print(f"\nfinding {n}: {source}:{index}: {what}", file=sys.stderr)
+                    if isinstance(err, Hang):
+                        state["next"][source] = index + 1
+                        save()
+                        print("carrying on in a fresh process", file=sys.stderr, flush=True)
+                        os.execv(sys.executable, [sys.executable, *sys.argv])
                 finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    _bound(0)
                 state["next"][source] = index + 1
                 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
                 if rss > args.max_rss_mb:

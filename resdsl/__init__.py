@@ -113,11 +113,7 @@ def build(spec: str | Path | Network, *, seed: int | None = None, network: str |
         net = spec
     else:
         net = load(spec, network=network)
-    if out_indices is not None:
-        if isinstance(out_indices, (str, bytes)) or not isinstance(out_indices, Sequence) or \
-                not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
-            raise TypeError(f"build: `out_indices` is a sequence of integers, such as (1, 2, 3, 4), "
-                            f"not {out_indices!r}")
+    _check_out_indices(out_indices)
     return _build(net, seed=seed, out_indices=out_indices, inplace=inplace)
 
 
@@ -129,6 +125,12 @@ def _check_seed(seed: object, fn: str = "build") -> None:
         raise TypeError(f"{fn}: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
     if not 0 <= seed <= 2**63 - 1:
         raise ValueError(f"{fn}: `seed` lies between 0 and 2**63 - 1, not {seed}")
+
+
+def _check_out_indices(out_indices: object, fn: str = "build") -> None:
+    if out_indices is not None and (isinstance(out_indices, str | bytes) or not isinstance(out_indices, Sequence)
+                                    or not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices)):
+        raise TypeError(f"{fn}: `out_indices` is a sequence of integers, such as (1, 2, 3, 4), not {out_indices!r}")
 
 
 def values(model, x):
@@ -171,7 +173,9 @@ def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, 
     ``strict=True`` into ``build(spec)``, and a report naming every tensor copied,
     adapted (the input conv, to another channel count, as timm's ``adapt_input_conv``),
     kept at the spec's seeded initialisation, or left unused, with reasons. ``checkpoint``
-    is a safetensors or torch file, or a state_dict. See :mod:`resdsl.weight_transplant`.
+    is a safetensors or torch file, or a state_dict. Raises ``resdsl.checkpoints.CheckpointError`` for a
+    file that is not a checkpoint, ``OSError`` for one that cannot be read (a missing file).
+    See :mod:`resdsl.weight_transplant`.
     """
     from .weight_transplant import transplant as _transplant
     _check_seed(seed, "transplant")

@@ -74,18 +74,20 @@ def check_arguments(fn: str, *, path: object = None, text: object = None, networ
             raise TypeError(f"{fn}: `text` is the spec as a str, not bytes: decode it first, "
                             "text.decode('utf-8')")
         if not isinstance(text, str):
-            raise TypeError(f"{fn}: `text` is the spec's text, a str, not {_described(text)}")
+            raise TypeError(f"{fn}: `text` is the spec's text, a str, not {described(text)}")
     if path is not None and not isinstance(path, str | os.PathLike):
-        raise TypeError(f"{fn}: `path` is a file name (str or pathlib.Path), not {_described(path)}")
+        raise TypeError(f"{fn}: `path` is a file name (str or pathlib.Path), not {described(path)}")
+    if path is not None and "\x00" in os.fspath(path):  # no file system takes one
+        raise ValueError(f"{fn}: `path` holds a NUL character: {described(path)}")
     if network is not None and not isinstance(network, str):
         raise TypeError(f"{fn}: `network` is the name of a network the file defines (a str), "
-                        f"not {_described(network)}")
+                        f"not {described(network)}")
     for name, value in (flags or {}).items():
         if not isinstance(value, bool):
-            raise TypeError(f"{fn}: `{name}` is True or False, not {_described(value)}")
+            raise TypeError(f"{fn}: `{name}` is True or False, not {described(value)}")
 
 
-def _described(value: object) -> str:
+def described(value: object) -> str:
     shown = repr(value)
     return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 

@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .diagnostics import SourceCache, UsageError, did_you_mean
 from .ir import Network
-from .loader import Loader, decode
+from .loader import Loader, check_arguments, decode, described
 from .output import safe_write
 from .resources import data_path, shipped_spec, shipped_specs
 
@@ -110,6 +110,9 @@ def list_models(pattern: str = "*", pretrained: bool = False,
     specs in the user folders (``path``, or the ``RESDSL_PATH`` variable), filtered by the
     shell-style ``pattern``; with ``pretrained``, only the shipped specs with zoo weights,
     as ``name`` entries (their tags: :func:`pretrained_tags`)."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"list_models: `pattern` is a shell-style pattern (a str), not {described(pattern)}")
+    check_arguments("list_models", flags={"pretrained": pretrained})
     names = set(shipped_specs())
     for folder in _user_folders(path):
         if folder.is_dir():
@@ -127,6 +130,8 @@ def _zoo_table() -> dict[str, list[str]]:
 def pretrained_tags(name: str) -> list[str]:
     """The zoo weights that fit the shipped spec ``name`` (``timm:resnet50.a1_in1k``,
     ``torchvision:ResNet50_Weights.IMAGENET1K_V2``…), the default first."""
+    if not isinstance(name, str):
+        raise TypeError(f"pretrained_tags: `name` is a shipped spec's name (a str), not {described(name)}")
     return list(_zoo_table().get(name, []))
 
 
@@ -301,16 +306,21 @@ def create_model(name_or_path: str | Path, *, pretrained: object = False, num_cl
     ``model.transplant_report``. Raises :class:`~resdsl.SpecError` for a bad override and
     :class:`ModelError` for a request that cannot be met.
     """
-    from . import _check_seed
+    from . import _check_out_indices, _check_seed
 
-    _check_seed(seed)
+    _check_seed(seed, "create_model")
+    _check_out_indices(out_indices, "create_model")
+    if not isinstance(name_or_path, str | os.PathLike) or "\x00" in os.fspath(name_or_path):
+        raise TypeError("create_model: `name_or_path` is a model's name or a path (str or pathlib.Path), "
+                        f"not {described(name_or_path)}")
+    check_arguments("create_model", flags={"features_only": features_only, "allow_large": allow_large})
     recipe = find_spec(name_or_path, path)
     values = dict(recipe.overrides)
     timm_keywords = {"in_channels": in_chans, "drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
     head = dict(recipe.head)
     if num_classes is not None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-            raise TypeError(f"num_classes: a count of classes (0: none), not {num_classes!r}")
+            raise TypeError(f"create_model: `num_classes` is a count of classes (0: none), not {described(num_classes)}")
         if num_classes == 0:
             head["num_classes"] = 0
         else:
@@ -340,7 +350,10 @@ def build_model(recipe: Recipe, *, pretrained: object = False, seed: int | None 
     if features_only and out_indices is None:
         from .roles import feature_points
 
-        out_indices = tuple(range(len(feature_points(net))))
+        try:
+            out_indices = tuple(range(len(feature_points(net))))
+        except ValueError as err:
+            raise ModelError(f"features_only: {err}, so it has no feature maps to take") from None
     model = build(net, seed=seed, out_indices=tuple(out_indices) if out_indices is not None else None)
     weights = pretrained
     if recipe.bundle is not None and pretrained in (False, None, True):  # a folder brings its weights
@@ -383,7 +396,10 @@ def save_pretrained(model, folder: str | Path, *, force: bool = False) -> Path:
     from .backends.torch_model import network_of
     from .checkpoints import dump_checkpoint
 
-    net = network_of(model)
+    net = network_of(model, "save_pretrained")
+    if not isinstance(folder, str | os.PathLike) or "\x00" in os.fspath(folder):
+        raise TypeError(f"save_pretrained: `folder` is a folder name (str or pathlib.Path), not {described(folder)}")
+    check_arguments("save_pretrained", flags={"force": force})
     recipe: Recipe = model.__dict__.get(RECIPE_ATTR) or Recipe(Path(net.source), net.name)
     if not recipe.spec.is_file():
         raise ModelError(f"the spec of `{net.name}` ({recipe.spec}) is not a file: only a model built "

@@ -413,6 +413,18 @@ def test_a_product_over_the_limit_is_a_diagnostic():
 _SPEC_TEXT = "network n {\n    input [3, 8, 8]\n    a: conv(4, 3)\n}\n"
 
 
+def _one_conv():
+    """A network of one conv: no stem followed by stages."""
+    return resdsl.loads(_SPEC_TEXT, "one_conv.res")
+
+
+def _torch_module():
+    """A torch module resdsl did not build."""
+    import torch
+
+    return torch.nn.ReLU()
+
+
 @pytest.mark.parametrize("call, error, words", [
     (lambda: resdsl.loads(None), TypeError, "loads: `text` is the spec's text, a str, not NoneType"),
     (lambda: resdsl.loads(3), TypeError, "loads: `text` is the spec's text, a str, not int"),
@@ -434,6 +446,21 @@ _SPEC_TEXT = "network n {\n    input [3, 8, 8]\n    a: conv(4, 3)\n}\n"
     (lambda: resdsl.transplant(R20, 3), TypeError, "transplant: `checkpoint` is a file name or a state_dict"),
     (lambda: resdsl.transplant(R20, {}, seed=-2), ValueError, "transplant: `seed` lies between"),
     (lambda: resdsl.register_primitive(None), TypeError, "register_primitive: `prim` is a resdsl Primitive"),
+    # found by the fuzz campaign's `api` source
+    (lambda: resdsl.build("a\x00b"), ValueError, "build: `path` holds a NUL character"),
+    (lambda: resdsl.values(3, None), TypeError, "values: `model` is a module built by resdsl.build, not int"),
+    (lambda: resdsl.values(_torch_module(), None), TypeError, "values: `model` (ReLU) was not built by resdsl.build"),
+    (lambda: resdsl.values(resdsl.build(R20, seed=0), {}), TypeError, "values: `x` is a batch of"),
+    (lambda: resdsl.fold_batchnorms(None), TypeError, "fold_batchnorms: `model` is a module built by resdsl.build"),
+    (lambda: resdsl.save_pretrained([1, 2], "out"), TypeError, "save_pretrained: `model` is a module built by"),
+    (lambda: resdsl.save_pretrained(resdsl.build(R20, seed=0), 3), TypeError, "save_pretrained: `folder` is a folder"),
+    (lambda: resdsl.list_models(0), TypeError, "list_models: `pattern` is a shell-style pattern"),
+    (lambda: resdsl.list_models("*", pretrained=[]), TypeError, "list_models: `pretrained` is True or False"),
+    (lambda: resdsl.pretrained_tags({}), TypeError, "pretrained_tags: `name` is a shipped spec's name"),
+    (lambda: resdsl.create_model(_torch_module()), TypeError, "create_model: `name_or_path` is a model's name"),
+    (lambda: resdsl.create_model(R20, num_classes="x"), TypeError, "create_model: `num_classes` is a count"),
+    (lambda: resdsl.create_model(R20, out_indices=3), TypeError, "create_model: `out_indices` is a sequence"),
+    (lambda: resdsl.build(_one_conv(), out_indices=[1]), ValueError, "`out_indices`: n has no stem followed by"),
 ])
 def test_api_misuse_is_worded_by_the_api(call, error, words):
     with pytest.raises(error) as exc:

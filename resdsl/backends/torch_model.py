@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..ir import INPUT, Network
+from ..loader import described
 from ..passes import foldable_batchnorms
 from ..roles import FeaturePoint, feature_points
 from .fold import fold_conv_bn
@@ -133,10 +134,13 @@ def build(net: Network, *, seed: int | None = None, out_indices: Sequence[int] |
     features: tuple[str, ...] = ()
     points: list[FeaturePoint] = []
     if out_indices is not None:
-        points = feature_points(net)
+        try:
+            points = feature_points(net)
+        except ValueError as err:
+            raise ValueError(f"`out_indices`: {err}, so it has no feature maps to take") from None
         for i in out_indices:
             if not -len(points) <= i < len(points):
-                raise ValueError(f"out_indices: {i} is out of range; {net.name} has "
+                raise ValueError(f"`out_indices`: {i} is out of range; {net.name} has "
                                  f"{len(points)} feature points (stem and {len(points) - 1} stages)")
         out_indices = [i % len(points) for i in out_indices]
         features = tuple(points[i].op for i in out_indices)
@@ -153,11 +157,15 @@ def build(net: Network, *, seed: int | None = None, out_indices: Sequence[int] |
     return model
 
 
-def network_of(model: nn.Module) -> Network:
-    """The checked network ``model`` was built from by ``resdsl.build``."""
+def network_of(model: nn.Module, fn: str = "network_of") -> Network:
+    """The checked network ``model`` was built from by ``resdsl.build``; a :class:`TypeError`
+    worded for the public function ``fn`` for anything else."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{fn}: `model` is a module built by resdsl.build, not {described(model)}")
     net = model.__dict__.get(NETWORK_ATTR)
     if not isinstance(net, Network):
-        raise TypeError(f"{type(model).__name__} was not built by resdsl.build: it carries no network")
+        raise TypeError(f"{fn}: `model` ({type(model).__name__}) was not built by resdsl.build: "
+                        "it carries no network")
     return net
 
 
@@ -166,7 +174,11 @@ def values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     name (a module applied twice gives ``relu`` and ``relu#2``), with ``input``: the IR's
     values, taken by forward hooks on the real modules (copies, so in-place layers after
     them do not change them)."""
-    net = network_of(model)
+    net = network_of(model, "values")
+    if not isinstance(x, torch.Tensor) or x.dim() != len(net.input_shape) + 1 or x.shape[1] != net.input_shape[0]:
+        what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else described(x)
+        raise TypeError(f"values: `x` is a batch of {net.name}'s input, a tensor (N, "
+                        f"{', '.join(map(str, net.input_shape))}), not {what}")
     uses: dict[str, list[str]] = {}
     for op in net.ops:
         if op.module is not None:
@@ -198,7 +210,7 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     :func:`resdsl.passes.foldable_batchnorms`' decision: a BN right after a conv whose output
     nothing else reads (in a pre-activation block, only the BNs that follow a conv).
     """
-    net = network_of(model)
+    net = network_of(model, "fold_batchnorms")
     folded = copy.deepcopy(model).eval()
     for bn_name, conv_name in foldable_batchnorms(net).items():
         bn_path, conv_path = net.op(bn_name).module, net.op(conv_name).module
