@@ -230,6 +230,8 @@ def run_api(rnd: random.Random, count: dict) -> None:
             return value
 
         call = getattr(resdsl, fn)
+        here = os.getcwd()
+        os.chdir(tmp)  # a relative folder given to save_pretrained is written here, not in the checkout
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -247,6 +249,8 @@ def run_api(rnd: random.Random, count: dict) -> None:
             count["diagnostics"] += 1
         else:
             count["checked_clean"] += 1
+        finally:
+            os.chdir(here)
 
 
 def run_threads(seeds: list[int], count: dict) -> None:

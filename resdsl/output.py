@@ -124,6 +124,9 @@ def write_folder(path: str | Path, files: Mapping[str, bytes | str], *, force: b
     if target.is_dir() and any(target.iterdir()) and not force:
         raise UsageError(f"`{path}` is a folder that is not empty: refusing to replace it",
                          hint="choose a new folder, or pass --force to replace it")
+    if target.is_dir() and _holds_home_or_here(target):  # --force must never delete these
+        raise UsageError(f"`{path}` holds the current folder or is the home or root folder: refusing to replace it",
+                         hint="give a new folder for the output")
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such folder", str(target.parent))
     work = temp_dir(target)
@@ -149,6 +152,11 @@ def write_folder(path: str | Path, files: Mapping[str, bytes | str], *, force: b
         shutil.rmtree(work, ignore_errors=True)
         raise
     return target
+
+
+def _holds_home_or_here(folder: Path) -> bool:
+    real = folder.resolve()
+    return real == Path(real.anchor) or real == Path.home().resolve() or Path.cwd().resolve().is_relative_to(real)
 
 
 def _exchange(new: Path, target: Path) -> Path:

@@ -233,6 +233,17 @@ def test_safe_write_publishes_a_folder_as_one_unit(tmp_path, monkeypatch):
     link.symlink_to(bundle)
     with pytest.raises(output.UsageError, match="symbolic link"):
         output.safe_write(link, {"a": "b"}, force=True)
+    # --force replaces an old output, never the folder the user works in, home or the root
+    monkeypatch.chdir(bundle)
+    for mine in (bundle, tmp_path, Path("."), Path(".."), Path("/")):
+        with pytest.raises(output.UsageError, match="holds the current folder or is the home or root"):
+            output.safe_write(mine, {"a": "b"}, force=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "other"))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("mine")
+    with pytest.raises(output.UsageError, match="home"):
+        output.safe_write(tmp_path / "other", {"a": "b"}, force=True)
+    assert (tmp_path / "other" / "x").read_text() == "mine"
 
 
 # ------------------------------------------- 5. malformed safetensors headers: one reader, the package's
