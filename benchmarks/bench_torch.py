@@ -8,7 +8,7 @@
 - latency: batch 8 at 224×224, eval mode, ``torch.inference_mode``, the same weights in
   every model: the in-process module, the generated source and the reference, eager and
   (``--compile``) through ``torch.compile`` (inductor); then the in-process module with BN
-  folded into the convs (:func:`resdsl.backends.torch_module.fold_batchnorms`) in
+  folded into the convs (:func:`resdsl.fold_batchnorms`) in
   channels_last. Models run in turn, round-robin, so that load from other processes
   falls on all alike. Median of ``--runs``.
 
@@ -85,7 +85,7 @@ def bench_latency(name: str, runs: int, compile_: bool) -> None:
     ref.load_state_dict(state, strict=True)
     gen = generated(net)().eval()
     gen.load_state_dict(state, strict=True)
-    folded = fold_batchnorms(ours, net).to(memory_format=torch.channels_last)
+    folded = fold_batchnorms(ours).to(memory_format=torch.channels_last)
     x = torch.randn(8, 3, 224, 224)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     models: dict[str, Callable[[], object]] = {

@@ -21,7 +21,7 @@ from bench_frontend import median_time  # this script's folder is on sys.path
 from torch.profiler import ProfilerActivity, profile
 
 import resdsl
-from resdsl.backends.torch_module import fold_batchnorms
+from resdsl.backends.torch_model import fold_batchnorms
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -52,7 +52,7 @@ def python_cost(name: str, rounds: int = 30) -> None:
 
 def folded_profile(name: str) -> None:
     net, ours, ref = pair(name)
-    folded = fold_batchnorms(ours, net).to(memory_format=torch.channels_last)
+    folded = fold_batchnorms(ours).to(memory_format=torch.channels_last)
     x = torch.randn(8, 3, 224, 224)
     for label, model, inp in (("torchvision default", ref, x),
                               ("resdsl BN-folded channels_last", folded, x.contiguous(memory_format=torch.channels_last))):

@@ -64,7 +64,7 @@ def eager(names: list[str], batch: int, size: int, rounds: int, lines: list[str]
     import torch
 
     import resdsl
-    from resdsl.backends.torch_module import fold_batchnorms
+    from resdsl.backends.torch_model import fold_batchnorms
     from resdsl.backends.torch_source import emit
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -85,7 +85,7 @@ def eager(names: list[str], batch: int, size: int, rounds: int, lines: list[str]
         ours.load_state_dict(ref.state_dict())
         gen = getattr(import_source(emit(net), tmp, name), name)().eval()
         gen.load_state_dict(ref.state_dict())
-        folded = fold_batchnorms(ours, net)
+        folded = fold_batchnorms(ours)
         ref_default = copy.deepcopy(ref)  # stays in the default format: the BN-folding target's reference
         x = torch.randn(batch, 3, size, size)
         for fmt in ("default", "channels_last"):
@@ -112,7 +112,7 @@ def eager(names: list[str], batch: int, size: int, rounds: int, lines: list[str]
             lines.append(f"| {name} | {ref_name} | {fmt} | {summary(r['ours'])} | {summary(r['gen'])} | "
                          f"{summary(r['folded'])} | {statistics.median(r['ref (ms)']):.0f} |")
             print(lines[-1], flush=True)
-    lines += ["", "The BN-folded column is `fold_batchnorms(resdsl.build(net), net)` in that format, "
+    lines += ["", "The BN-folded column is `fold_batchnorms(resdsl.build(net))` in that format, "
               "against the reference *unfolded* in the same format.", "",
               "BN-folded resdsl in channels_last against the reference eager in the default format "
               "(the issue's target ≤ 0.75), same rounds:", ""]
