@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .errors import E
 from .ir import Attr, Op, Shape
 
 REQUIRED = object()  # marks a parameter without a default
@@ -519,7 +520,7 @@ def load_entry_points(registry: Registry) -> None:
 def split_sizes(channels: int, chunks: int) -> tuple[int, ...]:
     """The sizes of ``split(chunks)`` of ``channels`` channels: equal chunks, or ShapeError."""
     if chunks < 1 or channels % chunks:
-        raise ShapeError("E014", f"{channels} channels do not split into {chunks} equal chunks",
+        raise ShapeError(E.GROUPS_NOT_DIVIDING, f"{channels} channels do not split into {chunks} equal chunks",
                          hint="give the sizes instead: `split([a, b, …])`")
     return (channels // chunks,) * chunks
 

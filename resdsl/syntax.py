@@ -27,6 +27,7 @@ from lark.exceptions import (
 
 from . import limits
 from .diagnostics import Diagnostics, Span, SpecError, did_you_mean
+from .errors import E
 from .resources import data_path
 
 # ------------------------------------------------------------------------------ AST
@@ -383,22 +384,22 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, text: str,
             hint = 'strings use double quotes: "text"'
         elif ch == "\t":
             hint = "remove the tab character"
-        return "E002", f"unexpected character `{ch}`", Span(path, line, col, line, col + 1), hint
+        return E.UNEXPECTED_CHARACTER, f"unexpected character `{ch}`", Span(path, line, col, line, col + 1), hint
     eof_hint = _unclosed_hint(seen.opened) if seen.opened else "the file ends in the middle of a statement"
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
-        return ("E001", "unexpected end of file", Span(path, len(lines), len(lines[-1]) + 1,
+        return (E.SYNTAX, "unexpected end of file", Span(path, len(lines), len(lines[-1]) + 1,
                                                        len(lines), len(lines[-1]) + 2), eof_hint)
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     if tok.type == "$END":
         lines = text.splitlines() or [""]
         span = Span(path, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        return "E001", "unexpected end of file", span, eof_hint
+        return E.SYNTAX, "unexpected end of file", span, eof_hint
     what = "end of line" if tok.type == "_NL" else f"`{tok.value}`"
     end_col = (tok.end_column or col + 1) if tok.end_line == tok.line else col + 1
     hint = _token_hint(tok, set(err.expected), seen)
-    return "E001", f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
+    return E.SYNTAX, f"unexpected {what}", Span(path, line, col, line, max(end_col, col + 1)), hint
 
 
 # ------------------------------------------------------------------ nesting (E004)
@@ -438,7 +439,7 @@ def too_deep(diags: Diagnostics, span: Span, message: str = "the expression nest
              hint: str = "split deeply nested expressions into named values") -> None:
     """Record E004, nesting too deep: the one place it is reported, by the parser's limits
     and wherever Python's own stack runs out (a :class:`RecursionError`) on a spec."""
-    diags.error("E004", message, span, hint=hint)
+    diags.error(E.NESTING_TOO_DEEP, message, span, hint=hint)
 
 
 _TOKEN = re.compile(_STRING_OR_COMMENT + r"|\w+|[^\w\s]")
@@ -466,7 +467,7 @@ def parse(text: str, path: str) -> Module:
     diags = Diagnostics()
     tokens = _count_tokens(text)
     if tokens > limits.MAX_TOKENS:  # parsing costs tens of µs a token: refuse before it starts
-        diags.error("E017", f"the file has more than {limits.MAX_TOKENS:,} tokens ({tokens:,})",
+        diags.error(E.TOO_LARGE, f"the file has more than {limits.MAX_TOKENS:,} tokens ({tokens:,})",
                     Span(path, 1, 1, 1, 2), hint="split the spec into files that import each other, "
                     "or use `for` loops and stages instead of repeated lines")
         raise SpecError(diags.items)

@@ -7,7 +7,6 @@ The diagnostics of whole invalid specs are in ``cases/invalid`` (``test_invalid.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from pathlib import Path
@@ -67,12 +66,14 @@ def test_the_diagnostic_points_at_the_deepest_real_bracket(tmp_path, before):
 
 def test_e004_is_reported_in_one_place():
     """Every E004 goes through ``syntax.too_deep``: no other module writes the code."""
-    sites = [(path.name, i) for path in sorted((ROOT / "resdsl").rglob("*.py"))
+    sites = [(path, i) for path in sorted((ROOT / "resdsl").rglob("*.py"))
              for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if re.search(r"""["']E004["']""", line)]
-    assert len(sites) == 1 and sites[0][0] == "syntax.py"
-    source = (ROOT / "resdsl" / "syntax.py").read_text(encoding="utf-8").splitlines()
-    assert "def too_deep(" in "\n".join(source[sites[0][1] - 8:sites[0][1]])
+             if "E.NESTING_TOO_DEEP" in line]
+    assert len(sites) == 1, sites
+    path, line = sites[0]
+    source = path.read_text(encoding="utf-8").splitlines()
+    assert "def too_deep(" in "\n".join(source[line - 8:line])
+    assert syntax.too_deep.__module__ == "resdsl." + path.relative_to(ROOT / "resdsl").with_suffix("").as_posix().replace("/", ".")
 
 
 def _under_recursion_limits(run):

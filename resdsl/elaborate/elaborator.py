@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from .. import limits, roles
 from ..diagnostics import NO_SPAN, Diagnostic, Diagnostics, Span
+from ..errors import E
 from ..ir import INPUT, Network, Op, Role, Scope, Shape
 from ..resources import std_root
 from ..syntax import Expr, too_deep
@@ -65,7 +66,7 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
         if self.steps > limits.MAX_STEPS:
             if not self.exhausted:  # one diagnostic, where the budget ran out
                 self.exhausted = True
-                self.error("E017", f"the spec takes more than {limits.MAX_STEPS:,} evaluation steps",
+                self.error(E.TOO_LARGE, f"the spec takes more than {limits.MAX_STEPS:,} evaluation steps",
                            span, hint="look for nested loops, or stages of definitions that repeat "
                                       "a lot; published networks take a small fraction of this")
             raise TooMany()
@@ -143,11 +144,11 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
         except TooMany:
             return None
         except RecursionError:
-            self.diags.items.append(Diagnostic("E060", "definitions nest too deeply", span,
+            self.diags.items.append(Diagnostic(E.DEFINITIONS_TOO_DEEP, "definitions nest too deeply", span,
                                                hint="look for a definition that instantiates itself"))
             return None
         if frame.input_shape is None and not self.diags:
-            self.error("E050", f"network `{value.name}` declares no input", defn.name_span,
+            self.error(E.NO_NETWORK, f"network `{value.name}` declares no input", defn.name_span,
                        hint="start the body with `input [3, 224, 224]`")
         if self.diags:
             return None
@@ -184,7 +185,7 @@ class Elaborator(Evaluation, Binding, Statements, Labels, Layers, Instances):
                 dead_above.add(op.name)
                 span, notes, local = self.locate(root, op)
                 self.diags.items.append(Diagnostic(
-                    "E056", f"the output of `{local}` is never used", span,
+                    E.OUTPUT_UNUSED, f"the output of `{local}` is never used", span,
                     "it does not reach the network's output",
                     "a layer written with `from` is a side branch: the running value stays where "
                     "it was; use its output (`add(NAME)`, `from NAME`), continue from it with "

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from .. import limits
 from ..diagnostics import Span, did_you_mean
+from ..errors import E
 from ..syntax import (
     Arg,
     BinOp,
@@ -57,7 +58,7 @@ class Evaluation:
             return value
         if kind is Num:
             if abs(e.value) > limits.MAX_INT:
-                raise self.fail("E017", "number is too large", e.span,
+                raise self.fail(E.TOO_LARGE, "number is too large", e.span,
                                 hint=f"numbers are limited to ±{limits.MAX_INT:,}")
             return e.value
         if kind is BinOp:
@@ -68,17 +69,17 @@ class Evaluation:
             return None
         if kind is ListExpr:
             if len(e.items) > limits.MAX_REPEAT:
-                raise self.fail("E017", "list is too long", e.span)
+                raise self.fail(E.TOO_LARGE, "list is too long", e.span)
             return tuple(self.eval(x, env) for x in e.items)
         if kind is Index:
             base, idx = self.eval(e.base, env), self.eval(e.index, env)
             if isinstance(base, Tensor) and base.op in self.tainted:
                 raise Skip()  # a failed split: its error is out
             if not isinstance(base, tuple):
-                raise self.fail("E023", f"only lists can be indexed, not {type_name(base)}", e.base.span)
+                raise self.fail(E.WRONG_TYPE, f"only lists can be indexed, not {type_name(base)}", e.base.span)
             i = self.as_int(idx, "an index", e.index.span)
             if not -len(base) <= i < len(base):
-                raise self.fail("E040", f"index {i} is out of range for a list of {len(base)}",
+                raise self.fail(E.EVALUATION, f"index {i} is out of range for a list of {len(base)}",
                                 e.index.span)
             return base[i]
         if kind is Cond:
@@ -94,7 +95,7 @@ class Evaluation:
         if kind is With:
             base = self.eval_callee(e.base, env)
             if not isinstance(base, (DefValue, PrimValue)):
-                raise self.fail("E023", f"`with` overrides arguments of a definition, not of "
+                raise self.fail(E.WRONG_TYPE, f"`with` overrides arguments of a definition, not of "
                                 f"{type_name(base)}", e.base.span)
             return self.partial(base, self.eval_args(e.args, env), e.span)
         if kind is Call:
@@ -102,10 +103,10 @@ class Evaluation:
             args = self.eval_args(e.args, env)
             if isinstance(fn, Builtin):
                 if any(k is not None for k, _, _ in args):
-                    raise self.fail("E020", f"`{fn.name}` takes no keyword arguments", e.span)
+                    raise self.fail(E.UNKNOWN_PARAMETER, f"`{fn.name}` takes no keyword arguments", e.span)
                 wrong = arity_error(fn, len(args))
                 if wrong:
-                    raise self.fail("E022", wrong, e.span)
+                    raise self.fail(E.TOO_MANY_ARGUMENTS, wrong, e.span)
                 # a built-in walks or builds whole lists: charge for their length
                 self.charge(sum(len(v) for _, v, _ in args if isinstance(v, tuple | str)), e.span)
                 try:
@@ -118,11 +119,11 @@ class Evaluation:
             if isinstance(fn, (DefValue, PrimValue)):
                 return self.partial(fn, args, e.span)
             if fn is STAGE:
-                raise self.fail("E023", "`stage(...)` builds layers; use it in a layer statement",
+                raise self.fail(E.WRONG_TYPE, "`stage(...)` builds layers; use it in a layer statement",
                                 e.span, hint="`layer1: stage(block, 3)`")
-            raise self.fail("E023", f"{type_name(fn)} cannot be called", e.func.span,
+            raise self.fail(E.WRONG_TYPE, f"{type_name(fn)} cannot be called", e.func.span,
                             hint="test it first: `x != none`" if fn is None else "")
-        raise self.fail("E001", "unsupported expression", e.span)  # unreachable by the grammar
+        raise self.fail(E.SYNTAX, "unsupported expression", e.span)  # unreachable by the grammar
 
     def unbound(self, e: Name, env) -> Value:
         """A name that is neither a variable nor a definition: a label, a built-in, or an error."""
@@ -135,11 +136,11 @@ class Evaluation:
         value = BUILTINS.lookup(e.id)
         if value is MISSING:
             names = [*env, *(tensors or ()), *BUILTINS]
-            raise self.fail("E010", f"unknown name `{e.id}`", e.span,
+            raise self.fail(E.UNKNOWN_NAME, f"unknown name `{e.id}`", e.span,
                             hint=did_you_mean(e.id, [k for k in names if "." not in k]), unknown=e.id)
         if value is CURRENT:
             if type(env) is not BodyEnv:  # a default or an alias: there is no running value here
-                raise self.fail("E023", "`current` is the running value of a body, and there is "
+                raise self.fail(E.WRONG_TYPE, "`current` is the running value of a body, and there is "
                                 "none here", e.span, hint="use `current` in a definition's body")
             return self.current(e.span)
         return value
@@ -160,7 +161,7 @@ class Evaluation:
     def current(self, span: Span) -> Value:
         """The built-in ``current``: the running value of the innermost body."""
         if not self.frames:
-            raise self.fail("E010", "`current` is the running value of a body; there is none here",
+            raise self.fail(E.UNKNOWN_NAME, "`current` is the running value of a body; there is none here",
                             span)
         frame = self.frames[-1]
         if frame.split is not None:
@@ -176,12 +177,12 @@ class Evaluation:
 
     def number(self, v: Value, span: Span) -> int | float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise self.fail("E023", f"expected a number, got {type_name(v)}", span)
+            raise self.fail(E.WRONG_TYPE, f"expected a number, got {type_name(v)}", span)
         return v
 
     def truth(self, v: Value, span: Span) -> bool:
         if not isinstance(v, bool):
-            raise self.fail("E023", f"a condition must be true or false, got {type_name(v)}", span,
+            raise self.fail(E.WRONG_TYPE, f"a condition must be true or false, got {type_name(v)}", span,
                             hint="compare explicitly, e.g. `x != 0`")
         return v
 
@@ -190,7 +191,7 @@ class Evaluation:
             return int(v)
         if isinstance(v, bool) or not isinstance(v, int):
             extra = f" ({v:g})" if isinstance(v, float) else ""
-            raise self.fail("E023", f"{what} must be an integer, got {type_name(v)}{extra}", span,
+            raise self.fail(E.WRONG_TYPE, f"{what} must be an integer, got {type_name(v)}{extra}", span,
                             hint="use `//` for integer division or `int(...)`"
                             if isinstance(v, float) else "")
         return v
@@ -244,7 +245,7 @@ class Evaluation:
             else:
                 return self._arith(e, op, a, b)
             if abs(r) > limits.MAX_INT:
-                raise self.fail("E017", "number is too large", e.span)
+                raise self.fail(E.TOO_LARGE, "number is too large", e.span)
             return r
         if isinstance(a, _SEQ) and isinstance(b, _SEQ):  # comparing or joining copies them
             self.charge(len(a) + len(b), e.span)
@@ -255,11 +256,11 @@ class Evaluation:
             return same if op == "==" else not same
         if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
             if len(a) + len(b) > limits.MAX_REPEAT:
-                raise self.fail("E017", "list is too long", e.span)
+                raise self.fail(E.TOO_LARGE, "list is too long", e.span)
             return a + b
         if op == "+" and isinstance(a, str) and isinstance(b, str):
             if len(a) + len(b) > limits.MAX_STRING:
-                raise self.fail("E017", f"the string is longer than {limits.MAX_STRING:,} characters",
+                raise self.fail(E.TOO_LARGE, f"the string is longer than {limits.MAX_STRING:,} characters",
                                 e.span)
             return a + b
         return self._arith(e, op, self.number(a, e.left.span), self.number(b, e.right.span))
@@ -275,10 +276,10 @@ class Evaluation:
         if op == ">=":
             return x >= y
         if op in ("/", "//", "%") and y == 0:
-            raise self.fail("E040", "division by zero", e.right.span)
+            raise self.fail(E.EVALUATION, "division by zero", e.right.span)
         if op == "**" and (abs(y) > 64 or (isinstance(y, int) and y < 0 and isinstance(x, int))):
             if abs(y) > 64:
-                raise self.fail("E017", f"exponent {y} is too large", e.right.span)
+                raise self.fail(E.TOO_LARGE, f"exponent {y} is too large", e.right.span)
         try:
             if op == "+":
                 r = x + y
@@ -297,9 +298,9 @@ class Evaluation:
             else:
                 raise KeyError(op)
         except (OverflowError, ZeroDivisionError):
-            raise self.fail("E040", "arithmetic overflow", e.span) from None
+            raise self.fail(E.EVALUATION, "arithmetic overflow", e.span) from None
         if isinstance(r, complex):
-            raise self.fail("E040", "the result is not a real number", e.span)
+            raise self.fail(E.EVALUATION, "the result is not a real number", e.span)
         if abs(r) > limits.MAX_INT or (isinstance(r, float) and not math.isfinite(r)):
-            raise self.fail("E017", "number is too large", e.span)
+            raise self.fail(E.TOO_LARGE, "number is too large", e.span)
         return r

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import limits, roles
 from ..diagnostics import Span
+from ..errors import E
 from ..ir import Role, Scope
 from ..syntax import Arg, Layer
 from .exprs import uses
@@ -23,7 +24,7 @@ class Instances:
         """A named instance becomes a module (``downsample``); an unnamed one is inlined:
         its layers join the caller's namespace (a stem's ``conv1`` stays ``conv1``)."""
         if callee.kind == "network":
-            raise self.fail("E023", f"the network `{callee.name}` cannot be used as a layer",
+            raise self.fail(E.WRONG_TYPE, f"the network `{callee.name}` cannot be used as a layer",
                             st.call.func.span, hint="define the part you need as a `module`")
         src = self.source(st.source, frame)
         scope = self.instantiate(callee, self.eval_args(st.call.args, env), name, src, frame,
@@ -44,7 +45,7 @@ class Instances:
                     call_span: Span, span: Span) -> Scope:
         """Run a definition's body on ``src`` as the instance ``name`` (inlined when None)."""
         if len(self.sites) >= limits.MAX_NESTING:
-            raise self.fail("E060", f"definitions nest more than {limits.MAX_NESTING} deep", span,
+            raise self.fail(E.DEFINITIONS_TOO_DEEP, f"definitions nest more than {limits.MAX_NESTING} deep", span,
                             hint=f"does `{callee.name}` instantiate itself?")
         self.charge(10, span)  # an instance costs about ten steps' time, even with an empty body
         bound = self.bind(callee, args, call_span)
@@ -71,17 +72,17 @@ class Instances:
         with ``index`` (the block's position in the stage) in scope.
         """
         if name is None:
-            raise self.fail("E052", "a stage builds modules, so it needs a name", st.span,
+            raise self.fail(E.NEEDS_A_NAME, "a stage builds modules, so it needs a name", st.span,
                             hint="write `layer1: stage(...)`")
         positional = [a for a in st.call.args if a.name is None]
         keywords: dict[str, Arg] = {}
         for a in st.call.args:
             if a.name is not None:
                 if a.name in keywords:
-                    raise self.fail("E024", f"argument `{a.name}` given twice", a.span)
+                    raise self.fail(E.ARGUMENT_TWICE, f"argument `{a.name}` given twice", a.span)
                 keywords[a.name] = a
         if len(positional) > 2:
-            raise self.fail("E022", "`stage` takes 2 positional arguments (block, depth)",
+            raise self.fail(E.TOO_MANY_ARGUMENTS, "`stage` takes 2 positional arguments (block, depth)",
                             positional[2].span, hint="pass the rest by keyword: "
                             "`stage(block, depth, stride = 2, planes = 64)`")
         # `block` and `depth` are the stage's when not given positionally; given positionally,
@@ -92,27 +93,27 @@ class Instances:
                 fixed[key] = keywords.pop(key)
         for key in ("block", "depth"):
             if key not in fixed:
-                raise self.fail("E021", f"`stage` needs the argument `{key}`", st.call.span,
+                raise self.fail(E.MISSING_ARGUMENT, f"`stage` needs the argument `{key}`", st.call.span,
                                 hint="`stage(block, depth, stride = 1, ...)`")
         block = self.eval(fixed["block"].value, env)
         if not isinstance(block, DefValue) or block.kind == "network":
-            raise self.fail("E023", f"`stage` repeats a block definition, got {type_name(block)}",
+            raise self.fail(E.WRONG_TYPE, f"`stage` repeats a block definition, got {type_name(block)}",
                             fixed["block"].span)
         depth = self.as_int(self.eval(fixed["depth"].value, env), "the depth of a stage",
                             fixed["depth"].span)
         if not 1 <= depth <= limits.MAX_REPEAT:
-            code = "E015" if depth < 1 else "E017"
+            code = E.OUT_OF_RANGE if depth < 1 else E.TOO_LARGE
             raise self.fail(code, f"a stage needs 1 to {limits.MAX_REPEAT:,} blocks, got {depth}",
                             fixed["depth"].span)
         stride = self.as_int(self.eval(fixed["stride"].value, env), "`stride`",
                              fixed["stride"].span) if "stride" in fixed else 1
         has_stride = "stride" in block.param_names
         if stride != 1 and not has_stride:
-            raise self.fail("E020", f"`{block.name}` has no parameter `stride`", fixed["stride"].span,
+            raise self.fail(E.UNKNOWN_PARAMETER, f"`{block.name}` has no parameter `stride`", fixed["stride"].span,
                             hint="add a `stride` parameter to the block")
         if ("index" in env or "index" in frame.tensors) and any(uses(a.value, "index") for a in keywords.values()):
             used = next(a for a in keywords.values() if uses(a.value, "index"))
-            raise self.fail("E011", "`index` in a stage's arguments is the block's position, which "
+            raise self.fail(E.DEFINED_TWICE, "`index` in a stage's arguments is the block's position, which "
                             "hides your `index`", used.span,
                             hint="rename your variable: in a stage's keyword arguments `index` is "
                                  "0, 1, … along the stage")

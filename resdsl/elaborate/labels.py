@@ -8,6 +8,7 @@ import re
 
 from .. import limits
 from ..diagnostics import did_you_mean
+from ..errors import E
 from ..primitives import Primitive
 from ..syntax import Expr, Label, Layer, Name
 from ..torch_names import MODEL_ATTRIBUTES, RESERVED_LABELS
@@ -36,31 +37,31 @@ class Labels:
                 continue
             v = self.eval(part, self.env_of(frame))
             if isinstance(v, bool) or not isinstance(v, (int, str)):
-                raise self.fail("E023", f"a name part must be an integer or a string, got "
+                raise self.fail(E.WRONG_TYPE, f"a name part must be an integer or a string, got "
                                 f"{type_name(v)}", part.span)
             parts.append(str(v))
         name = "".join(parts)
         if label.gap is not None:
-            raise self.fail("E054", f"the layer name `{name}` has a space in it", label.gap,
+            raise self.fail(E.BAD_LAYER_NAME, f"the layer name `{name}` has a space in it", label.gap,
                             hint="write a name without spaces: `conv{i}`, `paths.{i}`")
         components = _LABELS_OK.get(name)
         if components is None:  # not checked yet (the check depends on the name alone)
             components = name.split(".") if "." in name else (name,)
             for component in components:
                 if not _LABEL.fullmatch(component):
-                    raise self.fail("E054", f"`{name}` is not a valid layer name", label.span,
+                    raise self.fail(E.BAD_LAYER_NAME, f"`{name}` is not a valid layer name", label.span,
                                     hint="names are identifiers (letters, digits, `_`) or whole numbers, "
                                          "joined by `.`")
             if name == "input":
-                raise self.fail("E011", "`input` names the block's input and cannot name a layer",
+                raise self.fail(E.DEFINED_TWICE, "`input` names the block's input and cannot name a layer",
                                 label.span, hint="choose another name")
             for component in components:
                 if keyword.iskeyword(component):  # torch.fx writes module paths into Python code
-                    raise self.fail("E054", f"`{component}` cannot name a layer: it is a Python keyword",
+                    raise self.fail(E.BAD_LAYER_NAME, f"`{component}` cannot name a layer: it is a Python keyword",
                                     label.span, hint=f"choose another name, e.g. `{component}_`; torch.fx "
                                     "writes layer names into Python code")
                 if component in RESERVED_LABELS or component.startswith("_"):
-                    raise self.fail("E054", f"`{component}` cannot name a layer: torch modules reserve it",
+                    raise self.fail(E.BAD_LAYER_NAME, f"`{component}` cannot name a layer: torch modules reserve it",
                                     label.span, hint=f"choose another name, e.g. `{component.strip('_')}_`"
                                     if component.strip("_") else "choose another name")
             if len(_LABELS_OK) >= 4096:
@@ -68,35 +69,35 @@ class Labels:
             _LABELS_OK[name] = components
         depth = len(components) + (frame.path.count(".") + 1 if frame.path else 0)
         if depth > limits.MAX_PATH_DEPTH:
-            raise self.fail("E057", f"the layer path `{_shorten(frame.path + '.' + name if frame.path else name)}` "
+            raise self.fail(E.PATH_TOO_DEEP, f"the layer path `{_shorten(frame.path + '.' + name if frame.path else name)}` "
                             f"has {depth:,} parts, over the limit of {limits.MAX_PATH_DEPTH}", label.span,
                             hint="name layers with fewer dotted parts, or nest fewer definitions")
         if not frame.path and components[0] in MODEL_ATTRIBUTES:
-            raise self.fail("E054", f"`{components[0]}` cannot name a top-level layer: the network's class has "
+            raise self.fail(E.BAD_LAYER_NAME, f"`{components[0]}` cannot name a top-level layer: the network's class has "
                             "it (timm's model interface)", label.span,
                             hint=f"choose another name, e.g. `{components[0]}_`, or put it inside a definition")
         if not frame.path and components[0].lower() == "self":
             # torch.fx names a value after its module path, snake-cased: a top-level `self`
             # (`Self`, `SELF`) would rebind the traced forward's own `self` (`layer1.0.self` is fine)
-            raise self.fail("E054", f"`{components[0]}` cannot name a top-level layer: torch.fx code calls "
+            raise self.fail(E.BAD_LAYER_NAME, f"`{components[0]}` cannot name a top-level layer: torch.fx code calls "
                             "the module `self`", label.span,
                             hint=f"choose another name, e.g. `{components[0]}_`, or put it inside a named block")
         labels = frame.labels
         if name in labels:
             first = labels[name]
-            raise self.fail("E011", f"duplicate layer name `{name}`", label.span,
+            raise self.fail(E.DEFINED_TWICE, f"duplicate layer name `{name}`", label.span,
                             label=f"first defined at line {first.line}",
                             hint="every layer in a definition needs its own name")
         if name + "." in labels:  # `paths` after `paths.0`
             first = labels[name + "."]
-            raise self.fail("E011", f"`{name}` already holds the layers named `{name}.…`", label.span,
+            raise self.fail(E.DEFINED_TWICE, f"`{name}` already holds the layers named `{name}.…`", label.span,
                             label=f"first used at line {first.line}",
                             hint="a name is either a layer or a container of layers: rename one")
         if len(components) > 1:
             for k in range(1, len(components)):
                 prefix = ".".join(components[:k])
                 if prefix in labels:  # `attn.fc` after the layer `attn`
-                    raise self.fail("E011", f"`{prefix}` is a layer, so `{name}` cannot be named "
+                    raise self.fail(E.DEFINED_TWICE, f"`{prefix}` is a layer, so `{name}` cannot be named "
                                     f"below it", label.span,
                                     label=f"`{prefix}` defined at line {labels[prefix].line}",
                                     hint="a name is either a layer or a container of layers: rename one")
@@ -128,7 +129,7 @@ class Labels:
         if src is None:
             if frame.split is not None:
                 label, _, n = frame.split
-                raise self.fail("E023", f"after the split `{label}` there is no running value",
+                raise self.fail(E.WRONG_TYPE, f"after the split `{label}` there is no running value",
                                 self.stmt_span, label=f"`{label}` is {n} tensors",
                                 hint=f"continue from one part with `current = {label}[0]`, or read "
                                      f"it in this layer with `from {label}[0]`")
@@ -143,9 +144,9 @@ class Labels:
         if isinstance(value, Tensor):
             return value.op
         if isinstance(value, tuple) and value and all(isinstance(v, Tensor) for v in value):
-            raise self.fail("E023", f"{what} needs one tensor, got a list of {len(value)}", e.span,
+            raise self.fail(E.WRONG_TYPE, f"{what} needs one tensor, got a list of {len(value)}", e.span,
                             hint="pick one: `parts[0]`")
-        raise self.fail("E023", f"{what} needs a tensor, got {type_name(value)}", e.span,
+        raise self.fail(E.WRONG_TYPE, f"{what} needs a tensor, got {type_name(value)}", e.span,
                         hint="name a layer defined earlier in this definition, or `input`")
 
     def tensor_value(self, e: Expr, frame: Frame) -> Value:
@@ -156,7 +157,7 @@ class Labels:
             if e.id not in env and e.id not in BUILTINS:
                 names = [k for k in (*frame.tensors, *frame.vars) if "." not in k]
                 container = [k[:-1] for k in frame.labels if k.endswith(".") and k[:-1] == e.id]
-                raise self.fail("E010", f"unknown tensor `{e.id}`", e.span,
+                raise self.fail(E.UNKNOWN_NAME, f"unknown tensor `{e.id}`", e.span,
                                 hint=f"`{e.id}` holds named layers, not a numbered list: name one "
                                      f"of them" if container else did_you_mean(e.id, names) or
                                 "name a layer defined earlier in this definition, or `input`")
@@ -173,7 +174,7 @@ class Labels:
         single = False
         for a in st.call.args:
             if a.name is not None:
-                raise self.fail("E023", f"the arguments of `{prim.kind}` are tensors, not keywords",
+                raise self.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, not keywords",
                                 a.span, hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
             op = frame.tensors.get(a.value.id) if type(a.value) is Name else None
             if type(op) is str:  # the common `add(downsample)`: a label
@@ -187,7 +188,7 @@ class Labels:
             elif isinstance(value, tuple) and all(isinstance(v, Tensor) for v in value):
                 inputs.extend(v.op for v in value)
             else:
-                raise self.fail("E023", f"the arguments of `{prim.kind}` are tensors, got "
+                raise self.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, got "
                                 f"{type_name(value)}", a.value.span,
                                 hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
         if st.source is not None or (prim.kind != "concat" and (single or not inputs)):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .. import limits
 from ..diagnostics import Span, did_you_mean
+from ..errors import E
 from ..ir import INPUT, Op
 from ..primitives import PRIMITIVES, PluginError, Primitive, ShapeError
 from ..syntax import Layer, Reuse
@@ -37,11 +38,11 @@ class Layers:
             elif callee is None:  # `attn = none` is not a layer: building nothing is a choice to write
                 what = unparse(st.call.func)
                 if what == "none":
-                    raise self.fail("E023", "`none` is not a layer", st.call.func.span)
-                raise self.fail("E023", f"`{what}` is none, not a layer", st.call.func.span,
+                    raise self.fail(E.WRONG_TYPE, "`none` is not a layer", st.call.func.span)
+                raise self.fail(E.WRONG_TYPE, f"`{what}` is none, not a layer", st.call.func.span,
                                 hint=f"leave the layer out with a test: `if {what} != none {{ ... }}`")
             else:
-                raise self.fail("E023", f"{type_name(callee)} is not a layer", st.call.func.span,
+                raise self.fail(E.WRONG_TYPE, f"{type_name(callee)} is not a layer", st.call.func.span,
                                 hint="a layer statement calls a primitive, a definition or `stage`")
         except Skip:
             # Later statements read a stand-in, so what follows from this failure is quiet.
@@ -66,7 +67,7 @@ class Layers:
             inputs = [self.source(st.source, frame)]
             attrs = self.bind(callee, self.eval_args(st.call.args, env), st.call.span)
         if name is None and prim.has_params:
-            raise self.fail("E052", f"a `{prim.kind}` layer has weights, so it needs a name",
+            raise self.fail(E.NEEDS_A_NAME, f"a `{prim.kind}` layer has weights, so it needs a name",
                             st.span, hint=f"write `name: {prim.kind}(...)`; the name becomes its "
                                           "state_dict key")
         op = self.add_op(prim, attrs, inputs, join_path(frame.path, name or prim.kind),
@@ -88,14 +89,14 @@ class Layers:
         each with the attributes ``sizes`` and ``index``. The label names the tuple of parts,
         and there is no running value until a layer says which part it reads."""
         if name is None:
-            raise self.fail("E052", "a `split` gives several tensors, so it needs a name", st.span,
+            raise self.fail(E.NEEDS_A_NAME, "a `split` gives several tensors, so it needs a name", st.span,
                             hint="write `parts: split(...)`, then use `parts[0]`, `parts[1]`…")
         bound = self.bind(callee, self.eval_args(st.call.args, env), st.call.span, complete=False)
         if "index" in bound:
-            raise self.fail("E020", "`index` of a split is not an argument: every part is built",
+            raise self.fail(E.UNKNOWN_PARAMETER, "`index` of a split is not an argument: every part is built",
                             st.call.span, hint=f"use `{name}[i]` for one part")
         if "sizes" not in bound:
-            raise self.fail("E021", "`split` needs the number of parts or their sizes", st.call.span,
+            raise self.fail(E.MISSING_ARGUMENT, "`split` needs the number of parts or their sizes", st.call.span,
                             hint="`split(4)` (equal parts) or `split([32, 32, 64])`")
         where = next((a.span for a in st.call.args), st.call.span)
         src = self.source(st.source, frame)
@@ -106,20 +107,20 @@ class Layers:
         if isinstance(sizes, tuple):
             sizes = tuple(self.as_int(x, "a split size", where) for x in sizes)
             if not sizes or min(sizes) < 1:
-                raise self.fail("E015", f"split sizes must be positive, got {list(sizes)}", where)
+                raise self.fail(E.OUT_OF_RANGE, f"split sizes must be positive, got {list(sizes)}", where)
         else:
             n = self.as_int(sizes, "the number of parts of a split", where)
             if n < 1:
-                raise self.fail("E015", f"a split needs at least one part, got {n}", where)
+                raise self.fail(E.OUT_OF_RANGE, f"a split needs at least one part, got {n}", where)
             if shape[0] % n:
                 if src in self.tainted:
                     raise Skip()
-                raise self.fail("E014", f"{shape[0]} channels do not split into {n} equal parts",
+                raise self.fail(E.GROUPS_NOT_DIVIDING, f"{shape[0]} channels do not split into {n} equal parts",
                                 where, hint="choose a number of parts that divides the channels, "
                                             "or give the sizes: `split([a, b, …])`")
             sizes = (shape[0] // n,) * n
         if len(sizes) > limits.MAX_REPEAT:
-            raise self.fail("E017", f"a split is limited to {limits.MAX_REPEAT:,} parts", where)
+            raise self.fail(E.TOO_LARGE, f"a split is limited to {limits.MAX_REPEAT:,} parts", where)
         parts = []
         for i in range(len(sizes)):
             op = self.add_op(callee.prim, {"sizes": sizes, "index": i}, [src],
@@ -152,11 +153,11 @@ class Layers:
             self.error(e.code, e.message, span, label=e.label, hint=self.adjust_hint(e))
             raise Skip() from None
         except PluginError as e:  # the plugin's code, not the spec: named, at the layer that ran it
-            raise self.fail("E058", f"the primitive `{e.kind}` from {e.origin} failed in its {e.what}: "
+            raise self.fail(E.PLUGIN_FAILED, f"the primitive `{e.kind}` from {e.origin} failed in its {e.what}: "
                             f"{e.detail}", span, hint="this is a bug in that plugin: report it to its "
                             "authors, or uninstall it") from None
         if len(self.ops) >= limits.MAX_OPS:
-            raise self.fail("E017", f"the network has more than {limits.MAX_OPS:,} layers", span,
+            raise self.fail(E.TOO_LARGE, f"the network has more than {limits.MAX_OPS:,} layers", span,
                             hint="check the depths and repeat counts")
         unique = name
         if unique in self.op_by_name or unique == INPUT:
@@ -187,7 +188,7 @@ class Layers:
         parameter can take one."""
         if "shortcut =" not in e.hint or not self.frames or "shortcut" in self.frames[-1].params:
             return e.hint
-        if e.code == "E012":
+        if e.code == E.CHANNEL_MISMATCH:
             return ("give the skip path a projection to the new width (a 1×1 `conv` and a "
                     "`batchnorm` `from input`, as std.resnet's `option_b`), or keep the width")
         return ("the skip path must downsample too: give it a projection with the block's stride "
@@ -208,13 +209,13 @@ class Layers:
         if first is None and st.name in frame.failed:
             raise Skip()  # the layer's own statement failed and was reported
         if first is None and st.name in frame.labels:
-            raise self.fail("E023", f"`{st.name}` is not a primitive layer, so it cannot be applied "
+            raise self.fail(E.WRONG_TYPE, f"`{st.name}` is not a primitive layer, so it cannot be applied "
                             "again", st.span, hint="instantiate the definition again under a new name")
         if first is None:
             hint = did_you_mean(st.name, frame.layers)
             if not hint and st.name in PRIMITIVES:
                 hint = f"to add a layer, call it: `{st.name}()` or `name: {st.name}()`"
-            raise self.fail("E010", f"unknown layer `{st.name}`", st.span,
+            raise self.fail(E.UNKNOWN_NAME, f"unknown layer `{st.name}`", st.span,
                             hint=hint or "only a layer defined earlier in this definition can be applied again")
         inputs = [self.source(st.source, frame)]
         prim = PRIMITIVES[first.kind]
@@ -222,7 +223,7 @@ class Layers:
         if prim.has_params and now is not None and (len(now), now[0]) != (len(was), was[0]):
             if inputs[0] in self.tainted:
                 raise Skip()
-            raise self.fail("E055", f"`{st.name}` is applied to {now[0]} channels here but was made for "
+            raise self.fail(E.REAPPLIED_TO_OTHER_WIDTH, f"`{st.name}` is applied to {now[0]} channels here but was made for "
                             f"{was[0]}", st.span, label=f"first applied at line {first.span.line}",
                             hint=f"a layer applied again shares its weights, so it needs the same input "
                                  f"width; for a new layer write `name: {first.kind}(...)`")

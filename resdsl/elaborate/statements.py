@@ -7,6 +7,7 @@ from collections import ChainMap
 
 from .. import limits
 from ..diagnostics import Span
+from ..errors import E
 from ..ir import INPUT
 from ..syntax import (
     Assign,
@@ -41,7 +42,7 @@ class Statements:
         """Only the input of a network that declares none has no shape; say so once."""
         if not self.missing_input:
             self.missing_input = True
-            self.error("E050", "the network uses its input before declaring it", span,
+            self.error(E.NO_NETWORK, "the network uses its input before declaring it", span,
                        hint="start the network's body with `input [3, 224, 224]`")
         return Skip()
 
@@ -65,7 +66,7 @@ class Statements:
             self.frames.pop()
         if frame.split is not None:
             label, span, n = frame.split
-            raise self.fail("E023", f"the body ends with the split `{label}`: {n} tensors, not one",
+            raise self.fail(E.WRONG_TYPE, f"the body ends with the split `{label}`: {n} tensors, not one",
                             span, hint=f"end with one tensor, e.g. `concat({label})`")
 
     def run(self, stmts, frame: Frame) -> None:
@@ -113,11 +114,11 @@ class Statements:
             self.run(st.orelse, frame)
         elif kind is For:
             if st.var == "current":
-                raise self.fail("E011", "`current` cannot be a loop variable: it is the running value",
+                raise self.fail(E.DEFINED_TWICE, "`current` cannot be a loop variable: it is the running value",
                                 st.span, hint="name the loop variable otherwise")
             items = self.eval(st.iterable, self.env_of(frame))
             if not isinstance(items, tuple):
-                raise self.fail("E023", f"`for` needs a list, got {type_name(items)}", st.iterable.span,
+                raise self.fail(E.WRONG_TYPE, f"`for` needs a list, got {type_name(items)}", st.iterable.span,
                                 hint="use `range(n)` or a list literal")
             for item in items:
                 self.step(st.span)  # an empty body still costs an iteration
@@ -130,7 +131,7 @@ class Statements:
                 if frame.input in self.tainted:
                     raise Abort()  # it may only fail because an earlier statement did
                 why = self.explain(st.test, env)
-                self.error("E041", st.message or "requirement not met", st.span,
+                self.error(E.REQUIREMENT_FAILED, st.message or "requirement not met", st.span,
                            label="this `require` does not hold" + (f": {why}" if why else ""))
                 raise Abort()
         elif kind is InputDecl:
@@ -161,20 +162,20 @@ class Statements:
 
     def input_decl(self, st: InputDecl, frame: Frame) -> None:
         if frame.kind != "network":
-            raise self.fail("E053", "only a network declares an input", st.span,
+            raise self.fail(E.MISPLACED_INPUT, "only a network declares an input", st.span,
                             hint="a definition takes its input from where it is used")
         if frame.input_shape is not None or frame.items:
-            raise self.fail("E053", "the input must be declared once, before any layer", st.span)
+            raise self.fail(E.MISPLACED_INPUT, "the input must be declared once, before any layer", st.span)
         v = self.eval(st.shape, self.env_of(frame))
         if not isinstance(v, tuple) or len(v) != 3:
             got = f"a list of {len(v)}" if isinstance(v, tuple) else type_name(v)
-            raise self.fail("E023", f"the input must be a list [channels, height, width], got "
+            raise self.fail(E.WRONG_TYPE, f"the input must be a list [channels, height, width], got "
                             f"{got}", st.shape.span, hint="e.g. `input [3, 224, 224]`")
         dims = tuple(self.as_int(x, "an input size", st.shape.span) for x in v)
         if min(dims) < 1:
-            raise self.fail("E015", f"input sizes must be positive, got {list(dims)}", st.shape.span)
+            raise self.fail(E.OUT_OF_RANGE, f"input sizes must be positive, got {list(dims)}", st.shape.span)
         if dims[0] > limits.MAX_INPUT_CHANNELS or max(dims[1:]) > limits.MAX_INPUT_SIZE:
-            raise self.fail("E017", f"input {'×'.join(map(str, dims))} is too large", st.shape.span,
+            raise self.fail(E.TOO_LARGE, f"input {'×'.join(map(str, dims))} is too large", st.shape.span,
                             hint=f"at most {limits.MAX_INPUT_CHANNELS} channels and "
                                  f"{limits.MAX_INPUT_SIZE} pixels a side")
         frame.input_shape = dims
