@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import language
 from .errors import E
 from .ir import Attr, Op, Shape
 
@@ -360,9 +361,9 @@ class Registry(Mapping[str, Primitive]):
 #: Every primitive by kind: the built-ins of :mod:`resdsl.ops`, then plugins.
 PRIMITIVES = Registry()
 
-#: Names a spec uses for other things; a plugin primitive may not take them.
-RESERVED = frozenset({"stage", "current", "range", "len", "min", "max", "sum", "abs", "int", "float", "round",
-                      "log", "log2", "ceil", "floor", "none", "true", "false", "input", "from", "with"})
+#: Names a spec uses for other things (the language's keywords and built-ins); a plugin
+#: primitive may not take them.
+RESERVED = language.RESERVED
 
 
 def _validate(prim: Primitive) -> None:

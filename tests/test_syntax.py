@@ -15,6 +15,7 @@ import pytest
 
 import resdsl
 from resdsl import limits, syntax
+from resdsl.syntax import nesting, parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("x = )))(", 1),  # a stray closer is not negative depth
 ])
 def test_nesting_skips_strings_and_comments(text, depth):
-    assert syntax._nesting(text)[0] == depth
+    assert nesting.bracket_depth(text)[0] == depth
 
 
 def _spec(body: str) -> str:
@@ -161,7 +162,7 @@ def test_hints_name_the_mistake():
 
 
 def test_hints_are_right_when_threads_parse_at_once(monkeypatch):
-    monkeypatch.setattr(syntax, "_IDLE", [])  # no idle parser: the threads build their own at once
+    monkeypatch.setattr(parser, "_IDLE", [])  # no idle parser: the threads build their own at once
     texts = _variants()
     expected = {text: _hints(text) for text in texts}
     start = threading.Barrier(6)
@@ -196,8 +197,8 @@ def test_hints_are_right_when_threads_parse_at_once(monkeypatch):
 def test_a_parse_inside_a_parse_gets_its_own_parser():
     """Reentrant: a parser in use is never handed out again, so nested parses keep
     separate states."""
-    with syntax._parser() as (outer, outer_seen):
+    with parser._parser() as (outer, outer_seen):
         assert _hints(_spec(_BROKEN[0][0]))[0][2].startswith("the `(` at line")
-        with syntax._parser() as (inner, inner_seen):
+        with parser._parser() as (inner, inner_seen):
             assert inner is not outer and inner_seen is not outer_seen
         assert outer_seen.opened == [] and outer_seen.last is None

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .. import limits
+from .. import language, limits
 from ..errors import E
 from ..primitives import PRIMITIVES
 from .values import CURRENT, STAGE, Builtin, PrimValue, Value, type_name
@@ -179,7 +179,8 @@ def arity_error(fn: Builtin, given: int) -> str | None:
     return f"`{fn.name}` takes {wants} argument{plural}, got {given}"
 
 
-BUILTINS = BuiltinNames({
+#: The built-ins' values, by name.
+_VALUES: dict[str, Value] = {
     "stage": STAGE,
     "current": CURRENT,
     "range": _builtin("range", _range, (1, 3)),
@@ -196,5 +197,8 @@ BUILTINS = BuiltinNames({
     "log2": _builtin("log2", _log2),
     "ceil": _builtin("ceil", _rounding(math.ceil, "ceil")),
     "floor": _builtin("floor", _rounding(math.floor, "floor")),
-})
+}
 
+# The names are the language's (resdsl.language, which the registry reserves): a name
+# listed there without a value here fails at import, one here without the name is unused.
+BUILTINS = BuiltinNames({name: _VALUES[name] for name in (*language.BUILTIN_VALUES, *language.BUILTIN_FUNCTIONS)})

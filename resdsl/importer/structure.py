@@ -99,7 +99,7 @@ class Writer:
             set(PRIMITIVES)
             | set(RESERVED)
             | set(KEYWORDS)
-            | {"resnet", "stage", "network", "block", "module", "shortcut", "stem", "head", "import"}
+            | {"resnet"}  # the standard library's network template
         )
 
     def resolve(self, i: int) -> int:
