@@ -20,6 +20,11 @@ looks like a Python traceback, and the shape of every rendered diagnostic: a
 caret under the column. The same cases through the API (``resdsl.load``) raise
 :class:`resdsl.SpecError` with the same diagnostics.
 
+The codes themselves are the catalogue ``resdsl/errors.py``: every code a spec can cause
+has a case here; the few no spec can cause (``NOT_FROM_A_SPEC``) name the test that covers
+each; ``docs/language.md``'s diagnostics section and ``docs/importing.md``'s table are
+checked against the catalogue.
+
 To add a case, write the spec with its header comments and run this file.
 """
 
