@@ -21,17 +21,22 @@ def grammar() -> str:
     return data_path("grammars", "resdsl.lark").read_text(encoding="utf-8")
 
 
-def _definition_kinds(text: str) -> tuple[str, ...]:
-    rule = re.search(r"^KIND(?:\.\d+)?:(.*)$", text, re.M)
+def _rules() -> str:
+    """The grammar without its comments."""
+    return re.sub(r"//[^\n]*", "", grammar())
+
+
+def _definition_kinds(rules: str) -> tuple[str, ...]:
+    rule = re.search(r"^KIND(?:\.\d+)?:(.*)$", rules, re.M)
     return tuple(re.findall(r'"(\w+)"', rule[1])) if rule else ()
 
 
 #: The kinds of definition (``network``, ``block``…), the alternatives of the grammar's ``KIND``.
-DEFINITION_KINDS: tuple[str, ...] = _definition_kinds(grammar())
+DEFINITION_KINDS: tuple[str, ...] = _definition_kinds(_rules())
 
 #: Every word of the grammar: the quoted words of its rules (``import``, ``from``, ``if``,
-#: ``true``…) and the kinds of definition.
-KEYWORDS: frozenset[str] = frozenset(re.findall(r'"([a-z_]+)"', grammar())) | set(DEFINITION_KINDS)
+#: ``true``…), the kinds of definition among them.
+KEYWORDS: frozenset[str] = frozenset(re.findall(r'"([a-z_]+)"', _rules()))
 
 #: The functions every file can call (``range(4)``, ``len(depths)``).
 BUILTIN_FUNCTIONS: tuple[str, ...] = ("range", "len", "min", "max", "sum", "abs", "int", "float", "round",
