@@ -23,12 +23,15 @@ from pygments.token import (
     Whitespace,
 )
 
+from . import language
 from .elaborate import BUILTINS
 
 #: Definition kinds (the grammar's KIND): `block basic(...)`, `network r50 = ...`.
-KINDS = ("network", "block", "shortcut", "stem", "head", "module")
-KEYWORDS = ("if", "elif", "else", "for", "in", "from", "with", "require", "input")
+KINDS = language.DEFINITION_KINDS
 OPERATOR_WORDS = ("and", "or", "not")
+#: The grammar's other keywords (`if`, `for`, `from`, `require`…); `import` and the
+#: constants have rules of their own.
+KEYWORDS = tuple(sorted(language.KEYWORDS - {*KINDS, *OPERATOR_WORDS, "import", "true", "false", "none"}))
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 

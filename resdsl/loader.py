@@ -27,6 +27,7 @@ from .elaborate import (
     PrimValue,
     type_name,
 )
+from .errors import E
 from .ir import Network
 from .resources import std_root
 from .syntax import Alias, Definition, Import, Module, parse
@@ -51,14 +52,14 @@ def decode(data: bytes, path: str) -> str:
         before = data[: err.start]
         line = before.count(b"\n") + 1
         col = err.start - (before.rfind(b"\n") + 1) + 1
-        raise SpecError([Diagnostic("E003", f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
+        raise SpecError([Diagnostic(E.NOT_UTF8, f"the file is not valid UTF-8 (byte 0x{data[err.start]:02x})",
                                     Span(path, line, col, line, col + 1),
                                     hint="save the spec as UTF-8 text")]) from None
     if "\x00" in text:
         i = text.index("\x00")
         line = text.count("\n", 0, i) + 1
         col = i - (text.rfind("\n", 0, i) + 1) + 1
-        raise SpecError([Diagnostic("E003", "the file contains a NUL character",
+        raise SpecError([Diagnostic(E.NOT_UTF8, "the file contains a NUL character",
                                     Span(path, line, col, line, col + 1),
                                     hint="is this a binary file?")])
     return text.removeprefix("\ufeff")
@@ -124,21 +125,21 @@ class Loader:
         self.finish()  # errors in definitions first: they would cascade into "no network"
         if network is None:
             if not env.networks:
-                self.diags.error("E050", "the spec defines no network", Span(env.path, 1, 1, 1, 2),
+                self.diags.error(E.NO_NETWORK, "the spec defines no network", Span(env.path, 1, 1, 1, 2),
                                  hint="add `network name = ...` or `network name { ... }`")
                 self.finish()
             network = env.networks[-1]
         value = env.names.get(network)
         if not isinstance(value, DefValue) or value.kind != "network":
             nets = [n for n, v in env.names.items() if isinstance(v, DefValue) and v.kind == "network"]
-            self.diags.error("E050", f"no network named `{network}`", Span(env.path, 1, 1, 1, 2),
+            self.diags.error(E.NO_NETWORK, f"no network named `{network}`", Span(env.path, 1, 1, 1, 2),
                              hint=did_you_mean(network, nets) or f"networks here: {', '.join(nets) or 'none'}")
             self.finish()
         span = env.sites.get(network, Span(env.path, 1, 1, 1, 2))
         missing = [p.name for p in value.definition.params
                    if p.default is None and p.name not in dict(value.bound)]
         if missing:
-            self.diags.error("E050", f"network `{network}` needs arguments: {', '.join(missing)}",
+            self.diags.error(E.NO_NETWORK, f"network `{network}` needs arguments: {', '.join(missing)}",
                              span, hint=f"define a variant: `network mine = {network}({missing[0]} = ...)`")
             self.finish()
         net = self.elab.network(value, span, network, env.path)
@@ -155,11 +156,11 @@ class Loader:
         activations = 4 * sum(math.prod(op.shape) for op in net.ops)
         hint = "pass --allow-large (allow_large=True from Python) to build it anyway"
         if net.params > limits.MAX_PARAMS:
-            self.diags.error("E018", f"network `{net.name}` has {net.params:,} parameters, more than "
+            self.diags.error(E.OVER_BUDGET, f"network `{net.name}` has {net.params:,} parameters, more than "
                              f"the limit of {limits.MAX_PARAMS:,}", span,
                              label=f"{weights / 2**30:.1f} GiB of float32 weights", hint=hint)
         if activations > limits.MAX_ACTIVATION_BYTES:
-            self.diags.error("E018", f"network `{net.name}` needs {activations / 2**30:.1f} GiB of "
+            self.diags.error(E.OVER_BUDGET, f"network `{net.name}` needs {activations / 2**30:.1f} GiB of "
                              f"activations per sample, more than the limit of "
                              f"{limits.MAX_ACTIVATION_BYTES / 2**30:.0f} GiB", span,
                              label=f"input {'×'.join(map(str, net.input_shape))}", hint=hint)
@@ -208,13 +209,13 @@ class Loader:
         ident = os.path.realpath(key)
         if ident in stack:
             chain = " → ".join(Path(p).name for p in (*stack[stack.index(ident):], ident))
-            self.diags.error("E030", f"import cycle: {chain}", at or Span(key, 1, 1, 1, 2),
+            self.diags.error(E.IMPORT_CYCLE, f"import cycle: {chain}", at or Span(key, 1, 1, 1, 2),
                              hint="move the shared definitions into a file both can import")
             return None
         if ident in self.envs:
             return self.envs[ident]
         if len(stack) > limits.MAX_IMPORT_DEPTH:
-            self.diags.error("E030", "imports nest too deeply", at or Span(key, 1, 1, 1, 2))
+            self.diags.error(E.IMPORT_CYCLE, "imports nest too deeply", at or Span(key, 1, 1, 1, 2))
             return None
         try:
             if text is None:
@@ -225,7 +226,7 @@ class Loader:
             self.sources.add(key, text)
             ast = _parse_cached(text, key)
         except OSError as err:
-            self.diags.error("E031", f"cannot read `{key}`: {err.strerror or err}",
+            self.diags.error(E.IMPORT_NOT_FOUND, f"cannot read `{key}`: {err.strerror or err}",
                              at or Span(key, 0, 0, 0, 0))
             return None
         except SpecError as err:
@@ -244,7 +245,7 @@ class Loader:
                     continue
                 for name, (value, _) in sub.own.items():
                     if name in origin and origin[name] != sub.path:
-                        self.diags.error("E011", f"`{name}` is defined by two imports, "
+                        self.diags.error(E.DEFINED_TWICE, f"`{name}` is defined by two imports, "
                                          f"`{Path(origin[name]).name}` and `{Path(sub.path).name}`",
                                          item.span, hint="rename it in one of the files")
                     origin[name] = sub.path
@@ -261,7 +262,7 @@ class Loader:
         try:
             info = os.stat(path)
             if not stat.S_ISREG(info.st_mode):
-                self.diags.error("E031", f"cannot read `{key}`: it is not a regular file", where,
+                self.diags.error(E.IMPORT_NOT_FOUND, f"cannot read `{key}`: it is not a regular file", where,
                                  hint="a spec is a .res text file")
                 return None
             if info.st_size > limits.MAX_SOURCE_BYTES:
@@ -270,7 +271,7 @@ class Loader:
             with open(path, "rb") as f:
                 data = f.read(limits.MAX_SOURCE_BYTES + 1)  # it may have grown since
         except OSError as err:
-            self.diags.error("E031", f"cannot read `{key}`: {err.strerror or err}", where)
+            self.diags.error(E.IMPORT_NOT_FOUND, f"cannot read `{key}`: {err.strerror or err}", where)
             return None
         if len(data) > limits.MAX_SOURCE_BYTES:
             self.too_large(key, at)
@@ -279,24 +280,24 @@ class Loader:
 
     def too_large(self, key: str, at: Span | None) -> None:
         what = "the file" if at is None else f"the imported file `{Path(key).name}`"
-        self.diags.error("E017", f"{what} is larger than {limits.MAX_SOURCE_BYTES:,} bytes",
+        self.diags.error(E.TOO_LARGE, f"{what} is larger than {limits.MAX_SOURCE_BYTES:,} bytes",
                          Span(key, 1, 1, 1, 2) if at is None else at)
 
     def define(self, env: ModuleEnv, item: Definition | Alias) -> None:
         if item.name in env.own:
             first = env.own[item.name][1]
-            self.diags.error("E011", f"`{item.name}` is defined twice", item.name_span,
+            self.diags.error(E.DEFINED_TWICE, f"`{item.name}` is defined twice", item.name_span,
                              label=f"first defined at line {first.line}", hint="rename one of them")
             return
         if item.name in BUILTINS:
-            self.diags.error("E011", f"`{item.name}` is a built-in name", item.name_span,
+            self.diags.error(E.DEFINED_TWICE, f"`{item.name}` is a built-in name", item.name_span,
                              hint="choose another name for the definition")
             return
         if isinstance(item, Definition):
             implicit = [p for p in item.params if p.name in IMPLICIT_NAMES]
             if implicit and item.kind != "network":
                 p = implicit[0]
-                self.diags.error("E011", f"`{p.name}` cannot be a parameter: every {item.kind} "
+                self.diags.error(E.DEFINED_TWICE, f"`{p.name}` cannot be a parameter: every {item.kind} "
                                  "defines it from its input", p.span,
                                  hint=f"rename the parameter (e.g. `{p.name}_`); `{p.name}` is "
                                       f"the {IMPLICIT_NAMES[p.name]} of the tensor the {item.kind} reads")
@@ -304,7 +305,7 @@ class Loader:
                 return
             current = next((p for p in item.params if p.name == "current"), None)
             if current is not None:
-                self.diags.error("E011", "`current` cannot be a parameter: it is the running value",
+                self.diags.error(E.DEFINED_TWICE, "`current` cannot be a parameter: it is the running value",
                                  current.span, hint="rename the parameter")
                 env.names[item.name] = FAILED
                 return
@@ -314,14 +315,14 @@ class Loader:
             if value is FAILED:
                 found = self.elab.take_diagnostics()
                 if env.path in self.broken:  # an unknown name is most likely the failed import's
-                    found = [d for d in found if d.code != "E010"]
+                    found = [d for d in found if d.code != E.UNKNOWN_NAME]
                 self.diags.extend(found)
                 env.names[item.name] = FAILED
                 return
             if isinstance(value, PrimValue) and item.kind == "module":
                 pass
             elif not isinstance(value, DefValue) or value.kind != item.kind:
-                self.diags.error("E023", f"`{item.kind} {item.name}` must be a {item.kind}, got "
+                self.diags.error(E.WRONG_TYPE, f"`{item.kind} {item.name}` must be a {item.kind}, got "
                                  f"{type_name(value)}", item.value.span,
                                  hint=f"the right side names a {item.kind} definition, with "
                                       "arguments: `base(x = 1)` or `base with (x = 1)`")
@@ -339,12 +340,12 @@ class Loader:
         std = std_root()
         if imp.is_file:
             if Path(target).is_absolute() or target.startswith("~"):
-                self.diags.error("E032", f"absolute import `{target}` is not allowed", imp.span,
+                self.diags.error(E.IMPORT_OUTSIDE_FOLDER, f"absolute import `{target}` is not allowed", imp.span,
                                  hint="import files by a path relative to the importing spec")
                 return None
             if not target.endswith(".res"):
                 # only specs: a diagnostic's excerpt must never show another file's contents (`.env`)
-                self.diags.error("E033", f"`{target}` is not a .res file: only specs can be imported",
+                self.diags.error(E.IMPORT_NOT_A_SPEC, f"`{target}` is not a .res file: only specs can be imported",
                                  imp.span, hint="name a .res file, e.g. `import \"common.res\"`")
                 return None
             candidate = importer.parent / target
@@ -357,7 +358,7 @@ class Loader:
             candidate = importer.parent.joinpath(*target.split(".")).with_suffix(".res")
             roots = [self.root or importer.resolve().parent]
         if not self.has_folder and roots[0] != std:  # never the current folder by default
-            self.diags.error("E032", f"cannot import `{target}`: a spec given as text, without a path, "
+            self.diags.error(E.IMPORT_OUTSIDE_FOLDER, f"cannot import `{target}`: a spec given as text, without a path, "
                              "has no folder to import from", imp.span,
                              hint="pass the path the text stands for (`loads(text, path)`); the "
                                   "standard library (`import std.resnet`) is always available")
@@ -367,14 +368,14 @@ class Loader:
                 roots.append(std)
             resolved = candidate.resolve()
         except (OSError, RuntimeError) as err:  # a symbolic link loop
-            self.diags.error("E031", f"cannot resolve the import `{target}`: "
+            self.diags.error(E.IMPORT_NOT_FOUND, f"cannot resolve the import `{target}`: "
                              f"{getattr(err, 'strerror', None) or 'a symbolic link loop'}", imp.span,
                              hint="check the symbolic links on the way to the file")
             return None
         # `lib/../a.res` is `a.res`: the same module key, so cycles are recognised.
         candidate = Path(os.path.normpath(candidate))
         if not any(resolved.is_relative_to(r.resolve()) for r in roots):
-            self.diags.error("E032", f"import `{target}` leaves the spec's folder", imp.span,
+            self.diags.error(E.IMPORT_OUTSIDE_FOLDER, f"import `{target}` leaves the spec's folder", imp.span,
                              hint="keep imported files beside the spec or below its folder")
             return None
         try:
@@ -382,7 +383,7 @@ class Loader:
         except OSError:  # e.g. a name longer than the file system allows
             found = False
         if found and resolved.suffix != ".res":  # a `x.res` link to `.env`
-            self.diags.error("E033", f"`{target}` is a link to `{resolved.name}`, which is not a .res "
+            self.diags.error(E.IMPORT_NOT_A_SPEC, f"`{target}` is a link to `{resolved.name}`, which is not a .res "
                              "file: only specs can be imported", imp.span,
                              hint="import the spec itself")
             return None
@@ -392,14 +393,14 @@ class Loader:
             there = False
         if there:  # a folder, a FIFO, a device
             what = "a folder" if candidate.is_dir() else "not a regular file"
-            self.diags.error("E031", f"cannot import `{target}`: `{candidate.name}` is {what}", imp.span,
+            self.diags.error(E.IMPORT_NOT_FOUND, f"cannot import `{target}`: `{candidate.name}` is {what}", imp.span,
                              hint="import a .res file")
             return None
         if not found:
             options = [p.stem for p in candidate.parent.glob("*.res")] if candidate.parent.is_dir() else []
             prefix = "std." if not imp.is_file and target.startswith("std") else ""
             hint = did_you_mean(prefix + candidate.stem, [prefix + o for o in options])
-            self.diags.error("E031", f"cannot find the import `{target}`", imp.span,
+            self.diags.error(E.IMPORT_NOT_FOUND, f"cannot find the import `{target}`", imp.span,
                              hint=hint or (f"the standard library has: "
                                            f"{', '.join(sorted(p.stem for p in std_root().glob('*.res')))}"
                                            if prefix else f"looked for {candidate.name} beside the spec"))

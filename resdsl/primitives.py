@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import language
+from .errors import E
 from .ir import Attr, Op, Shape
 
 REQUIRED = object()  # marks a parameter without a default
@@ -359,9 +361,9 @@ class Registry(Mapping[str, Primitive]):
 #: Every primitive by kind: the built-ins of :mod:`resdsl.ops`, then plugins.
 PRIMITIVES = Registry()
 
-#: Names a spec uses for other things; a plugin primitive may not take them.
-RESERVED = frozenset({"stage", "current", "range", "len", "min", "max", "sum", "abs", "int", "float", "round",
-                      "log", "log2", "ceil", "floor", "none", "true", "false", "input", "from", "with"})
+#: Names a spec uses for other things (the language's keywords and built-ins); a plugin
+#: primitive may not take them.
+RESERVED = language.RESERVED
 
 
 def _validate(prim: Primitive) -> None:
@@ -519,7 +521,7 @@ def load_entry_points(registry: Registry) -> None:
 def split_sizes(channels: int, chunks: int) -> tuple[int, ...]:
     """The sizes of ``split(chunks)`` of ``channels`` channels: equal chunks, or ShapeError."""
     if chunks < 1 or channels % chunks:
-        raise ShapeError("E014", f"{channels} channels do not split into {chunks} equal chunks",
+        raise ShapeError(E.GROUPS_NOT_DIVIDING, f"{channels} channels do not split into {chunks} equal chunks",
                          hint="give the sizes instead: `split([a, b, …])`")
     return (channels // chunks,) * chunks
 

@@ -160,6 +160,36 @@ def test_data_dependent_control_flow_is_a_clear_error():
     assert "`inner.1`" in err.value.message and "Switch" in err.value.message
 
 
+class SharedInside(nn.Module):
+    def __init__(self, shared):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.shared = shared
+
+    def forward(self, x):
+        return self.shared(self.conv(x))
+
+
+class TwoPlaces(nn.Module):
+    """`act` runs at the top and again inside `block`: no one place for it in a spec."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU())
+        self.block = SharedInside(self.act)
+
+    def forward(self, x):
+        return self.block(self.act(self.stem(x)))
+
+
+def test_a_module_run_from_two_places_is_a_clear_error():
+    with pytest.raises(ImportFailure) as err:
+        resdsl.from_torch(TwoPlaces(), SIZE)
+    assert err.value.code == "E073"
+    assert err.value.message == "the module `act` runs in two places" and "two parents" in err.value.hint
+
+
 def test_cli_import_writes_only_a_checked_spec(tmp_path, capsys, monkeypatch):
     import sys
     import types

@@ -20,11 +20,17 @@ looks like a Python traceback, and the shape of every rendered diagnostic: a
 caret under the column. The same cases through the API (``resdsl.load``) raise
 :class:`resdsl.SpecError` with the same diagnostics.
 
+The codes themselves are the catalogue ``resdsl/errors.py``: every code a spec can cause
+has a case here; the few no spec can cause (``NOT_FROM_A_SPEC``) name the test that covers
+each; ``docs/language.md``'s diagnostics section and ``docs/importing.md``'s table are
+checked against the catalogue.
+
 To add a case, write the spec with its header comments and run this file.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +40,7 @@ import pytest
 import resdsl
 from resdsl import cli
 from resdsl.diagnostics import EXCERPT_WIDTH, printable
+from resdsl.errors import IMPORTING_DOC, LANGUAGE_DOC, E
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "cases" / "invalid"
@@ -147,25 +154,80 @@ def test_check_reports_several_specs_together(capsys):
     assert err.rstrip().endswith(f"found {n} errors in 2 of 3 specs")
 
 
-def _codes_in_source() -> set[str]:
-    sources = [*(ROOT / "resdsl").glob("*.py"), *(ROOT / "resdsl" / "elaborate").glob("*.py")]
-    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
-    return set(re.findall(r'"(E0\d\d)"', text))
+#: The codes no spec can cause, and the test that covers each instead (checked below: the
+#: test exists and names the code).
+NOT_FROM_A_SPEC = {
+    # a plugin's bug: it needs an installed plugin, one case per way a plugin can fail
+    E.PLUGIN_FAILED: "test_hostile_plugins.py::test_a_broken_shape_rule_is_a_diagnostic_naming_the_plugin",
+    # `resdsl import`'s, about a torch model rather than a spec
+    E.TORCH_UNSUPPORTED: "test_import.py::test_a_module_without_primitive_is_a_clear_error",
+    E.TORCH_UNTRACEABLE: "test_import.py::test_data_dependent_control_flow_is_a_clear_error",
+    E.TORCH_NOT_FAITHFUL: "test_import.py::test_a_recogniser_that_is_wrong_is_caught_before_anything_is_written",
+    E.TORCH_NOT_WRITABLE: "test_import.py::test_a_module_run_from_two_places_is_a_clear_error",
+    E.TORCH_NO_MODEL: "test_import.py::test_cli_import_writes_only_a_checked_spec",
+}
 
 
-def test_every_code_has_a_case():
-    covered = {e.code for case in CASE_PATHS for e in expectations(case)}
+def test_every_code_a_spec_can_cause_has_a_case():
     # E031 `cannot read` (an unreadable file) and E017 for a file over the size limit
     # share their codes with cases here; every code needs at least one.
-    # E058 is a plugin's bug: it needs an installed plugin, so its cases are in
-    # test_hostile_plugins.py, one per way a plugin can fail.
-    assert _codes_in_source() - {"E058"} <= covered, _codes_in_source() - covered
+    covered = {e.code for case in CASE_PATHS for e in expectations(case)}
+    assert covered <= set(E), covered - set(E)
+    assert set(E) - set(NOT_FROM_A_SPEC) == covered, set(E) - set(NOT_FROM_A_SPEC) - covered
 
 
-def test_every_code_is_documented():
-    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
-    missing = {code for code in _codes_in_source() if f"`{code}`" not in doc}
-    assert not missing, missing
+@pytest.mark.parametrize("code", NOT_FROM_A_SPEC, ids=str)
+def test_the_other_codes_are_covered_by_the_named_test(code):
+    file, name = NOT_FROM_A_SPEC[code].split("::")
+    source = (ROOT / "tests" / file).read_text(encoding="utf-8")
+    test = next((node for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.FunctionDef) and node.name == name), None)
+    assert test is not None, f"{file} has no test `{name}`"
+    body = ast.get_source_segment(source, test)
+    assert code.value in body or f"E.{code.name}" in body, f"`{name}` does not check {code}"
+
+
+def _resdsl_sources() -> dict[Path, str]:
+    return {p: p.read_text(encoding="utf-8") for p in sorted((ROOT / "resdsl").rglob("*.py"))}
+
+
+def test_raise_sites_name_their_code():
+    """Codes are written `E.NAME` (resdsl/errors.py), never as a string: no code outside
+    the catalogue, and none of the catalogue unused."""
+    literals = [f"{p.relative_to(ROOT)}:{i}" for p, text in _resdsl_sources().items() if p.name != "errors.py"
+                for i, line in enumerate(text.splitlines(), 1) if re.search(r"""["'][EW]\d{3}["']""", line)]
+    assert not literals, literals
+    text = "\n".join(_resdsl_sources().values())
+    unused = [code for code in E if not re.search(rf"\bE\.{code.name}\b", text)]
+    assert not unused, unused
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_documentation_is_the_catalogue():
+    """docs/language.md's diagnostics section has one row and one section per spec code, in
+    order, titled as in the catalogue; docs/importing.md lists the `resdsl import` codes."""
+    spec_codes = [code for code in E if code.doc == LANGUAGE_DOC]
+    doc = (ROOT / LANGUAGE_DOC).read_text(encoding="utf-8")
+    section = doc[doc.index("\n## Diagnostics\n"):]
+    section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
+    assert re.findall(r"^\| `(E\d{3})` \|", section, re.M) == spec_codes
+    headings = re.findall(r"^### (.*`E\d{3}`.*)$", section, re.M)
+    assert headings == [code.heading for code in spec_codes]
+    for heading, code in zip(headings, spec_codes):
+        assert f"{LANGUAGE_DOC}#{_github_anchor(heading)}" == code.anchor
+    assert set(re.findall(r"E\d{3}", doc)) <= set(E), set(re.findall(r"E\d{3}", doc)) - set(E)
+
+    import_codes = [code for code in E if code.doc == IMPORTING_DOC]
+    assert import_codes and spec_codes + import_codes == list(E)
+    importing = (ROOT / IMPORTING_DOC).read_text(encoding="utf-8")
+    assert re.findall(r"^\| `(E\d{3})` \|", importing, re.M) == import_codes
+    heading = next(h for h in re.findall(r"^## (.+)$", importing, re.M)
+                   if import_codes[0].anchor.endswith("#" + _github_anchor(h)))
+    assert heading == "When it cannot"
 
 
 def test_loads_reports_string_sources():

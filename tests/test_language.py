@@ -375,6 +375,33 @@ def test_doc_diagnostics_are_what_check_prints(spec, output, tmp_path, monkeypat
     assert capsys.readouterr().err == output
 
 
+# ---------------------------------------------------------------- the language's own words
+
+
+def test_reserved_names_are_the_grammars_words_and_the_built_ins():
+    """`RESERVED` is derived, not a hand list: every word the grammar quotes, every kind of
+    definition and every built-in name, and nothing else."""
+    from resdsl import language
+    from resdsl.elaborate import BUILTINS
+    from resdsl.primitives import RESERVED
+
+    grammar = (ROOT / "grammars" / "resdsl.lark").read_text(encoding="utf-8")
+    words = set(re.findall(r'"([a-z]+)"', grammar))
+    assert {"if", "for", "require", "input", "from", "with", "none", "block", "head"} <= words
+    assert RESERVED == words | set(BUILTINS.fixed)
+    assert set(BUILTINS.fixed) == {*language.BUILTIN_FUNCTIONS, *language.BUILTIN_VALUES}
+    assert not RESERVED & set(PRIMITIVES)
+
+
+@pytest.mark.parametrize("kind", ["current", "require", "head", "log2"])
+def test_a_primitive_cannot_take_a_reserved_name(kind):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="built-in name of the language"):
+        resdsl.register_primitive(replace(PRIMITIVES["relu"], kind=kind, origin="test"))
+    assert kind not in PRIMITIVES
+
+
 # ---------------------------------------------------------------- tensors as values (issue 10)
 
 

@@ -93,14 +93,23 @@ def randomized(state: dict) -> dict:
 
 
 def ruff_clean(path: Path) -> None:
-    """The generated file passes ruff's lint and format checks (where ruff is installed)."""
+    """The generated file passes ruff's lint and format checks. ruff is pinned in the `test` extra:
+    without it this fails rather than pass unchecked."""
     config = ["--no-cache", "--config", str(ROOT / "pyproject.toml"), str(path)]
     for command in (["check"], ["format", "--check"]):
         result = subprocess.run([sys.executable, "-m", "ruff", *command, *config], capture_output=True, text=True)
-        if "No module named ruff" in result.stderr:
-            return
+        if "No module named ruff" in result.stderr:  # never pass without checking
+            pytest.fail("ruff is not installed: pip install -e '.[test]' brings the pinned version")
         assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_ruff_clean_fails_without_ruff(monkeypatch, tmp_path):
+    """Without ruff the check fails with the reason, never passes unchecked."""
+    missing = subprocess.CompletedProcess([], 1, "", f"{sys.executable}: No module named ruff\n")
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: missing)
+    with pytest.raises(pytest.fail.Exception, match="ruff is not installed"):
+        ruff_clean(tmp_path / "t.py")
 
 def opsets(net: resdsl.Network) -> list[int]:
     """The default, the oldest and newest opsets, and every opset where a lowering changes."""

@@ -7,7 +7,6 @@ The diagnostics of whole invalid specs are in ``cases/invalid`` (``test_invalid.
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 import resdsl
 from resdsl import limits, syntax
+from resdsl.syntax import nesting, parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("x = )))(", 1),  # a stray closer is not negative depth
 ])
 def test_nesting_skips_strings_and_comments(text, depth):
-    assert syntax._nesting(text)[0] == depth
+    assert nesting.bracket_depth(text)[0] == depth
 
 
 def _spec(body: str) -> str:
@@ -67,12 +67,14 @@ def test_the_diagnostic_points_at_the_deepest_real_bracket(tmp_path, before):
 
 def test_e004_is_reported_in_one_place():
     """Every E004 goes through ``syntax.too_deep``: no other module writes the code."""
-    sites = [(path.name, i) for path in sorted((ROOT / "resdsl").rglob("*.py"))
+    sites = [(path, i) for path in sorted((ROOT / "resdsl").rglob("*.py"))
              for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-             if re.search(r"""["']E004["']""", line)]
-    assert len(sites) == 1 and sites[0][0] == "syntax.py"
-    source = (ROOT / "resdsl" / "syntax.py").read_text(encoding="utf-8").splitlines()
-    assert "def too_deep(" in "\n".join(source[sites[0][1] - 8:sites[0][1]])
+             if "E.NESTING_TOO_DEEP" in line]
+    assert len(sites) == 1, sites
+    path, line = sites[0]
+    source = path.read_text(encoding="utf-8").splitlines()
+    assert "def too_deep(" in "\n".join(source[line - 8:line])
+    assert syntax.too_deep.__module__ == "resdsl." + path.relative_to(ROOT / "resdsl").with_suffix("").as_posix().replace("/", ".")
 
 
 def _under_recursion_limits(run):
@@ -160,7 +162,7 @@ def test_hints_name_the_mistake():
 
 
 def test_hints_are_right_when_threads_parse_at_once(monkeypatch):
-    monkeypatch.setattr(syntax, "_IDLE", [])  # no idle parser: the threads build their own at once
+    monkeypatch.setattr(parser, "_IDLE", [])  # no idle parser: the threads build their own at once
     texts = _variants()
     expected = {text: _hints(text) for text in texts}
     start = threading.Barrier(6)
@@ -195,8 +197,8 @@ def test_hints_are_right_when_threads_parse_at_once(monkeypatch):
 def test_a_parse_inside_a_parse_gets_its_own_parser():
     """Reentrant: a parser in use is never handed out again, so nested parses keep
     separate states."""
-    with syntax._parser() as (outer, outer_seen):
+    with parser._parser() as (outer, outer_seen):
         assert _hints(_spec(_BROKEN[0][0]))[0][2].startswith("the `(` at line")
-        with syntax._parser() as (inner, inner_seen):
+        with parser._parser() as (inner, inner_seen):
             assert inner is not outer and inner_seen is not outer_seen
         assert outer_seen.opened == [] and outer_seen.last is None

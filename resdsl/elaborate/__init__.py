@@ -14,9 +14,12 @@ pointing into the library.
 
 The modules here, one concern each: ``values`` (what expressions evaluate to),
 ``builtins`` (the names every file sees), ``exprs`` (expression trees read without
-evaluating them), ``frames`` (the state of a running body), ``evaluation``, ``binding``,
-``statements``, ``labels``, ``layers``, ``instances`` (the parts of the :class:`Elaborator`)
-and ``elaborator`` (the class itself, with the loader's interface).
+evaluating them), ``frames`` (the state of a running body), ``state`` (:class:`Build`,
+the state of one elaboration), then functions that take that state explicitly as their
+first argument: ``evaluation`` (expressions and argument binding), ``labels`` (layer
+names and the tensors a layer reads), ``layers`` (primitive layers become ops) and
+``statements`` (bodies, definition instances and stages, which contain each other); and
+``elaborator`` (the loader's interface, :class:`Elaborator`, which owns one ``Build``).
 """
 
 from ..diagnostics import NO_SPAN

@@ -30,7 +30,7 @@ class TooMany(Exception):
 
 class BodyEnv(ChainMap):
     """The names a body sees: its variables over its file's definitions; ``tensors`` (the
-    body's labels) are consulted after both, before the built-ins (see ``Evaluation.unbound``).
+    body's labels) are consulted after both, before the built-ins (see ``evaluation.unbound``).
     Labels are kept out of the chain itself so that looking up a definition or a primitive
     costs no extra miss."""
 
@@ -70,4 +70,14 @@ class Frame:
     #: After ``parts: split(…)`` there is no single running value: (label, span, parts).
     split: tuple[str, Span, int] | None = None
     params: tuple[str, ...] = ()  # the definition's parameter names (for hints)
-    env: Any = None  # the body's names (see Statements.env_of), made once
+    env: Any = None  # the body's names (see env_of), made once
+
+
+def env_of(frame: Frame) -> BodyEnv:
+    """Names visible in a body: its variables, then its file's definitions, then its
+    labels (no copy; made once per frame)."""
+    env = frame.env
+    if env is None:
+        env = frame.env = BodyEnv(frame.vars, frame.module.names)
+        env.tensors = frame.tensors
+    return env

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import E
 from .trace import ImportFailure
 
 __all__ = ["ImportFailure", "from_torch", "load_factory"]
@@ -79,14 +80,14 @@ def from_torch(
 
     input_size = tuple(int(v) for v in input_size)
     if len(input_size) != 3:
-        raise ImportFailure("E070", f"the input size is C, H, W (three numbers), not {input_size}")
+        raise ImportFailure(E.TORCH_UNSUPPORTED, f"the input size is C, H, W (three numbers), not {input_size}")
     if any(
         t.device.type != "cpu" or t.dtype != torch.float32
         for t in model.state_dict().values()
         if torch.is_floating_point(t)
     ):
         raise ImportFailure(
-            "E071",
+            E.TORCH_UNTRACEABLE,
             "the model's weights are not all float32 on the CPU",
             hint="import a CPU float32 copy: copy.deepcopy(model).float().cpu()",
         )
@@ -125,7 +126,7 @@ def load_factory(spec: str, kwargs: dict | None = None) -> Any:
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ImportFailure(
-            "E074",
+            E.TORCH_NO_MODEL,
             f"`{spec}` does not name a model",
             hint="write `package.module:factory` (torchvision.models:resnet50) or `timm:NAME`",
         )
@@ -134,22 +135,22 @@ def load_factory(spec: str, kwargs: dict | None = None) -> Any:
             import timm
         except ImportError:
             raise ImportFailure(
-                "E074", "`timm:` models need timm, which is not installed", hint="pip install timm"
+                E.TORCH_NO_MODEL, "`timm:` models need timm, which is not installed", hint="pip install timm"
             ) from None
         try:
             return timm.create_model(attr, **kwargs)
         except Exception as err:
-            raise ImportFailure("E074", f"timm cannot create `{attr}`: {err}") from None
+            raise ImportFailure(E.TORCH_NO_MODEL, f"timm cannot create `{attr}`: {err}") from None
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportFailure("E074", f"cannot import `{module_name}`: {err}") from None
+        raise ImportFailure(E.TORCH_NO_MODEL, f"cannot import `{module_name}`: {err}") from None
     factory = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)
         if factory is None:
-            raise ImportFailure("E074", f"`{module_name}` has no `{attr}`")
+            raise ImportFailure(E.TORCH_NO_MODEL, f"`{module_name}` has no `{attr}`")
     try:
         return factory(**kwargs)
     except Exception as err:
-        raise ImportFailure("E074", f"`{spec}` failed: {type(err).__name__}: {err}") from None
+        raise ImportFailure(E.TORCH_NO_MODEL, f"`{spec}` failed: {type(err).__name__}: {err}") from None

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from ..errors import E
 from ..lexer import KEYWORDS
 from ..primitives import PRIMITIVES, REQUIRED, RESERVED
 from .library import _fmt
@@ -98,7 +99,7 @@ class Writer:
             set(PRIMITIVES)
             | set(RESERVED)
             | set(KEYWORDS)
-            | {"resnet", "stage", "network", "block", "module", "shortcut", "stem", "head", "import"}
+            | {"resnet"}  # the standard library's network template
         )
 
     def resolve(self, i: int) -> int:
@@ -121,7 +122,7 @@ class Writer:
                     parent.items.append(child)
                 elif scopes[path].parent is not parent:
                     raise ImportFailure(
-                        "E073",
+                        E.TORCH_NOT_WRITABLE,
                         f"the module `{path}` runs in two places",
                         hint="a module called from two parents cannot be one layer of a spec",
                     )
@@ -187,7 +188,7 @@ class Writer:
             return None
         if base and not op.module.startswith(base + "."):
             raise ImportFailure(
-                "E073",
+                E.TORCH_NOT_WRITABLE,
                 f"the layer `{op.module}` runs inside `{base}`, which does not hold it",
                 hint="a spec's layers sit under the module that runs them",
             )
@@ -240,7 +241,7 @@ class Writer:
             op = self.ops[i]
             if op.kind == "split":
                 return f"{split_labels[op.group]}[{op.part}]"
-            raise ImportFailure("E073", f"the tensor of `{op.module or op.kind}` is read before it is made")
+            raise ImportFailure(E.TORCH_NOT_WRITABLE, f"the tensor of `{op.module or op.kind}` is read before it is made")
 
         def move(i: int) -> None:
             nonlocal current

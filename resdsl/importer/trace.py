@@ -15,6 +15,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import E
 from ..ir import Shape
 from ..ops.recognise import TENSOR, Call
 from ..primitives import PRIMITIVES
@@ -145,7 +146,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
         path = tracer.where[-1] if tracer.where else ""
         module = model.get_submodule(path) if path else model
         raise ImportFailure(
-            "E071",
+            E.TORCH_UNTRACEABLE,
             f"cannot trace `{path or '(the model)'}` ({_describe(module)}): {type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}",
             hint="torch.fx cannot follow control flow that depends on tensor values or sizes; "
@@ -159,7 +160,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
             ShapeProp(gm).propagate(x)
     except Exception as err:
         raise ImportFailure(
-            "E071",
+            E.TORCH_UNTRACEABLE,
             f"the traced model does not run on a {'×'.join(map(str, input_size))} input: "
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}",
             hint="give the input size the model expects (--input-size C,H,W)",
@@ -225,7 +226,7 @@ class _Builder:
         path = self._where(node)
         module = self.model.get_submodule(path) if path else self.model
         owner = f"`{path}` ({_describe(module)})" if path else f"the forward of {_describe(self.model)}"
-        return ImportFailure("E070", f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT)
+        return ImportFailure(E.TORCH_UNSUPPORTED, f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT)
 
     def _args(self, node, values) -> tuple[tuple, dict, list[int], list[Shape]]:
         """The call's arguments with tensors as TENSOR, the ids of its tensor inputs, their shapes."""
@@ -306,7 +307,7 @@ class _Builder:
             if node.op == "placeholder":
                 if self.value:
                     raise ImportFailure(
-                        "E070",
+                        E.TORCH_UNSUPPORTED,
                         f"the model's forward takes more than one input (`{node.name}`)",
                         hint="import a module whose forward takes one image tensor",
                     )
@@ -316,7 +317,7 @@ class _Builder:
                 output = self.value.get(getattr(out, "name", None))
                 if not isinstance(output, int):
                     raise ImportFailure(
-                        "E070",
+                        E.TORCH_UNSUPPORTED,
                         "the model does not return one tensor",
                         hint="import a module whose forward returns one tensor (not a tuple or dict)",
                     )
@@ -326,7 +327,7 @@ class _Builder:
                 self._node(node)
         assert output is not None
         if output == INPUT_ID:
-            raise ImportFailure("E070", "the model returns its input unchanged")
+            raise ImportFailure(E.TORCH_UNSUPPORTED, "the model returns its input unchanged")
         return Traced(self.ops, output, self.input_size, self.classes)
 
     def _node(self, node) -> None:
@@ -340,7 +341,7 @@ class _Builder:
             if chain is None:
                 path = node.target
                 raise ImportFailure(
-                    "E070", f"no primitive computes `{path}` ({_describe(module)})", hint=REGISTER_HINT
+                    E.TORCH_UNSUPPORTED, f"no primitive computes `{path}` ({_describe(module)})", hint=REGISTER_HINT
                 )
             if len(ids) != 1 or shape is None:
                 raise self._fail_call(node, f"`{node.target}` called on {len(ids)} tensors")

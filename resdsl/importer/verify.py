@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from ..diagnostics import SpecError
+from ..errors import E
 from .trace import ImportFailure
 
 
@@ -46,7 +47,7 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
         net = net if net is not None else loads(text)
     except SpecError as err:
         raise ImportFailure(
-            "E072",
+            E.TORCH_NOT_FAITHFUL,
             "the imported spec does not check (a bug in the importer)",
             notes=tuple(f"{d.code}: {d.message}" for d in err.diagnostics[:5]),
         ) from None
@@ -56,7 +57,7 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
         built.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ImportFailure(
-            "E072",
+            E.TORCH_NOT_FAITHFUL,
             "the original weights do not load into the imported spec with strict=True",
             notes=(str(err).splitlines()[0][:300],),
         ) from None
@@ -72,7 +73,7 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
     if not _close(want, got):
         where = _first_difference(original, built, x)
         raise ImportFailure(
-            "E072",
+            E.TORCH_NOT_FAITHFUL,
             "the imported spec computes something else than the model"
             + (f": the first difference is at `{where}`" if where else ""),
             notes=(_difference(want, got),),

@@ -9,6 +9,7 @@ and position, ``C·k·H·W``; ``linear`` counts ``in × out``. Biases count noth
 
 from __future__ import annotations
 
+from ..errors import E
 from ..ir import Op, Shape
 from ..primitives import (
     NODEFAULT,
@@ -35,11 +36,11 @@ def _conv_rule(kind: str):
             a["padding"] = (k - 1) // 2 * a["dilation"]
         if c % g or out % g:
             bad = c if c % g else out
-            raise ShapeError("E014", f"groups = {g} does not divide {bad} channels",
+            raise ShapeError(E.GROUPS_NOT_DIVIDING, f"groups = {g} does not divide {bad} channels",
                              label=f"{c} input channels, {out} output channels",
                              hint="choose groups that divide both channel counts")
         if a["padding"] * 2 >= k * a["dilation"] + 2 * max(h, w):
-            raise ShapeError("E015", f"padding {a['padding']} is larger than the input and kernel",
+            raise ShapeError(E.OUT_OF_RANGE, f"padding {a['padding']} is larger than the input and kernel",
                              hint="padding is usually (kernel_size - 1) // 2 × dilation")
         oh, ow = spatial(kind, h, w, a)
         weights = out * (c // g) * k * k
@@ -207,7 +208,7 @@ def _channel_conv(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     c, h, w = feature_map("channel_conv", shapes[0])
     k = a["kernel_size"]
     if k % 2 == 0:
-        raise ShapeError("E015", f"`channel_conv` needs an odd kernel size, got {k}",
+        raise ShapeError(E.OUT_OF_RANGE, f"`channel_conv` needs an odd kernel size, got {k}",
                          hint="ECA rounds its kernel size up to the next odd number")
     return shapes[0], k, c * k * h * w
 
@@ -259,7 +260,7 @@ CHANNEL_CONV = Primitive(
 
 def _linear(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     if len(shapes[0]) != 1:
-        raise ShapeError("E051", f"`linear` needs a flat vector, got a {fmt(shapes[0])} feature map",
+        raise ShapeError(E.WRONG_TENSOR_KIND, f"`linear` needs a flat vector, got a {fmt(shapes[0])} feature map",
                          hint="add `flatten()` (after `global_avgpool()`) before it")
     f, out = shapes[0][0], a["out_features"]
     return (out,), f * out + (out if a["bias"] else 0), f * out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from math import prod
 
+from ..errors import E
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
 from .recognise import TENSOR, Call, class_name, square, stock
@@ -28,14 +29,14 @@ def _add(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
 def _multiply(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     at_least("multiply", shapes, 2)
     if len(shapes) > MAX_PRODUCT:
-        raise ShapeError("E017", f"`multiply` of {len(shapes):,} tensors is over the limit of {MAX_PRODUCT}",
+        raise ShapeError(E.TOO_LARGE, f"`multiply` of {len(shapes):,} tensors is over the limit of {MAX_PRODUCT}",
                          hint="multiply fewer tensors at once, in several layers")
     first = shapes[0]
     for other in shapes[1:]:
         if len(other) != len(first):
-            raise ShapeError("E013", f"`multiply` joins a {fmt(first)} tensor with a {fmt(other)} one")
+            raise ShapeError(E.SIZE_MISMATCH, f"`multiply` joins a {fmt(first)} tensor with a {fmt(other)} one")
         if not all(x == y or 1 in (x, y) for x, y in zip(first, other)):  # gating: one side may be C×1×1
-            raise ShapeError("E013", f"`multiply` cannot broadcast {fmt(first)} with {fmt(other)}",
+            raise ShapeError(E.SIZE_MISMATCH, f"`multiply` cannot broadcast {fmt(first)} with {fmt(other)}",
                              hint="a gate must be C×1×1 or the same shape")
         first = tuple(max(x, y) for x, y in zip(first, other))
     return first, 0, 0
@@ -43,7 +44,7 @@ def _multiply(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
 
 def _subtract(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     if len(shapes) != 2:
-        raise ShapeError("E020", f"`subtract` takes two inputs, got {len(shapes)}",
+        raise ShapeError(E.UNKNOWN_PARAMETER, f"`subtract` takes two inputs, got {len(shapes)}",
                          hint="`subtract(a, b)` is a - b")
     residual_join("subtract", shapes[0], shapes[1])
     return shapes[0], 0, 0
@@ -124,7 +125,7 @@ def _concat(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     first = shapes[0]
     for other in shapes[1:]:
         if len(other) != len(first) or other[1:] != first[1:]:
-            raise ShapeError("E013", f"`concat` joins a {fmt(first)} tensor with a {fmt(other)} one",
+            raise ShapeError(E.SIZE_MISMATCH, f"`concat` joins a {fmt(first)} tensor with a {fmt(other)} one",
                              label="channels are concatenated; the other sizes must agree",
                              hint="downsample both to the same size first")
     return (sum(s[0] for s in shapes), *first[1:]), 0, 0
@@ -167,12 +168,12 @@ def _split(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     c = shapes[0][0]
     sizes, i = tuple(a["sizes"]), a["index"]
     if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
-        raise ShapeError("E015", "`split` sizes must be positive integers", hint="e.g. `split([26, 26, 52])`")
+        raise ShapeError(E.OUT_OF_RANGE, "`split` sizes must be positive integers", hint="e.g. `split([26, 26, 52])`")
     if sum(sizes) != c:
-        raise ShapeError("E015", f"`split` sizes add up to {sum(sizes)}, but the input has {c} channels",
+        raise ShapeError(E.OUT_OF_RANGE, f"`split` sizes add up to {sum(sizes)}, but the input has {c} channels",
                          label=f"sizes {list(sizes)}", hint="the sizes must add up to the channel count")
     if not 0 <= i < len(sizes):
-        raise ShapeError("E015", f"`split` part {i} does not exist: there are {len(sizes)} parts")
+        raise ShapeError(E.OUT_OF_RANGE, f"`split` part {i} does not exist: there are {len(sizes)} parts")
     return (sizes[i], *shapes[0][1:]), 0, 0
 
 
@@ -371,7 +372,7 @@ PAD = Primitive(
 def _zeropad(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     c, h, w = feature_map("zeropad", shapes[0])
     if a["out_channels"] < c:
-        raise ShapeError("E015", f"`zeropad` can only add channels: {c} → {a['out_channels']}",
+        raise ShapeError(E.OUT_OF_RANGE, f"`zeropad` can only add channels: {c} → {a['out_channels']}",
                          hint="option A shortcuts only widen; use a projection to narrow")
     s = a["stride"]
     return (a["out_channels"], -(-h // s), -(-w // s)), 0, 0

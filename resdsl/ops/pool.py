@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import E
 from ..ir import Op, Shape
 from ..primitives import Look, Primitive, ShapeError, SourceArg, SourceCall, SourceHelper, param
 from .recognise import TENSOR, Call, class_name, square, stock
@@ -22,7 +23,7 @@ def _pool_rule(kind: str):
         if a["stride"] is None:
             a["stride"] = a["kernel_size"]
         if a["padding"] * 2 > a["kernel_size"]:
-            raise ShapeError("E015", f"`{kind}` padding {a['padding']} exceeds half the kernel "
+            raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` padding {a['padding']} exceeds half the kernel "
                              f"size {a['kernel_size']}", hint="torch requires padding ≤ kernel_size / 2")
         oh, ow = spatial(kind, h, w, a, ceil=a["ceil_mode"])
         return (c, oh, ow), 0, 0
@@ -225,7 +226,7 @@ def _blurpool(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     f, s = a["filt_size"], a["stride"]
     p = blur_padding(f, s)
     if p >= min(h, w):
-        raise ShapeError("E016", f"`blurpool` pads {p} by reflection, which needs a feature map larger than "
+        raise ShapeError(E.SHRINKS_TO_NOTHING, f"`blurpool` pads {p} by reflection, which needs a feature map larger than "
                          f"{p}×{p}, got {h}×{w}", hint="use a larger input size or fewer downsampling stages")
     oh, ow = ((n + 2 * p - f) // s + 1 for n in (h, w))
     return (c, oh, ow), 0, 0

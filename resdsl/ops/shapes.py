@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import E
 from ..ir import Shape
 from ..primitives import ShapeError
 
@@ -20,7 +21,7 @@ def fmt(shape: Shape) -> str:
 
 def feature_map(kind: str, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
-        raise ShapeError("E051", f"`{kind}` needs a C×H×W feature map, got a {fmt(shape)} vector",
+        raise ShapeError(E.WRONG_TENSOR_KIND, f"`{kind}` needs a C×H×W feature map, got a {fmt(shape)} vector",
                          hint="place it before `flatten()`")
     return shape  # type: ignore[return-value]
 
@@ -38,7 +39,7 @@ def spatial(kind: str, h: int, w: int, a: dict, ceil: bool = False) -> tuple[int
     k, s, p, d = a["kernel_size"], a["stride"], a["padding"], a.get("dilation", 1)
     oh, ow = (out_size(x, k, s, p, d, ceil) for x in (h, w))
     if oh < 1 or ow < 1:
-        raise ShapeError("E016", f"`{kind}` shrinks the {h}×{w} feature map to nothing",
+        raise ShapeError(E.SHRINKS_TO_NOTHING, f"`{kind}` shrinks the {h}×{w} feature map to nothing",
                          label=f"kernel {k}, stride {s}, padding {p} on a {h}×{w} input",
                          hint="use a larger input size or fewer downsampling stages")
     return oh, ow
@@ -59,23 +60,23 @@ def same_map(kind: str) -> Rule:
 
 def at_least(kind: str, shapes: list[Shape], n: int) -> None:
     if len(shapes) < n:
-        raise ShapeError("E020", f"`{kind}` needs at least {n} input{'s' if n > 1 else ''}, got {len(shapes)}",
+        raise ShapeError(E.UNKNOWN_PARAMETER, f"`{kind}` needs at least {n} input{'s' if n > 1 else ''}, got {len(shapes)}",
                          hint=f"name the tensors to combine: `{kind}(a, b)`")
 
 
 def residual_join(kind: str, first: Shape, other: Shape) -> None:
     """The checks of a residual add (or subtract): equal channels (E012), equal sizes (E013)."""
     if len(other) != len(first):
-        raise ShapeError("E013", f"`{kind}` joins a {fmt(first)} tensor with a {fmt(other)} one")
+        raise ShapeError(E.SIZE_MISMATCH, f"`{kind}` joins a {fmt(first)} tensor with a {fmt(other)} one")
     if other[0] != first[0]:
         what = "residual add" if kind == "add" else f"`{kind}`"
-        raise ShapeError("E012", f"{what} joins {first[0]} channels with {other[0]}",
+        raise ShapeError(E.CHANNEL_MISMATCH, f"{what} joins {first[0]} channels with {other[0]}",
                          label=f"{fmt(first)} {'+' if kind == 'add' else '−'} {fmt(other)}",
                          hint="use a projection shortcut (`shortcut = option_b`) or keep the width"
                          if kind == "add" else "both operands need the same number of channels")
     if other != first:
         what = "residual add" if kind == "add" else f"`{kind}`"
-        raise ShapeError("E013", f"{what} joins a {fmt(first)} feature map with a {fmt(other)} one",
+        raise ShapeError(E.SIZE_MISMATCH, f"{what} joins a {fmt(first)} feature map with a {fmt(other)} one",
                          label=f"{fmt(first)} {'+' if kind == 'add' else '−'} {fmt(other)}",
                          hint="the shortcut must downsample too: use a projection shortcut "
                               "(`shortcut = option_b`) with the block's stride"
@@ -84,7 +85,7 @@ def residual_join(kind: str, first: Shape, other: Shape) -> None:
 
 def divides(groups: int, channels: int, what: str = "groups") -> None:
     if groups < 1 or channels % groups:
-        raise ShapeError("E014", f"{what} = {groups} does not divide {channels} channels",
+        raise ShapeError(E.GROUPS_NOT_DIVIDING, f"{what} = {groups} does not divide {channels} channels",
                          hint=f"choose {what} that divide the channel count")
 
 
