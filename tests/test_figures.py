@@ -43,8 +43,7 @@ class Drawing:
         self.root = ET.fromstring(svg)
         self.width_pt = float(self.root.get("width").removesuffix("pt"))
         self.height_pt = float(self.root.get("height").removesuffix("pt"))
-        box = [float(v) for v in self.root.get("viewBox").split()]
-        self.scale = self.width_pt / box[2]  # printed points per drawing unit
+        self.scale = dot.svg_scale(self.root)  # printed points per drawing unit
 
     @property
     def inches(self) -> tuple[float, float]:

@@ -46,7 +46,7 @@ from .anatomy import (
     shortcut_kind,
 )
 from .figure import block_figure, panel_names
-from .render import INSTALL_HINT, WIDTHS, fit, fit_width, render, svg_metrics
+from .render import INSTALL_HINT, WIDTHS, fit, fit_width, render, svg_metrics, svg_scale
 from .views import block_level, layer_level, network_level, stage_count
 from .writer import (
     ANNOTATIONS,
@@ -67,7 +67,7 @@ from .writer import (
 __all__ = ["ANNOTATIONS", "DETAILS", "FONT", "FONT_HINT", "INSTALL_HINT", "MIN_TEXT_PT", "OPTIONS", "RANKDIRS",
            "STYLES", "WIDTHS", "BlockParts", "block_groups", "block_parts", "block_signature", "block_types", "emit",
            "emit_blocks", "emit_pdf", "emit_png", "emit_svg", "look", "op_text", "panel_names", "quote_id",
-           "render", "shortcut_kind", "svg_metrics", "text"]
+           "render", "shortcut_kind", "svg_metrics", "svg_scale", "text"]
 
 
 def _upper(value: str) -> str:
@@ -128,7 +128,7 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
         title = title_of(net) if scope is None else f"{net.name} · {scope}"
         g = _Dot(net.name, PurePath(net.source).name, opts, title)
         if detail == "network":
-            network_level(net, g)
+            network_level(net, g, columns)
         elif detail == "block":
             block_level(net, g, columns)
         else:
@@ -137,7 +137,7 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
 
     if fit is None:
         return draw(1)
-    wraps = detail == "block" and rankdir == "TB"
+    wraps = detail in ("network", "block")
     return _fit(draw, range(1, stage_count(net) + 1) if wraps else [1], fit)
 
 

@@ -164,7 +164,9 @@ class _Dot:
             nodesep, ranksep = max(nodesep, 0.2), min(ranksep, 0.2)
         margin = "0.12,0.05"
         if opts.fitted:  # a printed figure: every tenth of an inch counts
-            ranksep, margin = min(ranksep, 0.14), "0.08,0.03"
+            nodesep, ranksep, margin = min(nodesep, 0.14), min(ranksep, 0.14), "0.08,0.03"
+        #: points between a cluster's frame and what it holds
+        self.cluster_margin = 5 if opts.fitted else 8
         graph = [f'rankdir={opts.rankdir}', 'newrank=true', 'forcelabels=true',
                  f'nodesep={nodesep:g}', f'ranksep={ranksep:g}', f'fontname="{st.font}"',
                  f'fontsize={st.size + 1}', 'bgcolor="white"', 'pad=0.1']
@@ -214,7 +216,7 @@ class _Dot:
             return
         style = "rounded,filled" if fill and st.cluster_fill != "white" else "rounded"
         self.line(f'graph [label=<{label}>, labeljust=l, style="{style}", color="{st.cluster_pen}", '
-                  f'fillcolor="{st.cluster_fill}", penwidth=0.8, margin=8];')
+                  f'fillcolor="{st.cluster_fill}", penwidth=0.8, margin={self.cluster_margin}];')
 
     def close(self) -> None:
         self.depth -= 1
