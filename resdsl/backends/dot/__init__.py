@@ -22,7 +22,9 @@ colour style) through the shortcut's layers for a projection, zero-padding or po
 shortcut. Every figure is set in one font, :data:`FONT` (Liberation Serif, Times'
 metrics), named explicitly so the layout never depends on the machine's other fonts.
 ``fit`` lays a figure out for a printed width (``column``, ``text`` or inches) with text
-of at least 7 pt, rendering it to measure (so it needs Graphviz even for DOT text).
+of at least 7 pt, rendering it to measure (so it needs Graphviz even for DOT text): the
+block and network views wrap their stages into columns (left to right, rows) to stay
+within 1.4 widths in height.
 
 DOT text needs no binary otherwise; the output is deterministic: node ids are spec paths
 (quoted and %-escaped), labels are HTML-escaped, so no name can break the graph.
