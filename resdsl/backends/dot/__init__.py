@@ -140,7 +140,7 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
     if fit is None:
         return draw(1)
     wraps = detail in ("network", "block")
-    return _fit(draw, range(1, stage_count(net) + 1) if wraps else [1], fit)
+    return _fit(draw, range(1, max(1, stage_count(net)) + 1) if wraps else [1], fit)
 
 
 @declare(ANNOTATE, STYLE, RANKDIR, FIT, PANELS)

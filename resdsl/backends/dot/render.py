@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -186,5 +187,5 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float,
         return sized(best[1], width, tall=True)
     font, w = smallest or (0.0, 0.0)
     raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "
-                       f"its smallest text would be {font:.1f} pt (it is {w:.1f} in wide as drawn)",
+                       f"its smallest text would be {math.floor(font * 10) / 10:.1f} pt (it is {w:.1f} in wide as drawn)",
                        hint="fit it to a wider figure ({fit=text} or a width in inches), or draw less: " + less)
