@@ -179,6 +179,20 @@ def test_every_network_view_fits_a_column(spec: str) -> None:
     assert d.smallest_text_pt() >= 8 - 0.05, d.smallest_text_pt()
 
 
+@pytest.mark.parametrize("spec,options", [("resnetv2_50x1_bit", {"fit": "text"}),
+                                          ("resnet50", {"detail": "network", "fit": "column"})])
+def test_pdf_page_is_the_drawing(spec: str, options: dict) -> None:
+    """The PDF's page is the SVG's size, within the target: Graphviz pads a PDF with half
+    an inch a side, which printed a 6.75 in figure 7.75 in wide."""
+    net = load_spec(spec)
+    svg = Drawing(dot.emit_svg(net, **options))
+    box = re.search(rb"/MediaBox \[\s*([0-9.]+) ([0-9.]+) ([0-9.]+) ([0-9.]+)\s*\]", dot.emit_pdf(net, **options))
+    x0, y0, x1, y1 = (float(v) for v in box.groups())
+    width, height = x1 - x0, y1 - y0
+    assert abs(width - svg.width_pt) <= 1 and abs(height - svg.height_pt) <= 1, (width, height, svg.inches)
+    assert width <= 72 * dot.WIDTHS[options["fit"]] + 1
+
+
 def test_fit_column_block_figure() -> None:
     """He et al.'s Fig. 2 as two chosen panels, in a column as the paper prints it:
     within 3.25 in, text ≥ 7 pt."""
