@@ -96,7 +96,8 @@ RANKDIR = Option("rankdir", "top to bottom (default) or left to right", check=_u
                  choices=RANKDIRS, default="TB")
 SCOPE = Option("scope", "with {detail=layer}: draw one stage or block only, e.g. layer2.0", metavar="PATH")
 FIT = Option("fit", "lay the figure out for a printed width: column (3.25 in), text (6.75 in) or inches, "
-                    "with text of at least 7 pt there (needs Graphviz, also for DOT text)",
+                    "with text of at least 7 pt there, its stages wrapped into columns (left to right: rows) "
+                    "where one would be over 1.4 widths tall (needs Graphviz, also for DOT text)",
              check=fit_width, metavar="WIDTH")
 PANELS = Option("panels", "with {detail=blocks}: the panels to draw, in order, as block:shortcut, e.g. "
                           "basic:identity,bottleneck:projection (default: every block type)",

@@ -28,7 +28,7 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
     tied: list[list[list[str]]] = [[] for _ in range(lanes[-1] + 1)] if lanes else [[]]
     firsts = {0: INPUT}
     for i, sec in enumerate(secs):
-        wrap = i > 0 and lanes[i] != lanes[i - 1]
+        wrap = lanes[i] != (lanes[i - 1] if i else 0)  # the input is in the first lane
         if wrap:
             g.group = f"main{lanes[i]}"
         if sec.role is Role.STAGE:
@@ -79,7 +79,7 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
     tied: list[list[list[str]]] = [[] for _ in range(lanes[-1] + 1)] if lanes else [[]]
     firsts = {0: INPUT}  # each lane's first node
     for i, sec in enumerate(secs):
-        wrap = i > 0 and lanes[i] != lanes[i - 1]
+        wrap = lanes[i] != (lanes[i - 1] if i else 0)  # the input is in the first lane
         if wrap:
             g.group = f"main{lanes[i]}"
         if sec.role is not Role.STAGE:
