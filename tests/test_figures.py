@@ -195,9 +195,12 @@ def test_pdf_page_is_the_drawing(spec: str, options: dict) -> None:
 
 def test_fit_column_block_figure() -> None:
     """He et al.'s Fig. 2 as two chosen panels, in a column as the paper prints it:
-    within 3.25 in, text ≥ 7 pt."""
-    d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="column")
-    assert d.inches[0] <= 3.25 + 0.01 and d.smallest_text_pt() >= 7 - 0.05, d.inches
+    within 3.25 in and 1.4 widths tall, text ≥ 7 pt, no note."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Note)
+        d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="column")
+    assert d.inches[0] <= 3.25 + 0.01 and d.inches[1] <= 1.4 * 3.25 + 0.01, d.inches
+    assert d.smallest_text_pt() >= 7 - 0.05, d.smallest_text_pt()
 
 
 def test_fit_says_when_it_cannot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
