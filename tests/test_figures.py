@@ -355,12 +355,12 @@ def test_eca_panels_name_the_pool() -> None:
 @pytest.mark.parametrize("spec,scope", [("res2net50_14w_8s", "layer1.1"), ("resnest50d", "layer1.0"),
                                         ("skresnet34", "layer2.0")])
 def test_layer_view_names_split_parts_in_words(spec: str, scope: str) -> None:
-    """The layer view writes a split's part as the block figure does, `part 2 of 8` over
-    `14 channels`, never the slice `split 14:28`."""
+    """The layer view writes a split's part in words, as its look says, `part 2 of 8, 14
+    channels` (the block figure on two lines), never the slice `split 14:28`."""
     d = draw([spec], detail="layer", scope=scope)
     words = [d.node_text(g) for g in d.groups("node").values()]
     assert not any(re.search(r"split \d+:\d+", w) for w in words), words
-    assert any(re.match(r"part 2 of \d+ \d+ channels", w) for w in words), words
+    assert any(re.match(r"part 2 of \d+, \d+ channels", w) for w in words), words
 
 
 # ---------------------------------------------------------------- one font

@@ -28,9 +28,9 @@ def op_text(op: Op) -> str:
 
 
 def part_text(op: Op) -> list[str] | None:
-    """A part of a split in words a reader knows, ``part 2 of 8`` over ``14 channels``,
-    rather than the slice ``split 14:28`` (read from the op's ``sizes`` and ``index``,
-    whatever its kind); two short lines keep a row of eight parts narrow."""
+    """A part of a split on two short lines, ``part 2 of 8`` over ``14 channels`` (its
+    look's words, read from the op's ``sizes`` and ``index``, whatever its kind): a block
+    figure's row of eight parts stays narrow."""
     attrs = dict(op.attrs)
     sizes, index = attrs.get("sizes"), attrs.get("index")
     if not isinstance(sizes, tuple) or not isinstance(index, int) or not 0 <= index < len(sizes):

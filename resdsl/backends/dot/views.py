@@ -6,7 +6,7 @@ from ...diagnostics import did_you_mean
 from ...ir import INPUT, Network, Op, Role, Scope
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text, part_text
+from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -258,7 +258,7 @@ def _op_node(net: Network, g: _Dot, op: Op, named: bool, main: bool = True) -> N
         g.node(op.name, f"<B>{text(look(op).symbol)}</B>", main, shape="circle", width=0.22, height=0.22,
                fixedsize="true", margin=0)
         return
-    label = "<BR/>".join(map(text, part_text(op) or [op_text(op)]))
+    label = text(op_text(op))
     if named:  # the name under the layer, smaller and grey
         label += f'<BR/><FONT POINT-SIZE="{st.small}" COLOR="{st.label}">{text(g.names.get(op.name, op.name))}</FONT>'
     g.node(op.name, label, main, fillcolor=st.fill(cat))
