@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_spec
+from conftest import ROOT, load_spec
 from resdsl.backends import BackendError, OptionError, dot
 from resdsl.cli import main
 from resdsl.diagnostics import Note
@@ -43,8 +43,7 @@ class Drawing:
         self.root = ET.fromstring(svg)
         self.width_pt = float(self.root.get("width").removesuffix("pt"))
         self.height_pt = float(self.root.get("height").removesuffix("pt"))
-        box = [float(v) for v in self.root.get("viewBox").split()]
-        self.scale = self.width_pt / box[2]  # printed points per drawing unit
+        self.scale = dot.svg_scale(self.root)  # printed points per drawing unit
 
     @property
     def inches(self) -> tuple[float, float]:
@@ -122,11 +121,86 @@ def test_fit_text_wraps_stages_into_columns(spec: str) -> None:
     assert len(tops) == len(lefts) == 2, stages  # two columns of two (or of two and one)
 
 
+SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
+
+
+def _fitted(spec: str, **options) -> tuple[Drawing, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        d = draw([spec], **options)
+    return d, [str(w.message) for w in caught if issubclass(w.category, Note)]
+
+
+def _stage_boxes(d: Drawing) -> dict[str, tuple[float, float, float, float]]:
+    return {t: d.box(g) for t, g in d.groups("cluster").items()
+            if re.fullmatch(r"cluster_(layer\d|stages\.\d\.blocks)", t)}
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_every_block_view_fits_text_width(spec: str) -> None:
+    """Every shipped spec's block view at `--fit text`: within 6.75 in, text ≥ 7 pt and
+    no taller than 1.4 widths, its stages wrapped into columns where one would be taller;
+    the stages of a column on one axis, the columns' tops level."""
+    d, notes = _fitted(spec, detail="block", fit="text")
+    width, height = d.inches
+    assert width <= 6.75 + 0.01 and height <= 1.4 * 6.75 + 0.01, d.inches
+    assert d.smallest_text_pt() >= 7 - 0.05 and not notes, (d.smallest_text_pt(), notes)
+    stages = _stage_boxes(d)
+    lefts = sorted({round(b[0]) for b in stages.values()})
+    assert len(lefts) == 2, stages  # one column would be taller than 1.4 widths for all of them
+    # each column's first stage level with the other's
+    firsts = [min(b[1] for b in stages.values() if round(b[0]) == left) for left in lefts]
+    assert max(firsts) - min(firsts) <= 1, firsts
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_every_block_view_fits_text_width_left_to_right(spec: str) -> None:
+    """Left to right, the block view wraps into rows (one stage a row, the stem and the
+    head in rows of their own) rather than being refused: within 6.75 in, text ≥ 7 pt;
+    taller than 1.4 widths only with a note that says so; the rows' stages start on one
+    axis."""
+    d, notes = _fitted(spec, detail="block", fit="text", rankdir="LR")
+    width, height = d.inches
+    assert width <= 6.75 + 0.01 and d.smallest_text_pt() >= 7 - 0.05, (d.inches, d.smallest_text_pt())
+    assert bool(notes) == (height > 1.4 * 6.75 + 0.01), (d.inches, notes)
+    stages = _stage_boxes(d)
+    tops = sorted({round(b[1]) for b in stages.values()})
+    lefts = [b[0] for b in stages.values()]
+    assert len(tops) == len(stages) >= 3 and max(lefts) - min(lefts) <= 1, stages
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_every_network_view_fits_a_column(spec: str) -> None:
+    """The network view fits a paper's column: its stages wrap into two columns rather
+    than make a strip 1 in wide and 4.5 in tall."""
+    d, notes = _fitted(spec, detail="network", fit="column")
+    width, height = d.inches
+    assert width <= 3.25 + 0.01 and height <= 1.4 * 3.25 + 0.01 and not notes, d.inches
+    assert d.smallest_text_pt() >= 8 - 0.05, d.smallest_text_pt()
+
+
+@pytest.mark.parametrize("spec,options", [("resnetv2_50x1_bit", {"fit": "text"}),
+                                          ("resnet50", {"detail": "network", "fit": "column"})])
+def test_pdf_page_is_the_drawing(spec: str, options: dict) -> None:
+    """The PDF's page is the SVG's size, within the target: Graphviz pads a PDF with half
+    an inch a side, which printed a 6.75 in figure 7.75 in wide."""
+    net = load_spec(spec)
+    svg = Drawing(dot.emit_svg(net, **options))
+    box = re.search(rb"/MediaBox \[\s*([0-9.]+) ([0-9.]+) ([0-9.]+) ([0-9.]+)\s*\]", dot.emit_pdf(net, **options))
+    x0, y0, x1, y1 = (float(v) for v in box.groups())
+    width, height = x1 - x0, y1 - y0
+    assert abs(width - svg.width_pt) <= 1 and abs(height - svg.height_pt) <= 1, (width, height, svg.inches)
+    assert width <= 72 * dot.WIDTHS[options["fit"]] + 1
+
+
 def test_fit_column_block_figure() -> None:
     """He et al.'s Fig. 2 as two chosen panels, in a column as the paper prints it:
-    within 3.25 in, text ≥ 7 pt."""
-    d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="column")
-    assert d.inches[0] <= 3.25 + 0.01 and d.smallest_text_pt() >= 7 - 0.05, d.inches
+    within 3.25 in and 1.4 widths tall, text ≥ 7 pt, no note."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Note)
+        d = draw(["resnet34", "resnet50"], style="paper", panels="basic:identity,bottleneck:projection", fit="column")
+    assert d.inches[0] <= 3.25 + 0.01 and d.inches[1] <= 1.4 * 3.25 + 0.01, d.inches
+    assert d.smallest_text_pt() >= 7 - 0.05, d.smallest_text_pt()
 
 
 def test_fit_says_when_it_cannot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -255,6 +329,38 @@ def test_unknown_panel(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert dot.panel_names([load_spec("resnet34")]) == ["basic:identity", "basic:projection"]
     with pytest.raises(OptionError, match="applies to"):
         dot.emit(load_spec("resnet34"), panels="basic:identity")
+
+
+@pytest.mark.parametrize("specs", [[s] for s in SHIPPED] + [["resnet50", "resnext50_32x4d"], ["resnet50", "resnet50d"]],
+                         ids=lambda s: "+".join(s))
+def test_panel_names_are_unique_and_say_what_differs(specs: list[str]) -> None:
+    nets = [load_spec(s) for s in specs]
+    names = dot.panel_names(nets)
+    assert len(names) == len(set(names)), names
+    text = dot.emit_blocks(nets, panels=names)  # each name picks its own panel
+    assert text.count("subgraph \"cluster_") == len(names)
+
+
+def test_eca_panels_name_the_pool() -> None:
+    """ECA's (ResNet-D's) two projection panels: the strided one pools first, and its name
+    and title say so."""
+    net = load_spec("ecaresnet101d")
+    assert dot.panel_names([net]) == ["bottleneck:projection", "bottleneck:identity", "bottleneck:pool-projection"]
+    d = draw(["ecaresnet101d"], detail="blocks", panels="bottleneck:pool-projection")
+    assert "pool + projection shortcut" in d.node_text(d.root) and "2×2 avg pool, /2" in d.node_text(d.root)
+    assert dot.panel_names([load_spec("resnet50"), load_spec("resnext50_32x4d")])[::2] == [
+        "resnet50:bottleneck:projection", "resnext50_32x4d:bottleneck:projection"]
+
+
+@pytest.mark.parametrize("spec,scope", [("res2net50_14w_8s", "layer1.1"), ("resnest50d", "layer1.0"),
+                                        ("skresnet34", "layer2.0")])
+def test_layer_view_names_split_parts_in_words(spec: str, scope: str) -> None:
+    """The layer view writes a split's part in words, as its look says, `part 2 of 8, 14
+    channels` (the block figure on two lines), never the slice `split 14:28`."""
+    d = draw([spec], detail="layer", scope=scope)
+    words = [d.node_text(g) for g in d.groups("node").values()]
+    assert not any(re.search(r"split \d+:\d+", w) for w in words), words
+    assert any(re.match(r"part 2 of \d+, \d+ channels", w) for w in words), words
 
 
 # ---------------------------------------------------------------- one font

@@ -1,4 +1,5 @@
-"""Regenerate docs/diagrams/judged/: each shipped spec's block view at `--fit text` and a
+"""Regenerate docs/diagrams/judged/: each shipped spec's block view at `--fit text`, a few
+left to right (in rows) and as network views at `--fit column`, and a
 `--detail blocks --style paper` figure per family (at `--fit text` where it fits), as
 40-dpi PNG previews (small enough to keep in the repository; the SVG is one
 `resdsl diagram` away). Prints each figure's printed size and smallest text.
@@ -25,6 +26,11 @@ FAMILIES = {"resnet": ["resnet34", "resnet50"], "cifar": ["resnet20_cifar"], "pr
             "eca": ["ecaresnet101d"], "blur": ["resnetblur101d"], "rs": ["resnetrs101"], "gn": ["resnet50_gn"]}
 
 
+#: left-to-right block views (rows) and network views (at `--fit column`) judged too
+LEFT_TO_RIGHT = ["resnet50", "resnet20_cifar", "resnest50d"]
+NETWORK = ["resnet50", "resnet50d"]
+
+
 def preview(text: str, name: str) -> str:
     w, h, small = dot.svg_metrics(dot.render(text, "svg"))
     png = subprocess.run(["dot", "-Tpng", "-Gdpi=40"], input=text.encode(), capture_output=True, check=True).stdout
@@ -39,6 +45,14 @@ def main() -> None:
             warnings.simplefilter("always", Note)
             text = dot.emit(resdsl.load(ROOT / "specs" / f"{spec}.res"), detail="block", fit="text")
         print(f"{spec}_block", preview(text, f"{spec}_block"), "(taller than 1.4 widths)" if caught else "")
+    for spec in LEFT_TO_RIGHT:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Note)
+            text = dot.emit(resdsl.load(ROOT / "specs" / f"{spec}.res"), detail="block", rankdir="LR", fit="text")
+        print(f"{spec}_block_lr", preview(text, f"{spec}_block_lr"), "(taller than 1.4 widths)" if caught else "")
+    for spec in NETWORK:
+        text = dot.emit(resdsl.load(ROOT / "specs" / f"{spec}.res"), detail="network", fit="column")
+        print(f"{spec}_network", preview(text, f"{spec}_network"))
     for name, specs in FAMILIES.items():
         nets = [resdsl.load(ROOT / "specs" / f"{s}.res") for s in specs]
         try:

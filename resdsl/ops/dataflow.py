@@ -164,6 +164,13 @@ def split_range(a: dict) -> tuple[int, int]:
     return start, start + sizes[i]
 
 
+def _part_words(op: Op) -> str:
+    """A part of a split as a figure writes it: which part, of how many, and its width
+    (the slice ``split 14:28`` is jargon to a reader of a paper)."""
+    a = dict(op.attrs)
+    return f"part {a['index'] + 1} of {len(a['sizes'])}, {a['sizes'][a['index']]} channels"
+
+
 def _split(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     c = shapes[0][0]
     sizes, i = tuple(a["sizes"]), a["index"]
@@ -224,7 +231,7 @@ SPLIT = Primitive(
     "split", (param("sizes", "ints"), param("index", "int", 0, lo=0, hi=65_535)), _split,
     "part `index` of its input's channels cut into parts of `sizes` channels (a spec's "
     "`split(…)` yields every part)", module=False,
-    look=Look(lambda op: "split {}:{}".format(*split_range(dict(op.attrs))), "merge"),
+    look=Look(_part_words, "merge"),
     source_function=SourceCall("split", _SPLIT_ARGS, render=_slice),
     onnx=((1, _split_onnx),), recognise=_recognise_split)
 

@@ -22,7 +22,9 @@ colour style) through the shortcut's layers for a projection, zero-padding or po
 shortcut. Every figure is set in one font, :data:`FONT` (Liberation Serif, Times'
 metrics), named explicitly so the layout never depends on the machine's other fonts.
 ``fit`` lays a figure out for a printed width (``column``, ``text`` or inches) with text
-of at least 7 pt, rendering it to measure (so it needs Graphviz even for DOT text).
+of at least 7 pt, rendering it to measure (so it needs Graphviz even for DOT text): the
+block and network views wrap their stages into columns (left to right, rows) to stay
+within 1.4 widths in height.
 
 DOT text needs no binary otherwise; the output is deterministic: node ids are spec paths
 (quoted and %-escaped), labels are HTML-escaped, so no name can break the graph.
@@ -46,7 +48,7 @@ from .anatomy import (
     shortcut_kind,
 )
 from .figure import block_figure, panel_names
-from .render import INSTALL_HINT, WIDTHS, fit, fit_width, render, svg_metrics
+from .render import INSTALL_HINT, WIDTHS, fit, fit_width, render, svg_metrics, svg_scale
 from .views import block_level, layer_level, network_level, stage_count
 from .writer import (
     ANNOTATIONS,
@@ -67,7 +69,7 @@ from .writer import (
 __all__ = ["ANNOTATIONS", "DETAILS", "FONT", "FONT_HINT", "INSTALL_HINT", "MIN_TEXT_PT", "OPTIONS", "RANKDIRS",
            "STYLES", "WIDTHS", "BlockParts", "block_groups", "block_parts", "block_signature", "block_types", "emit",
            "emit_blocks", "emit_pdf", "emit_png", "emit_svg", "look", "op_text", "panel_names", "quote_id",
-           "render", "shortcut_kind", "svg_metrics", "text"]
+           "render", "shortcut_kind", "svg_metrics", "svg_scale", "text"]
 
 
 def _upper(value: str) -> str:
@@ -94,7 +96,8 @@ RANKDIR = Option("rankdir", "top to bottom (default) or left to right", check=_u
                  choices=RANKDIRS, default="TB")
 SCOPE = Option("scope", "with {detail=layer}: draw one stage or block only, e.g. layer2.0", metavar="PATH")
 FIT = Option("fit", "lay the figure out for a printed width: column (3.25 in), text (6.75 in) or inches, "
-                    "with text of at least 7 pt there (needs Graphviz, also for DOT text)",
+                    "with text of at least 7 pt there, its stages wrapped into columns (left to right: rows) "
+                    "where one would be over 1.4 widths tall (needs Graphviz, also for DOT text)",
              check=fit_width, metavar="WIDTH")
 PANELS = Option("panels", "with {detail=blocks}: the panels to draw, in order, as block:shortcut, e.g. "
                           "basic:identity,bottleneck:projection (default: every block type)",
@@ -128,7 +131,7 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
         title = title_of(net) if scope is None else f"{net.name} · {scope}"
         g = _Dot(net.name, PurePath(net.source).name, opts, title)
         if detail == "network":
-            network_level(net, g)
+            network_level(net, g, columns)
         elif detail == "block":
             block_level(net, g, columns)
         else:
@@ -137,8 +140,8 @@ def emit(net: Network, *, detail: str = "block", annotate: str | Iterable[str] |
 
     if fit is None:
         return draw(1)
-    wraps = detail == "block" and rankdir == "TB"
-    return _fit(draw, range(1, stage_count(net) + 1) if wraps else [1], fit)
+    wraps = detail in ("network", "block")
+    return _fit(draw, range(1, max(1, stage_count(net)) + 1) if wraps else [1], fit)
 
 
 @declare(ANNOTATE, STYLE, RANKDIR, FIT, PANELS)

@@ -27,6 +27,17 @@ def op_text(op: Op) -> str:
     return look(op).text(op)
 
 
+def part_text(op: Op) -> list[str] | None:
+    """A part of a split on two short lines, ``part 2 of 8`` over ``14 channels`` (its
+    look's words, read from the op's ``sizes`` and ``index``, whatever its kind): a block
+    figure's row of eight parts stays narrow."""
+    attrs = dict(op.attrs)
+    sizes, index = attrs.get("sizes"), attrs.get("index")
+    if not isinstance(sizes, tuple) or not isinstance(index, int) or not 0 <= index < len(sizes):
+        return None
+    return [f"part {index + 1} of {len(sizes)}", f"{sizes[index]} channels"]
+
+
 def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
     (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
@@ -149,13 +160,14 @@ def block_types(net: Network) -> list[Scope]:
 
 
 def shortcut_kind(net: Network, parts: BlockParts) -> str:
-    """``identity shortcut``, ``projection shortcut`` (it has a conv), ``zero-padding
-    shortcut`` (option A), or the shortcut definition's name."""
+    """``identity shortcut``, ``projection shortcut`` (it has a conv), ``pool + projection
+    shortcut`` (a pool drawn before it: ResNet-D's at a stride), ``zero-padding shortcut``
+    (option A), or the shortcut definition's name."""
     if parts.shortcut is None:
         return "identity shortcut"
-    categories = {look(net.op(n)).category for n in parts.shortcut.op_names()}
+    categories = {look(net.op(n)).category for n in parts.shortcut.op_names() if not look(net.op(n)).hidden}
     if "conv" in categories:
-        return "projection shortcut"
+        return "pool + projection shortcut" if "pool" in categories else "projection shortcut"
     if "pad" in categories:
         return "zero-padding shortcut"
     return f"{parts.shortcut.definition} shortcut"

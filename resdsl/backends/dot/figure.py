@@ -5,22 +5,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...diagnostics import did_you_mean
-from ...ir import Network, Op, Scope
+from ...ir import Network, Scope
 from ...stats import fmt_shape
 from .. import OptionError
-from .anatomy import BlockParts, block_parts, block_signature, block_types, look, op_text, shortcut_kind
+from .anatomy import (
+    BlockParts,
+    block_parts,
+    block_signature,
+    block_types,
+    look,
+    op_text,
+    part_text,
+    shortcut_kind,
+)
 from .writer import _Dot, text
 
 
 def panel_name(net: Network, block: Scope, parts: BlockParts) -> str:
     """A panel's name for ``panels``: the block's definition and its shortcut's kind,
-    ``bottleneck:projection``, ``basic:identity``, ``basic:zero-padding``."""
-    return f"{block.definition}:{shortcut_kind(net, parts).removesuffix(' shortcut')}"
+    ``bottleneck:projection``, ``basic:identity``, ``basic:zero-padding``,
+    ``bottleneck:pool-projection`` (:func:`shortcut_kind`)."""
+    kind = shortcut_kind(net, parts).removesuffix(" shortcut").replace(" + ", "-")
+    return f"{block.definition}:{kind}"
 
 
-def _all_panels(nets: Sequence[Network]) -> list[tuple[int, Network, Scope, BlockParts]]:
+Panel = tuple[int, Network, Scope, BlockParts]
+
+
+def _all_panels(nets: Sequence[Network]) -> list[Panel]:
     drawn: set[tuple] = set()
-    panels: list[tuple[int, Network, Scope, BlockParts]] = []
+    panels: list[Panel] = []
     for k, net in enumerate(nets):
         for block in block_types(net):
             parts = block_parts(net, block)
@@ -32,20 +46,35 @@ def _all_panels(nets: Sequence[Network]) -> list[tuple[int, Network, Scope, Bloc
     return panels
 
 
-def panel_names(nets: Sequence[Network]) -> list[str]:
-    """The panels a block figure of ``nets`` can draw, by name (:func:`panel_name`)."""
-    return list(dict.fromkeys(panel_name(net, block, parts) for _, net, block, parts in _all_panels(nets)))
-
-
-def _chosen(nets: Sequence[Network], wanted: Sequence[str] | None) -> list[tuple[int, Network, Scope, BlockParts]]:
-    """The panels named in ``wanted``, in its order; each name picks the first panel of
-    that name (a block type of the first spec that has it)."""
+def _named(nets: Sequence[Network]) -> dict[str, Panel]:
+    """Every panel by a name of its own: :func:`panel_name`, led by its network's name
+    where two networks draw it differently (``resnext50_32x4d:bottleneck:projection``),
+    and then followed by the block's path where one network does
+    (``bottleneck:projection@layer2.0``): what differs, said in the name."""
     panels = _all_panels(nets)
+    names = [panel_name(p[1], p[2], p[3]) for p in panels]
+    if len(set(names)) < len(names):
+        by_net = {}
+        for p, n in zip(panels, names):
+            by_net.setdefault(n, set()).add(p[0])
+        names = [f"{p[1].name}:{n}" if len(by_net[n]) > 1 else n for p, n in zip(panels, names)]
+    if len(set(names)) < len(names):
+        repeated = {n for n in names if names.count(n) > 1}
+        names = [f"{n}@{p[2].path}" if n in repeated else n for p, n in zip(panels, names)]
+    return dict(zip(names, panels))
+
+
+def panel_names(nets: Sequence[Network]) -> list[str]:
+    """The panels a block figure of ``nets`` can draw, by name (:func:`panel_name`, made
+    unique), in the order drawn."""
+    return list(_named(nets))
+
+
+def _chosen(nets: Sequence[Network], wanted: Sequence[str] | None) -> list[Panel]:
+    """The panels named in ``wanted``, in its order (all of them without it)."""
+    named = _named(nets)
     if wanted is None:
-        return panels
-    named: dict[str, tuple[int, Network, Scope, BlockParts]] = {}
-    for p in panels:
-        named.setdefault(panel_name(p[1], p[2], p[3]), p)
+        return list(named.values())
     out = []
     for name in wanted:
         if name not in named:
@@ -117,7 +146,7 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
             g.node(nid(n), f"<B>{text(look(op).symbol)}</B>", n not in short, shape="circle", width=0.22,
                    height=0.22, fixedsize="true", margin=0, fillcolor="white", **order)
         else:
-            g.node(nid(n), g.label(None, _part_text(op) or [op_text(op)]), n not in short,
+            g.node(nid(n), g.label(None, part_text(op) or [op_text(op)]), n not in short,
                    fillcolor=st.fill("shortcut" if n in short else look(op).category), **order)
     for outs in readers.values():
         # the parts of one split side by side on one rank, so that a hierarchy over them
@@ -137,14 +166,3 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     g.node(out, g.label(None, [fmt_shape(net.shape_of(block.output))]), True, shape="plaintext", style="solid")
     last = shown(block.output)
     g.edge(inp if last == block.input else nid(last), out)
-
-
-def _part_text(op: Op) -> list[str] | None:
-    """A part of a split in words a reader knows, ``part 2 of 8`` over ``14 channels``,
-    rather than the slice ``split 14:28`` (read from the op's ``sizes`` and ``index``,
-    whatever its kind); two short lines keep a row of eight parts narrow."""
-    attrs = dict(op.attrs)
-    sizes, index = attrs.get("sizes"), attrs.get("index")
-    if not isinstance(sizes, tuple) or not isinstance(index, int) or not 0 <= index < len(sizes):
-        return None
-    return [f"part {index + 1} of {len(sizes)}", f"{sizes[index]} channels"]

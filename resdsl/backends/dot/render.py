@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -56,7 +57,7 @@ def render(dot_text: str, fmt: str) -> bytes:
             os.environ["TZ"] = zone
     if not out:
         raise BackendError("Graphviz's `dot` wrote nothing", hint="write the DOT text (the dot target) to inspect it")
-    return _fixed_dates(out) if fmt == "pdf" else out
+    return _cropped(_fixed_dates(out)) if fmt == "pdf" else out
 
 
 def _fixed_dates(pdf: bytes) -> bytes:
@@ -68,6 +69,25 @@ def _fixed_dates(pdf: bytes) -> bytes:
         return m.group(1) + (b"19700101000000" + b"0" * n)[:n] + zone
 
     return re.sub(rb"(/(?:CreationDate|ModDate) \(D:)([0-9]+)([-+Z0-9']*)", pin, pdf)
+
+
+#: The margin, in points, that Graphviz leaves around a PDF's drawing when the graph sets
+#: none (setting one would also close the gap dot leaves between the root's clusters).
+PDF_MARGIN = 36
+
+
+def _cropped(pdf: bytes) -> bytes:
+    """The PDF's page cut to the drawing, as large as the SVG: the page's ``/MediaBox``
+    less Graphviz's margin, written in no more bytes than before (padded with spaces, so
+    the cross-reference offsets stay valid). A 6.75 in figure was a 7.75 in page."""
+    def crop(m: re.Match) -> bytes:
+        w, h = float(m.group(1)) - PDF_MARGIN, float(m.group(2)) - PDF_MARGIN
+        if w <= PDF_MARGIN or h <= PDF_MARGIN:
+            return m.group()
+        box = f"/MediaBox [{PDF_MARGIN} {PDF_MARGIN} {w:g} {h:g}]".encode()
+        return box[:-1] + b" " * (len(m.group()) - len(box)) + b"]" if len(box) <= len(m.group()) else m.group()
+
+    return re.sub(rb"/MediaBox \[ ?0 0 ([0-9.]+) ([0-9.]+) ?\]", crop, pdf)
 
 
 @lru_cache(maxsize=4)
@@ -118,31 +138,46 @@ def fit_width(value: object) -> float:
     return float(value)
 
 
+def svg_scale(root: ET.Element) -> float:
+    """Printed points per drawing unit of a rendered SVG: Graphviz writes the printed size
+    in points, maps the ``viewBox`` onto it, and scales a drawing made smaller by ``size``
+    with a ``transform`` on its top group (as 2.43 does), which counts too."""
+    width = float(root.get("width", "0").removesuffix("pt"))
+    box = [float(v) for v in root.get("viewBox", f"0 0 {width} 0").split()]
+    scale = width / box[2] if box[2] else 1.0
+    top = root.find("{http://www.w3.org/2000/svg}g")
+    m = re.search(r"scale\(([-0-9.e]+)", top.get("transform", "")) if top is not None else None
+    return scale * (float(m.group(1)) if m else 1.0)
+
+
 def svg_metrics(svg: bytes) -> tuple[float, float, float]:
     """Width and height in inches and the smallest text in points of a rendered SVG, at
-    its printed size (Graphviz writes the size in points and scales the drawing inside)."""
+    its printed size (:func:`svg_scale`)."""
     root = ET.fromstring(svg)
     width, height = (float(root.get(k, "0").removesuffix("pt")) for k in ("width", "height"))
-    box = [float(v) for v in root.get("viewBox", f"0 0 {width} {height}").split()]
-    scale = width / box[2] if box[2] else 1.0
     sizes = [float(t.get("font-size")) for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("font-size")]
-    return width / 72, height / 72, (min(sizes) if sizes else 0.0) * scale
+    return width / 72, height / 72, (min(sizes) if sizes else 0.0) * svg_scale(root)
 
 
-def sized(dot_text: str, width: float) -> str:
-    """``dot_text`` drawn no wider than ``width`` inches (Graphviz scales it down)."""
-    return dot_text.replace("digraph resdsl {\n", f'digraph resdsl {{\n  graph [size="{width:g},1000"];\n', 1)
+def sized(dot_text: str, width: float, tall: bool = False) -> str:
+    """``dot_text`` drawn no wider than ``width`` inches and, unless ``tall``, no taller
+    than :data:`TALL` widths (Graphviz scales it down to fit both)."""
+    size = f"{width:g},{1000 if tall else round(TALL * width, 2):g}"
+    return dot_text.replace("digraph resdsl {\n", f'digraph resdsl {{\n  graph [size="{size}"];\n', 1)
 
 
 def fit(make: Callable[[int], str], columns: Sequence[int], width: float,
         less: str = "{detail=block} or {detail=network}, {annotate=none}, one {scope}") -> str:
     """DOT text laid out for a printed ``width`` (inches): ``make(c)`` draws the figure in
-    ``c`` columns; the fewest columns whose height stays within :data:`TALL` widths, with
-    text of at least :data:`MIN_TEXT_PT`, else the shortest such one (and a note says
-    so). A figure that cannot keep its text that large at that width is a
-    :class:`BackendError`, whose hint names ``less``: how to draw less."""
+    ``c`` columns (rows, left to right); of the drawings that, scaled down to that width
+    and to :data:`TALL` widths in height, keep text of at least :data:`MIN_TEXT_PT`, the
+    one with the largest text (the fewest columns of equals), else the shortest that keeps
+    the text at that width (and a note says it is taller). A figure that cannot keep its
+    text that large at that width is a :class:`BackendError`, whose hint names ``less``:
+    how to draw less."""
+    chosen: tuple[float, str] | None = None
     best: tuple[float, str] | None = None
-    smallest = None
+    smallest: tuple[float, float] | None = None
     drawn: set[str] = set()
     for c in columns:
         text = make(c)
@@ -150,20 +185,26 @@ def fit(make: Callable[[int], str], columns: Sequence[int], width: float,
             continue
         drawn.add(text)
         w, h, font = svg_metrics(render(text, "svg"))
-        s = min(1.0, width / w)
-        if font * s < MIN_TEXT_PT - 1e-6:
-            smallest = smallest or (font * s, w)
-            break  # more columns only make it wider
-        if h * s <= TALL * width:
-            return sized(text, width)
-        if best is None or h * s < best[0]:
-            best = (h * s, text)
+        across = min(1.0, width / w)
+        if font * across < MIN_TEXT_PT - 1e-6:
+            if smallest is None or font * across > smallest[0]:
+                smallest = (font * across, w)
+            continue  # more columns may be narrower (rows left to right), or not
+        printed = font * min(across, TALL * width / h)
+        if printed >= MIN_TEXT_PT - 1e-6:
+            if chosen is None or printed > chosen[0] + 0.05:
+                chosen = (printed, text)
+            continue
+        if best is None or h * across < best[0]:
+            best = (h * across, text)
+    if chosen is not None:
+        return sized(chosen[1], width)
     if best is not None:
         warnings.warn(Note(f"the figure is {best[0]:.1f} in tall at {width:g} in wide, more than {TALL:g} "
                            f"times its width, and no layout keeps its text at {MIN_TEXT_PT:g} pt and shorter: "
                            "a wider fit, fewer panels or the network detail make a shorter figure"), stacklevel=2)
-        return sized(best[1], width)
+        return sized(best[1], width, tall=True)
     font, w = smallest or (0.0, 0.0)
     raise BackendError(f"the figure cannot be {width:g} in wide with text of at least {MIN_TEXT_PT:g} pt: "
-                       f"its smallest text would be {font:.1f} pt (it is {w:.1f} in wide as drawn)",
+                       f"its smallest text would be {math.floor(font * 10) / 10:.1f} pt (it is {w:.1f} in wide as drawn)",
                        hint="fit it to a wider figure ({fit=text} or a width in inches), or draw less: " + less)

@@ -16,11 +16,21 @@ def _terminal(g: _Dot, nid: str, words: str, shape: str | None = None) -> None:
     g.node(nid, g.label(None, [words], small=shape), main=True, shape="plaintext", style="solid")
 
 
-def network_level(net: Network, g: _Dot) -> None:
+def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
+    """Stem, each stage and the head as one box each, in ``columns`` columns (rows, left
+    to right) as :func:`block_level` wraps them."""
     st = g.st
+    secs = sections(net)
+    lanes = _lanes(secs, columns, g.o.rankdir)
+    g.group = "main0"
     _terminal(g, INPUT, "input")
     prev, prev_shape = INPUT, net.input_shape
-    for sec in sections(net):
+    tied: list[list[list[str]]] = [[] for _ in range(lanes[-1] + 1)] if lanes else [[]]
+    firsts = {0: INPUT}
+    for i, sec in enumerate(secs):
+        wrap = lanes[i] != (lanes[i - 1] if i else 0)  # the input is in the first lane
+        if wrap:
+            g.group = f"main{lanes[i]}"
         if sec.role is Role.STAGE:
             groups: list[list[str]] = []
             for block in sec.scope.children:
@@ -30,13 +40,18 @@ def network_level(net: Network, g: _Dot) -> None:
                     groups.append([block.definition])
             lines = [d[0] + (f" × {len(d)}" if len(d) > 1 else "") for d in groups]
             nid, fill = sec.scope.path, st.fill("stage")
+            tied[lanes[i]].append([nid])
         else:
             lines, nid, fill = _lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
         g.node(nid, g.label(sec.name, lines + g.stats(sec.params, sec.macs)), main=True, fillcolor=fill)
-        g.edge(prev, nid, g.shape(prev_shape))
+        # the edge that carries a lane to the next one does not rank it after it
+        g.edge(prev, nid, g.shape(prev_shape), **({"constraint": "false"} if wrap else {}))
+        firsts.setdefault(lanes[i], nid)
         prev, prev_shape = nid, sec.shape
     _terminal(g, "output", "output")
     g.edge(prev, "output", g.shape(prev_shape))
+    if len(firsts) > 1:
+        _tie_lanes(g, tied, firsts)
 
 
 def stage_count(net: Network) -> int:
@@ -44,62 +59,99 @@ def stage_count(net: Network) -> int:
 
 
 def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
-    """Stages as clusters, in ``columns`` columns side by side (the stem heads the first,
-    the head ends the last); every stage cluster is built alike, so they line up.
+    """Stages as clusters, in ``columns`` columns side by side (top to bottom: the stem
+    heads the first, the head ends the last) or, left to right, in as many rows (the stem
+    and the head then in rows of their own, so that no row is longer than a stage row);
+    every stage cluster is built alike, so they line up.
 
     No edge has a label here: dot gives every labelled graph twice the ranks, which made
     the view twice as tall. Shapes are written where they hold instead: under ``input``,
     in the stem's and head's boxes, and in each stage's title (its output)."""
     st = g.st
     secs = sections(net)
-    stages = [i for i, sec in enumerate(secs) if sec.role is Role.STAGE]
-    per = -(-len(stages) // max(1, columns)) if stages else 1
-    # the section index at which each column after the first starts
-    starts = {stages[k]: k // per for k in range(per, len(stages), per)}
-    g.group = "main0"
+    lanes = _lanes(secs, columns, g.o.rankdir)
     g.body_width = _body_width(net, g, [sec.scope for sec in secs if sec.role is Role.STAGE])
+    g.group = "main0"
     _terminal(g, INPUT, "input", g.shape(net.input_shape))
     prev = INPUT
-    heads: list[str] = []  # the first node of each column, tied to one rank
+    # each lane's (column's or row's) stages, as the nodes to tie across lanes: the
+    # stage's top, then each block's box
+    tied: list[list[list[str]]] = [[] for _ in range(lanes[-1] + 1)] if lanes else [[]]
+    firsts = {0: INPUT}  # each lane's first node
     for i, sec in enumerate(secs):
-        wrap = i in starts
+        wrap = lanes[i] != (lanes[i - 1] if i else 0)  # the input is in the first lane
         if wrap:
-            g.group = f"main{starts[i]}"
+            g.group = f"main{lanes[i]}"
         if sec.role is not Role.STAGE:
             nid = f"{sec.name}/{sec.ops[0]}"
             shape = g.shape(sec.shape)
             g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
                    main=True, fillcolor=st.fill("section"))
-            g.edge(prev, nid)
+            # the edge that carries a lane to the next one does not rank it after it
+            g.edge(prev, nid, **({"constraint": "false"} if wrap else {}))
+            firsts.setdefault(lanes[i], nid)
             prev = nid
             continue
         stage = sec.scope
         size = fmt_shape(sec.shape) if g.o.shapes else "×".join(str(d) for d in sec.shape[1:])
         g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
-        if not heads:
-            heads.append(stage.path + "/top")
-        if wrap:
-            heads.append(stage.path + "/top")
-        # an empty point at the top of every stage: the column ties and a stage's first
+        # an empty point at the top of every stage: the lane ties and a stage's first
         # skip start here, so each stage cluster is drawn alike
         top = stage.path + "/top"
         g.node(top, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
                color=st.edge)
-        # the edge that carries a column to the next one does not rank it below
         g.edge(prev, top, **({"constraint": "false"} if wrap else {}))
+        firsts.setdefault(lanes[i], top)
         prev = top
+        tied[lanes[i]].append([top])
         for group in block_groups(net, stage):
             prev = _block_node(net, g, group, prev)
+            tied[lanes[i]][-1].append(group[0].path + "/body")
         # and one at its bottom, outside any plate: the stage's way out
         g.node(stage.path + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
         g.edge(prev, stage.path + "/end", arrowhead="none")
         prev = stage.path + "/end"
         g.close()
-    if len(heads) > 1:
-        g.same_rank(heads)
     _terminal(g, "output", "output", g.shape(net.output_shape))
     g.edge(prev, "output")
+    if len(firsts) > 1:
+        _tie_lanes(g, tied, firsts)
+
+
+def _lanes(secs: list, columns: int, rankdir: str) -> list[int]:
+    """The lane (column, or row left to right) of each section: the stages ``columns``
+    to a lane at most, in order; the stem with the first stage and the head with the last
+    (left to right, each in a lane of its own when the stages wrap)."""
+    stages = [i for i, sec in enumerate(secs) if sec.role is Role.STAGE]
+    if columns <= 1 or not stages:
+        return [0] * len(secs)
+    per = -(-len(stages) // columns)
+    own = rankdir == "LR"  # the stem and the head alone in their rows
+    lane = {i: k // per + own for k, i in enumerate(stages)}
+    out, last = [], 0
+    for i in range(len(secs)):
+        if i in lane:
+            last = lane[i]
+        elif i > stages[-1]:
+            last = lane[stages[-1]] + own
+        out.append(last)
+    return out
+
+
+def _tie_lanes(g: _Dot, tied: list[list[list[str]]], firsts: dict[int, str]) -> None:
+    """Line the lanes up: dot's ranks run across the whole figure, so a stage's box
+    level with a small node of the next lane (a merge, a plate's entry) left a box's
+    height of air in both. The j-th stage of every lane starts on one rank, and its k-th
+    box is level with the k-th box of the others; a lane without a stage (the stem's or
+    head's row) starts level with the first stage."""
+    stage_lanes = [lane for lane in tied if lane]
+    for j in range(max(map(len, stage_lanes), default=0)):
+        rows = [lane[j] for lane in stage_lanes if j < len(lane)]
+        for k in range(max(map(len, rows))):
+            g.same_rank([row[k] for row in rows if k < len(row)])
+    if stage_lanes:
+        g.same_rank([stage_lanes[0][0][0], *(firsts[k] for k, lane in enumerate(tied) if not lane and k in firsts)])
 
 
 def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:

@@ -162,9 +162,11 @@ class _Dot:
         nodesep, ranksep = st.nodesep, st.ranksep
         if opts.detail == "block":  # a column of a paper: tighter ranks
             nodesep, ranksep = max(nodesep, 0.2), min(ranksep, 0.2)
-        margin = "0.12,0.05"
-        if opts.fitted:  # a printed figure: every tenth of an inch counts
-            ranksep, margin = min(ranksep, 0.14), "0.08,0.03"
+        margin, height = "0.12,0.05", 0.3
+        if opts.fitted:  # a printed figure: every tenth of an inch counts (0.2 in: a 9 pt line, margins)
+            nodesep, ranksep, margin, height = min(nodesep, 0.14), min(ranksep, 0.14), "0.08,0.03", 0.2
+        #: points between a cluster's frame and what it holds
+        self.cluster_margin = 5 if opts.fitted else 8
         graph = [f'rankdir={opts.rankdir}', 'newrank=true', 'forcelabels=true',
                  f'nodesep={nodesep:g}', f'ranksep={ranksep:g}', f'fontname="{st.font}"',
                  f'fontsize={st.size + 1}', 'bgcolor="white"', 'pad=0.1']
@@ -173,7 +175,7 @@ class _Dot:
         self.line(f"graph [{', '.join(graph)}];")
         self.line(f'node [shape=box, style="rounded,filled", fillcolor="white", color="{st.node_pen}", '
                   f'penwidth=0.8, fontname="{st.font}", fontsize={st.size}, margin="{margin}", '
-                  f'height=0.3];')
+                  f'height={height:g}];')
         self.line(f'edge [color="{st.edge}", arrowsize=0.6, penwidth=0.8, fontname="{st.font}", '
                   f'fontsize={st.small}, fontcolor="{st.label}"];')
         #: ``{rank=same; …}`` statements, written after the clusters (newrank lets them
@@ -214,7 +216,7 @@ class _Dot:
             return
         style = "rounded,filled" if fill and st.cluster_fill != "white" else "rounded"
         self.line(f'graph [label=<{label}>, labeljust=l, style="{style}", color="{st.cluster_pen}", '
-                  f'fillcolor="{st.cluster_fill}", penwidth=0.8, margin=8];')
+                  f'fillcolor="{st.cluster_fill}", penwidth=0.8, margin={self.cluster_margin}];')
 
     def close(self) -> None:
         self.depth -= 1
