@@ -63,9 +63,9 @@ ONE_LINERS = {
                      "widths = [64, 128, 256, 512, 1024], stem_stride = 1, expand_ratio = [2.0, 1.0], "
                      "bottle_ratio = [0.5, 1.0], block_ratio = [1.0, 0.5], down_growth = true, "
                      "block = csp_dark_block)", {}),
-    "repvgg_a1": ('import "repvgg_a0.res"\nnetwork v = repvgg_a0 with (width_factors = [1, 1, 1, 2.5], '
+    "repvgg_a1": ('import "repvgg_a0.res"\nnetwork v = repvgg_a0 with (widths = [64, 128, 256, 1280], '
                   "stem_width = 64)", {}),
-    "repvgg_b1g4": ("import std.repvgg\nnetwork v = repvgg(depths = [4, 6, 16, 1], width_factors = [2, 2, 2, 4], "
+    "repvgg_b1g4": ("import std.repvgg\nnetwork v = repvgg(depths = [4, 6, 16, 1], widths = [128, 256, 512, 2048], "
                     "stem_width = 64, groups = 4)", {}),
 }
 

@@ -22,7 +22,8 @@ from conftest import SPEC_NAMES  # noqa: E402
 TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "resnet152", "resnet18", "resnet200",
               "resnet34", "resnet50", "resnet50_gn", "resnet50d", "resnetblur101d", "resnetrs101",
               "resnetv2_50x1_bit", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d", "seresnet50",
-              "seresnext26t_32x4d", "skresnet34", "wide_resnet101_2", "wide_resnet50_2"]
+              "seresnext26t_32x4d", "skresnet34", "wide_resnet101_2", "wide_resnet50_2",
+              "cspresnet50", "regnety_016", "repvgg_a0"]
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in TIMM_NAMES]
 
