@@ -1,5 +1,5 @@
 """The standard library's timm families written in `.res` (issue 22: std.regnet, std.cspnet,
-std.repvgg, std.dpn) against timm itself, in the reference environment.
+std.repvgg, std.dpn, std.dla) against timm itself, in the reference environment.
 
 Each timm model is built with random weights, then its norms' statistics and affine terms are
 randomised (so that timm's zero-initialised last norms and RepVGG's identity norms hide no
@@ -29,7 +29,7 @@ from resdsl.backends.torch_source import emit  # noqa: E402
 SIZE = 64
 
 #: Shipped specs, each timm's model of the same name.
-SHIPPED = ["cspresnet50", "regnety_016", "repvgg_a0"]
+SHIPPED = ["cspresnet50", "dla34", "regnety_016", "repvgg_a0"]
 
 #: timm's DPN ends in an ELU (``fc_act_layer="elu"``), which resdsl has no primitive for, so
 #: no DPN spec ships; the family is checked against timm's DPNs built with a ReLU there.
@@ -63,6 +63,12 @@ ONE_LINERS = {
                      "widths = [64, 128, 256, 512, 1024], stem_stride = 1, expand_ratio = [2.0, 1.0], "
                      "bottle_ratio = [0.5, 1.0], block_ratio = [1.0, 0.5], down_growth = true, "
                      "block = csp_dark_block)", {}),
+    "dla46_c": ("import std.dla\nnetwork v = dla(channels = [16, 32, 64, 64, 128, 256], block = dla_bottleneck)", {}),
+    "dla60x": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 2, 3, 1], channels = [16, 32, 128, 256, 512, 1024], "
+               "block = dla_bottleneck, cardinality = 32, base_width = 4)", {}),
+    # trees of three and four levels, children handed down two levels, root shortcuts
+    "dla102": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 3, 4, 1], channels = [16, 32, 128, 256, 512, 1024], "
+               "block = dla_bottleneck, shortcut_root = true)", {}),
     "repvgg_a1": ('import "repvgg_a0.res"\nnetwork v = repvgg_a0 with (widths = [64, 128, 256, 1280], '
                   "stem_width = 64)", {}),
     "repvgg_b1g4": ("import std.repvgg\nnetwork v = repvgg(depths = [4, 6, 16, 1], widths = [128, 256, 512, 2048], "
