@@ -63,6 +63,11 @@ ONE_LINERS = {
                      "widths = [64, 128, 256, 512, 1024], stem_stride = 1, expand_ratio = [2.0, 1.0], "
                      "bottle_ratio = [0.5, 1.0], block_ratio = [1.0, 0.5], down_growth = true, "
                      "block = csp_dark_block)", {}),
+    "cs3darknet_s": ("import std.cspnet\nnetwork v = cspnet(depths = [1, 3, 4, 1], widths = [64, 128, 256, 512], "
+                     'stem_widths = [16, 32], block_ratio = 0.5, stage_type = "cs3", block = csp_dark_block, '
+                     "act = silu)", {}),
+    "darknet17": ("import std.cspnet\nnetwork v = cspnet(depths = [1, 1, 1, 1, 1], widths = [64, 128, 256, 512, 1024], "
+                  'stem_stride = 1, bottle_ratio = 0.5, stage_type = "dark", block = csp_dark_block)', {}),
     "dla46_c": ("import std.dla\nnetwork v = dla(channels = [16, 32, 64, 64, 128, 256], block = dla_bottleneck)", {}),
     "dla60x": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 2, 3, 1], channels = [16, 32, 128, 256, 512, 1024], "
                "block = dla_bottleneck, cardinality = 32, base_width = 4)", {}),
