@@ -71,6 +71,9 @@ ONE_LINERS = {
     "dla46_c": ("import std.dla\nnetwork v = dla(channels = [16, 32, 64, 64, 128, 256], block = dla_bottleneck)", {}),
     "dla60x": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 2, 3, 1], channels = [16, 32, 128, 256, 512, 1024], "
                "block = dla_bottleneck, cardinality = 32, base_width = 4)", {}),
+    "dla60_res2next": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 2, 3, 1], "
+                       "channels = [16, 32, 128, 256, 512, 1024], block = dla_bottle2neck, cardinality = 8, "
+                       "base_width = 4)", {}),
     # trees of three and four levels, children handed down two levels, root shortcuts
     "dla102": ("import std.dla\nnetwork v = dla(levels = [1, 1, 1, 3, 4, 1], channels = [16, 32, 128, 256, 512, 1024], "
                "block = dla_bottleneck, shortcut_root = true)", {}),
