@@ -34,9 +34,15 @@ def reduced(name: str, blocks: int = 2) -> resdsl.Network:
     stages = sum(1 for s in full.root.walk() if s.role is resdsl.Role.STAGE)
     depths = ", ".join([str(blocks)] * stages)
     widths = ", ".join(str(w) for w in [32, 32, 64, 64, 64][:stages])
-    return resdsl.loads(path.read_text(encoding="utf-8") +
-                        f"\nnetwork small = {name} with (depths = [{depths}], widths = [{widths}])\n",
+    overrides = OWN_REDUCTION.get(name, f"depths = [{depths}], widths = [{widths}]")
+    return resdsl.loads(path.read_text(encoding="utf-8") + f"\nnetwork small = {name} with ({overrides})\n",
                         path=str(path), network="small")
+
+
+#: Templates without `depths` and `widths`: RegNet works its stages out itself (its first four
+#: blocks: stages of 48 and 128 channels, each with a projecting and an identity block); DLA
+#: keeps its trees (every wire) on narrower levels.
+OWN_REDUCTION = {"regnety_016": "depth = 4", "dla34": "channels = [16, 16, 32, 32, 64, 64]"}
 
 
 def training_step(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
