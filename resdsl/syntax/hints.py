@@ -66,6 +66,11 @@ def _token_hint(tok: Token, expected: set[str], seen: Seen) -> str:
     if (opened and opened[-1].type in ("LPAR", "LSQB") and opened[-1].line < tok.line
             and tok.type not in ("RPAR", "RSQB")):
         return _unclosed_hint(opened)
+    if tok.type == "LBRACE" and before is not None and before.type == "NAME" and before.end_pos == tok.start_pos \
+            and "COLON" not in expected:  # `from c1x1_w_s{stride}`: an interpolated label read back
+        return (f"a label with an interpolation (`{before.value}{{…}}`) cannot be named again: right after that "
+                "layer keep its tensor in a variable (`x = current`) and use the variable, or collect the "
+                "tensors in a list")
     if tok.type in _EXPR_START and before is not None and before.type in _EXPR_END \
             and before.end_line == tok.line:
         if opened and opened[-1].type in ("LPAR", "LSQB"):
