@@ -10,6 +10,7 @@ body of layers).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from .. import roles
 from ..diagnostics import Diagnostic, Span
@@ -147,10 +148,13 @@ def locate(root: Scope, op: Op) -> tuple[Span, tuple[str, ...], str]:
     name = op.module or op.name
     local = name[len(owner.path) + 1:] if owner.path and name.startswith(owner.path + ".") else name
     if not op.span.path.startswith(std):
+        # at the call: whether a definition's branch is dead can depend on the call's arguments
         inner = next((s for s in reversed(chain[1:]) if not s.inline and s.role is not Role.STAGE), None)
-        note = (f"in `{inner.path}`, an instance of `{inner.definition}` (line {inner.span.line})",) \
-            if inner is not None else ()
-        return op.span, note, local
+        if inner is None:
+            return op.span, (), local
+        where = f"{Path(op.span.path).name}:" if op.span.path != inner.span.path else "line "
+        return inner.span, (f"`{local}` is written in `{inner.definition}` at {where}{op.span.line}:"
+                            f"{op.span.column}; this call makes `{inner.path}`",), local
     user = next((s for s in reversed(chain[1:]) if not s.span.path.startswith(std)), None)
     inner = chain[-1]
     if user is None:
