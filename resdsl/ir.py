@@ -101,10 +101,6 @@ class Scope:
     def children(self) -> tuple[Scope, ...]:
         return tuple(i for i in self.items if isinstance(i, Scope))
 
-    @property
-    def own_ops(self) -> tuple[str, ...]:
-        return tuple(i for i in self.items if isinstance(i, str))
-
     def walk(self) -> Iterator[Scope]:
         """This scope and every scope below it, parents first."""
         yield self

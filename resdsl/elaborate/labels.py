@@ -190,7 +190,7 @@ class Labels:
                 raise self.fail("E023", f"the arguments of `{prim.kind}` are tensors, got "
                                 f"{type_name(value)}", a.value.span,
                                 hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
-        if st.source is not None or (prim.kind != "concat" and (single or not inputs)):
+        if st.source is not None or (prim.reads_current and (single or not inputs)):
             inputs.insert(0, self.source(st.source, frame))
         return inputs
 

@@ -57,7 +57,7 @@ class Layers:
     def primitive(self, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
         """A primitive layer: one op, named by its label (or its kind) inside the instance."""
         prim = callee.prim
-        if prim.kind == "split":
+        if prim.parts:
             return self.split(st, callee, name, frame, env)
         if prim.arity is None:  # add(x): the running value + x; add(a, b, …): the named tensors
             inputs = self.tensor_args(st, prim, frame)
@@ -143,8 +143,8 @@ class Layers:
                     raise Skip()
                 raise self.no_input(span)
             shapes.append(shape)
-        attrs = dict(attrs)
         try:
+            attrs = prim.complete(attrs)
             shape, params, macs = prim.infer(attrs, shapes)
         except ShapeError as e:
             if tainted:  # a consequence of an error already reported

@@ -8,7 +8,16 @@ from ...diagnostics import did_you_mean
 from ...ir import Network, Op, Scope
 from ...stats import fmt_shape
 from .. import OptionError
-from .anatomy import BlockParts, block_parts, block_signature, block_types, look, op_text, shortcut_kind
+from .anatomy import (
+    BlockParts,
+    block_parts,
+    block_signature,
+    block_types,
+    look,
+    op_text,
+    shortcut_kind,
+    traits,
+)
 from .writer import _Dot, text
 
 
@@ -98,7 +107,7 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     def shown(name: str) -> str:
         """The drawn op behind ``name``: an identity (option D's at stride 1) or another
         hidden op is no box, its readers' edges come from what it passes through."""
-        while name != block.input and look(net.op(name)).hidden and net.op(name).inputs:
+        while name != block.input and traits(net.op(name)).hidden and net.op(name).inputs:
             name = net.op(name).inputs[0]
         return name
 
