@@ -158,3 +158,42 @@ def test_changing_a_plugins_look_changes_no_meaning(example_plugin):
     register_look("channel_scale", Look(lambda op: "channel scale", "norm"), replace=True)
     assert _results(LOOK_SPEC, checkpoint) == before
     assert "ls.gamma" in before["transplant"]["copied"]
+
+
+# ---------------------------------------------------------------- facts declared, not found by name
+
+
+def test_reductions_read_the_declared_resolution_factor_only():
+    # space_to_depth: an attribute called `stride` that is no subsampling of this op's, and a
+    # block size that is: only the declared factor counts
+    def rule(attrs, shapes):
+        c, h, w = shapes[0]
+        b = attrs["block"]
+        return (c * b * b, h // b, w // b), 0, 0
+
+    resdsl.register_primitive(Primitive(
+        "space_to_depth", (resdsl.param("block", "int", 2), resdsl.param("stride", "int", 3)), rule,
+        "H×W blocks moved to channels", traits=Traits(resolution="block")))
+    try:
+        net = resdsl.loads("network n {\n    input [3, 16, 16]\n    s: space_to_depth()\n"
+                           "    c: conv(8, 3, stride = 2)\n}\n")
+        assert reductions(net) == {"s": 2, "c": 4}
+    finally:
+        PRIMITIVES.remove("space_to_depth")
+
+
+@pytest.mark.parametrize("kind, attrs, shape", [
+    ("conv", {"out_channels": 8, "kernel_size": 3, "stride": 2, "padding": None, "dilation": 2, "groups": 1,
+              "bias": False}, (4, 16, 16)),
+    ("maxpool", {"kernel_size": 3, "stride": None, "padding": 1, "dilation": 1, "ceil_mode": True}, (4, 16, 16)),
+    ("avgpool", {"kernel_size": 2, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
+     (4, 16, 16)),
+])
+def test_shape_rules_never_change_the_attributes_they_are_given(kind, attrs, shape):
+    prim = PRIMITIVES[kind]
+    given = dict(attrs)
+    complete = prim.complete(given)
+    assert given == attrs and None not in complete.values()
+    frozen = dict(complete)
+    prim.infer(complete, [shape])
+    assert complete == frozen
