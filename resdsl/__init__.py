@@ -18,20 +18,22 @@ from pathlib import Path
 from .diagnostics import Diagnostic, SpecError
 from .ir import Network, Op, Role, Scope
 from .loader import Loader, check_arguments
-from .primitives import (
-    PRIMITIVES,
-    Look,
-    Primitive,
-    PrimParam,
-    ShapeError,
-    SourceArg,
-    SourceCall,
-    SourceHelper,
-    SourceInit,
-    param,
-    register_primitive,
-)
+from .looks import Look, register_look
+from .primitives import PRIMITIVES, Primitive, PrimParam, ShapeError, Traits, param, register_primitive
 from .resources import shipped_spec, shipped_specs
+
+#: The back ends' registration API, imported on first use: checking a spec imports no back end.
+_LAZY = {**dict.fromkeys(("torch_lowering", "SourceArg", "SourceCall", "SourceHelper", "SourceInit"),
+                         "resdsl.backends.torch_lowering"),
+         "onnx_lowering": "resdsl.backends.onnx_graph"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'resdsl' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -41,8 +43,10 @@ __all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "
            # timm's model API (resdsl.models)
            "create_model", "list_models", "pretrained_tags", "save_pretrained", "ModelError",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
-           "PRIMITIVES", "Primitive", "PrimParam", "param", "Look", "ShapeError", "SourceArg", "SourceCall",
-           "SourceHelper", "SourceInit", "register_primitive"]
+           "PRIMITIVES", "Primitive", "PrimParam", "param", "Traits", "ShapeError", "register_primitive",
+           # each back end's lowerings for a primitive (docs/language.md, "Your own primitives")
+           "torch_lowering", "SourceArg", "SourceCall", "SourceHelper", "SourceInit", "onnx_lowering", "Look",
+           "register_look"]
 
 
 def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:

@@ -22,19 +22,19 @@ def foldable_batchnorms(net: Network) -> dict[str, str]:
 
     Invariant: the BN's only input is a conv applied once, whose output nothing else
     reads; folding then changes no other value in the graph. Which kinds fold is the
-    registry's ``fold`` mark (``bn`` into ``conv``).
+    registry's say: traits ``folds`` (the BN) and ``fold_target`` (the conv).
     """
     readers = consumers(net)
     applications = Counter(op.module for op in net.ops if op.module)
     out = {}
     for op in net.ops:
-        if PRIMITIVES[op.kind].fold != "bn" or op.module is None or applications[op.module] != 1:
+        if not PRIMITIVES[op.kind].traits.folds or op.module is None or applications[op.module] != 1:
             continue
         (src,) = op.inputs
         if src == "input":
             continue
         conv = net.op(src)
-        if PRIMITIVES[conv.kind].fold == "conv" and readers[conv.name] == 1 and applications[conv.module] == 1:
+        if PRIMITIVES[conv.kind].traits.fold_target and readers[conv.name] == 1 and applications[conv.module] == 1:
             out[op.name] = conv.name
     return out
 
@@ -42,16 +42,18 @@ def foldable_batchnorms(net: Network) -> dict[str, str]:
 def reductions(net: Network) -> dict[str, int]:
     """Op name → how far its output is subsampled from the input (timm's ``reduction``).
 
-    The product of the strides on the way from the input, the largest over joining
-    branches; unlike input size over output size, it does not depend on rounding. An op's
-    stride is its ``stride`` attribute, whatever its kind (a pool's is filled in from its
-    kernel size by its shape rule).
+    The product of the resolution factors on the way from the input, the largest over
+    joining branches; unlike input size over output size, it does not depend on rounding.
+    An op's factor is the attribute its primitive declares (``Traits.resolution``: a conv's
+    ``stride``; a pool's, filled in from its kernel size); an op that declares none keeps
+    the resolution, whatever attributes it has.
     """
     out: dict[str, int] = {}
     for op in net.ops:
         before = max((out.get(i, 1) for i in op.inputs), default=1)
-        stride = dict(op.attrs).get("stride")
-        out[op.name] = before * (stride if isinstance(stride, int) and not isinstance(stride, bool) else 1)
+        attr = PRIMITIVES[op.kind].traits.resolution
+        factor = dict(op.attrs).get(attr) if attr is not None else None
+        out[op.name] = before * (factor if isinstance(factor, int) and not isinstance(factor, bool) else 1)
     return out
 
 

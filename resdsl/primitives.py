@@ -1,17 +1,24 @@
-"""The op registry: every primitive layer, defined once, and the plugin API.
+"""The op registry: every primitive layer's target-independent facts, and the plugin API.
 
-A :class:`Primitive` is the single source of truth for one kind of layer: its
-parameters (types, defaults, ranges), its shape rule (which also counts parameters and
-MACs), the tensors it owns (``state_dict`` names and shapes), how diagrams and tables
-show it, and its lowerings — the text of the generated PyTorch source (which
-``resdsl.build`` also loads) and ONNX nodes per opset range. Back ends look these up in
-:data:`PRIMITIVES`; none of them names a kind.
+A :class:`Primitive` is one kind of layer as every back end sees it alike: its parameters
+(types, defaults, ranges), its shape rule (which also counts parameters and MACs), the
+tensors it owns (``state_dict`` names and shapes), and its :class:`Traits` — what it *is*
+(a norm, a pool, a residual merge, subsampling by its ``stride``…), which passes, roles,
+weight transplant, the importer and tables read. Nothing here is about one target.
+
+Each back end keeps its own :class:`Lowerings` table and registers there, in its own
+module, what it needs for a primitive: the torch source's constructor and function text
+(:mod:`resdsl.backends.torch_lowering`), ONNX nodes per opset
+(:mod:`resdsl.backends.onnx_graph`), a diagram's look (:mod:`resdsl.looks`), the
+importer's recogniser (:mod:`resdsl.importer.recognisers`). Adding a back end touches no
+entry; a primitive without a lowering for a target is a clear error for that target only.
 
 The built-in entries live in :mod:`resdsl.ops`. A lab adds its own with
-:func:`register_primitive`, or by declaring an entry point in the group
-``resdsl.primitives`` whose object is a :class:`Primitive` (or a function returning one
-or several); entry points are loaded on the first lookup. Lowerings import torch and
-onnx inside their functions, so checking a spec never imports either.
+:func:`register_primitive` (and the lowerings it supports), or by declaring an entry point
+in the group ``resdsl.primitives`` whose object is a :class:`Primitive` (or a function
+returning one or several; lowerings it registers while loading are recorded as the
+plugin's); the built-ins and entry points are loaded on the first lookup. Lowerings import
+torch and onnx inside their functions, so checking a spec never imports either.
 
 MACs follow the convention of the published figures (torchvision's GFLOPS, He et al.
 2015's FLOPs): multiply-accumulates of convolutions and linear layers only; bias,
@@ -20,14 +27,16 @@ normalisation, activations, pooling and element-wise ops count zero.
 
 from __future__ import annotations
 
+import importlib
 import keyword
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from contextvars import ContextVar
+from dataclasses import dataclass
+from dataclasses import replace as replace_
+from typing import Any, Generic, TypeVar
 
 from . import language
-from .errors import E
 from .ir import Attr, Op, Shape
 
 REQUIRED = object()  # marks a parameter without a default
@@ -101,151 +110,86 @@ def param(name: str, type_: str, default: object = REQUIRED, doc: str = "", *,
     return PrimParam(name, type_, default, doc, known[0] if lo is None else lo, known[1] if hi is None else hi)
 
 
-# ---------------------------------------------------------------- how back ends see a primitive
-
-#: Marks a source argument without a default: it is always written.
-NODEFAULT: Any = object()
-
-#: Source-argument keys that mean the input's channel count.
-INPUT_CHANNELS = frozenset({"in_channels", "num_features", "in_features", "num_channels", "channels"})
+# ---------------------------------------------------------------- what a primitive is
 
 
 @dataclass(frozen=True)
-class SourceArg:
-    """One argument of a constructor or function call in the generated source.
-
-    ``key`` is the op attribute it shows (or one of :data:`INPUT_CHANNELS`: the input's
-    channels); ``fixed`` gives a constant instead, ``compute`` a derived value.
-    ``keyword`` ``None`` writes it positionally; an argument equal to ``default`` is left out.
+class Traits:
+    """What a primitive *is*, as passes, roles, weight transplant, the importer, tables and
+    figures need to know it. Declared once on the core entry; how a diagram draws the
+    primitive (:mod:`resdsl.looks`) never decides any of it.
     """
 
-    key: str
-    keyword: str | None = None
-    default: object = NODEFAULT
-    fixed: object = NODEFAULT
-    #: A value derived from the op and its input shapes (a split's first channel).
-    compute: Callable[[Op, list[Shape]], Attr] | None = None
-
-    def value(self, op: Op, shapes: list[Shape]) -> Attr:
-        """The argument's value for ``op``."""
-        if self.fixed is not NODEFAULT:
-            return self.fixed  # type: ignore[return-value]
-        if self.compute is not None:
-            return self.compute(op, shapes)
-        if self.key in INPUT_CHANNELS:
-            return shapes[0][0]
-        return op.attr(self.key)
-
-
-@dataclass(frozen=True)
-class SourceHelper:
-    """Code the generated file needs once: a function or class, as text or a template in
-    ``templates/torch/``. ``wrap`` lists functions ``torch.fx`` must keep as leaf calls;
-    ``functional`` says the text uses ``F``."""
-
-    name: str
-    text: str | None = None
-    template: str | None = None
-    wrap: tuple[str, ...] = ()
-    functional: bool = False
-    #: Every top-level name the text defines (besides ``name``): kept free of class names.
-    defines: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SourceCall:
-    """A constructor (``nn.Conv2d``) or function (``F.relu``) in the generated source.
-
-    The op's input goes first for a function; ``training`` adds ``self.training`` last.
-    ``render`` writes an expression that is not a plain call (``a + b``); it receives the
-    input variables and the argument texts.
-    """
-
-    name: str
-    args: tuple[SourceArg, ...] = ()
-    training: bool = False
-    helpers: tuple[SourceHelper, ...] = ()
-    render: Callable[[list[str], list[str]], str] | None = None
-    #: The statements that run it in place, overwriting the first input's variable
-    #: (``out += shortcut``), for an op whose in-place form is not a call with
-    #: ``inplace=True``; they receive the input variables.
-    render_inplace: Callable[[list[str]], list[str]] | None = None
-    #: The constructor is called through the ``skip_init`` helper (the module's own
-    #: ``reset_parameters`` shadowed for its constructor, on the default device), so torch's
-    #: default initialisation is not run only to be overwritten; the call lists that helper,
-    #: and the kind's :class:`SourceInit` must set every tensor.
-    skip_init: bool = False
-
-
-@dataclass(frozen=True)
-class SourceInit:
-    """Initialisation in the generated ``reset_parameters``: for modules that are instances
-    of ``cls``, the statements (``module`` names the instance), run in module order."""
-
-    cls: str
-    lines: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Look:
-    """How diagrams and tables show a primitive.
-
-    ``category`` colours a diagram node; ``norm`` and ``act`` layers fold onto the line of
-    the layer before them (``BN, ReLU``). ``symbol`` draws a merge as a small circle.
-    ``table`` writes the op as a line of a paper table (``3×3, 64``; ``with_stride`` for
-    the stem), ``head`` as a word of the head row. ``hidden`` ops are left out of
-    layer lists (flatten, identity); ``depth`` ops count towards the paper's depth.
-    """
-
-    text: Callable[[Op], str]
-    category: str = "other"
-    symbol: str | None = None
-    residual: bool = False  # the merge of a residual block (a figure draws its skip edge into it)
-    table: Callable[[Op, bool], str] | None = None
-    pool: bool = False  # listed in tables as a pooling layer, and kept off feature points
-    head: Callable[[Op], str] | None = None
-    hidden: bool = False
+    #: A 2-D convolution over H×W with ``out_channels``, ``kernel_size`` and ``groups``: a
+    #: paper table's line, the input conv whose channels transplant adapts, timm's ``first_conv``.
+    conv: bool = False
+    #: A fully connected layer: a classifier head's layer.
+    classifier: bool = False
+    #: A normalisation: its statistics belong to the layer before it; lists fold it onto that line.
+    norm: bool = False
+    #: An element-wise activation or gate: lists fold it onto the line before it.
+    activation: bool = False
+    #: A pooling layer: listed as such in tables, part of a stem's final pooling, a head's pool.
+    pool: bool = False
+    #: Pads its input (before a stem's pool; the zero-padding shortcut).
+    pad: bool = False
+    #: Joins or cuts tensors (add, concat, split): dataflow, not a layer of its own in lists.
+    merge: bool = False
+    #: The merge of a residual block: a figure draws the skip edge into it.
+    residual: bool = False
+    #: Counts towards a paper's depth (ResNet-50's 50).
     depth: bool = False
+    #: Left out of layer lists (flatten, identity).
+    hidden: bool = False
+    #: The attribute holding the factor by which it subsamples H and W (``"stride"``), or
+    #: None: it keeps the resolution. :func:`resdsl.passes.reductions` reads only this.
+    resolution: str | None = None
+    #: A conv that a batch norm right after it folds into (``fold_bn``).
+    fold_target: bool = False
+    #: A batch norm that folds into the conv before it.
+    folds: bool = False
+    #: It returns its input unchanged, always (identity): lowerings may drop it.
+    identity: bool = False
+    #: It is the identity at inference (dropout, drop-path).
+    eval_identity: bool = False
 
 
-#: ``(opset it needs, lowering)``: the lowering with the largest opset not above the
-#: target's is used; a lowering is ``fn(g, op, inputs, out)`` on an ONNX graph builder.
-OnnxLowering = tuple[int, Callable[..., None]]
+#: ``attrs → the values of parameters left none that follow from the others``.
+Fill = Callable[[Mapping[str, Attr]], dict[str, Attr]]
 
 
 @dataclass(frozen=True)
 class Primitive:
-    """One primitive layer: its facts and lowerings (see the module docstring).
+    """One primitive layer's target-independent facts (see the module docstring).
 
     ``infer(attrs, input_shapes)`` returns ``(shape, params, macs)`` or raises
-    :class:`ShapeError`; it may fill in derived attributes (a default padding).
-    ``weights(attrs, input_shapes)`` gives the ``state_dict`` entries of its module, by
-    suffix (``{"weight": (64, 3, 7, 7)}``), buffers included; ``None`` for none. Its torch
-    lowering is the generated source's text (``source_module`` for a named layer,
-    ``source_function`` without one), which ``resdsl.build`` also loads: one torch lowering.
+    :class:`ShapeError`; it reads ``attrs`` and never changes them. ``fill(attrs)`` gives
+    the values of parameters a spec left ``none`` that follow from the others (a conv's
+    default padding), before the shape rule runs. ``weights(attrs, input_shapes)`` gives the
+    ``state_dict`` entries of its module, by suffix (``{"weight": (64, 3, 7, 7)}``),
+    buffers included; ``None`` for none. Lowerings are registered by each back end
+    (:class:`Lowerings`), not here.
     """
 
     kind: str
     params: tuple[PrimParam, ...]
-    infer: Callable[[dict[str, Attr], list[Shape]], tuple[Shape, int, int]]
+    infer: Callable[[Mapping[str, Attr], list[Shape]], tuple[Shape, int, int]]
     doc: str
-    #: None: the positional arguments are the input tensors (add, multiply).
+    #: None: the positional arguments are the input tensors (add, multiply, concat).
     arity: int | None = 1
+    #: For ``arity=None``: given one tensor, it also reads the running value (``add(x)`` is
+    #: ``current + x``); false where one tensor is its whole input (``concat(x)``).
+    reads_current: bool = True
+    #: It yields one part of its input per op (``sizes`` and ``index`` attributes): a spec's
+    #: ``parts: split(…)`` makes one op per part.
+    parts: bool = False
     #: False for ops that are always functional, named or not (add, multiply, zeropad).
     module: bool = True
-    look: Look | None = None
-    weights: Callable[[dict, list[Shape]], dict[str, tuple[int, ...]]] | None = None
+    weights: Callable[[Mapping, list[Shape]], dict[str, tuple[int, ...]]] | None = None
     #: With a true ``zero_init`` attribute, this tensor of the module starts at zero.
     zero_init: str | None = None
-    source_module: SourceCall | None = None
-    source_function: SourceCall | None = None
-    source_init: SourceInit | None = None
-    onnx: tuple[OnnxLowering, ...] = ()
-    #: The op passes its input through: "always" (identity), or "eval" (dropout, drop-path):
-    #: the generated source drops the former, ONNX both.
-    passthrough: str | None = None
-    #: BN folding: "conv" for a conv a following BN folds into, "bn" for the BN itself.
-    fold: str | None = None
+    traits: Traits = Traits()
+    fill: Fill | None = None
     #: It can overwrite its first input with its result (``nn.ReLU(inplace=True)``,
     #: ``out += shortcut``): its torch lowerings honour a true ``inplace`` attribute, which
     #: :func:`resdsl.passes.inplace_ops` sets only where the dataflow allows it. Its backward
@@ -258,90 +202,65 @@ class Primitive:
     overwritable: bool = False
     #: Where it came from: "builtin", or the plugin that registered it.
     origin: str = "builtin"
-    #: Importing a torch model (``resdsl.from_torch``): given one traced call (a
-    #: :class:`resdsl.ops.recognise.Call`: a leaf module, a function or a method), the op's
-    #: attributes if this primitive computes it (a dict), a chain ``[(kind, attrs), …]`` when
-    #: a module computes several ops in turn (a norm with its activation), or ``None``.
-    recognise: Callable[[Any], Any] | None = None
 
     @property
     def has_params(self) -> bool:
         """It owns tensors (weights or buffers), so a layer of this kind needs a name."""
         return self.weights is not None
 
-    def state(self, attrs: dict, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
+    def state(self, attrs: Mapping, shapes: list[Shape]) -> dict[str, tuple[int, ...]]:
         """The module's ``state_dict`` entries (suffix → shape) for these attributes."""
         return self.weights(attrs, shapes) if self.weights is not None else {}
 
-    def onnx_lowering(self, opset: int) -> Callable[..., None] | None:
-        """The ONNX lowering for ``opset``: the one needing the newest opset not above it."""
-        usable = [(need, fn) for need, fn in self.onnx if need <= opset]
-        return max(usable, key=lambda t: t[0])[1] if usable else None
-
-
-def missing_lowerings(prim: Primitive) -> list[str]:
-    """What ``prim`` lacks for every back end to handle it; empty when complete."""
-    out = []
-    if prim.look is None:
-        out.append("look (diagram and table text)")
-    if prim.module and prim.source_module is None:
-        out.append("source_module")
-    if not prim.has_params and prim.source_function is None:
-        out.append("source_function")
-    if not prim.onnx:
-        out.append("onnx")
-    if prim.has_params and not prim.module:
-        out.append("module (a primitive with weights needs one)")
-    if prim.passthrough not in (None, "always", "eval"):
-        out.append('a valid passthrough (None, "always" or "eval")')
-    if prim.inplace and not prim.has_params and prim.source_function is not None and \
-            prim.source_function.render is not None and prim.source_function.render_inplace is None:
-        out.append("render_inplace (its source is an expression, and it may run in place)")
-    if prim.fold not in (None, "conv", "bn"):
-        out.append('a valid fold (None, "conv" or "bn")')
-    return out
+    def complete(self, attrs: Mapping[str, Attr]) -> dict[str, Attr]:
+        """``attrs`` with the values :attr:`fill` derives; a new dict."""
+        return {**attrs, **self.fill(attrs)} if self.fill is not None else dict(attrs)
 
 
 # ---------------------------------------------------------------- the registry
 
 
 class Registry(Mapping[str, Primitive]):
-    """kind → :class:`Primitive`; entry-point plugins are loaded on the first lookup."""
+    """kind → :class:`Primitive`. The built-ins (:mod:`resdsl.ops`) and the entry-point
+    plugins are loaded on the first lookup, so no import order matters."""
 
-    def __init__(self) -> None:
+    def __init__(self, builtins: str) -> None:
         self._prims: dict[str, Primitive] = {}
-        self._plugins_loaded = False
-        self._loading = False
+        self._builtins = builtins
+        self._state = "empty"  # → "loading" → "loaded"
 
-    def _plugins(self) -> None:
-        if not self._plugins_loaded and not self._loading:
-            self._loading = True
+    def _load(self) -> None:
+        if self._state == "empty":
+            self._state = "loading"
             try:
+                for prim in importlib.import_module(self._builtins).BUILTINS:
+                    self.add(prim)
                 load_entry_points(self)
             finally:
-                self._loading = False
-                self._plugins_loaded = True
+                self._state = "loaded"
 
     def __getitem__(self, kind: str) -> Primitive:
         if kind not in self._prims:
-            self._plugins()
+            self._load()
         return self._prims[kind]
 
     def __contains__(self, kind: object) -> bool:
         if kind not in self._prims:
-            self._plugins()
+            self._load()
         return kind in self._prims
 
     def __iter__(self) -> Iterator[str]:
-        self._plugins()
+        self._load()
         return iter(list(self._prims))
 
     def __len__(self) -> int:
-        self._plugins()
+        self._load()
         return len(self._prims)
 
     def add(self, prim: Primitive, *, replace: bool = False) -> Primitive:
         _validate(prim)
+        if self._state == "empty":  # the built-ins first: a plugin cannot take their names
+            self._load()
         if prim.kind in self._prims and not replace:
             raise ValueError(f"a primitive `{prim.kind}` is already registered "
                              f"(by {self._prims[prim.kind].origin}); pass replace=True to replace it")
@@ -349,17 +268,20 @@ class Registry(Mapping[str, Primitive]):
         return prim
 
     def remove(self, kind: str) -> None:
-        """Forget a plugin primitive (a built-in cannot be removed)."""
+        """Forget a plugin primitive and every lowering registered for it (a built-in
+        cannot be removed)."""
         prim = self._prims.get(kind)
         if prim is None:
             raise KeyError(f"no primitive `{kind}` is registered")
         if prim.origin == "builtin":
             raise ValueError(f"`{kind}` is built in and cannot be removed")
         del self._prims[kind]
+        for table in _TABLES:
+            table.forget(kind)
 
 
 #: Every primitive by kind: the built-ins of :mod:`resdsl.ops`, then plugins.
-PRIMITIVES = Registry()
+PRIMITIVES = Registry("resdsl.ops")
 
 #: Names a spec uses for other things (the language's keywords and built-ins); a plugin
 #: primitive may not take them.
@@ -377,81 +299,181 @@ def _validate(prim: Primitive) -> None:
     for p in prim.params:
         if p.type not in PARAM_TYPES:
             raise ValueError(f"`{prim.kind}`: parameter `{p.name}` has unknown type `{p.type}`")
-    missing = missing_lowerings(prim)
-    if missing:
-        raise ValueError(f"primitive `{prim.kind}` is incomplete: it lacks {', '.join(missing)}")
+    if not isinstance(prim.traits, Traits):
+        raise ValueError(f"primitive `{prim.kind}`: `traits` is a resdsl Traits, not {type(prim.traits).__name__}")
+    if prim.has_params and not prim.module:
+        raise ValueError(f"primitive `{prim.kind}` is incomplete: a primitive with weights needs `module=True`")
 
 
 def register_primitive(prim: Primitive, *, replace: bool = False) -> Primitive:
-    """Add ``prim`` to the registry, so specs can use it and every back end lowers it.
+    """Add ``prim`` to the registry, so specs can use it.
 
-    The entry must be complete — a look, torch module and/or function, source text and an
-    ONNX lowering — or :class:`ValueError` says what is missing. A kind that exists already
-    is refused unless ``replace``. Returns ``prim``.
+    Only the core entry is needed: each back end that is to lower it needs its lowering
+    registered too (:func:`resdsl.backends.torch_lowering.torch_lowering`,
+    :func:`resdsl.backends.onnx_graph.onnx_lowering`; :func:`resdsl.looks.register_look`
+    for a diagram look other than the default). A back end without one says so when the
+    primitive is used. A kind that exists already is refused unless ``replace``. Returns
+    the registered entry.
     """
     if not isinstance(prim, Primitive):
         raise TypeError(f"register_primitive: `prim` is a resdsl Primitive, not {type(prim).__name__}")
     if not isinstance(replace, bool):
         raise TypeError(f"register_primitive: `replace` is True or False, not {type(replace).__name__}")
     if prim.origin == "builtin":
-        prim = _with_origin(prim, "register_primitive")
-    else:
-        prim = _guard(prim)
-    return PRIMITIVES.add(prim, replace=replace)
+        prim = replace_(prim, origin="register_primitive")
+    return PRIMITIVES.add(_guard(prim), replace=replace)
 
 
-def _with_origin(prim: Primitive, origin: str) -> Primitive:
-    return _guard(replace(prim, origin=origin))
+# ---------------------------------------------------------------- lowerings, by back end
+
+#: The plugin whose entry point is loading: what registrations made meanwhile come from.
+_LOADING: ContextVar[str | None] = ContextVar("resdsl_plugin_loading", default=None)
+
+T = TypeVar("T")
+
+
+def registration_origin(origin: str | None = None) -> str:
+    """Who a registration is recorded as coming from: ``origin`` if given, else the plugin
+    whose entry point is loading, else ``"register"`` (a call from Python)."""
+    return origin or _LOADING.get() or "register"
+
+
+#: Every back end's table, so that removing a primitive removes its lowerings too.
+_TABLES: list[Lowerings] = []
+
+
+class NoLowering(LookupError):
+    """A back end has no lowering for a primitive a network uses."""
+
+    def __init__(self, target: str, kind: str, origin: str):
+        self.target, self.kind, self.origin = target, kind, origin
+        super().__init__(f"no {target} lowering for `{kind}` (a primitive registered by {origin})")
+
+
+class Lowerings(Generic[T]):
+    """One back end's lowerings by primitive kind: what its own module registers for the
+    built-ins, and what plugins register for theirs (:meth:`register`). A primitive without
+    one is not refused when registered; the back end says so when it meets it
+    (:meth:`require`). Entries a plugin registers pass through ``guard(entry, kind,
+    origin)``, which wraps its functions so that their failures name the plugin
+    (:class:`PluginError`)."""
+
+    def __init__(self, target: str, builtins: str, guard: Callable[[T, str, str], T] | None = None):
+        self.target = target  # as messages name it: "ONNX", "torch"
+        self._builtins = builtins  # the module registering the built-ins' entries, imported on first use
+        self._guard = guard
+        self._entries: dict[str, tuple[T, str]] = {}
+        self._loaded = False
+        _TABLES.append(self)
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self._builtins)
+
+    def register(self, kind: str, entry: T, *, origin: str | None = None, replace: bool = False) -> T:
+        """Register ``entry`` for ``kind``. ``origin`` defaults to the plugin being loaded
+        (an entry point), else ``"register"``; ``"builtin"`` is resdsl's own. An entry
+        another origin registered is replaced only with ``replace`` (the same origin may
+        register again: a plugin module imported anew)."""
+        self._load()
+        if not isinstance(kind, str) or not kind.isidentifier():
+            raise ValueError(f"{self.target} lowering: `{kind}` is not a primitive's name")
+        origin = registration_origin(origin)
+        if kind in self._entries and not replace and self._entries[kind][1] != origin:
+            raise ValueError(f"a {self.target} lowering for `{kind}` is already registered "
+                             f"(by {self._entries[kind][1]}); pass replace=True to replace it")
+        if origin != "builtin" and self._guard is not None:
+            entry = self._guard(entry, kind, origin)
+        self._entries[kind] = (entry, origin)
+        return entry
+
+    def registered(self, kind: str) -> tuple[T, str] | None:
+        """The entry registered so far for ``kind`` (plugins not loaded for it) and its
+        origin, or None."""
+        self._load()
+        return self._entries.get(kind)
+
+    def get(self, kind: str) -> T | None:
+        """The entry for ``kind``, or None."""
+        self._load()
+        if kind not in self._entries:
+            PRIMITIVES.get(kind)  # loads the plugins, which register their lowerings
+        found = self._entries.get(kind)
+        return found[0] if found is not None else None
+
+    def require(self, kind: str) -> T:
+        """The entry for ``kind``, or :class:`NoLowering` naming the primitive and the target."""
+        found = self.get(kind)
+        if found is None:
+            prim = PRIMITIVES.get(kind)
+            raise NoLowering(self.target, kind, prim.origin if prim is not None else "no one")
+        return found
+
+    def origin(self, kind: str) -> str | None:
+        """Who registered the entry for ``kind``."""
+        self.get(kind)
+        found = self._entries.get(kind)
+        return found[1] if found is not None else None
+
+    def __contains__(self, kind: object) -> bool:
+        return isinstance(kind, str) and self.get(kind) is not None
+
+    def forget(self, kind: str) -> None:
+        """Drop the entry for ``kind`` unless it is a built-in one."""
+        found = self._entries.get(kind)
+        if found is not None and found[1] != "builtin":
+            del self._entries[kind]
+
+    def kinds(self) -> list[str]:
+        """The kinds with an entry, in the registry's order (then any others)."""
+        self._load()
+        known = list(PRIMITIVES)
+        return [k for k in known if k in self._entries] + [k for k in self._entries if k not in known]
+
+
+# ---------------------------------------------------------------- guarding a plugin's code
+
+
+def guarded(fn: Callable | None, kind: str, origin: str, what: str,
+            check: Callable[[object], str] | None = None) -> Callable | None:
+    """``fn`` wrapped so that whatever it does — raise, exit, recurse forever, return what
+    ``check`` refuses — becomes a :class:`PluginError` naming ``kind`` and ``origin``, not a
+    resdsl traceback, an exit of the caller or a wrong network. :class:`ShapeError` (the
+    contract's way to refuse an input) passes through."""
+    if fn is None or getattr(fn, "_resdsl_guarded", False):
+        return fn
+
+    def run(*args, **kwargs):
+        span = next((a.span for a in args if isinstance(a, Op)), None)
+        try:
+            result = fn(*args, **kwargs)
+        except ShapeError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except RecursionError:
+            raise PluginError(kind, origin, what, "it recursed without end (RecursionError)", span) from None
+        except BaseException as err:  # SystemExit too: a plugin never ends the caller's process
+            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            raise PluginError(kind, origin, what, f"{type(err).__name__}" + (f": {detail}" if detail else ""),
+                              span) from None
+        if check is not None:
+            wrong = check(result)
+            if wrong:
+                raise PluginError(kind, origin, what, wrong, span)
+        return result
+
+    run._resdsl_guarded = True  # type: ignore[attr-defined]
+    return run
 
 
 def _guard(prim: Primitive) -> Primitive:
-    """``prim`` with every function of the plugin's wrapped, so that whatever it does —
-    raise, exit, recurse forever, return nonsense — becomes a :class:`PluginError` that names
-    it, instead of a resdsl traceback, an exit of the caller, or a wrong network."""
+    """``prim`` with each of its functions :func:`guarded`."""
     kind, origin = prim.kind, prim.origin
-
-    def wrap(fn, what, check=None):
-        if fn is None or getattr(fn, "_resdsl_guarded", False):
-            return fn
-
-        def run(*args, **kwargs):
-            span = next((a.span for a in args if isinstance(a, Op)), None)
-            try:
-                result = fn(*args, **kwargs)
-            except ShapeError:  # the contract's way to refuse an input: a diagnostic already
-                raise
-            except KeyboardInterrupt:
-                raise
-            except RecursionError:
-                raise PluginError(kind, origin, what, "it recursed without end (RecursionError)", span) from None
-            except BaseException as err:  # SystemExit too: a plugin never ends the caller's process
-                detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-                raise PluginError(kind, origin, what, f"{type(err).__name__}" + (f": {detail}" if detail else ""),
-                                  span) from None
-            if check is not None:
-                wrong = check(result)
-                if wrong:
-                    raise PluginError(kind, origin, what, wrong, span)
-            return result
-
-        run._resdsl_guarded = True
-        return run
-
-    def call(c: SourceCall | None) -> SourceCall | None:
-        if c is None:
-            return None
-        args = tuple(replace(a, compute=wrap(a.compute, f"source argument `{a.key}`")) for a in c.args)
-        return replace(c, args=args, render=wrap(c.render, "source rendering", _text),
-                       render_inplace=wrap(c.render_inplace, "in-place source rendering", _lines))
-
-    look = prim.look
-    if look is not None:
-        look = replace(look, text=wrap(look.text, "diagram text", _text), table=wrap(look.table, "table text", _text),
-                       head=wrap(look.head, "head text", _text))
-    return replace(prim, infer=wrap(prim.infer, "shape rule", _inferred),
-                   weights=wrap(prim.weights, "weights", _weights), look=look,
-                   source_module=call(prim.source_module), source_function=call(prim.source_function),
-                   onnx=tuple((need, wrap(fn, f"ONNX lowering (opset {need})")) for need, fn in prim.onnx))
+    return replace_(prim, infer=guarded(prim.infer, kind, origin, "shape rule", _inferred),
+                    weights=guarded(prim.weights, kind, origin, "weights", _weights),
+                    fill=guarded(prim.fill, kind, origin, "default values", _filled))
 
 
 def _positive_ints(shape: object) -> bool:
@@ -480,11 +502,18 @@ def _weights(result: object) -> str:
     return ""
 
 
-def _text(result: object) -> str:
+def _filled(result: object) -> str:
+    ok = isinstance(result, Mapping) and all(isinstance(k, str) for k in result)
+    return "" if ok else f"it returned {type(result).__name__}, not a mapping of parameter names to values"
+
+
+def text_result(result: object) -> str:
+    """A :func:`guarded` check: the function returns text."""
     return "" if isinstance(result, str) else f"it returned {type(result).__name__}, not text (str)"
 
 
-def _lines(result: object) -> str:
+def lines_result(result: object) -> str:
+    """A :func:`guarded` check: the function returns lines of text."""
     ok = isinstance(result, list | tuple) and all(isinstance(x, str) for x in result)
     return "" if ok else f"it returned {type(result).__name__}, not a list of lines of source"
 
@@ -493,8 +522,9 @@ def load_entry_points(registry: Registry) -> None:
     """Register the primitives plugins declare in the ``resdsl.primitives`` entry-point group.
 
     An entry point names a :class:`Primitive`, or a function returning one or an iterable
-    of them. A plugin that fails to load is reported as a warning and skipped, so one broken
-    package does not stop every spec from loading.
+    of them; lowerings the plugin registers while it loads (on import, or in that function)
+    are recorded as its. A plugin that fails to load is reported as a warning and skipped,
+    so one broken package does not stop every spec from loading.
     """
     import warnings
     from importlib.metadata import entry_points
@@ -502,6 +532,7 @@ def load_entry_points(registry: Registry) -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(getattr(ep, "dist", None), "name", None) or "an unknown distribution"
         origin = f"the plugin `{ep.name}` (entry point {ep.value} of {dist})"
+        token = _LOADING.set(origin)
         try:
             obj = ep.load()
             found = obj() if callable(obj) and not isinstance(obj, Primitive) else obj
@@ -509,28 +540,12 @@ def load_entry_points(registry: Registry) -> None:
             for prim in prims:
                 if not isinstance(prim, Primitive):
                     raise TypeError(f"got {type(prim).__name__}, not a resdsl Primitive")
-                registry.add(_with_origin(prim, origin))
+                registry.add(_guard(replace_(prim, origin=origin)))
         except KeyboardInterrupt:
             raise
         except BaseException as err:  # SystemExit, recursion too: a plugin's bug must not break every spec
             detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
             warnings.warn(f"resdsl: {origin} was not loaded: {type(err).__name__}"
                           + (f": {detail}" if detail else ""), stacklevel=2)
-
-
-def split_sizes(channels: int, chunks: int) -> tuple[int, ...]:
-    """The sizes of ``split(chunks)`` of ``channels`` channels: equal chunks, or ShapeError."""
-    if chunks < 1 or channels % chunks:
-        raise ShapeError(E.GROUPS_NOT_DIVIDING, f"{channels} channels do not split into {chunks} equal chunks",
-                         hint="give the sizes instead: `split([a, b, …])`")
-    return (channels // chunks,) * chunks
-
-
-def _register_builtins() -> None:
-    from .ops import BUILTINS
-
-    for prim in BUILTINS:
-        PRIMITIVES.add(prim)
-
-
-_register_builtins()
+        finally:
+            _LOADING.reset(token)

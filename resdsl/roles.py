@@ -49,8 +49,8 @@ def assign(net: Network) -> Network:
 
 
 def _pooling(op: Op) -> bool:
-    look = PRIMITIVES[op.kind].look
-    return look.pool or look.category == "pad"
+    traits = PRIMITIVES[op.kind].traits
+    return traits.pool or traits.pad
 
 
 def final_pooling(net: Network, stem: tuple[str, ...]) -> tuple[str, ...]:
@@ -61,7 +61,7 @@ def final_pooling(net: Network, stem: tuple[str, ...]) -> tuple[str, ...]:
         op = net.op(stem[start - 1])
         if _pooling(op):
             first = start - 1
-        elif PRIMITIVES[op.kind].look.category not in ("norm", "act"):
+        elif not (PRIMITIVES[op.kind].traits.norm or PRIMITIVES[op.kind].traits.activation):
             break
         start -= 1
     if first is None or start == 0:  # no pooling, or a stem that is only pooling
@@ -123,7 +123,7 @@ def head_of(net: Network) -> Head | None:
     stages = [i for i in net.root.items if isinstance(i, Scope) and i.role is Role.STAGE]
     order = {op.name: n for n, op in enumerate(net.ops)}
     after = net.ops[max(order[n] for n in stages[-1].op_names()) + 1:] if stages else net.ops
-    pool = next((op for op in after if PRIMITIVES[op.kind].look is not None and PRIMITIVES[op.kind].look.pool
+    pool = next((op for op in after if PRIMITIVES[op.kind].traits.pool
                  and len(op.shape) == 3 and op.shape[1:] == (1, 1)), None)
     if pool is None:
         return None

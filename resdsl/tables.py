@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from .diagnostics import UsageError
 from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
-from .primitives import PRIMITIVES, Look
+from .looks import look_of
+from .primitives import PRIMITIVES, Traits
 from .roles import parallel_steps, radix_of
 from .stats import sections
 
@@ -66,17 +67,24 @@ class Table:
     params: tuple[int, ...]
 
 
-def _look(op: Op) -> Look:
-    return PRIMITIVES[op.kind].look
+def _traits(op: Op) -> Traits:
+    return PRIMITIVES[op.kind].traits
 
 
 def _is_layer(op: Op) -> bool:
-    """A layer a paper table lists as a line of its own (a conv, not a pool)."""
-    return _look(op).table is not None and not _look(op).pool
+    """A layer a paper table lists as a line of its own: a convolution. What is listed comes
+    from the registry's traits; only the words come from the look."""
+    return _traits(op).conv
 
 
 def _is_pool(op: Op) -> bool:
-    return _look(op).table is not None and _look(op).pool
+    return _traits(op).pool
+
+
+def _in_head_row(op: Op) -> bool:
+    """An op the head row names: its pooling, classifier and dropout."""
+    t = _traits(op)
+    return (t.pool or t.classifier or t.eval_identity) and not t.hidden
 
 
 def depth(net: Network) -> int:
@@ -91,10 +99,10 @@ def depth(net: Network) -> int:
     for module in (s for b in blocks for s in b.walk() if s.role is Role.MODULE):
         names = [n for n in module.op_names() if n not in skip]
         skip.update(names)
-        if any(_look(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
+        if any(_traits(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
             units.add(module.path)
     for op in net.ops:
-        if _look(op).depth and op.name not in skip:
+        if _traits(op).depth and op.name not in skip:
             parent, _, last = (op.module or op.name).rpartition(".")
             units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
     return len(units)
@@ -126,12 +134,12 @@ def depth_label(net: Network) -> int | str:
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
     op = net.op(name)
-    return _look(op).table(op, with_stride)
+    return look_of(op).table_text(op, with_stride)
 
 
 def _pool(net: Network, name: str) -> str:
     op = net.op(name)
-    return _look(op).table(op, False)
+    return look_of(op).table_text(op, False)
 
 
 def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
@@ -219,9 +227,9 @@ def build(nets: Sequence[Network]) -> Table:
                 words, size = [], ""
                 for n in sec.ops:
                     op = net.op(n)
-                    if _look(op).head is not None:
-                        words.append(_look(op).head(op))
-                        if _look(op).pool:
+                    if _in_head_row(op):
+                        words.append(look_of(op).head_text(op))
+                        if _is_pool(op):
                             size = _size(op.shape)
                     elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(op.attrs):
                         # a classifier written as a 1×1 conv (BiT's head.fc) is still the fc row

@@ -30,11 +30,6 @@ from .checkpoints import CheckpointError, load_checkpoint, unwrap_state_dict
 from .ir import INPUT, Network, Op
 from .primitives import PRIMITIVES
 
-#: Kinds of ops whose weights, when new, make the BN right after them new too.
-#: Diagram categories (the op registry's `Look`) of layers whose weights map features to
-#: features, and of the norms whose statistics belong to the layer before them.
-_WEIGHTED = ("conv", "fc")
-_NORM = "norm"
 #: The reason recorded for a BN counter the checkpoint lacks (text reports count these).
 COUNTER_REASON = "BN counter not in the checkpoint; starts at 0"
 
@@ -149,10 +144,16 @@ def adapt_input_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return w.to(weight.dtype)
 
 
-def _category(op: Op) -> str:
-    """What the op registry says the op is (``conv``, ``norm``, ``fc``…), never its name."""
-    look = PRIMITIVES[op.kind].look
-    return look.category if look is not None else "other"
+def _weighted(op: Op) -> bool:
+    """A layer whose weights map features to features (the registry says so, never a name):
+    when its weights are new, the norm right after it is new too."""
+    prim = PRIMITIVES[op.kind]
+    return prim.has_params and not prim.traits.norm
+
+
+def _norm(op: Op) -> bool:
+    """A norm, whose statistics belong to the layer before it."""
+    return PRIMITIVES[op.kind].traits.norm
 
 
 def _fmt(shape: tuple[int, ...]) -> str:
@@ -217,7 +218,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     for key in target:
         by_module.setdefault(key.rpartition(".")[0], []).append(key)
     # every conv that reads the network input, whatever it is called
-    input_convs = {op.module for op in net.ops if _category(op) == "conv" and op.inputs[0] == INPUT
+    input_convs = {op.module for op in net.ops if PRIMITIVES[op.kind].traits.conv and op.inputs[0] == INPUT
                    and dict(op.attrs).get("groups", 1) == 1}
     new_modules: set[str] = set()  # weighted modules whose weights are not from the checkpoint
     used: set[str] = set()
@@ -226,7 +227,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
         keys = by_module.get(path, [])
         known = any(k in source for k in keys)  # the checkpoint has this module
         producer = net.op(op.inputs[0]) if op.inputs[0] != INPUT else None
-        if (_category(op) == _NORM and producer is not None and _category(producer) in _WEIGHTED
+        if (_norm(op) and producer is not None and _weighted(producer)
                 and producer.module in new_modules):
             for key in keys:
                 report.initialised.append(Entry(key, _mismatch(key, target[key], source.get(key), known) or
@@ -239,7 +240,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
             here = tuple(target[key].shape)
             if value is None:
                 report.initialised.append(Entry(key, _mismatch(key, target[key], value, known)))
-                if key.endswith(".weight") and _category(op) in _WEIGHTED:
+                if key.endswith(".weight") and _weighted(op):
                     new_modules.add(path)
                 continue
             used.add(key)
@@ -256,7 +257,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
                        + " (timm's adapt_input_conv)")
             else:
                 report.initialised.append(Entry(key, _mismatch(key, target[key], value, known)))
-                if key.endswith(".weight") and _category(op) in _WEIGHTED:
+                if key.endswith(".weight") and _weighted(op):
                     new_modules.add(path)
                 continue
             if placed.dtype != target[key].dtype:

@@ -85,7 +85,7 @@ def driven(installed):
 @pytest.mark.parametrize("entry, words", [
     ("raises_on_import", "ImportError: this plugin cannot import its own dependency"),
     ("exits_on_import", "SystemExit: 3"),
-    ("malformed", "is incomplete: it lacks onnx"),
+    ("malformed", "is incomplete: a primitive with weights needs `module=True`"),
     ("not_a_primitive", "got str, not a resdsl Primitive"),
     ("current", "`current` is a built-in name of the language"),
 ])

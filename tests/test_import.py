@@ -228,16 +228,11 @@ def test_cli_import_writes_only_a_checked_spec(tmp_path, capsys, monkeypatch):
 
 def test_a_recogniser_that_is_wrong_is_caught_before_anything_is_written(monkeypatch):
     # a batch norm recognised with another eps builds something else: the check says where
-    from dataclasses import replace
+    from resdsl.importer.recognisers import RECOGNISERS
 
-    from resdsl.primitives import PRIMITIVES
-
-    bn = PRIMITIVES["batchnorm"]
-    wrong = replace(
-        bn,
-        recognise=lambda call: {**bn.recognise(call), "eps": 0.5} if bn.recognise(call) is not None else None,
-    )
-    monkeypatch.setitem(PRIMITIVES._prims, "batchnorm", wrong)
+    bn = RECOGNISERS.require("batchnorm")
+    wrong = lambda call: {**bn(call), "eps": 0.5} if bn(call) is not None else None  # noqa: E731
+    monkeypatch.setitem(RECOGNISERS._entries, "batchnorm", (wrong, "builtin"))
     with pytest.raises(ImportFailure) as err:
         resdsl.from_torch(LabNet(), SIZE)
     assert err.value.code == "E072"
@@ -270,9 +265,9 @@ class Clipped(nn.Module):
 def test_a_plugin_primitive_declares_its_own_recogniser():
     # the example plugin's `hardtanh`, given a recogniser: a model that uses nn.Hardtanh imports
     import sys
-    from dataclasses import replace
 
     from conftest import ROOT
+    from resdsl.importer.recognisers import register_recogniser
     from resdsl.primitives import PRIMITIVES
 
     with pytest.raises(ImportFailure) as err:
@@ -288,7 +283,8 @@ def test_a_plugin_primitive_declares_its_own_recogniser():
         import resdsl_scale
 
         (hardtanh,) = [p for p in resdsl_scale.primitives() if p.kind == "hardtanh"]
-        resdsl.register_primitive(replace(hardtanh, recognise=recognise))
+        resdsl.register_primitive(hardtanh)
+        register_recogniser("hardtanh", recognise)
         text = resdsl.from_torch(Clipped(), SIZE, name="clipped")
         assert "clip: hardtanh(min_val = -0.5, max_val = 2.0)" in text
     finally:

@@ -32,9 +32,12 @@ import resdsl  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from resdsl import stats, tables  # noqa: E402
 from resdsl.backends import dot, onnx_graph, torch_source  # noqa: E402
+from resdsl.backends.onnx_graph import ONNX, lowering_for  # noqa: E402
+from resdsl.backends.torch_lowering import TORCH  # noqa: E402
 from resdsl.backends.torch_model import build  # noqa: E402
+from resdsl.looks import LOOKS, look_of  # noqa: E402
 from resdsl.passes import inplace_ops  # noqa: E402
-from resdsl.primitives import PRIMITIVES, missing_lowerings  # noqa: E402
+from resdsl.primitives import PRIMITIVES  # noqa: E402
 
 #: kind → (input shape, body). Inputs are small; every body uses the kind at least twice.
 CASES: dict[str, tuple[str, str]] = {
@@ -115,7 +118,7 @@ def opsets(net: resdsl.Network) -> list[int]:
     """The default, the oldest and newest opsets, and every opset where a lowering changes."""
     out = {onnx_graph.MIN_OPSET, onnx_graph.DEFAULT_OPSET, onnx_graph.MAX_OPSET}
     for op in net.ops:
-        out |= {need for need, _ in PRIMITIVES[op.kind].onnx
+        out |= {need for need, _ in ONNX.require(op.kind)
                 if onnx_graph.MIN_OPSET <= need <= onnx_graph.MAX_OPSET}
     return sorted(out)
 
@@ -172,7 +175,7 @@ def conform(text: str, tmp_path: Path, kind: str) -> resdsl.Network:
     # diagrams: every detail level draws; each op shows as its look says
     layer = dot.emit(net, detail="layer", annotate="shapes,params,macs")
     for op in net.ops:
-        look = PRIMITIVES[op.kind].look
+        look = look_of(op)
         shown = f"<B>{dot.text(look.symbol)}</B>" if look.symbol else dot.text(look.text(op))
         assert shown in layer, (op.name, shown)
     for detail in ("network", "block", "blocks"):
@@ -196,7 +199,10 @@ def test_every_builtin_primitive_has_a_case_and_every_lowering():
     builtin = {k for k, p in PRIMITIVES.items() if p.origin == "builtin"}
     assert builtin == set(CASES), "add a conformance case for each new primitive"
     for kind in builtin:
-        assert missing_lowerings(PRIMITIVES[kind]) == [], kind
+        prim, torch_lowering = PRIMITIVES[kind], TORCH.require(kind)
+        assert torch_lowering.module is not None or not prim.module, kind
+        assert torch_lowering.function is not None or prim.has_params, kind
+        assert ONNX.origin(kind) == TORCH.origin(kind) == LOOKS.origin(kind) == "builtin", kind
 
 
 def _kind_literals(path: Path) -> set[str]:
@@ -229,18 +235,19 @@ def test_registry_refuses_incomplete_or_clashing_entries():
     conv = PRIMITIVES["conv"]
     with pytest.raises(ValueError, match="already registered"):
         resdsl.register_primitive(replace(conv, origin="test"))
-    with pytest.raises(ValueError, match="lacks onnx"):
-        resdsl.register_primitive(replace(conv, kind="conv_without_onnx", onnx=()))
+    with pytest.raises(ValueError, match="with weights needs `module=True`"):
+        resdsl.register_primitive(replace(conv, kind="conv_without_module", module=False))
     with pytest.raises(ValueError, match="built-in name"):
         resdsl.register_primitive(replace(conv, kind="range"))
     with pytest.raises(ValueError, match="cannot be removed"):
         PRIMITIVES.remove("conv")
-    assert "conv_without_onnx" not in PRIMITIVES
+    with pytest.raises(ValueError, match="already registered"):
+        resdsl.torch_lowering("conv", module=TORCH.require("relu").module)
+    assert "conv_without_module" not in PRIMITIVES
 
 
 def test_onnx_lowering_is_chosen_by_opset():
-    gelu = PRIMITIVES["gelu"]
-    assert gelu.onnx_lowering(13) is gelu.onnx_lowering(19) is not gelu.onnx_lowering(20)
+    assert lowering_for("gelu", 13) is lowering_for("gelu", 19) is not lowering_for("gelu", 20)
     assert re.search("Gelu", onnx_graph.build_model(resdsl.loads(spec_text("gelu")), opset=20)
                      .graph.node[1].op_type)
 

@@ -10,9 +10,11 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
 - Initializers are named exactly like the torch back end's ``state_dict`` keys
   (``layer1.0.bn1.running_mean``); constants the lowering needs are named ``<path>/<what>``
   or ``const/<what>``, which no ``state_dict`` key can be (spec names have no ``/``).
-- Each op's nodes come from its registry entry (:mod:`resdsl.primitives`), the lowering
-  for the newest opset its entry has at or below the target's; the entry spells out a
-  decomposition where an older opset lacks the operator (GELU, GroupNormalization…).
+- Each op's nodes come from the lowering registered for its primitive (:func:`onnx_lowering`;
+  the built-ins' are in :mod:`resdsl.backends.onnx_builtins`): the one for the newest
+  opset at or below the target's, so a lowering spells out a decomposition where an older
+  opset lacks the operator (GELU, GroupNormalization…). A primitive without one is an
+  error naming it, and nothing is written.
 - Dropout, drop-path and identity are the identity at inference: they emit no node.
 - Weights come from the torch back end's seeded initialisation (same seed, same tensors),
   from a safetensors file read as numpy arrays (torch is then never imported), or from a
@@ -33,12 +35,12 @@ options, as the CLI does for ``--help``, imports neither ``onnx`` nor ``numpy``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..ir import Network
-from ..primitives import PRIMITIVES
+from ..primitives import PRIMITIVES, Lowerings, guarded, registration_origin
 from . import SEED, BackendError, Option, OptionError, declare, whole_number
 
 if TYPE_CHECKING:
@@ -52,6 +54,48 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 21, 17
 
 #: protobuf refuses to serialise a message of 2 GiB or more.
 PROTOBUF_LIMIT = 2**31 - 1
+
+# ---------------------------------------------------------------------------------- lowerings
+
+#: ``fn(g, op, inputs, out)``: writes an op's nodes on the graph builder ``g``
+#: (:class:`resdsl.backends.onnx_lowering.Lowering`), ending with the node that writes ``out``.
+OnnxLowering = Callable[..., None]
+#: A primitive's lowerings, ``(opset each needs, lowering)``, oldest first.
+OnnxLowerings = tuple[tuple[int, OnnxLowering], ...]
+
+F = TypeVar("F", bound=OnnxLowering)
+
+
+def _guard(entry: OnnxLowerings, kind: str, origin: str) -> OnnxLowerings:
+    return tuple((need, guarded(fn, kind, origin, f"ONNX lowering (opset {need})")) for need, fn in entry)
+
+
+#: kind → its ONNX lowerings.
+ONNX = Lowerings[OnnxLowerings]("ONNX", "resdsl.backends.onnx_builtins", _guard)
+
+
+def onnx_lowering(kind: str, opset: int = 1, *, origin: str | None = None,
+                  replace: bool = False) -> Callable[[F], F]:
+    """Decorator: register the function as primitive ``kind``'s ONNX lowering for targets of
+    ``opset`` and newer (until a lowering registered for a newer opset takes over)."""
+    def register(fn: F) -> F:
+        known, by = ONNX.registered(kind) or ((), None)
+        mine = registration_origin(origin)
+        if any(need == opset for need, _ in known) and not replace and by != mine:
+            raise ValueError(f"an ONNX lowering of `{kind}` for opset {opset} is already registered (by {by}); "
+                             "pass replace=True to replace it")
+        ONNX.register(kind, tuple(sorted([*((n, f) for n, f in known if n != opset), (opset, fn)],
+                                         key=lambda t: t[0])), origin=mine, replace=True)
+        return fn
+
+    return register
+
+
+def lowering_for(kind: str, opset: int) -> OnnxLowering | None:
+    """``kind``'s lowering for ``opset``: the one needing the newest opset not above it."""
+    usable = [(need, fn) for need, fn in ONNX.get(kind) or () if need <= opset]
+    return max(usable, key=lambda t: t[0])[1] if usable else None
+
 
 # ---------------------------------------------------------------------------------- options
 

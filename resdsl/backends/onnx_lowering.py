@@ -23,9 +23,9 @@ from ..diagnostics import Note
 from ..ir import INPUT, Network, Op
 from ..output import destination, publish_addressed, seal, sweep, temp_dir
 from ..passes import foldable_batchnorms
-from ..primitives import PRIMITIVES
+from ..primitives import PRIMITIVES, NoLowering
 from . import BackendError, OptionError
-from .onnx_graph import data_files, expected_state
+from .onnx_graph import ONNX, data_files, expected_state, lowering_for
 
 #: Tensors this large or larger go to the external data file; small constants stay inline.
 EXTERNAL_MIN_BYTES = 1024
@@ -298,20 +298,25 @@ class Lowering:
         if op.name in self.folded:  # a BN folded into its conv
             self._alias(op, op.inputs[0])
             return
-        lowering = PRIMITIVES[op.kind].onnx_lowering(self.opset)
+        try:
+            ONNX.require(op.kind)
+        except NoLowering as err:
+            raise BackendError("{what}", what=err, hint="register one with "
+                               "resdsl.backends.onnx_graph.onnx_lowering, or choose another target") from None
+        lowering = lowering_for(op.kind, self.opset)
         if lowering is None:
             raise BackendError(f"`{{kind}}` has no ONNX lowering for opset {self.opset}",
                                hint="choose a newer {opset}", kind=op.kind)
         self.tensor[op.name] = self._out(op)
         before = len(self.nodes)
         lowering(self, op, [self.tensor[i] for i in op.inputs], self._out(op))
-        prim = PRIMITIVES[op.kind]
+        origin = ONNX.origin(op.kind)
         made = self.tensor[op.name]
-        if prim.origin != "builtin" and made == self._out(op) and \
+        if origin != "builtin" and made == self._out(op) and \
                 not any(made in node.output for node in self.nodes[before:]):
             where = f"{op.span.path}:{op.span.line}:{op.span.column}: " if op.span is not None else ""
             raise BackendError("{where}the ONNX lowering of `{kind}` (from {origin}) made no node that writes "
-                               "`{made}`: nothing was written", where=where, kind=op.kind, origin=prim.origin,
+                               "`{made}`: nothing was written", where=where, kind=op.kind, origin=origin,
                                made=made,
                                hint="this is a bug in that plugin: its lowering must end with the node "
                                     "that writes its `out` tensor")
@@ -327,8 +332,8 @@ class Lowering:
         try:
             onnx.checker.check_model(model, full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-            plugins = sorted({f"`{op.kind}` (from {PRIMITIVES[op.kind].origin})" for op in self.net.ops
-                              if PRIMITIVES[op.kind].origin != "builtin"})
+            plugins = sorted({f"`{op.kind}` (from {ONNX.origin(op.kind)})" for op in self.net.ops
+                              if ONNX.origin(op.kind) != "builtin"})
             detail = str(err).strip().splitlines()[0][:300]
             raise BackendError("the ONNX graph fails onnx.checker, so nothing was written: {detail}",
                                hint=("the network uses plugin primitives: {plugins}; their ONNX lowering is "

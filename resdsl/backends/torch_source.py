@@ -38,20 +38,13 @@ import jinja2
 from .. import __version__
 from ..ir import INPUT, Attr, Network, Op, Role, Scope, Shape
 from ..passes import features_only, with_inplace
-from ..primitives import (
-    INPUT_CHANNELS,
-    NODEFAULT,
-    PRIMITIVES,
-    SourceArg,
-    SourceCall,
-    SourceHelper,
-    SourceInit,
-)
+from ..primitives import PRIMITIVES, NoLowering
 from ..resources import data_path
 from ..roles import feature_points, head_of
 from ..stats import fmt_shape
 from . import SEED, BackendError, declare
 from .source_format import Call, Expr, Sequential, layout
+from .torch_lowering import INPUT_CHANNELS, NODEFAULT, TORCH, SourceArg, SourceCall, SourceHelper, SourceInit
 
 # ---------------------------------------------------------------- identifiers
 
@@ -141,17 +134,24 @@ def _quoted(text: str) -> str:
 
 
 def _call(op: Op, functional: bool) -> SourceCall:
-    """The registry's source text for ``op``: its function, or its module's constructor."""
-    prim = PRIMITIVES[op.kind]
-    call = prim.source_function if functional else prim.source_module
+    """The registered source text for ``op``: its function, or its module's constructor."""
+    try:
+        lowering = TORCH.require(op.kind)
+    except NoLowering as err:
+        raise BackendError("{what}", what=err, hint="register one with "
+                           "resdsl.backends.torch_lowering.torch_lowering, or leave the layer out") from None
+    call = lowering.function if functional else lowering.module
     if call is None:
-        raise ValueError(f"no torch {'function' if functional else 'module'} for `{op.kind}`")
+        form = "function (for an unnamed layer)" if functional else "module (for a named layer)"
+        raise BackendError("no torch {form} for `{kind}` (a primitive registered by {origin})",
+                           hint="name the layer" if functional else "leave the layer unnamed",
+                           form=form, kind=op.kind, origin=PRIMITIVES[op.kind].origin)
     return call
 
 
 def _inplace_statement(op: Op) -> bool:
     """The op runs in place as a statement of its own (``out += shortcut``)."""
-    call = PRIMITIVES[op.kind].source_function
+    call = TORCH.require(op.kind).function
     return bool(dict(op.attrs).get("inplace")) and call is not None and call.render_inplace is not None
 
 
@@ -867,7 +867,7 @@ class Renderer:
             return v
 
         for item in items:
-            if item.use is Use.FUNC and PRIMITIVES[item.op.kind].passthrough == "always":
+            if item.use is Use.FUNC and PRIMITIVES[item.op.kind].traits.identity:
                 alias[item.output] = item.inputs[0]
         # a function whose value nothing reads is left out (a module call stays: it may
         # update state, as a BN in training does)
@@ -1107,8 +1107,7 @@ def _interface(net: Network, top: TopView) -> dict:
         num_classes = net.output_shape[0]
     points = feature_points(net) if top.stages else []
     first_conv = next((op.module for op in net.ops if op.inputs and op.inputs[0] == INPUT and op.module
-                       and PRIMITIVES[op.kind].look is not None and PRIMITIVES[op.kind].look.category == "conv"),
-                      None)
+                       and PRIMITIVES[op.kind].traits.conv), None)
     cfg: dict = {"architecture": net.name, "num_classes": num_classes, "input_size": tuple(net.input_shape)}
     shape = net.shape_of(features)
     if len(shape) == 3:
@@ -1163,20 +1162,16 @@ def _feature_ops(net: Network) -> tuple[str, ...]:
 def _helper_names() -> tuple[str, ...]:
     """Names the generated file may define besides its classes: every helper's."""
     out: list[str] = []
-    for prim in PRIMITIVES.values():
-        for call in (prim.source_module, prim.source_function):
-            for helper in call.helpers if call is not None else ():
-                out += [n for n in (helper.name, *helper.defines) if n not in out]
+    for kind in TORCH.kinds():
+        for helper in TORCH.require(kind).helpers:
+            out += [n for n in (helper.name, *helper.defines) if n not in out]
     return tuple(out)
 
 
 def _in_registry_order(used: set[SourceHelper]) -> list[SourceHelper]:
     out: list[SourceHelper] = []
-    for prim in PRIMITIVES.values():
-        for call in (prim.source_module, prim.source_function):
-            for helper in call.helpers if call is not None else ():
-                if helper in used and helper not in out:
-                    out.append(helper)
+    for kind in TORCH.kinds():
+        out += [h for h in TORCH.require(kind).helpers if h in used and h not in out]
     return out
 
 
@@ -1191,8 +1186,8 @@ def _inits(net: Network) -> list[SourceInit]:
     order, one per class (a std_conv is initialised as the nn.Conv2d it is)."""
     kinds = {op.kind for op in net.ops if op.module is not None}
     out: list[SourceInit] = []
-    for kind, prim in PRIMITIVES.items():
-        init = prim.source_init
+    for kind in TORCH.kinds():
+        init = TORCH.require(kind).init
         if kind in kinds and init is not None and all(i.cls != init.cls for i in out):
             out.append(init)
     return out

@@ -195,7 +195,7 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> list[str]
             raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, got "
                          f"{type_name(value)}", a.value.span,
                          hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
-    if st.source is not None or (prim.kind != "concat" and (single or not inputs)):
+    if st.source is not None or (prim.reads_current and (single or not inputs)):
         inputs.insert(0, source(b, st.source, frame))
     return inputs
 

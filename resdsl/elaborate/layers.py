@@ -20,7 +20,7 @@ from .values import PrimValue, Tensor, Value, join_path, to_attr
 def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
     """A primitive layer: one op, named by its label (or its kind) inside the instance."""
     prim = callee.prim
-    if prim.kind == "split":
+    if prim.parts:
         return split(b, st, callee, name, frame, env)
     if prim.arity is None:  # add(x): the running value + x; add(a, b, …): the named tensors
         inputs = tensor_args(b, st, prim, frame)
@@ -108,8 +108,8 @@ def add_op(b: Build, prim: Primitive, attrs: dict, inputs: list[str], name: str,
                 raise Skip()
             raise b.no_input(span)
         shapes.append(shape)
-    attrs = dict(attrs)
     try:
+        attrs = prim.complete(attrs)
         shape, params, macs = prim.infer(attrs, shapes)
     except ShapeError as e:
         if tainted:  # a consequence of an error already reported

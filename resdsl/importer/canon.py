@@ -26,12 +26,7 @@ COMMUTATIVE = frozenset({"add", "multiply"})
 
 def _attrs(kind: str, attrs: dict) -> tuple:
     prim = PRIMITIVES[kind]
-    full = {p.name: p.default for p in prim.params}
-    full.update(attrs)
-    if full.get("padding", 0) is None and "kernel_size" in full:
-        full["padding"] = (full["kernel_size"] - 1) // 2 * full.get("dilation", 1)
-    if kind in ("maxpool", "avgpool") and full.get("stride") is None:
-        full["stride"] = full["kernel_size"]
+    full = prim.complete({**{p.name: p.default for p in prim.params}, **attrs})
     out = []
     for k in sorted(full):
         if k in IGNORED:
@@ -59,7 +54,8 @@ class Keys:
 
 
 def _passes(kind: str) -> bool:
-    return kind in SKIPPED or PRIMITIVES[kind].passthrough is not None
+    traits = PRIMITIVES[kind].traits
+    return kind in SKIPPED or traits.identity or traits.eval_identity
 
 
 def traced_form(traced: Traced, keys: Keys) -> tuple[int, frozenset[str]]:

@@ -122,8 +122,7 @@ def _act(ops: _Ops, prefix: str, after: TOp | None) -> str | None:
     for op in ops.traced.ops[after.id + 1 : after.id + 3]:
         if (
             op.inputs == [after.id]
-            and PRIMITIVES[op.kind].look is not None
-            and PRIMITIVES[op.kind].look.category == "act"
+            and PRIMITIVES[op.kind].traits.activation
         ):
             return None if op.kind == "relu" else layer(op.kind, op.attrs)
     return None

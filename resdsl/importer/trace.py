@@ -3,7 +3,7 @@
 ``torch.fx`` traces the model with a tracer that stops at every module a primitive's
 ``recognise`` accepts (and at torch's own layers); every other module is traced through,
 so the module hierarchy survives in each node's ``nn_module_stack``. Each leaf module,
-function and method call is then offered to the recognisers (:mod:`resdsl.ops.recognise`);
+function and method call is then offered to the recognisers (:mod:`resdsl.importer.recognisers`);
 reshapes that only change how a tensor's elements are laid out between recognised ops
 (timm's ECA views its pooled channels as a sequence and back) pass their input through.
 What no recogniser accepts is an :class:`ImportFailure` naming the module path and class.
@@ -17,8 +17,9 @@ from typing import Any
 
 from ..errors import E
 from ..ir import Shape
-from ..ops.recognise import TENSOR, Call
 from ..primitives import PRIMITIVES
+from .calls import TENSOR, Call
+from .recognisers import RECOGNISERS
 
 #: Methods that only change how a tensor's elements are laid out (no arithmetic): between
 #: recognised ops they pass their input through; the outputs are compared afterwards anyway.
@@ -46,8 +47,8 @@ class ImportFailure(Exception):
 
 
 REGISTER_HINT = (
-    "register a primitive that computes it, with a `recognise` function "
-    "(resdsl.register_primitive; docs/importing.md)"
+    "register a primitive that computes it, and a recogniser for it "
+    "(resdsl.register_primitive, register_recogniser; docs/importing.md)"
 )
 
 
@@ -84,12 +85,11 @@ class Traced:
 
 def recognise(call: Call) -> list[tuple[str, dict]] | None:
     """The chain of ``(kind, attrs)`` the first accepting recogniser gives, or None."""
-    for kind in PRIMITIVES:
-        prim = PRIMITIVES[kind]
-        if prim.recognise is None:
+    for kind in RECOGNISERS.kinds():
+        if kind not in PRIMITIVES:  # a recogniser for a primitive no one registered
             continue
         try:
-            found = prim.recognise(call)
+            found = RECOGNISERS.require(kind)(call)
         except Exception:  # a recogniser that trips over an odd module has not recognised it
             found = None
         if found is None:
@@ -561,9 +561,7 @@ def split_bounds(attrs: dict) -> tuple[int, int]:
 
 def _infer(kind: str, attrs: dict, shapes: list[Shape]) -> Shape:
     prim = PRIMITIVES[kind]
-    full = {p.name: p.default for p in prim.params}
-    full.update(attrs)
-    return prim.infer(dict(full), shapes)[0]
+    return prim.infer(prim.complete({**{p.name: p.default for p in prim.params}, **attrs}), shapes)[0]
 
 
 def _call_text(node) -> str:

@@ -50,12 +50,6 @@ def same(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
     return shapes[0], 0, 0
 
 
-def same_map(kind: str) -> Rule:
-    """Shape unchanged, on a feature map only."""
-    def infer(a: dict, shapes: list[Shape]) -> tuple[Shape, int, int]:
-        feature_map(kind, shapes[0])
-        return shapes[0], 0, 0
-    return infer
 
 
 def at_least(kind: str, shapes: list[Shape], n: int) -> None:
@@ -89,6 +83,3 @@ def divides(groups: int, channels: int, what: str = "groups") -> None:
                          hint=f"choose {what} that divide the channel count")
 
 
-def one_line(values: dict) -> str:
-    """``k=v`` pairs of a look's optional details, skipping defaults (None)."""
-    return ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)

@@ -8,15 +8,24 @@ from dataclasses import dataclass
 
 from ...grid import runs
 from ...ir import Network, Op, Role, Scope
-from ...primitives import PRIMITIVES, Look
+from ...looks import Look, look_of
+from ...primitives import PRIMITIVES, Traits
 from ...roles import parallel_steps, radix_of
-
-_NORM_ACT = ("norm", "act")
 
 
 def look(op: Op) -> Look:
-    """How the registry says to draw ``op``."""
-    return PRIMITIVES[op.kind].look
+    """How ``op`` is drawn: its registered look (or the default one). Drawing only."""
+    return look_of(op)
+
+
+def traits(op: Op) -> Traits:
+    """What ``op`` is, as the registry declares it: what a figure's structure reads."""
+    return PRIMITIVES[op.kind].traits
+
+
+def _folds_onto_line(op: Op) -> bool:
+    """A norm or activation, written on the line of the layer before it (``BN, ReLU``)."""
+    return traits(op).norm or traits(op).activation
 
 
 # ---------------------------------------------------------------- op and section wording
@@ -44,20 +53,20 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: b
     activations or dataflow: split, concat, merges), a run of three or more equal ones as
     one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy). With ``fold`` a BN or activation
     joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box)."""
-    ops = [net.op(n) for n in names if not look(net.op(n)).hidden]
+    ops = [net.op(n) for n in names if not traits(net.op(n)).hidden]
     if convs_only:
-        main = [op for op in ops if look(op).category not in (*_NORM_ACT, "merge")]
+        main = [op for op in ops if not (_folds_onto_line(op) or traits(op).merge)]
         if main:
             ops = main
     out: list[str] = []
     folding = False
     for op in ops:
         t = op_text(op)
-        if look(op).category in _NORM_ACT and (folding or fold) and out:
+        if _folds_onto_line(op) and (folding or fold) and out:
             out[-1] += f", {t}"
         else:
             out.append(t)
-        folding = look(op).category in _NORM_ACT
+        folding = _folds_onto_line(op)
     return _runs(out) if convs_only else out
 
 
@@ -94,7 +103,7 @@ def block_parts(net: Network, block: Scope) -> BlockParts:
                     None)
     short_ops = set(shortcut.op_names()) if shortcut else set()
     main = [n for n in block.op_names() if n not in short_ops]
-    adds = [n for n in main if look(net.op(n)).residual]
+    adds = [n for n in main if traits(net.op(n)).residual]
     if not adds:
         return BlockParts(block, (), tuple(main), None, (), shortcut, block.input)
     merge = adds[-1]
@@ -165,10 +174,10 @@ def shortcut_kind(net: Network, parts: BlockParts) -> str:
     (option A), or the shortcut definition's name."""
     if parts.shortcut is None:
         return "identity shortcut"
-    categories = {look(net.op(n)).category for n in parts.shortcut.op_names() if not look(net.op(n)).hidden}
-    if "conv" in categories:
-        return "pool + projection shortcut" if "pool" in categories else "projection shortcut"
-    if "pad" in categories:
+    ops = [traits(net.op(n)) for n in parts.shortcut.op_names() if not traits(net.op(n)).hidden]
+    if any(t.conv for t in ops):
+        return "pool + projection shortcut" if any(t.pool for t in ops) else "projection shortcut"
+    if any(t.pad for t in ops):
         return "zero-padding shortcut"
     return f"{parts.shortcut.definition} shortcut"
 
@@ -202,7 +211,7 @@ def module_lines(net: Network, module: Scope) -> list[str]:
     kernel's paths) marked ``‖``, under the module's name when it is more than a
     wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
     attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
-    convs = [n for n in module.op_names() if look(net.op(n)).category == "conv"]
+    convs = [n for n in module.op_names() if traits(net.op(n)).conv]
     attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
     main = [n for n in convs if n not in attention]
     name = module.definition.replace("_", "-")

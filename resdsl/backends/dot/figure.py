@@ -17,6 +17,7 @@ from .anatomy import (
     op_text,
     part_text,
     shortcut_kind,
+    traits,
 )
 from .writer import _Dot, text
 
@@ -127,7 +128,7 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     def shown(name: str) -> str:
         """The drawn op behind ``name``: an identity (option D's at stride 1) or another
         hidden op is no box, its readers' edges come from what it passes through."""
-        while name != block.input and look(net.op(name)).hidden and net.op(name).inputs:
+        while name != block.input and traits(net.op(name)).hidden and net.op(name).inputs:
             name = net.op(name).inputs[0]
         return name
 

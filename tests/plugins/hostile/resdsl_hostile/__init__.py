@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from resdsl.primitives import Look, Primitive, SourceCall
+from resdsl.backends.onnx_graph import onnx_lowering
+from resdsl.backends.torch_lowering import SourceCall, torch_lowering
+from resdsl.looks import Look, register_look
+from resdsl.primitives import Primitive, Traits
 
 
 def _same(attrs, shapes):
@@ -16,10 +19,12 @@ def _onnx_relu(g, op, inputs, out):
     g.node("Relu", [inputs[0]], op.name, out)
 
 
-def _prim(kind, infer=_same, onnx_fn=_onnx_relu, **kw):
-    fields = {"module": False, "look": Look(lambda op: kind, "act"), "source_function": SourceCall("F.relu", ()),
-              "onnx": ((1, onnx_fn),), **kw}
-    return Primitive(kind, (), infer, f"test primitive {kind}", **fields)
+def _prim(kind, infer=_same, onnx_fn=_onnx_relu, text=None, **kw):
+    # the lowerings, registered while the entry point loads: recorded as the plugin's
+    torch_lowering(kind, function=SourceCall("F.relu", ()))
+    onnx_lowering(kind)(onnx_fn)
+    register_look(kind, Look(text or (lambda op: kind), "act"))
+    return Primitive(kind, (), infer, f"test primitive {kind}", module=False, traits=Traits(activation=True), **kw)
 
 
 def _raise(attrs, shapes):
@@ -58,13 +63,13 @@ def rules():
         _prim("rule_exit", _exit),
         _prim("onnx_no_node", onnx_fn=_no_node),
         _prim("onnx_bad_node", onnx_fn=_bad_node),
-        _prim("text_not_str", look=Look(lambda op: 42, "act")),
+        _prim("text_not_str", text=lambda op: 42),
     ]
 
 
 def malformed():
-    # no ONNX lowering: the registry refuses the entry
-    return dataclasses.replace(_prim("malformed_op"), onnx=())
+    # weights, but never a module: the registry refuses the entry
+    return dataclasses.replace(_prim("malformed_op"), weights=lambda attrs, shapes: {"weight": (1,)})
 
 
 def not_a_primitive():

@@ -1,4 +1,4 @@
-"""What a primitive's ``recognise`` receives when a torch model is imported (``resdsl.from_torch``).
+"""What a recogniser (:mod:`resdsl.importer.recognisers`) receives when a torch model is imported (``resdsl.from_torch``).
 
 The importer traces the model with ``torch.fx`` and offers every leaf module, function and
 method call to the registry's recognisers, in registry order; the first that returns

@@ -1,0 +1,153 @@
+"""The torch source's lowerings of the built-in primitives (see :mod:`resdsl.backends.torch_lowering`).
+
+Each helper class or function the generated file may need is one template in
+``templates/torch/`` — its only definition — and each kind of module is initialised by one
+:class:`SourceInit` here.
+"""
+
+from __future__ import annotations
+
+from ..ir import Op, Shape
+from ..ops.dataflow import split_range
+from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, torch_lowering
+
+
+def _builtin(kind: str, **calls: object) -> None:
+    torch_lowering(kind, origin="builtin", **calls)  # type: ignore[arg-type]
+
+
+def inplace_flag(op: Op, shapes: list[Shape]) -> bool:
+    """The ``inplace`` argument of a generated call: what resdsl.passes decided for ``op``."""
+    return bool(dict(op.attrs).get("inplace", False))
+
+
+#: ``inplace=True`` in the generated source, written only where the pass chose it.
+INPLACE_ARG = SourceArg("inplace", "inplace", default=False, compute=inplace_flag)
+
+# ---------------------------------------------------------------- weighted layers
+
+#: The generated file's wrapper for modules built once (SourceCall.skip_init).
+_SKIP_INIT = SourceHelper("skip_init", template="skip_init.j2")
+
+_KAIMING = SourceInit("nn.Conv2d", ('nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")',
+                                    "if module.bias is not None:", "    nn.init.zeros_(module.bias)"))
+
+_CONV_ARGS = (SourceArg("in_channels"), SourceArg("out_channels"), SourceArg("kernel_size", "kernel_size"),
+              SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
+              SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1),
+              SourceArg("bias", "bias", True))
+
+_builtin("conv", module=SourceCall("nn.Conv2d", _CONV_ARGS, skip_init=True, helpers=(_SKIP_INIT,)), init=_KAIMING)
+# a std_conv is initialised as the nn.Conv2d it is
+_builtin("std_conv", module=SourceCall("StdConv2d", (*_CONV_ARGS[:-1], SourceArg("bias", "bias", False),
+                                                     SourceArg("eps", "eps", 1e-6)), skip_init=True,
+                                       helpers=(_SKIP_INIT, SourceHelper("StdConv2d", template="std_conv.j2",
+                                                                         functional=True))),
+         init=_KAIMING)
+_builtin("channel_conv", module=SourceCall("ChannelConv", (SourceArg("kernel_size"),),
+                                           helpers=(SourceHelper("ChannelConv", template="channel_conv.j2"),)))
+_builtin("linear", module=SourceCall("nn.Linear", (SourceArg("in_features"), SourceArg("out_features"),
+                                                   SourceArg("bias", "bias", True))))
+
+# ---------------------------------------------------------------- norms
+
+_builtin("batchnorm", module=SourceCall("nn.BatchNorm2d", (SourceArg("num_features"), SourceArg("eps", "eps", 1e-5),
+                                                           SourceArg("momentum", "momentum", 0.1))),
+         init=SourceInit("nn.BatchNorm2d", ("nn.init.ones_(module.weight)", "nn.init.zeros_(module.bias)")))
+_builtin("groupnorm", module=SourceCall("nn.GroupNorm", (SourceArg("groups"), SourceArg("num_channels"),
+                                                         SourceArg("eps", "eps", 1e-5))))
+_builtin("layernorm", module=SourceCall("LayerNorm2d", (SourceArg("num_channels"), SourceArg("eps", "eps", 1e-6)),
+                                        helpers=(SourceHelper("LayerNorm2d", template="layer_norm2d.j2",
+                                                              functional=True),)))
+
+# ---------------------------------------------------------------- activations
+
+#: kind → (torch.nn class, function), and whether it takes ``inplace``.
+_ACTS = {"relu": ("ReLU", "F.relu", True), "relu6": ("ReLU6", "F.relu6", True), "gelu": ("GELU", "F.gelu", False),
+         "silu": ("SiLU", "F.silu", True), "hardswish": ("Hardswish", "F.hardswish", True),
+         "sigmoid": ("Sigmoid", "torch.sigmoid", False), "tanh": ("Tanh", "torch.tanh", False)}
+
+for _kind, (_module, _function, _inplace) in _ACTS.items():
+    _args = (INPLACE_ARG,) if _inplace else ()
+    _builtin(_kind, module=SourceCall(f"nn.{_module}", _args), function=SourceCall(_function, _args))
+
+_builtin("leaky_relu", module=SourceCall("nn.LeakyReLU", (SourceArg("negative_slope"),)),
+         function=SourceCall("F.leaky_relu", (SourceArg("negative_slope"),)))
+
+_GS_HELPER = SourceHelper("group_softmax", template="group_softmax.j2", functional=True, defines=("GroupSoftmax",))
+_GS_ARGS = (SourceArg("radix"), SourceArg("cardinality"))
+_builtin("group_softmax", module=SourceCall("GroupSoftmax", _GS_ARGS, helpers=(_GS_HELPER,)),
+         function=SourceCall("group_softmax", _GS_ARGS, helpers=(_GS_HELPER,)))
+
+# ---------------------------------------------------------------- pooling
+
+_POOL_ARGS = (SourceArg("kernel_size"), SourceArg("stride", "stride"), SourceArg("padding", "padding", 0))
+_MAX_ARGS = (*_POOL_ARGS, SourceArg("dilation", "dilation", 1), SourceArg("ceil_mode", "ceil_mode", False))
+_AVG_ARGS = (*_POOL_ARGS, SourceArg("ceil_mode", "ceil_mode", False),
+             SourceArg("count_include_pad", "count_include_pad", True))
+_GAP_ARGS = (SourceArg("output_size", fixed=1),)
+
+_builtin("maxpool", module=SourceCall("nn.MaxPool2d", _MAX_ARGS), function=SourceCall("F.max_pool2d", _MAX_ARGS))
+_builtin("avgpool", module=SourceCall("nn.AvgPool2d", _AVG_ARGS), function=SourceCall("F.avg_pool2d", _AVG_ARGS))
+_builtin("global_avgpool", module=SourceCall("nn.AdaptiveAvgPool2d", _GAP_ARGS),
+         function=SourceCall("F.adaptive_avg_pool2d", _GAP_ARGS))
+
+# blur_pool is a leaf for torch.fx: it reads the channel count from the tensor, which torch
+# before 2.2 cannot pass to conv2d's `groups` as a traced value
+_BLUR_HELPER = SourceHelper("BlurPool2d", template="blur_pool.j2", functional=True,
+                            defines=("blur_filter", "blur_pool"), wrap=("blur_pool",))
+_builtin("blurpool", module=SourceCall("BlurPool2d", (SourceArg("channels"), SourceArg("filt_size", "filt_size", 3),
+                                                      SourceArg("stride", "stride", 2)), helpers=(_BLUR_HELPER,)),
+         function=SourceCall("blur_pool", (SourceArg("filt_size"), SourceArg("stride")), helpers=(_BLUR_HELPER,)))
+
+# ---------------------------------------------------------------- dataflow
+
+#: Inputs past which a sum is written ``sum([b, c, …], a)``: Python compiles ``a + b + …``
+#: into a nested tree, and about 3,000 terms exhaust its compiler's stack (issue 25, defect
+#: 4). ``sum`` with a start adds left to right, exactly as the infix form does.
+LONG_SUM = 64
+
+
+def _infix(symbol: str):
+    def render(ins: list[str], args: list[str]) -> str:
+        if symbol == "+" and len(ins) > LONG_SUM:
+            return f"sum([{', '.join(ins[1:])}], {ins[0]})"
+        return f" {symbol} ".join(ins)
+    return render
+
+
+def _augmented(symbol: str):
+    """``out += b`` (then ``out += c``): left to right, as the expression form sums them."""
+    return lambda ins: [f"{ins[0]} {symbol}= {y}" for y in ins[1:]]
+
+
+def _slice(ins: list[str], args: list[str]) -> str:
+    """``x[:, a:b]``, spaced as ruff format does when a bound is more than a name or number."""
+    simple = all(a.isidentifier() or a.isdigit() for a in args)
+    return f"{ins[0]}[:, {args[0]}{':' if simple else ' : '}{args[1]}]"
+
+
+_builtin("add", function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")))
+_builtin("multiply", function=SourceCall("multiply", render=_infix("*")))
+_builtin("subtract", function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")))
+_builtin("concat", function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"))
+_builtin("split", function=SourceCall("split", (
+    SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),
+    SourceArg("end", compute=lambda op, shapes: split_range(dict(op.attrs))[1])), render=_slice))
+_builtin("flatten", module=SourceCall("nn.Flatten", (SourceArg("start_dim", fixed=1),)),
+         function=SourceCall("torch.flatten", (SourceArg("start_dim", fixed=1),)))
+_builtin("identity", module=SourceCall("nn.Identity"),
+         function=SourceCall("identity", render=lambda ins, args: ins[0]))
+_builtin("dropout", module=SourceCall("nn.Dropout", (SourceArg("p"),)),
+         function=SourceCall("F.dropout", (SourceArg("p"),), training=True))
+_DROP_PATH = SourceHelper("drop_path", template="drop_path.j2", wrap=("drop_path",), defines=("DropPath",))
+_builtin("drop_path", module=SourceCall("DropPath", (SourceArg("p"),), helpers=(_DROP_PATH,)),
+         function=SourceCall("drop_path", (SourceArg("p"),), training=True, helpers=(_DROP_PATH,)))
+_builtin("pad", module=SourceCall("nn.ConstantPad2d", (SourceArg("padding"), SourceArg("value"))),
+         function=SourceCall("F.pad", (SourceArg("padding"), SourceArg("value", "value", 0.0)),
+                             render=lambda ins, args: f"F.pad({ins[0]}, [{args[0]}] * 4"
+                                                      + "".join(f", {a}" for a in args[1:]) + ")"))
+_builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride"),
+                                                     SourceArg("out_channels", "out_channels")),
+                                        helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
+                                                              functional=True),)))

@@ -1,0 +1,385 @@
+"""The importer's recognisers of the built-in primitives (see :mod:`resdsl.importer.recognisers`).
+
+Each reads a traced module's attributes (kernel, stride, eps…) or a call's arguments, and
+refuses (``None``) anything its primitive does not compute exactly. torch is imported
+inside the functions.
+"""
+
+from __future__ import annotations
+
+from .calls import TENSOR, Call, class_name, square, stock
+from .recognisers import register_recogniser
+
+
+def _builtin(kind: str):
+    def register(fn):
+        register_recogniser(kind, fn, origin="builtin")
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------- weighted layers
+
+
+def _module_conv_attrs(m) -> dict | None:
+    k, stride, dilation = square(m.kernel_size), square(m.stride), square(m.dilation)
+    padding = square(m.padding) if not isinstance(m.padding, str) else None
+    if m.padding == "same" and k is not None and dilation is not None and (k - 1) * dilation % 2 == 0:
+        padding = (k - 1) * dilation // 2
+    if None in (k, stride, dilation, padding) or m.padding_mode != "zeros":
+        return None
+    return {"out_channels": m.out_channels, "kernel_size": k, "stride": stride, "padding": padding,
+            "dilation": dilation, "groups": m.groups, "bias": m.bias is not None}
+
+
+@_builtin("conv")
+def _recognise_conv(call: Call) -> dict | None:
+    from torch import nn
+
+    return _module_conv_attrs(call.module) if stock(call.module, nn.Conv2d) else None
+
+
+@_builtin("std_conv")
+def _recognise_std_conv(call: Call) -> dict | None:
+    # timm's StdConv2d and the generated source's: standardised weights, a float `eps`
+    # (timm's ScaledStdConv2d adds a gain: not this primitive)
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.Conv2d) or class_name(m) != "StdConv2d" or hasattr(m, "gain") or \
+            not isinstance(getattr(m, "eps", None), float):
+        return None
+    a = _module_conv_attrs(m)
+    return None if a is None else {**a, "eps": m.eps}
+
+
+@_builtin("channel_conv")
+def _recognise_channel_conv(call: Call) -> dict | None:
+    # timm's EcaModule holds a plain Conv1d(1, 1, k) applied to the pooled channels laid
+    # out as a sequence; the generated source's ChannelConv is the same layer
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.Conv1d) or (type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"):
+        return None
+    k = square(m.kernel_size)
+    if (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None) or k is None or k % 2 == 0 or \
+            square(m.stride) != 1 or square(m.dilation) != 1 or square(m.padding) != (k - 1) // 2 or \
+            m.padding_mode != "zeros":
+        return None
+    return {"kernel_size": k}
+
+
+@_builtin("linear")
+def _recognise_linear(call: Call) -> dict | None:
+    from torch import nn
+
+    m = call.module
+    return {"out_features": m.out_features, "bias": m.bias is not None} if stock(m, nn.Linear) else None
+
+
+# ---------------------------------------------------------------- norms
+
+
+def _with_act(call: Call, kind: str, attrs: dict, base: type):
+    """``attrs`` for a stock ``base`` module; for timm's norm-act layers (a subclass holding
+    ``drop`` and ``act`` modules, applied after the norm) the chain norm, drop, act."""
+    m = call.module
+    if stock(m, base):
+        return attrs
+    from torch import nn
+
+    if not isinstance(m, base):
+        return None
+    if not isinstance(getattr(m, "act", None), nn.Module):
+        # a subclass with its own forward and nothing more (timm's GroupNorm, for its fast
+        # kernel): the same norm, as the import's output comparison confirms
+        own = {n for n, _ in m.named_children()}
+        return attrs if not own else None
+    chain = [(kind, attrs)]
+    for part in (getattr(m, "drop", None), m.act):
+        if part is None or isinstance(part, nn.Identity):
+            continue
+        sub = call.recognise_module(part)
+        if sub is None:
+            return None
+        chain += sub
+    return chain
+
+
+@_builtin("batchnorm")
+def _recognise_bn(call: Call):
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.BatchNorm2d) or not m.affine or not m.track_running_stats:
+        return None
+    return _with_act(call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)},
+                     nn.BatchNorm2d)
+
+
+@_builtin("groupnorm")
+def _recognise_gn(call: Call):
+    from torch import nn
+
+    m = call.module
+    if not isinstance(m, nn.GroupNorm) or not m.affine:
+        return None
+    return _with_act(call, "groupnorm", {"groups": m.num_groups, "eps": float(m.eps)}, nn.GroupNorm)
+
+
+@_builtin("layernorm")
+def _recognise_ln(call: Call) -> dict | None:
+    # timm's LayerNorm2d (and the generated source's): a LayerNorm over the channels, channels first
+    m = call.module
+    if class_name(m) != "LayerNorm2d" or not getattr(m, "elementwise_affine", True):
+        return None
+    return {"eps": float(m.eps)}
+
+
+# ---------------------------------------------------------------- activations
+
+
+def _recognise_act(kind: str, module: str, function: str):
+    def recognise(call: Call) -> dict | None:
+        import torch
+        from torch import nn
+
+        if call.module is not None:
+            cls = getattr(nn, module)
+            if not stock(call.module, cls) or getattr(call.module, "approximate", "none") != "none":
+                return None
+            return {}
+        if call.tensors != 1 or call.kwargs.get("approximate", "none") != "none":
+            return None
+        if call.method is not None:
+            return {} if call.method in (kind, f"{kind}_") and len(call.args) == 1 else None
+        owner, _, name = function.partition(".")
+        functions = {getattr(torch.nn.functional if owner == "F" else torch, name),
+                     getattr(torch, kind, None), getattr(torch.nn.functional, kind, None)}
+        return {} if call.function in functions - {None} and call.args[:1] == (TENSOR,) else None
+    return recognise
+
+
+@_builtin("leaky_relu")
+def _recognise_leaky(call: Call) -> dict | None:
+    from torch import nn
+
+    return {"negative_slope": float(call.module.negative_slope)} if stock(call.module, nn.LeakyReLU) else None
+
+
+@_builtin("group_softmax")
+def _recognise_group_softmax(call: Call) -> dict | None:
+    # timm's RadixSoftmax and the generated source's GroupSoftmax / group_softmax
+    if call.module is not None:
+        m = call.module
+        if class_name(m) not in ("RadixSoftmax", "GroupSoftmax"):
+            return None
+        return {"radix": int(m.radix), "cardinality": int(m.cardinality)}
+    if call.is_generated("group_softmax"):
+        return {"radix": int(call.arg(1, "radix")), "cardinality": int(call.arg(2, "cardinality", 1))}
+    return None
+
+
+#: kind → its torch.nn class and function.
+_ACTS = {"relu": ("ReLU", "F.relu"), "relu6": ("ReLU6", "F.relu6"), "gelu": ("GELU", "F.gelu"),
+         "silu": ("SiLU", "F.silu"), "hardswish": ("Hardswish", "F.hardswish"),
+         "sigmoid": ("Sigmoid", "torch.sigmoid"), "tanh": ("Tanh", "torch.tanh")}
+for _kind, (_module, _function) in _ACTS.items():
+    register_recogniser(_kind, _recognise_act(_kind, _module, _function), origin="builtin")
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_attrs(call: Call, module_cls: str, function: str, avg: bool) -> dict | None:
+    import torch
+    from torch import nn
+
+    m = call.module
+    if m is not None:
+        if not stock(m, getattr(nn, module_cls)):
+            return None
+        k, s, p = square(m.kernel_size), square(m.stride), square(m.padding)
+        extra = {"count_include_pad": bool(m.count_include_pad)} if avg else {"dilation": square(m.dilation)}
+        if avg and m.divisor_override is not None:
+            return None
+        ceil = bool(m.ceil_mode)
+    elif call.function is getattr(torch.nn.functional, function) and call.args[:1] == (TENSOR,):
+        k, s, p = (square(call.arg(i, n, d)) for i, n, d in ((1, "kernel_size", None), (2, "stride", None),
+                                                             (3, "padding", 0)))
+        if s is None:
+            s = k
+        ceil = bool(call.arg(5 if not avg else 4, "ceil_mode", False))
+        extra = {"count_include_pad": bool(call.arg(5, "count_include_pad", True))} if avg else \
+            {"dilation": square(call.arg(4, "dilation", 1))}
+        if avg and call.arg(6, "divisor_override") is not None or call.kwargs.get("return_indices"):
+            return None
+    else:
+        return None
+    if None in (k, s, p, *extra.values()):
+        return None
+    return {"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil, **extra}
+
+
+@_builtin("global_avgpool")
+def _recognise_gap(call: Call):
+    """AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), and a mean over H and W (timm's SE
+    and ECA); without keepdim, the mean is the pooling and a flatten."""
+    import torch
+    from torch import nn
+
+    m = call.module
+    if m is not None:
+        return {} if stock(m, nn.AdaptiveAvgPool2d) and square(m.output_size) == 1 else None
+    if call.function is torch.nn.functional.adaptive_avg_pool2d:
+        return {} if square(call.arg(1, "output_size")) == 1 else None
+    if call.method == "mean" or call.function is torch.mean:
+        dims = call.arg(1, "dim")
+        dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+        if call.args[:1] != (TENSOR,) or len(call.in_shapes[0]) != 3 or call.kwargs.get("dtype") is not None or \
+                sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+            return None
+        return {} if call.arg(2, "keepdim", False) else [("global_avgpool", {}), ("flatten", {})]
+    return None
+
+
+@_builtin("blurpool")
+def _recognise_blurpool(call: Call) -> dict | None:
+    # timm's BlurPool2d (reflect padding, binomial filter) and the generated source's
+    if call.is_generated("blur_pool"):
+        return {"filt_size": int(call.arg(1, "filt_size")), "stride": int(call.arg(2, "stride"))}
+    m = call.module
+    if class_name(m) != "BlurPool2d" or getattr(m, "pad_mode", "reflect") != "reflect":
+        return None
+    f, s = square(getattr(m, "filt_size", None)), square(getattr(m, "stride", None))
+    return None if f is None or s is None else {"stride": s, "filt_size": f}
+
+
+register_recogniser("maxpool", lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False), origin="builtin")
+register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True), origin="builtin")
+
+
+# ---------------------------------------------------------------- dataflow
+
+
+def _recognise_binary(symbol: str):
+    """``a + b`` (and ``+=``, ``torch.add``) of two tensors; a number on one side is not this op."""
+    def recognise(call: Call) -> dict | None:
+        import operator
+
+        import torch
+
+        name = {"+": "add", "*": "mul", "-": "sub"}[symbol]
+        functions = {getattr(operator, name), getattr(operator, f"i{name}"), getattr(torch, name)}
+        ok = (call.function in functions or call.method in (name, f"{name}_")) and \
+            call.args[:2] == (TENSOR, TENSOR) and len(call.args) == 2 and not call.kwargs
+        return {} if ok else None
+    return recognise
+
+
+def _channel_dim(call: Call, i: int, default: int = 0) -> bool:
+    dim = call.arg(i, "dim", default)
+    return isinstance(dim, int) and dim in (1, -3) and all(len(s) == 3 for s in call.in_shapes)
+
+
+@_builtin("concat")
+def _recognise_concat(call: Call) -> dict | None:
+    import torch
+
+    parts = call.arg(0, "tensors")
+    ok = call.function in (torch.cat, torch.concat) and isinstance(parts, (list, tuple)) and \
+        all(p is TENSOR for p in parts) and _channel_dim(call, 1)
+    return {} if ok else None
+
+
+@_builtin("split")
+def _recognise_split(call: Call) -> dict | None:
+    """``torch.split`` / ``chunk`` along the channels: the sizes of all the parts (the
+    importer makes one op per part used)."""
+    import torch
+
+    if call.args[:1] != (TENSOR,) or not _channel_dim(call, 2):
+        return None
+    c = call.in_shapes[0][0]
+    if call.function is torch.split or call.method == "split":
+        size = call.arg(1, "split_size_or_sections")
+        if isinstance(size, int) and size > 0:
+            return {"sizes": tuple(min(size, c - i) for i in range(0, c, size))}
+        if isinstance(size, (list, tuple)) and all(isinstance(v, int) for v in size) and sum(size) == c:
+            return {"sizes": tuple(size)}
+    elif call.function is torch.chunk or call.method == "chunk":
+        n = call.arg(1, "chunks")
+        if isinstance(n, int) and n > 0:
+            step = -(-c // n)
+            return {"sizes": tuple(min(step, c - i) for i in range(0, c, step))}
+    return None
+
+
+@_builtin("flatten")
+def _recognise_flatten(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        m = call.module
+        return {} if stock(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1 else None
+    if call.function is torch.flatten or call.method == "flatten":
+        ok = call.args[:1] == (TENSOR,) and call.arg(1, "start_dim", 0) == 1 and call.arg(2, "end_dim", -1) == -1
+        return {} if ok else None
+    return None
+
+
+@_builtin("dropout")
+def _recognise_dropout(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        return {"p": float(call.module.p)} if stock(call.module, nn.Dropout) else None
+    if call.function is torch.nn.functional.dropout and call.args[:1] == (TENSOR,):
+        return {"p": float(call.arg(1, "p", 0.5))}
+    return None
+
+
+@_builtin("drop_path")
+def _recognise_drop_path(call: Call) -> dict | None:
+    # timm's DropPath (drop_prob) and the generated source's (p)
+    if call.module is not None:
+        m = call.module
+        if class_name(m) != "DropPath":
+            return None
+        p = getattr(m, "drop_prob", getattr(m, "p", None))
+        return {"p": float(p)} if isinstance(p, (int, float)) else None
+    if call.is_generated("drop_path"):
+        return {"p": float(call.arg(1, "p", 0.0))}
+    return None
+
+
+@_builtin("pad")
+def _recognise_pad(call: Call) -> dict | None:
+    import torch
+    from torch import nn
+
+    if call.module is not None:
+        m = call.module
+        if not stock(m, nn.ConstantPad2d):
+            return None
+        pads, value = m.padding, m.value
+    elif call.function is torch.nn.functional.pad and call.args[:1] == (TENSOR,):
+        pads, value = call.arg(1, "pad"), call.arg(3, "value", 0.0)
+        if call.arg(2, "mode", "constant") != "constant":
+            return None
+    else:
+        return None
+    p = square(tuple(pads)) if isinstance(pads, (list, tuple)) and len(pads) == 4 else None
+    return None if p is None else {"padding": p, "value": float(value or 0.0)}
+
+
+for _kind, _symbol in (("add", "+"), ("multiply", "*"), ("subtract", "-")):
+    register_recogniser(_kind, _recognise_binary(_symbol), origin="builtin")
+register_recogniser("identity", lambda call: {} if class_name(call.module) == "Identity"
+                    and not list(call.module.children()) else None, origin="builtin")
+register_recogniser("zeropad", lambda call: {"stride": int(call.arg(1, "stride")),
+                                             "out_channels": int(call.arg(2, "out_channels"))}
+                    if call.is_generated("zero_pad") else None, origin="builtin")
