@@ -17,10 +17,12 @@ from pathlib import Path
 
 from .diagnostics import Diagnostic, SpecError
 from .ir import Network, Op, Role, Scope
-from .loader import Loader, check_arguments
+from .loader import check_arguments, check_out_indices, check_seed, load, loads
 from .looks import Look, register_look
+from .models import ModelError, create_model, list_models, pretrained_tags, save_pretrained
 from .primitives import PRIMITIVES, Primitive, PrimParam, ShapeError, Traits, param, register_primitive
-from .resources import shipped_spec, shipped_specs
+from .resources import shipped_specs
+from .version import __version__
 
 #: The back ends' registration API, imported on first use: checking a spec imports no back end.
 _LAZY = {**dict.fromkeys(("torch_lowering", "SourceArg", "SourceCall", "SourceHelper", "SourceInit"),
@@ -35,9 +37,6 @@ def __getattr__(name: str) -> object:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'resdsl' has no attribute {name!r}")
 
-__version__ = "0.1.0"
-
-from .models import ModelError, create_model, list_models, pretrained_tags, save_pretrained  # noqa: E402
 
 __all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
            # timm's model API (resdsl.models)
@@ -49,36 +48,8 @@ __all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "
            "register_look"]
 
 
-def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
-    """Load the spec at ``path`` and return its checked network.
-
-    ``path`` is a ``.res`` file, or the bare name of a shipped spec (``"resnet50"``, see
-    :func:`list_specs`) when no such file exists, as on the command line. The network is
-    the last one the file defines, or the one named ``network``. Networks over the size
-    budget (``resdsl.limits``) are refused unless ``allow_large``. Raises
-    :class:`SpecError` with every diagnostic found.
-    """
-    check_arguments("load", path=path, network=network, flags={"allow_large": allow_large})
-    if path is None:
-        raise TypeError("load: `path` is a file name (str or pathlib.Path), not None")
-    if isinstance(path, str) and not Path(path).exists():
-        path = shipped_spec(path) or path
-    return Loader(allow_large=allow_large).load(path, network=network)
 
 
-def loads(text: str, path: str | Path | None = None, *, network: str | None = None,
-          allow_large: bool = False) -> Network:
-    """Like :func:`load`, for spec text; ``path`` names it in diagnostics.
-
-    Imports of files resolve relative to ``path``'s folder; without a path the text has no
-    folder (the current one is never assumed), so only the standard library can be imported.
-    """
-    check_arguments("loads", text=text, text_given=True, path=path, network=network,
-                    flags={"allow_large": allow_large})
-    loader = Loader(allow_large=allow_large)
-    if path is None:
-        path, loader.has_folder = "<string>", False
-    return loader.load(path, text=text, network=network)
 
 
 def list_specs() -> list[str]:
@@ -105,7 +76,7 @@ def build(spec: str | Path | Network, *, seed: int | None = None, network: str |
     """
     from .backends.torch_model import build as _build
 
-    _check_seed(seed)
+    check_seed(seed)
     check_arguments("build", flags={"inplace": inplace}, network=network)
     if not isinstance(spec, Network):
         check_arguments("build", path=spec)
@@ -117,24 +88,12 @@ def build(spec: str | Path | Network, *, seed: int | None = None, network: str |
         net = spec
     else:
         net = load(spec, network=network)
-    _check_out_indices(out_indices)
+    check_out_indices(out_indices)
     return _build(net, seed=seed, out_indices=out_indices, inplace=inplace)
 
 
-def _check_seed(seed: object, fn: str = "build") -> None:
-    # the CLI's range for --seed (resdsl.backends.SEED)
-    if seed is None:
-        return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"{fn}: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
-    if not 0 <= seed <= 2**63 - 1:
-        raise ValueError(f"{fn}: `seed` lies between 0 and 2**63 - 1, not {seed}")
 
 
-def _check_out_indices(out_indices: object, fn: str = "build") -> None:
-    if out_indices is not None and (isinstance(out_indices, str | bytes) or not isinstance(out_indices, Sequence)
-                                    or not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices)):
-        raise TypeError(f"{fn}: `out_indices` is a sequence of integers, such as (1, 2, 3, 4), not {out_indices!r}")
 
 
 def values(model, x):
@@ -182,7 +141,7 @@ def transplant(spec: str | Path | Network, checkpoint, *, seed: int | None = 0, 
     See :mod:`resdsl.weight_transplant`.
     """
     from .weight_transplant import transplant as _transplant
-    _check_seed(seed, "transplant")
+    check_seed(seed, "transplant")
     check_arguments("transplant", network=network, flags={"allow_nonfinite": allow_nonfinite})
     if not isinstance(spec, Network):
         check_arguments("transplant", path=spec)

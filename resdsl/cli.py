@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .backends import SEED, TARGETS, BackendError, Option, OptionError, fill, target_options
 from .diagnostics import Note, SourceCache, SpecError, UsageError, did_you_mean, printable
 from .ir import Network
@@ -23,6 +22,7 @@ from .loader import Loader
 from .output import refuse_inputs, safe_write
 from .primitives import PluginError
 from .resources import shipped_spec, shipped_specs
+from .version import __version__
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import limits
@@ -29,7 +30,7 @@ from .elaborate import (
 )
 from .errors import E
 from .ir import Network
-from .resources import std_root
+from .resources import shipped_spec, std_root
 from .syntax import Alias, Definition, Import, Module, parse
 
 _PARSED: dict[tuple[str, str], Module] = {}  # (path, text) → AST; the std library parses once
@@ -408,3 +409,49 @@ class Loader:
         return candidate
 
 
+def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
+    """Load the spec at ``path`` and return its checked network.
+
+    ``path`` is a ``.res`` file, or the bare name of a shipped spec (``"resnet50"``, see
+    :func:`list_specs`) when no such file exists, as on the command line. The network is
+    the last one the file defines, or the one named ``network``. Networks over the size
+    budget (``resdsl.limits``) are refused unless ``allow_large``. Raises
+    :class:`SpecError` with every diagnostic found.
+    """
+    check_arguments("load", path=path, network=network, flags={"allow_large": allow_large})
+    if path is None:
+        raise TypeError("load: `path` is a file name (str or pathlib.Path), not None")
+    if isinstance(path, str) and not Path(path).exists():
+        path = shipped_spec(path) or path
+    return Loader(allow_large=allow_large).load(path, network=network)
+
+
+def loads(text: str, path: str | Path | None = None, *, network: str | None = None,
+          allow_large: bool = False) -> Network:
+    """Like :func:`load`, for spec text; ``path`` names it in diagnostics.
+
+    Imports of files resolve relative to ``path``'s folder; without a path the text has no
+    folder (the current one is never assumed), so only the standard library can be imported.
+    """
+    check_arguments("loads", text=text, text_given=True, path=path, network=network,
+                    flags={"allow_large": allow_large})
+    loader = Loader(allow_large=allow_large)
+    if path is None:
+        path, loader.has_folder = "<string>", False
+    return loader.load(path, text=text, network=network)
+
+
+def check_seed(seed: object, fn: str = "build") -> None:
+    # the CLI's range for --seed (resdsl.backends.SEED)
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"{fn}: `seed` is an integer or None, not {type(seed).__name__} {seed!r}")
+    if not 0 <= seed <= 2**63 - 1:
+        raise ValueError(f"{fn}: `seed` lies between 0 and 2**63 - 1, not {seed}")
+
+
+def check_out_indices(out_indices: object, fn: str = "build") -> None:
+    if out_indices is not None and (isinstance(out_indices, str | bytes) or not isinstance(out_indices, Sequence)
+                                    or not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices)):
+        raise TypeError(f"{fn}: `out_indices` is a sequence of integers, such as (1, 2, 3, 4), not {out_indices!r}")

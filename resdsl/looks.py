@@ -56,7 +56,7 @@ def _guard(look: Look, kind: str, origin: str) -> Look:
 
 
 #: kind → :class:`Look`.
-LOOKS = Lowerings[Look]("diagram", "resdsl.builtin_looks", _guard)
+LOOKS = Lowerings[Look]("diagram", _guard)
 
 
 def register_look(kind: str, look: Look, *, origin: str | None = None, replace: bool = False) -> Look:

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .diagnostics import SourceCache, UsageError, did_you_mean
 from .ir import Network
-from .loader import Loader, check_arguments, decode, described
+from .loader import Loader, check_arguments, check_out_indices, check_seed, decode, described
 from .output import safe_write
 from .resources import data_path, shipped_spec, shipped_specs
+from .version import __version__
 
 __all__ = ["ModelError", "ResText", "create_model", "list_models", "save_pretrained", "pretrained_tags", "load_network",
            "res_literal", "find_spec", "build_model", "Recipe", "BUNDLE_CONFIG", "BUNDLE_WEIGHTS"]
@@ -306,10 +306,8 @@ def create_model(name_or_path: str | Path, *, pretrained: object = False, num_cl
     ``model.transplant_report``. Raises :class:`~resdsl.SpecError` for a bad override and
     :class:`ModelError` for a request that cannot be met.
     """
-    from . import _check_out_indices, _check_seed
-
-    _check_seed(seed, "create_model")
-    _check_out_indices(out_indices, "create_model")
+    check_seed(seed, "create_model")
+    check_out_indices(out_indices, "create_model")
     if not isinstance(name_or_path, str | os.PathLike) or "\x00" in os.fspath(name_or_path):
         raise TypeError("create_model: `name_or_path` is a model's name or a path (str or pathlib.Path), "
                         f"not {described(name_or_path)}")

@@ -27,7 +27,6 @@ normalisation, activations, pooling and element-wise ops count zero.
 
 from __future__ import annotations
 
-import importlib
 import keyword
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -221,20 +220,18 @@ class Primitive:
 
 
 class Registry(Mapping[str, Primitive]):
-    """kind → :class:`Primitive`. The built-ins (:mod:`resdsl.ops`) and the entry-point
-    plugins are loaded on the first lookup, so no import order matters."""
+    """kind → :class:`Primitive`. The built-ins register themselves when :mod:`resdsl.ops`
+    is imported (the front end imports it); the entry-point plugins are loaded on the first
+    lookup."""
 
-    def __init__(self, builtins: str) -> None:
+    def __init__(self) -> None:
         self._prims: dict[str, Primitive] = {}
-        self._builtins = builtins
         self._state = "empty"  # → "loading" → "loaded"
 
     def _load(self) -> None:
         if self._state == "empty":
             self._state = "loading"
             try:
-                for prim in importlib.import_module(self._builtins).BUILTINS:
-                    self.add(prim)
                 load_entry_points(self)
             finally:
                 self._state = "loaded"
@@ -281,7 +278,7 @@ class Registry(Mapping[str, Primitive]):
 
 
 #: Every primitive by kind: the built-ins of :mod:`resdsl.ops`, then plugins.
-PRIMITIVES = Registry("resdsl.ops")
+PRIMITIVES = Registry()
 
 #: Names a spec uses for other things (the language's keywords and built-ins); a plugin
 #: primitive may not take them.
@@ -358,28 +355,22 @@ class Lowerings(Generic[T]):
     origin)``, which wraps its functions so that their failures name the plugin
     (:class:`PluginError`)."""
 
-    def __init__(self, target: str, builtins: str, guard: Callable[[T, str, str], T] | None = None):
+    def __init__(self, target: str, guard: Callable[[T, str, str], T] | None = None):
         self.target = target  # as messages name it: "ONNX", "torch"
-        self._builtins = builtins  # the module registering the built-ins' entries, imported on first use
         self._guard = guard
         self._entries: dict[str, tuple[T, str]] = {}
-        self._loaded = False
         _TABLES.append(self)
-
-    def _load(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            importlib.import_module(self._builtins)
 
     def register(self, kind: str, entry: T, *, origin: str | None = None, replace: bool = False) -> T:
         """Register ``entry`` for ``kind``. ``origin`` defaults to the plugin being loaded
         (an entry point), else ``"register"``; ``"builtin"`` is resdsl's own. An entry
         another origin registered is replaced only with ``replace`` (the same origin may
         register again: a plugin module imported anew)."""
-        self._load()
         if not isinstance(kind, str) or not kind.isidentifier():
             raise ValueError(f"{self.target} lowering: `{kind}` is not a primitive's name")
         origin = registration_origin(origin)
+        if origin == "builtin" and kind in self._entries:  # a plugin registered first: its entry stays
+            return self._entries[kind][0]
         if kind in self._entries and not replace and self._entries[kind][1] != origin:
             raise ValueError(f"a {self.target} lowering for `{kind}` is already registered "
                              f"(by {self._entries[kind][1]}); pass replace=True to replace it")
@@ -391,12 +382,10 @@ class Lowerings(Generic[T]):
     def registered(self, kind: str) -> tuple[T, str] | None:
         """The entry registered so far for ``kind`` (plugins not loaded for it) and its
         origin, or None."""
-        self._load()
         return self._entries.get(kind)
 
     def get(self, kind: str) -> T | None:
         """The entry for ``kind``, or None."""
-        self._load()
         if kind not in self._entries:
             PRIMITIVES.get(kind)  # loads the plugins, which register their lowerings
         found = self._entries.get(kind)
@@ -427,7 +416,6 @@ class Lowerings(Generic[T]):
 
     def kinds(self) -> list[str]:
         """The kinds with an entry, in the registry's order (then any others)."""
-        self._load()
         known = list(PRIMITIVES)
         return [k for k in known if k in self._entries] + [k for k in self._entries if k not in known]
 

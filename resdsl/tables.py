@@ -27,6 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import builtin_looks  # noqa: F401  (registers the built-ins' looks)
 from .diagnostics import UsageError
 from .grid import grid, runs
 from .ir import Network, Op, Role, Scope

@@ -189,7 +189,7 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     from .backends.torch_model import build
 
     if not isinstance(spec, Network):
-        from . import load
+        from .loader import load
         spec = load(spec, network=network)
     net = spec
     notes: list[str] = []

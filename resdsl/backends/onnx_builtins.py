@@ -14,7 +14,7 @@ from ..ops.norm import BN_TENSORS
 from ..ops.pool import blur_padding
 from . import BackendError
 from .fold import fold_conv_bn_arrays
-from .onnx_graph import onnx_lowering
+from .onnx_registry import onnx_lowering
 
 
 def _builtin(kind: str, opset: int = 1):

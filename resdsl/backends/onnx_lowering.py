@@ -18,14 +18,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, external_data_helper, helper
 
-from .. import __version__
 from ..diagnostics import Note
 from ..ir import INPUT, Network, Op
 from ..output import destination, publish_addressed, seal, sweep, temp_dir
 from ..passes import foldable_batchnorms
 from ..primitives import PRIMITIVES, NoLowering
-from . import BackendError, OptionError
-from .onnx_graph import ONNX, data_files, expected_state, lowering_for
+from ..version import __version__
+from . import BackendError, OptionError, onnx_builtins  # noqa: F401  (registers the built-ins' lowerings)
+from .onnx_registry import ONNX, data_files, expected_state, lowering_for
 
 #: Tensors this large or larger go to the external data file; small constants stay inline.
 EXTERNAL_MIN_BYTES = 1024

@@ -144,7 +144,7 @@ def _guard(lowering: TorchLowering, kind: str, origin: str) -> TorchLowering:
 
 
 #: kind → :class:`TorchLowering`.
-TORCH = Lowerings[TorchLowering]("torch", "resdsl.backends.torch_builtins", _guard)
+TORCH = Lowerings[TorchLowering]("torch", _guard)
 
 
 def torch_lowering(kind: str, *, module: SourceCall | None = None, function: SourceCall | None = None,

@@ -35,14 +35,14 @@ from typing import NamedTuple, Union
 
 import jinja2
 
-from .. import __version__
 from ..ir import INPUT, Attr, Network, Op, Role, Scope, Shape
 from ..passes import features_only, with_inplace
 from ..primitives import PRIMITIVES, NoLowering
 from ..resources import data_path
 from ..roles import feature_points, head_of
 from ..stats import fmt_shape
-from . import SEED, BackendError, declare
+from ..version import __version__
+from . import SEED, BackendError, declare, torch_builtins  # noqa: F401  (registers the built-ins' lowerings)
 from .source_format import Call, Expr, Sequential, layout
 from .torch_lowering import INPUT_CHANNELS, NODEFAULT, TORCH, SourceArg, SourceCall, SourceHelper, SourceInit
 

@@ -22,6 +22,7 @@ names and the tensors a layer reads), ``layers`` (primitive layers become ops) a
 ``elaborator`` (the loader's interface, :class:`Elaborator`, which owns one ``Build``).
 """
 
+from .. import ops  # noqa: F401  (registers the built-in primitives)
 from ..diagnostics import NO_SPAN
 from .builtins import BUILTINS
 from .elaborator import Elaborator

@@ -27,7 +27,7 @@ def _network_name(name: str | None, source: str | None, model: Any) -> str:
 def _header(source: str | None, model: Any, params: int) -> str:
     import torch
 
-    from .. import __version__
+    from ..version import __version__
 
     versions = [f"torch {torch.__version__.split('+')[0]}"]
     if source and source.startswith("timm:"):
@@ -74,7 +74,7 @@ def from_torch(
     """
     import torch
 
-    from .. import loads
+    from ..loader import loads
     from . import canon, library, structure, verify
     from .trace import trace
 

@@ -22,8 +22,7 @@ from ..primitives import Lowerings, guarded
 Recogniser = Callable[[Any], Any]
 
 #: kind → its :data:`Recogniser`.
-RECOGNISERS = Lowerings[Recogniser]("importer", "resdsl.importer.builtin_recognisers",
-                                    lambda fn, kind, origin: guarded(fn, kind, origin, "recogniser"))
+RECOGNISERS = Lowerings[Recogniser]("importer", lambda fn, kind, origin: guarded(fn, kind, origin, "recogniser"))
 
 
 def register_recogniser(kind: str, recogniser: Recogniser, *, origin: str | None = None,

@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import E
 from ..ir import Shape
 from ..primitives import PRIMITIVES
+from . import builtin_recognisers  # noqa: F401  (registers the built-ins' recognisers)
 from .calls import TENSOR, Call
 from .recognisers import RECOGNISERS
 

@@ -41,7 +41,8 @@ def verify(text: str, model: Any, input_size: tuple[int, ...], *, net: Any = Non
     ``model``'s weights, compare outputs; the built model, or an :class:`ImportFailure`."""
     import torch
 
-    from .. import build, loads
+    from ..backends.torch_model import build
+    from ..loader import loads
 
     try:
         net = net if net is not None else loads(text)

@@ -6,6 +6,7 @@ in which a generated file lists the helpers it needs.
 
 from __future__ import annotations
 
+from ..primitives import PRIMITIVES
 from .activation import ACTIVATIONS, GROUP_SOFTMAX, LEAKY_RELU
 from .conv import CHANNEL_CONV, CONV, LINEAR, STD_CONV
 from .dataflow import (
@@ -28,3 +29,6 @@ BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_
             DROPOUT, ZEROPAD, DROP_PATH, IDENTITY, ADD, MULTIPLY,
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD)
+
+for _prim in BUILTINS:
+    PRIMITIVES.add(_prim)

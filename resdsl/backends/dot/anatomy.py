@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ... import builtin_looks  # noqa: F401  (registers the built-ins' looks)
 from ...grid import runs
 from ...ir import Network, Op, Role, Scope
 from ...looks import Look, look_of
