@@ -58,6 +58,7 @@ for _kind, _text in (("relu", "ReLU"), ("relu6", "ReLU6"), ("gelu", "GELU"), ("s
                      ("hardswish", "hard-swish"), ("sigmoid", "sigmoid"), ("tanh", "tanh")):
     _builtin(_kind, Look(lambda op, t=_text: t, "act"))
 _builtin("leaky_relu", Look(lambda op: "leaky ReLU", "act"))
+_builtin("elu", Look(lambda op: "ELU", "act"))
 
 
 def _gs_text(op: Op) -> str:

@@ -369,7 +369,8 @@ class Lowerings(Generic[T]):
         if not isinstance(kind, str) or not kind.isidentifier():
             raise ValueError(f"{self.target} lowering: `{kind}` is not a primitive's name")
         origin = registration_origin(origin)
-        if origin == "builtin" and kind in self._entries:  # a plugin registered first: its entry stays
+        if origin == "builtin" and kind in self._entries and self._entries[kind][1] != "builtin":
+            # a plugin replaced this built-in before the built-ins' module was imported: it stays
             return self._entries[kind][0]
         if kind in self._entries and not replace and self._entries[kind][1] != origin:
             raise ValueError(f"a {self.target} lowering for `{kind}` is already registered "

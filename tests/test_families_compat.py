@@ -29,16 +29,20 @@ from resdsl.backends.torch_source import emit  # noqa: E402
 SIZE = 64
 
 #: Shipped specs, each timm's model of the same name.
-SHIPPED = ["cspresnet50", "dla34", "regnety_016", "repvgg_a0"]
+SHIPPED = ["cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68"]
 
-#: timm's DPN ends in an ELU (``fc_act_layer="elu"``), which resdsl has no primitive for, so
-#: no DPN spec ships; the family is checked against timm's DPNs built with a ReLU there.
+#: DPN members no spec ships, against timm's.
 DPN = {
-    "dpn68": "dpn(final_act = relu, small = true, num_init_features = 10, k_r = 128, groups = 32, "
-             "k_sec = [3, 4, 12, 3], inc_sec = [16, 32, 32, 64])",
-    "dpn68b": "dpn(final_act = relu, small = true, num_init_features = 10, k_r = 128, groups = 32, b = true, "
-              "k_sec = [3, 4, 12, 3], inc_sec = [16, 32, 32, 64])",
+    "dpn68b": ("dpn(small = true, num_init_features = 10, k_r = 128, groups = 32, b = true, "
+               "k_sec = [3, 4, 12, 3], inc_sec = [16, 32, 32, 64])", {}),
 }
+
+
+def test_timms_dpn_ends_in_a_relu_whatever_fc_act_layer_says():
+    """Why std.dpn's `final_act` is a ReLU: timm's fc_act_layer does not reach the module."""
+    for act in ("elu", "gelu"):
+        model = _need(timm, "timm").create_model("dpn68", fc_act_layer=act)
+        assert isinstance(model.features.conv5_bn_ac.bn.act, torch.nn.ReLU)
 
 #: Members of the families that no shipped spec names: (the `.res` text, timm's keyword arguments).
 ONE_LINERS = {
@@ -142,17 +146,12 @@ def test_shipped_spec_is_timms_model_in_process_source_and_onnxruntime(name, tmp
 
 
 @pytest.mark.parametrize("name", sorted(DPN))
-def test_dpn_family_is_timms_dpn_with_a_relu_before_the_classifier(name, tmp_path):
-    _check(name, f"import std.dpn\nnetwork v = {DPN[name]}", tmp_path, {"fc_act_layer": "relu"}, backends=True)
+def test_dpn_family_is_timms_dpn(name, tmp_path):
+    text, kwargs = DPN[name]
+    _check(name, f"import std.dpn\nnetwork v = {text}", tmp_path, kwargs, backends=True)
 
 
 @pytest.mark.parametrize("name", sorted(ONE_LINERS))
 def test_family_members_are_one_liners(name, tmp_path):
     text, kwargs = ONE_LINERS[name]
     _check(name, text, tmp_path, kwargs)
-
-
-def test_dpn_needs_its_final_activation_named():
-    # timm's is an ELU, which has no primitive: the template does not pretend with a default
-    with pytest.raises(resdsl.SpecError, match="final_act"):
-        resdsl.loads("import std.dpn\nnetwork v = dpn(small = true)")

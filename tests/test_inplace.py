@@ -41,8 +41,10 @@ def reduced(name: str, blocks: int = 2) -> resdsl.Network:
 
 #: Templates without `depths` and `widths`: RegNet works its stages out itself (its first four
 #: blocks: stages of 48 and 128 channels, each with a projecting and an identity block); DLA
-#: keeps its trees (every wire) on narrower levels.
-OWN_REDUCTION = {"regnety_016": "depth = 4", "dla34": "channels = [16, 16, 32, 32, 64, 64]"}
+#: keeps its trees (every wire) on narrower levels; DPN two blocks in its first stage, one in
+#: the others (each kind of dual-path block: projecting, normal, downsampling).
+OWN_REDUCTION = {"regnety_016": "depth = 4", "dla34": "channels = [16, 16, 32, 32, 64, 64]",
+                 "dpn68": "k_sec = [2, 1, 1, 1]"}
 
 
 def training_step(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

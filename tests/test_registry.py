@@ -47,6 +47,7 @@ CASES: dict[str, tuple[str, str]] = {
     **{k: ("[4, 8, 8]", f"c: conv(6, 3)\na: {k}()\n{k}()")
        for k in ("relu", "relu6", "gelu", "silu", "hardswish", "sigmoid", "tanh")},
     "leaky_relu": ("[4, 8, 8]", "c: conv(6, 3)\na: leaky_relu(0.2)\nleaky_relu(negative_slope = 0.1)"),
+    "elu": ("[4, 8, 8]", "c: conv(6, 3)\na: elu(0.5)\nelu()"),
     "maxpool": ("[4, 9, 9]", "a: maxpool(3, stride = 2, padding = 1, ceil_mode = true)\nmaxpool(2, dilation = 1)"),
     "avgpool": ("[4, 9, 9]", "a: avgpool(3, stride = 2, padding = 1, ceil_mode = true)\n"
                              "avgpool(2, count_include_pad = false)"),

@@ -204,6 +204,11 @@ def _leaky_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("LeakyRelu", [xs[0]], op.name, out, alpha=float(op.attr("negative_slope")))
 
 
+@_builtin("elu")
+def _elu_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Elu", [xs[0]], op.name, out, alpha=float(op.attr("alpha")))
+
+
 @_builtin("group_softmax")
 def _gs_onnx(g, op: Op, xs: list[str], out: str) -> None:
     radix, card, name = op.attr("radix"), op.attr("cardinality"), op.name

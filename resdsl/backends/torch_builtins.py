@@ -71,6 +71,8 @@ for _kind, (_module, _function, _inplace) in _ACTS.items():
     _args = (INPLACE_ARG,) if _inplace else ()
     _builtin(_kind, module=SourceCall(f"nn.{_module}", _args), function=SourceCall(_function, _args))
 
+_builtin("elu", module=SourceCall("nn.ELU", (SourceArg("alpha", "alpha", 1.0),)),
+         function=SourceCall("F.elu", (SourceArg("alpha", "alpha", 1.0),)))
 _builtin("leaky_relu", module=SourceCall("nn.LeakyReLU", (SourceArg("negative_slope"),)),
          function=SourceCall("F.leaky_relu", (SourceArg("negative_slope"),)))
 

@@ -168,6 +168,13 @@ def _recognise_leaky(call: Call) -> dict | None:
     return {"negative_slope": float(call.module.negative_slope)} if stock(call.module, nn.LeakyReLU) else None
 
 
+@_builtin("elu")
+def _recognise_elu(call: Call) -> dict | None:
+    from torch import nn
+
+    return {"alpha": float(call.module.alpha)} if stock(call.module, nn.ELU) else None
+
+
 @_builtin("group_softmax")
 def _recognise_group_softmax(call: Call) -> dict | None:
     # timm's RadixSoftmax and the generated source's GroupSoftmax / group_softmax

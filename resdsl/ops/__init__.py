@@ -7,7 +7,7 @@ in which a generated file lists the helpers it needs.
 from __future__ import annotations
 
 from ..primitives import PRIMITIVES
-from .activation import ACTIVATIONS, GROUP_SOFTMAX, LEAKY_RELU
+from .activation import ACTIVATIONS, ELU, GROUP_SOFTMAX, LEAKY_RELU
 from .conv import CHANNEL_CONV, CONV, LINEAR, STD_CONV
 from .dataflow import (
             ADD,
@@ -28,7 +28,9 @@ from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
 BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, LINEAR,
             DROPOUT, ZEROPAD, DROP_PATH, IDENTITY, ADD, MULTIPLY,
             # added with issue 10
-            GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD)
+            GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
+            # added with issue 22
+            ELU)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)

@@ -53,6 +53,12 @@ LEAKY_RELU = Primitive(
     # not in place: torch refuses an in-place leaky ReLU's backward for a negative slope
     traits=_ACTIVATION, overwritable=True)
 
+ELU = Primitive(
+    "elu", (param("alpha", "float", 1.0, lo=0.0, hi=1e3),), same,
+    "activation: x if x > 0 else alpha · (e^x − 1) (DPN's last activation)",
+    # not in place: torch's in-place ELU backward needs its output, which a later op may overwrite
+    traits=_ACTIVATION, overwritable=False)
+
 # ---------------------------------------------------------------- group_softmax
 
 
