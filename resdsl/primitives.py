@@ -256,7 +256,9 @@ class Registry(Mapping[str, Primitive]):
 
     def add(self, prim: Primitive, *, replace: bool = False) -> Primitive:
         _validate(prim)
-        if self._state == "empty":  # the built-ins first: a plugin cannot take their names
+        if self._state == "empty" and prim.origin != "builtin":
+            # the built-ins (registered when resdsl.ops is imported) and the entry-point
+            # plugins before a primitive registered from Python: it cannot take their names
             self._load()
         if prim.kind in self._prims and not replace:
             raise ValueError(f"a primitive `{prim.kind}` is already registered "

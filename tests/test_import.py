@@ -18,6 +18,7 @@ from torch import nn  # noqa: E402
 import resdsl  # noqa: E402
 from resdsl.cli import main  # noqa: E402
 from resdsl.importer import ImportFailure  # noqa: E402
+from resdsl.resources import shipped_spec  # noqa: E402
 
 SIZE = (3, 32, 32)
 
@@ -43,12 +44,12 @@ def test_shipped_spec_generated_module_imports_back(name):
     # the shipped spec's generated module (resdsl.build) imports to the shipped spec's own call
     model = resdsl.build(name, seed=0)
     text = resdsl.from_torch(model, SIZE)
-    shipped = resdsl.shipped_spec(name).read_text(encoding="utf-8")
+    shipped = shipped_spec(name).read_text(encoding="utf-8")
     assert _statement(text) == _statement(shipped)
     again = resdsl.loads(text)
     original = resdsl.loads(
         shipped + f"\nnetwork small = {resdsl.load(name).name} with (image_size = 32)",
-        path=str(resdsl.shipped_spec(name)),
+        path=str(shipped_spec(name)),
     )
     _same_network(again, original)
     built = resdsl.build(again, seed=1).eval()
@@ -245,9 +246,9 @@ def test_every_shipped_spec_imports_back_to_the_same_network(name):
     model = resdsl.build(name, seed=0)
     again = resdsl.loads(resdsl.from_torch(model, SIZE))
     original = resdsl.loads(
-        resdsl.shipped_spec(name).read_text(encoding="utf-8")
+        shipped_spec(name).read_text(encoding="utf-8")
         + f"\nnetwork small = {resdsl.load(name).name} with (image_size = 32)",
-        path=str(resdsl.shipped_spec(name)),
+        path=str(shipped_spec(name)),
     )
     _same_network(again, original)
 
