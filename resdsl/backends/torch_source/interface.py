@@ -1,0 +1,126 @@
+"""timm's model interface on the network's class: how its forward is split
+(:class:`TopView`), the names the interface takes, and the values and source fragments of
+its methods (class count, feature widths, ``feature_info``, ``pretrained_cfg``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ...ir import INPUT, Network
+from ...primitives import PRIMITIVES
+from ...roles import feature_points, head_of
+from ..source_format import Call, layout
+from .names import _quoted, is_identifier, path_ref
+
+#: The methods and attributes of timm's model interface on the network's class: no
+#: top-level layer of a spec may take one of these names.
+INTERFACE_NAMES = ("forward_features", "forward_head", "forward_intermediates", "prune_intermediate_layers",
+                   "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher",
+                   "no_weight_decay", "num_classes", "num_features", "head_hidden_size", "global_pool",
+                   "grad_checkpointing", "feature_info", "pretrained_cfg", "default_cfg", "forward_norm",
+                   "stage_paths")
+
+
+@dataclass
+class TopView:
+    """The network's class, split as timm's model interface needs it.
+
+    ``forward_features`` is ``stem``, the ``stages`` and ``post`` (a final norm);
+    ``forward_head`` is ``pool`` (global pooling up to the classifier's input, which
+    ``pre_logits`` returns) and ``logits``. Without stages (``stages`` empty) the whole
+    forward is ``stem``; without a head (``classifier`` empty), ``forward_head`` returns its
+    input. ``intermediates`` is the stem again, keeping its feature map in ``stem_feature``.
+    """
+
+    name: str
+    init: list[str]
+    stem: list[str]
+    stages: list[str] = field(default_factory=list)
+    stage_paths: list[str] = field(default_factory=list)
+    post: list[str] = field(default_factory=list)
+    pool: list[str] = field(default_factory=list)
+    pre_logits: str = "x"
+    logits: list[str] = field(default_factory=list)
+    intermediates: list[str] = field(default_factory=list)
+    stem_feature: str = "x"
+    stem_out: list[str] = field(default_factory=list)
+    stem_modules: list[str] = field(default_factory=list)
+    classifier: str = ""  # the classifier's module path
+    new_classifier: Call | None = None  # its constructor for `num_classes` classes (timm's reset_classifier)
+    post_modules: list[str] = field(default_factory=list)  # what prune_norm replaces
+
+    @property
+    def forward(self) -> list[str]:
+        """Every line of the forward methods."""
+        return [*self.stem, *self.post, *self.pool, *self.logits, *self.intermediates, *self.stem_out]
+
+
+#: timm's defaults for ImageNet models (`timm.data.IMAGENET_DEFAULT_MEAN`, …): the data
+#: configuration a model states until pretrained weights bring their own.
+DEFAULT_CFG = {"crop_pct": 0.875, "interpolation": "bilinear", "mean": (0.485, 0.456, 0.406),
+               "std": (0.229, 0.224, 0.225)}
+
+
+def _interface(net: Network, top: TopView) -> dict:
+    """The values of timm's model interface: class count, feature widths, feature_info and
+    pretrained_cfg (as lines of source)."""
+    head = head_of(net) if top.classifier else None
+    if head is not None:
+        features = net.op(head.pool).inputs[0]
+        num_classes, pre_logits = net.op(head.classifier).shape[0], head.pre_logits
+    else:
+        features = pre_logits = net.output
+        num_classes = net.output_shape[0]
+    points = feature_points(net) if top.stages else []
+    first_conv = next((op.module for op in net.ops if op.inputs and op.inputs[0] == INPUT and op.module
+                       and PRIMITIVES[op.kind].traits.conv), None)
+    cfg: dict = {"architecture": net.name, "num_classes": num_classes, "input_size": tuple(net.input_shape)}
+    shape = net.shape_of(features)
+    if len(shape) == 3:
+        cfg["pool_size"] = tuple(shape[1:])
+    cfg |= DEFAULT_CFG
+    cfg |= {"first_conv": first_conv or "", "classifier": top.classifier}
+    if head is None:  # the output's size follows the input's only through global pooling
+        cfg["fixed_input_size"] = True
+    return {
+        "num_classes": num_classes, "num_features": shape[0], "head_hidden_size": net.shape_of(pre_logits)[0],
+        "points": len(points),
+        "feature_info": [f'{{"num_chs": {p.channels}, "reduction": {p.reduction}, "module": {_quoted(p.module)}}}'
+                         for p in points],
+        "cfg": [f"{_quoted(k)}: {_quoted(v) if isinstance(v, str) else repr(v)}" for k, v in cfg.items()],
+    }
+
+
+def _tuple(texts: list[str], indent: str, lead: str) -> str:
+    """A tuple of ``texts``, laid out as ruff format does."""
+    if len(texts) == 1:
+        return f"({texts[0]},)"
+    return layout(Call("", tuple(texts)), indent, lead)
+
+
+def _interface_texts(top: TopView) -> dict:
+    """Source fragments of the interface's methods."""
+    target = ""
+    if top.classifier:  # the statement that puts `classifier` in the classifier's place
+        parent, _, leaf = top.classifier.rpartition(".")
+        if all(is_identifier(p) for p in top.classifier.split(".")):
+            target = f"self.{top.classifier} = classifier"
+        else:
+            target = f"setattr({path_ref('self', parent) if parent else 'self'}, {_quoted(leaf)}, classifier)"
+    stem = "|".join(re.escape(m) for m in top.stem_modules)
+    return {
+        "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
+        "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
+        "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
+        "classifier_target": target,
+        "new_classifier": layout(top.new_classifier, " " * 12, "classifier = ") if top.new_classifier else "",
+        "post_paths": _tuple([_quoted(p) for p in top.post_modules], "            ", "for path in ") if top.post_modules else "()",
+    }
+
+
+def _feature_ops(net: Network) -> tuple[str, ...]:
+    try:
+        return tuple(p.op for p in feature_points(net))
+    except ValueError:  # no stem followed by stages
+        return ()
