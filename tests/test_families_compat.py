@@ -18,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from test_fuzz_backends import one_thread  # noqa: E402, F401  (autouse: small inputs, one thread)
 from test_torch_compat import _need, _randomize, timm  # noqa: E402
 from test_torch_source import import_source  # noqa: E402
 
@@ -87,14 +88,6 @@ ONE_LINERS = {
                     "stem_width = 64, groups = 4)", {}),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small inputs: on a busy machine torch's thread pool costs more than it saves."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _load(text: str, size: int = SIZE) -> resdsl.Network:
