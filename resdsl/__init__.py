@@ -48,10 +48,6 @@ __all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "
            "register_look"]
 
 
-
-
-
-
 def list_specs() -> list[str]:
     """The names of the shipped specs, which :func:`load` and :func:`build` take by name."""
     return shipped_specs()
