@@ -409,6 +409,11 @@ class Loader:
         return candidate
 
 
+# ---------------------------------------------------------------- the API's loading
+# resdsl.load and resdsl.loads live here, so that the layers above the front end (back ends,
+# the importer, transplant) load specs without importing the package root.
+
+
 def load(path: str | Path, *, network: str | None = None, allow_large: bool = False) -> Network:
     """Load the spec at ``path`` and return its checked network.
 
