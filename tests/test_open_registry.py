@@ -197,3 +197,21 @@ def test_shape_rules_never_change_the_attributes_they_are_given(kind, attrs, sha
     frozen = dict(complete)
     prim.infer(complete, [shape])
     assert complete == frozen
+
+
+def test_a_plugin_entry_made_before_the_builtins_module_is_imported_stays():
+    """Built-in entries register when the module that reads their table is first imported
+    (resdsl.tables imports builtin_looks): a plugin that replaced a built-in's look before
+    that keeps its entry, and the import does not fail."""
+    import subprocess
+
+    code = ("import sys, resdsl\n"
+            "from resdsl.looks import LOOKS, Look, register_look\n"
+            "assert 'resdsl.builtin_looks' not in sys.modules\n"
+            "register_look('relu', Look(lambda op: 'mine', 'act'), replace=True)\n"
+            "from resdsl import tables\n"
+            "assert LOOKS.origin('relu') != 'builtin' and LOOKS.get('conv') is not None\n"
+            "print(LOOKS.get('relu').text(None))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "mine"
