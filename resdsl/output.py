@@ -217,10 +217,11 @@ def seal(tmp: str | Path, target: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    if target.exists():  # keep the permissions of the file we replace
-        os.chmod(tmp, target.stat().st_mode & 0o777)
-    else:
-        os.chmod(tmp, 0o666 & ~_umask())
+    try:  # keep the permissions of the file we replace; another writer may remove it meanwhile
+        mode = target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
 
 
 def temp_dir(target: Path) -> Path:

@@ -130,6 +130,19 @@ def test_concurrent_external_data_writers_never_mix_runs(tmp_path):
     assert len(left) == 2 and left[0] == "m.onnx" and left[1].startswith("m.onnx.") and left[1].endswith(".data")
 
 
+def test_sealing_a_file_whose_target_another_writer_removes_meanwhile(tmp_path, monkeypatch):
+    """A tensor file that another writer's clean-up removes between the look and the read of
+    its permissions is a new file, not an error (CI's floor run on 2c59875: one of the six
+    writers above failed with "cannot use `m.onnx.<digest>.data`: No such file")."""
+    tmp = tmp_path / "staged"
+    tmp.write_bytes(b"x")
+    target = tmp_path / "m.onnx.0123456789abcdef.data"  # there when looked at, gone when read
+    exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self, *a, **k: self == target or exists(self, *a, **k))
+    output.seal(tmp, target)
+    assert tmp.stat().st_mode & 0o777 == 0o666 & ~output._umask()
+
+
 # ------------------------------------------------------- 10. devices, FIFOs and folders, read-only folders
 
 def test_output_to_a_missing_device_name_is_refused(capsys):
