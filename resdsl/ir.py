@@ -51,6 +51,11 @@ class Op:
     macs: int
     module: str | None
     span: Span
+    #: Its tensor has the batch axis in front (everything computed from the network input);
+    #: false for a learned tensor (``param``) and what is computed from such tensors alone.
+    #: ``shape`` never includes the batch axis, and an ``axis`` attribute counts from the
+    #: first axis of ``shape``: a back end adds one for a batched tensor.
+    batched: bool = True
 
     def attr(self, key: str) -> Attr:
         for k, v in self.attrs:

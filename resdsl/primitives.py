@@ -151,6 +151,8 @@ class Traits:
     identity: bool = False
     #: It is the identity at inference (dropout, drop-path).
     eval_identity: bool = False
+    #: Its output is a learned tensor, the same for every sample (``param``): no batch axis.
+    batchless: bool = False
 
 
 #: ``attrs → the values of parameters left none that follow from the others``.

@@ -83,3 +83,37 @@ def divides(groups: int, channels: int, what: str = "groups") -> None:
                          hint=f"choose {what} that divide the channel count")
 
 
+
+def dims(shape: Shape) -> str:
+    """A shape of any rank as a diagnostic writes it: ``[4, 64, 256]``."""
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def axis(kind: str, value: int, shape: Shape, what: str = "axis") -> int:
+    """``value`` (negative counts from the end) as an index into ``shape``, the per-sample
+    shape (axis 0 is the channels of a feature map; the batch axis is never named)."""
+    rank = len(shape)
+    if not -rank <= value < rank:
+        raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` {what} {value} does not exist in a {dims(shape)} tensor",
+                         label=f"{rank} axes: 0 to {rank - 1}, or -1 to -{rank} from the end",
+                         hint="axes count from 0, the channels of a feature map; the batch axis has no number")
+    return value % rank
+
+
+def broadcast(kind: str, shapes: list[Shape]) -> Shape:
+    """The shape of an element-wise op's result under numpy's broadcasting: shapes are
+    aligned at their last axes, and each pair of sizes must be equal or one of them 1."""
+    out: Shape = shapes[0]
+    for other in shapes[1:]:
+        rank = max(len(out), len(other))
+        a, b = (1,) * (rank - len(out)) + tuple(out), (1,) * (rank - len(other)) + tuple(other)
+        bad = [i for i, (x, y) in enumerate(zip(a, b)) if x != y and 1 not in (x, y)]
+        if bad:
+            i = bad[0]
+            raise ShapeError(E.SIZE_MISMATCH, f"`{kind}` cannot broadcast {dims(out)} with {dims(other)}: "
+                             f"sizes {a[i]} and {b[i]} differ at axis {i - rank}",
+                             label=f"{dims(out)} and {dims(other)}",
+                             hint="sizes must be equal or 1 at each axis, counted from the last "
+                                  "(a gate is C×1×1; reshape a C vector to [C, 1, 1])")
+        out = tuple(max(x, y) for x, y in zip(a, b))
+    return out
