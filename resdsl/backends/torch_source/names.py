@@ -21,7 +21,7 @@ def is_identifier(name: str) -> bool:
     """A name usable as a Python identifier: not a keyword, soft keyword or builtin constant,
     and not one Python mangles inside a class body (``__x`` becomes ``_Cls__x``)."""
     return name.isidentifier() and not keyword.iskeyword(name) and not keyword.issoftkeyword(name) \
-        and not _mangled(name)
+        and not _mangled(name) and name != "__class__"  # a method's local `__class__` breaks super()
 
 
 def _mangled(name: str) -> bool:
