@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -126,6 +128,68 @@ network r = repvgg(depths = [2, 3], widths = [16, 32], stem_width = 16, groups =
     keys = [k.rpartition(".")[0] for k in deploy.state_dict()]
     assert all(k.endswith("reparam_conv") for k in keys if not k.startswith("head"))
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deploy.modules())
+
+
+@st.composite
+def branch_trees(draw) -> tuple[str, bool]:
+    """A sum of 1 to 4 conv branches (kernel 1, 3 or 5, dilation 1 or 2, with or without a
+    norm after, with or without a bias) of one tensor, with stride and groups, and where the
+    shape keeps a norm of it and the tensor itself; and whether all its taps must line up."""
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = 2 * draw(st.integers(1, 3)), 2 * draw(st.integers(1, 3))
+    stride = draw(st.sampled_from([1, 1, 2]))
+    lines, terms, dilations = [], [], []
+    for i in range(draw(st.integers(1, 4))):
+        k, d = draw(st.sampled_from([1, 3, 5])), draw(st.sampled_from([1, 1, 2]))
+        bias = draw(st.booleans())
+        lines.append(f"b{i}: conv({c_out}, {k}, stride = {stride}, dilation = {d}, groups = {groups}, "
+                     f"bias = {str(bias).lower()}) from x")
+        if k > 1:
+            dilations.append(d)
+        if draw(st.booleans()):
+            lines.append(f"n{i}: batchnorm() from b{i}")
+            terms.append(f"n{i}")
+        else:
+            terms.append(f"b{i}")
+    if c_in == c_out and stride == 1:
+        if draw(st.booleans()):
+            lines.append("nx: batchnorm() from x")
+            terms.append("nx")
+        if draw(st.booleans()) or len(terms) == 1:
+            terms.append("x")
+    if len(terms) == 1:  # one branch: a sum needs two
+        lines.append(f"b9: conv({c_out}, 1, stride = {stride}, groups = {groups}) from x")
+        terms.append("b9")
+    body = "\n    ".join(lines)
+    spec = f"""network t {{
+    input [{c_in}, 9, 9]
+    stem: conv({c_in}, 3)
+    x: relu()
+    {body}
+    add({", ".join(terms)})
+    global_avgpool()
+    flatten()
+    fc: linear(3)
+}}
+"""
+    return spec, len(set(dilations)) <= 1
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(branch_trees())
+def test_random_branch_trees_merge_and_compute_the_same(case):
+    spec, lines_up = case
+    net = resdsl.loads(spec)
+    model = trained_like(net)
+    x = _x(net)
+    with torch.no_grad():
+        ref = model(x)
+        deploy = resdsl.reparameterize(model)
+        _same(deploy(x), ref)
+    deploy_net = reparameterize(net).network
+    if lines_up:  # one dilation among the wider kernels: every branch lands on the widest's taps
+        assert [op.name for op in deploy_net.ops][:3] == ["stem", "x", "reparam_conv"], spec
+    assert sum(p.numel() for p in deploy.parameters()) == deploy_net.params
 
 
 def _spec_cases() -> list:
