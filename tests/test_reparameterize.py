@@ -12,6 +12,7 @@ and values.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from conftest import SPEC_NAMES, SPECS  # noqa: E402
 from resdsl.backends import onnx_graph  # noqa: E402
 from resdsl.backends.torch_source import emit  # noqa: E402
 from resdsl.cli import main  # noqa: E402
+from resdsl.diagnostics import Note  # noqa: E402
 from resdsl.passes import foldable_batchnorms, reparameterize  # noqa: E402
 
 #: Branch trees beyond RepVGG's: 5×5, dilated 3×3 and 1×1 convs with groups, a norm of the
@@ -209,7 +211,14 @@ def test_every_shipped_spec_equals_its_deploy_form(name, tmp_path):
     assert not foldable_batchnorms(plan.network)
     assert reparameterize(plan.network).merges == ()
     assert sum(p.numel() for p in deploy.parameters()) == plan.network.params
-    assert_close(run_onnx(onnx_graph.emit(net, weights=model.state_dict(), reparam=True), x.numpy()), ref.numpy())
+    # weight standardisation is recomputed at run time on both sides: test_onnx's tolerance for it
+    scale = 1e-4 if any(op.kind == "std_conv" for op in net.ops) else 1e-5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        data = onnx_graph.emit(net, weights=model.state_dict(), reparam=True)
+    # a network without batch norms (GroupNorm's) has nothing to merge, and is told so
+    assert any("nothing to re-parameterise" in str(w.message) for w in caught) == (not plan.merges)
+    assert_close(run_onnx(data, x.numpy()), ref.numpy(), scale=scale)
 
 
 def test_timms_repvgg_a0_deploy_form(tmp_path):
