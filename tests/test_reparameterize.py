@@ -316,3 +316,14 @@ def test_network_in_network_out_and_features():
     assert len(got) == len(ref) == 2
     for a, b in zip(got, ref, strict=True):
         _same(a, b)
+
+
+def test_dtype_is_kept_and_float64_merges_exactly():
+    net = resdsl.loads("import std.repvgg\nnetwork r = repvgg(depths = [2], widths = [8], stem_width = 8, "
+                       "num_classes = 3, image_size = 16)")
+    model = trained_like(net).double()
+    x = _x(net).double()
+    with torch.no_grad():
+        deploy = resdsl.reparameterize(model)
+        assert {p.dtype for p in deploy.parameters()} == {torch.float64}
+        torch.testing.assert_close(deploy(x), model(x), rtol=0, atol=1e-12)

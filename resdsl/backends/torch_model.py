@@ -255,6 +255,7 @@ def reparameterize(model: nn.Module) -> nn.Module:
     dtype = {k: v.dtype for k, v in state.items()}
     floating = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
     tensors = {k: torch.from_numpy(v).to(dtype.get(k, floating)) for k, v in merged.items()}
+    deploy.to(dtype=floating)  # load_state_dict copies into the tensors' own dtype
     try:
         deploy.load_state_dict(tensors, strict=True)
     except RuntimeError as err:
