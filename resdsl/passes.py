@@ -220,6 +220,7 @@ def reparameterize(net: Network) -> Reparameterization:
     subst: dict[str, str] = {}     # a removed value → the value that now carries it
     removed: set[str] = set()
     merges: list[Merge] = []
+    trees: list[tuple[Op, Merge, Op]] = []
     for op in reversed(net.ops):   # roots first: an add under another add belongs to its tree
         if op.name in removed or not _sums(op):
             continue
@@ -227,15 +228,16 @@ def reparameterize(net: Network) -> Reparameterization:
         if tree is None:
             continue
         leaves, internal, x = tree
+        merge, new = _merge(net, op, op.name, leaves, x)
+        if merge is not None and new is not None:
+            trees.append((op, merge, new))
+            removed.update(internal)
+    for op, merge, new in reversed(trees):  # named in execution order: the first is `reparam_conv`
         name = _merged_name(net, op, scope_of, taken)
-        merge, new = _merge(net, op, name, leaves, x)
-        if merge is None:
-            continue
         taken.add(name)
-        merges.append(merge)
-        new_ops[op.name] = new
+        merges.append(replace(merge, module=name))
+        new_ops[op.name] = replace(new, name=name, module=name)
         subst[op.name] = name
-        removed.update(internal)
     for bn, conv_name in folds.items():
         if bn in removed:
             continue
@@ -256,9 +258,11 @@ def reparameterize(net: Network) -> Reparameterization:
     ops = []
     for op in net.ops:
         if op.name in new_ops:
-            ops.append(new_ops[op.name])
-        elif op.name not in removed:
-            ops.append(replace(op, inputs=tuple(map(value, op.inputs))))
+            op = new_ops[op.name]
+        elif op.name in removed:
+            continue
+        # a merged conv reads a folded norm's value too, where its branches follow conv → norm
+        ops.append(replace(op, inputs=tuple(map(value, op.inputs))))
 
     def rewrite(scope: Scope) -> Scope | None:
         items: list[str | Scope] = []

@@ -44,6 +44,13 @@ network trees(size = 11) {
     input [3, size, size]
     stem: conv(8, 3)
     stem_bn: batchnorm()
+    relu()
+    pre: conv(8, 1)
+    pre_bn: batchnorm()
+    post: conv(8, 3, bias = true) from pre_bn
+    post_bn: batchnorm() from post
+    pc: conv(8, 1) from pre_bn
+    add(post_bn, pc, pre_bn)
     x1: relu()
     a: conv(8, 5, groups = 2)
     a_bn: batchnorm()
@@ -105,9 +112,12 @@ def test_branch_trees_merge_where_their_taps_line_up(tmp_path):
     assert "merged" in modules and not {"a", "b", "c", "n", "a_bn", "b_bn"} & modules
     assert dict(deploy_net.op("merged").attrs)["kernel_size"] == 5
     assert deploy_net.op("merged").inputs == ("x1",)
-    # the stride-2 pair merges under the default name; stem_bn, d_bn fold into their convs
-    assert "reparam_conv" in modules and not {"e", "f", "stem_bn", "d_bn"} & modules
+    # the stride-2 pair merges too (the second default name); stem_bn, d_bn, pre_bn fold into their convs
+    assert "reparam_conv" in modules and not {"e", "f", "stem_bn", "d_bn", "pre_bn"} & modules
     assert dict(deploy_net.op("stem").attrs)["bias"] and dict(deploy_net.op("d").attrs)["bias"]
+    # a tree reading a norm that folds: the merged conv reads the conv the norm folded into
+    assert deploy_net.op("reparam_conv").inputs == ("pre",)
+    assert deploy_net.op("reparam_conv_2").inputs == ("y",)
     # a dilated 3×3 and a plain 3×3 do not line up: kept as they are
     assert {"g", "h"} <= modules
     # the counts are the registry's: 5×5×4 weights per output channel and a bias
