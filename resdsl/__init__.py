@@ -38,7 +38,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'resdsl' has no attribute {name!r}")
 
 
-__all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "values", "fold_batchnorms", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
+__all__ = ["load", "loads", "build", "transplant", "from_torch", "list_specs", "values", "fold_batchnorms", "reparameterize", "Network", "Op", "Scope", "Role", "Diagnostic", "SpecError", "__version__",
            # timm's model API (resdsl.models)
            "create_model", "list_models", "pretrained_tags", "save_pretrained", "ModelError",
            # the op registry and the plugin API (resdsl.primitives; docs/language.md, "Your own primitives")
@@ -106,6 +106,28 @@ def fold_batchnorms(model):
     from .backends.torch_model import fold_batchnorms as _fold
 
     return _fold(model)
+
+
+def reparameterize(model):
+    """The inference (deploy) form of ``model``, a module built by :func:`build`: parallel
+    conv/norm/identity branches summed by an add (RepVGG's) merged into one conv with bias,
+    and each batch norm folded into the conv before it (needs torch).
+
+    Returns a new model of the generated classes of the merged network (what ``resdsl
+    compile --reparam`` writes), in eval mode, holding the merged weights; its outputs equal
+    ``model.eval()``'s up to float rounding. A merged conv is named ``reparam_conv`` in its
+    block (timm's deploy-form name), or by the spec's label on the add. Given a checked
+    :class:`Network` instead, returns the merged :class:`Network` (for ``stats``, figures,
+    tables). See :func:`resdsl.passes.reparameterize` and docs/language.md,
+    "Re-parameterisation".
+    """
+    if isinstance(model, Network):
+        from .passes import reparameterize as _pass
+
+        return _pass(model).network
+    from .backends.torch_model import reparameterize as _reparameterize
+
+    return _reparameterize(model)
 
 
 def from_torch(model, input_size: tuple[int, int, int] = (3, 224, 224), *, name: str | None = None,

@@ -126,9 +126,10 @@ def test_the_cli_flags_are_the_declarations():
     options = target_options()
     assert {n: t for n, (_, t) in options.items()} == {
         "seed": ("torch", "onnx"), "weights": ("onnx",), "opset": ("onnx",), "static_batch": ("onnx",),
-        "dynamic_size": ("onnx",), "fold_bn": ("onnx",), "external_data": ("onnx",), "allow_nonfinite": ("onnx",),
+        "dynamic_size": ("onnx",), "fold_bn": ("onnx",), "reparam": ("torch", "onnx"), "external_data": ("onnx",),
+        "allow_nonfinite": ("onnx",),
         **{n: ("dot", "svg", "pdf", "png") for n in ("detail", "annotate", "style", "rankdir", "scope", "fit", "panels")}}
-    assert [o.flag for o, _ in options.values()][:3] == ["--seed", "--weights", "--opset"]
+    assert [o.flag for o, _ in options.values()][:4] == ["--seed", "--reparam", "--weights", "--opset"]
 
 
 def test_shared_option_names_must_share_a_declaration(monkeypatch):

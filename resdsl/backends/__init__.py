@@ -24,11 +24,16 @@ import functools
 import importlib
 import operator
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..diagnostics import did_you_mean
+from ..diagnostics import Note, did_you_mean
+
+if TYPE_CHECKING:
+    from ..ir import Network
+    from ..passes import Reparameterization
 
 # ---------------------------------------------------------------------------------- errors
 
@@ -165,6 +170,28 @@ def whole_number(name: str, lo: int, hi: int, message: str, hint: str = "") -> C
 #: The seed of the initial weights, shared by the back ends that make weights.
 SEED = Option("seed", "seed for the initial weights", type=int, metavar="SEED",
               check=whole_number("seed", 0, 2**63 - 1, "a seed lies between 0 and 2**63 - 1, not {value}"))
+
+
+#: The deploy form (:func:`resdsl.passes.reparameterize`), for the back ends that lower a
+#: network for inference: the torch source and ONNX.
+REPARAM = Option("reparam", "lower the inference (deploy) form: parallel conv/norm/identity branches summed "
+                 "by an add (RepVGG's) merged into one conv with bias named `reparam_conv`, batch norms "
+                 "folded into the convs before them; with {weights}, the weights are merged too",
+                 type=bool, default=False)
+
+
+def reparameterized(net: Network, reparam: bool) -> Reparameterization:
+    """``net``'s re-parameterisation if ``reparam`` (none otherwise), and a note where it
+    changes nothing."""
+    from ..passes import Reparameterization, reparameterize
+
+    if not reparam:
+        return Reparameterization(net, ())
+    plan = reparameterize(net)
+    if not plan.merges:
+        warnings.warn(Note(f"re-parameterisation: `{net.name}` has nothing to re-parameterise (no batch norm "
+                           "after a conv, no parallel conv branches summed by an add)"), stacklevel=3)
+    return plan
 
 
 def declare(*options: Option) -> Callable[[Callable], Callable]:

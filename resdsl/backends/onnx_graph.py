@@ -21,6 +21,8 @@ only the operators the network needs: no Identity chains, no Shape/Gather/Cast p
   torch ``state_dict`` file loaded with ``weights_only=True``.
 - With ``fold_bn`` every BN the IR marks foldable (:func:`resdsl.passes.foldable_batchnorms`)
   is folded into its convolution; otherwise there is one BatchNormalization per spec BN.
+- With ``reparam`` the graph is that of the inference form (:func:`resdsl.passes.reparameterize`:
+  RepVGG's parallel branches merged into one conv, batch norms folded), the weights merged.
 - With ``dynamic_size`` the input's height and width are symbolic (``height``, ``width``)
   as well as its batch: lowerings that need a spatial size read it from the graph
   (``Shape``) where it depends on the input, and every Reshape is written with 0 / -1.
@@ -41,12 +43,14 @@ from typing import TYPE_CHECKING
 
 from ..ir import Network
 from . import (  # noqa: F401  (onnx_builtins registers the built-ins' lowerings)
+    REPARAM,
     SEED,
     BackendError,
     Option,
     OptionError,
     declare,
     onnx_builtins,
+    reparameterized,
     whole_number,
 )
 
@@ -95,19 +99,21 @@ EXTERNAL_DATA = Option("external_data", "write the tensors to FILE.<digest>.data
                        type=bool, default=False)
 ALLOW_NONFINITE = Option("allow_nonfinite", "accept NaN or infinite values in the weights", type=bool,
                          default=False)
-OPTIONS = (SEED, WEIGHTS, OPSET, STATIC_BATCH, DYNAMIC_SIZE, FOLD_BN, EXTERNAL_DATA, ALLOW_NONFINITE)
+OPTIONS = (SEED, WEIGHTS, OPSET, STATIC_BATCH, DYNAMIC_SIZE, FOLD_BN, REPARAM, EXTERNAL_DATA, ALLOW_NONFINITE)
 
 
 @declare(*OPTIONS)
 def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
          opset: int = DEFAULT_OPSET, static_batch: int | None = None, dynamic_size: bool = False,
-         fold_bn: bool = False, external_data: bool = False,
+         fold_bn: bool = False, reparam: bool = False, external_data: bool = False,
          allow_nonfinite: bool = False) -> bytes | ExternalDataModel:
     """The serialised ONNX model for ``net``.
 
     ``weights`` is a path to a state_dict file (``.safetensors``, ``.pt``/``.pth``) or a
     mapping of tensors; without it the weights are the torch back end's for ``seed``
-    (default 0). With ``external_data`` the result is an
+    (default 0). With ``reparam`` the graph is the inference form
+    (:func:`resdsl.passes.reparameterize`): the weights, given for ``net`` as it is
+    written, are merged. With ``external_data`` the result is an
     :class:`~resdsl.backends.onnx_lowering.ExternalDataModel`, which writes the ``.onnx``
     and its tensor file together. With ``dynamic_size`` the input's height and width are
     symbolic (the graph runs at any size the network accepts). Raises
@@ -118,7 +124,7 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
     from .onnx_lowering import ExternalDataModel
 
     lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
-                                  dynamic_size)
+                                  dynamic_size, reparam)
     if external_data:
         return ExternalDataModel(lowering.model(static_batch, provenance))
     return lowering.serialize(static_batch, provenance)
@@ -127,7 +133,7 @@ def emit(net: Network, *, seed: int | None = None, weights: str | Path | Mapping
 @declare(*OPTIONS)
 def build_model(net: Network, *, seed: int | None = None, weights: str | Path | Mapping | None = None,
                 opset: int = DEFAULT_OPSET, static_batch: int | None = None, dynamic_size: bool = False,
-                fold_bn: bool = False, external_data: bool = False,
+                fold_bn: bool = False, reparam: bool = False, external_data: bool = False,
                 allow_nonfinite: bool = False) -> onnx.ModelProto:
     """The ONNX ``ModelProto`` for ``net`` (see :func:`emit` for the options).
 
@@ -135,13 +141,14 @@ def build_model(net: Network, *, seed: int | None = None, weights: str | Path | 
     :class:`~resdsl.backends.BackendError` that says to use it.
     """
     lowering, provenance = _lower(net, seed, weights, opset, fold_bn, external_data, allow_nonfinite,
-                                  dynamic_size)
+                                  dynamic_size, reparam)
     return lowering.model(static_batch, provenance)
 
 
 def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None, opset: int,
            fold_bn: bool, external_data: bool, allow_nonfinite: bool = False,
-           dynamic_size: bool = False) -> tuple[Lowering, str]:
+           dynamic_size: bool = False, reparam: bool = False) -> tuple[Lowering, str]:
+    from .fold import reparameterize_arrays
     from .onnx_lowering import Lowering, load_weights, seeded_state
 
     if weights is not None and seed is not None:
@@ -153,6 +160,10 @@ def _lower(net: Network, seed: int | None, weights: str | Path | Mapping | None,
         state, provenance = (seeded_state(net, seed) if expected_state(net) else {}), f"seed {seed}"
     else:
         state, provenance = load_weights(net, weights, allow_nonfinite)
+    plan = reparameterized(net, reparam)
+    if plan.merges:  # the training form's weights (checked against it above), merged
+        state, net = reparameterize_arrays(plan.merges, state), plan.network
+        provenance += ", re-parameterised"
     lowering = Lowering(net, state, opset, fold_bn, dynamic=bool(dynamic_size))
     lowering.run()
     if not external_data:

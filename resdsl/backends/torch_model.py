@@ -33,11 +33,12 @@ from torch import nn
 from ..ir import INPUT, Network
 from ..loader import described
 from ..passes import foldable_batchnorms
+from ..passes import reparameterize as reparameterize_network
 from ..roles import FeaturePoint, feature_points
-from .fold import fold_conv_bn
+from .fold import fold_conv_bn, reparameterize_arrays
 from .torch_source import Source, render
 
-__all__ = ["FeatureInfo", "build", "fold_batchnorms", "load_source", "network_of", "values"]
+__all__ = ["FeatureInfo", "build", "fold_batchnorms", "load_source", "network_of", "reparameterize", "values"]
 
 #: The attribute a built model keeps its network under (a name the language refuses for a
 #: layer, so no spec's module can sit there).
@@ -228,6 +229,42 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
         _replace(folded, conv_path, fused)
         _replace(folded, bn_path, nn.Identity())
     return folded
+
+
+def reparameterize(model: nn.Module) -> nn.Module:
+    """The deploy form of ``model`` (built by ``resdsl.build``): a new model of the generated
+    classes of :func:`resdsl.passes.reparameterize`'s network, in eval mode, holding the
+    merged weights (:func:`resdsl.backends.fold.reparameterize_arrays`), on the model's
+    device and in its dtype. A feature extractor stays one, with the same ``out_indices``.
+    Its outputs equal ``model.eval()``'s up to float rounding; ``model`` is left as it is.
+    """
+    net = network_of(model, "reparameterize")
+    plan = reparameterize_network(net)
+    state = model.state_dict()
+    arrays = {k: v.detach().to("cpu", torch.float64).numpy() if v.is_floating_point() else v.detach().cpu().numpy()
+              for k, v in state.items()}
+    features = getattr(model, "feature_info", None)
+    out_indices = features.out_indices if isinstance(features, FeatureInfo) else None
+    # a feature extractor holds only the branches its features need: merge those
+    merges = tuple(m for m in plan.merges if any(k in arrays for k in m.removed)) if out_indices else plan.merges
+    try:
+        merged = reparameterize_arrays(merges, arrays)
+    except KeyError as err:
+        raise ValueError(f"reparameterize: {err.args[0]}: was a layer of the model replaced?") from None
+    deploy = build(plan.network, seed=0, out_indices=out_indices)
+    dtype = {k: v.dtype for k, v in state.items()}
+    floating = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    tensors = {k: torch.from_numpy(v).to(dtype.get(k, floating)) for k, v in merged.items()}
+    deploy.to(dtype=floating)  # load_state_dict copies into the tensors' own dtype
+    try:
+        deploy.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"reparameterize: the weights of `model` do not fit its network ({err}); "
+                         "was a layer of the model replaced?") from None
+    device = next((v.device for v in state.values()), None)
+    if device is not None:
+        deploy.to(device=device)
+    return deploy.eval()
 
 
 def _replace(root: nn.Module, path: str, module: nn.Module) -> None:

@@ -36,7 +36,7 @@ from ...ir import Network
 from ...passes import features_only, with_inplace
 from ...stats import fmt_shape
 from ...version import __version__
-from .. import SEED, BackendError, declare, torch_builtins  # noqa: F401  (registers the built-ins' lowerings)
+from .. import REPARAM, SEED, BackendError, declare, reparameterized, torch_builtins  # noqa: F401  (registers the built-ins' lowerings)
 from .classes import Literal, Lowering, _dependency_order
 from .helpers import _helper_text, _in_registry_order, _inits, _zero_init
 from .interface import DEFAULT_CFG, INTERFACE_NAMES, TopView, _feature_ops, _interface, _interface_texts
@@ -48,15 +48,18 @@ __all__ = ["DEFAULT_CFG", "INTERFACE_NAMES", "MODULE_NAMES", "ClassView", "Names
            "_helper_names", "attr_ref", "camel", "emit", "is_identifier", "path_ref", "render"]
 
 
-@declare(SEED)
-def emit(net: Network, *, seed: int | None = None) -> str:
+@declare(SEED, REPARAM)
+def emit(net: Network, *, seed: int | None = None, reparam: bool = False) -> str:
     """Standalone PyTorch source for ``net`` (see the module docstring).
 
-    ``seed`` becomes the default seed of the generated constructor function. A network
+    ``seed`` becomes the default seed of the generated constructor function. With
+    ``reparam`` it is the source of the inference form
+    (:func:`resdsl.passes.reparameterize`), whose ``state_dict`` is what
+    ``resdsl.reparameterize(model)`` holds. A network
     whose layers cannot be laid out as nested modules (a block reading a value computed
     inside another block) raises :class:`~resdsl.backends.BackendError`.
     """
-    return render(net, seed=seed).text
+    return render(reparameterized(net, reparam).network, seed=seed).text
 
 
 class Source(NamedTuple):
