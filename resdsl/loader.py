@@ -322,6 +322,9 @@ class Loader:
                 return
             if isinstance(value, PrimValue) and item.kind == "module":
                 pass
+            elif isinstance(value, DefValue) and item.kind == "stage" and value.kind not in ("network", "stage"):
+                # any definition can be a stage: `stage level1 = conv_level with (stride = 2)`
+                value = dataclasses.replace(value, as_kind="stage")
             elif not isinstance(value, DefValue) or value.kind != item.kind:
                 self.diags.error(E.WRONG_TYPE, f"`{item.kind} {item.name}` must be a {item.kind}, got "
                                  f"{type_name(value)}", item.value.span,
