@@ -28,12 +28,10 @@ from resdsl.cli import main  # noqa: E402
 
 #: one of each layout by default (scripting a deep network takes long); the rest with -m slow
 QUICK = {"resnet18", "resnet20_cifar", "resnetv2_50x1_bit"}
-#: Specs whose stages are not `stage(…)`s at the network's top level, where timm's interface
-#: (feature_info, forward_intermediates, the head's split) finds them: RegNet's blocks are
-#: named `b1`, `b2`, … (a `stage` names them 0, 1, …), a CSP cross stage is a module with
-#: layers around its `stage` of blocks, and DLA's levels are conv levels and trees. Known gaps
-#: of issue 22, expected to fail until the language can mark such a module as a stage.
-NO_TOP_STAGES = {"cspresnet50", "dla34", "regnety_016", "dpn68"}
+#: Specs without stages at the network's top level, where timm's interface (feature_info,
+#: forward_intermediates, the head's split) finds them: timm's DPN has no stage modules (its
+#: blocks sit in one `features` sequence), so std.dpn groups its blocks into no stage.
+NO_TOP_STAGES = {"dpn68"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason="no `stage` at the top level: timm's interface finds no stages")]
     if n in NO_TOP_STAGES else [])) for n in SPEC_NAMES if n not in DEEP]
