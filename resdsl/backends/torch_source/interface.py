@@ -117,9 +117,13 @@ def _interface_texts(top: TopView) -> dict:
         lines = [_tuple([_quoted("|".join(g)) for g in groups], " " * 8, "") if groups else "()"
                  for groups in top.stage_blocks]
         blocks = "(\n" + "".join(f"        {line},\n" for line in lines) + "    )"
+    checkpoint = ["x", "[self.get_submodule(path) for path in self.stage_paths]"]
+    if blocks:  # the stages whose children are not their blocks are checkpointed whole
+        checkpoint.append(str(tuple(n for n, g in enumerate(top.stage_blocks) if g is not None)))
     return {
         "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
         "stage_blocks": blocks,
+        "checkpoint": layout(Call("checkpoint_blocks", tuple(checkpoint)), " " * 12, "x = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
         "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
         "classifier_target": target,
