@@ -91,6 +91,7 @@ class E(StrEnum):
     PATH_TOO_DEEP = "E057", "a layer path with too many parts"
     PLUGIN_FAILED = "E058", "a plugin primitive failed"
     DEFINITIONS_TOO_DEEP = "E060", "definitions nest too deeply"
+    STAGE_IN_STAGE = "E061", "a stage inside a stage"
     # ------------------------------------------------------------ `resdsl import` (not a spec's)
     TORCH_UNSUPPORTED = "E070", "no primitive computes it", IMPORTING_DOC
     TORCH_UNTRACEABLE = "E071", "cannot trace or run", IMPORTING_DOC

@@ -66,8 +66,8 @@ class Op:
 
 class Role(Enum):
     """What an instance is: the kind of the definition it instantiates (``block``,
-    ``shortcut``, ``stem``, ``head``, ``module``), ``stage`` for a ``stage(…)`` and
-    ``network`` for the root. The elaborator sets it; back ends decide structure by it,
+    ``stage``, ``shortcut``, ``stem``, ``head``, ``module``), ``stage`` also for a
+    ``stage(…)``, and ``network`` for the root. The elaborator sets it; back ends decide structure by it,
     never by a definition's or a layer's name."""
 
     NETWORK = "network"

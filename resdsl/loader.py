@@ -322,10 +322,14 @@ class Loader:
                 return
             if isinstance(value, PrimValue) and item.kind == "module":
                 pass
+            elif isinstance(value, DefValue) and item.kind == "stage" and value.kind not in ("network", "stage"):
+                # any definition can be a stage: `stage level1 = conv_level with (stride = 2)`
+                value = dataclasses.replace(value, as_kind="stage")
             elif not isinstance(value, DefValue) or value.kind != item.kind:
+                what = "any definition but a network" if item.kind == "stage" else f"a {item.kind} definition"
                 self.diags.error(E.WRONG_TYPE, f"`{item.kind} {item.name}` must be a {item.kind}, got "
                                  f"{type_name(value)}", item.value.span,
-                                 hint=f"the right side names a {item.kind} definition, with "
+                                 hint=f"the right side names {what}, with "
                                       "arguments: `base(x = 1)` or `base with (x = 1)`")
                 env.names[item.name] = FAILED
                 return

@@ -85,7 +85,7 @@ class FeaturePoint(NamedTuple):
     """A feature map a feature extractor returns (timm's ``feature_info`` entry)."""
 
     op: str  # the op whose output it is
-    module: str  # the module that makes it: the stage, or the stem layer (timm's ``act1``)
+    module: str  # what makes it: the stage, or the stem's instance or layer (timm's ``stem``, ``act1``)
     channels: int
     reduction: int
 
@@ -98,12 +98,70 @@ def feature_points(net: Network) -> list[FeaturePoint]:
         raise ValueError(f"{net.name} has no stem followed by stages")
     reduction = reductions(net)
     stem = net.op(net.stem_feature)
-    points = [(stem.name, stem.module or stem.name)]
+    # named as timm names it: the outermost instance that makes it (`stem`, `stem.conv1`),
+    # else its layer (`act1`)
+    maker = next((s.path for s in net.root.walk() if s is not net.root and not s.inline
+                  and s.output == stem.name), None)
+    points = [(stem.name, maker or stem.module or stem.name)]
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
         points.append((item.output, item.path))
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
+
+
+def stage_parts(net: Network, stage: Scope) -> list[Scope]:
+    """What a stage runs, for figures and tables: its blocks and its other instances that
+    hold instances themselves (a DLA subtree), in order; between them, each run of the
+    stage's own layers and layer-like instances (a conv-norm-act: no instance inside) that
+    holds weights, as one scope of role ``module`` (a cross stage's `conv_down` and
+    `conv_exp`; all of a stage of plain layers), named after its layers' common first name
+    (`root`) or ``layers``, whose path is its first item's."""
+    parts: list[Scope] = []
+    run: list[str | Scope] = []
+
+    def flush() -> None:
+        names = [n for i in run for n in ([i] if isinstance(i, str) else i.op_names())]
+        if any(net.op(n).params for n in names):
+            base = f"{stage.path}." if stage.path else ""
+            firsts = {(net.op(n).module or n)[len(base):].split(".")[0] for n in names if net.op(n).params}
+            name = firsts.pop() if len(firsts) == 1 else "layers"
+            first = net.op(names[0])
+            path = run[0] if isinstance(run[0], str) else run[0].path
+            parts.append(Scope(name, path, Role.MODULE, name, (), tuple(run),
+                               first.inputs[0] if first.inputs else stage.input, names[-1], first.span))
+        run.clear()
+
+    for item in stage.items:
+        if isinstance(item, str) or (item.role is not Role.BLOCK and not item.children):
+            run.append(item)
+        else:
+            flush()
+            parts.append(item)
+    flush()
+    return parts
+
+
+def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
+    """A stage's blocks as the module paths in each (timm's layer-wise decay groups): its
+    instances of a ``block`` definition, or, with none, of any definition; the stage's other
+    layers go with the block after them if they come before the first, else with the block
+    before them (a cross stage's `conv_exp` with its first block, its transition with its
+    last). A stage with neither is one group."""
+    children = [i for i in stage.items if isinstance(i, Scope) and not i.inline]
+    blocks = [c for c in children if c.role is Role.BLOCK] or children
+    groups: list[list[str]] = []
+    before: list[str] = []
+    for item in stage.items:
+        if isinstance(item, Scope) and any(item is b for b in blocks):
+            groups.append([*before, item.path])
+            before = []
+            continue
+        names = [item] if isinstance(item, str) else list(item.op_names())
+        paths = [item.path] if isinstance(item, Scope) and not item.inline else \
+            [m for m in dict.fromkeys(net.op(n).module for n in names) if m is not None]
+        (groups[-1] if groups else before).extend(p for p in paths if p not in before)
+    return groups or [[stage.path]]
 
 
 class Head(NamedTuple):

@@ -33,7 +33,7 @@ from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
 from .looks import look_of
 from .primitives import PRIMITIVES, Traits
-from .roles import parallel_steps, radix_of
+from .roles import parallel_steps, radix_of, stage_parts
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -189,7 +189,7 @@ def _runs(lines: list[str]) -> tuple[str, ...]:
 
 def _stage_cell(net: Network, stage: Scope) -> list[str | Composition]:
     cell: list[str | Composition] = []
-    for block in stage.children:
+    for block in stage_parts(net, stage):
         convs = block_convs(net, block)
         last = cell[-1] if cell else None
         if isinstance(last, Composition) and last.convs == convs:

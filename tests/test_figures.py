@@ -123,12 +123,10 @@ def test_fit_text_wraps_stages_into_columns(spec: str) -> None:
 
 
 SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
-#: Specs whose stages are not `stage(…)`s at the network's top level (RegNet's blocks named
-#: `b1`, `b2`…, CSP's cross stages and DLA's levels are modules): the figures find no stages
-#: to wrap into columns, so these come out one column with a note that they are too tall.
-#: Known gaps of issue 22 (as in test_models.py), expected to fail until the language can
-#: mark such a module as a stage.
-NO_TOP_STAGES = {"cspresnet50", "dla34", "regnety_016", "dpn68"}
+#: Specs without stages at the network's top level (timm's DPN has none, so std.dpn groups
+#: its blocks into no stage; as in test_models.py): the figures find no stages to wrap into
+#: columns, so these come out one column with a note that they are too tall.
+NO_TOP_STAGES = {"dpn68"}
 
 
 def _shipped(also: dict[str, str] | None = None) -> list:
@@ -172,7 +170,8 @@ def test_every_block_view_fits_text_width(spec: str) -> None:
     assert d.smallest_text_pt() >= 7 - 0.05 and not notes, (d.smallest_text_pt(), notes)
     stages = _stage_boxes(d, spec)
     lefts = sorted({round(b[0]) for b in stages.values()})
-    assert len(lefts) in (1, 2), stages  # one column where it is short enough (RepVGG-A0), else two
+    # one column where it is short enough (RepVGG-A0), else two; DLA's five stages, three
+    assert len(lefts) in ((1, 2, 3) if len(stages) > 4 else (1, 2)), stages
     # each column's first stage level with the other's
     firsts = [min(b[1] for b in stages.values() if round(b[0]) == left) for left in lefts]
     assert max(firsts) - min(firsts) <= 1, firsts

@@ -276,7 +276,7 @@ def test_loops_share_one_budget(tmp_path, body, line):
 
 def test_instances_without_ops_are_counted(tmp_path):
     text = ("block empty(stride = 1) {\n}\n"
-            "block outer(stride = 1) {\n    inner: stage(empty, 10000)\n}\n"
+            "block outer(stride = 1) {\n    for i in range(10000) {\n        e{i}: empty()\n    }\n}\n"
             "network n {\n    input [3, 8, 8]\n    c: conv(4, 3)\n    l: stage(outer, 10000)\n}\n")
     diags = _spec_error(text, tmp_path / "stages.res")
     assert [d.code for d in diags] == ["E017"] and "evaluation steps" in diags[0].message

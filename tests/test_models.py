@@ -28,12 +28,10 @@ from resdsl.cli import main  # noqa: E402
 
 #: one of each layout by default (scripting a deep network takes long); the rest with -m slow
 QUICK = {"resnet18", "resnet20_cifar", "resnetv2_50x1_bit"}
-#: Specs whose stages are not `stage(…)`s at the network's top level, where timm's interface
-#: (feature_info, forward_intermediates, the head's split) finds them: RegNet's blocks are
-#: named `b1`, `b2`, … (a `stage` names them 0, 1, …), a CSP cross stage is a module with
-#: layers around its `stage` of blocks, and DLA's levels are conv levels and trees. Known gaps
-#: of issue 22, expected to fail until the language can mark such a module as a stage.
-NO_TOP_STAGES = {"cspresnet50", "dla34", "regnety_016", "dpn68"}
+#: Specs without stages at the network's top level, where timm's interface (feature_info,
+#: forward_intermediates, the head's split) finds them: timm's DPN has no stage modules (its
+#: blocks sit in one `features` sequence), so std.dpn groups its blocks into no stage.
+NO_TOP_STAGES = {"dpn68"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason="no `stage` at the top level: timm's interface finds no stages")]
     if n in NO_TOP_STAGES else [])) for n in SPEC_NAMES if n not in DEEP]
@@ -456,3 +454,81 @@ def test_interface_names_are_refused_only_at_the_top_level():
                        "network n {\n input [3, 8, 8]\n c: conv(4, 3)\n head: classifier(5)\n}")
     model = resdsl.build(net, seed=0)
     assert "head.fc.weight" in model.state_dict() and model(torch.randn(1, 3, 8, 8)).shape == (1, 5)
+
+
+STAGE_KINDS = """
+block plain(planes, stride = 1) {
+    conv1: conv(planes, 3, stride = stride)
+    bn1: batchnorm()
+    relu: relu()
+}
+
+stage named_blocks(planes, depth, stride = 2) {
+    for j in range(depth) {
+        b{j + 1}: plain(planes, stride = stride if j == 0 else 1)
+    }
+}
+
+stage projected(planes, depth) {
+    conv_down: conv(planes, 3, stride = 2)
+    for j in range(depth) {
+        blocks.{j}: plain(planes)
+    }
+    conv_transition: conv(planes, 1)
+}
+
+module two_convs(planes, stride = 1) {
+    0: conv(planes, 3, stride = stride)
+    1: batchnorm()
+    2: relu()
+}
+
+stage level = two_convs with (stride = 2)
+
+network kinds {
+    input [3, 32, 32]
+    stem: two_convs(8)
+    s1: named_blocks(8, 2)
+    s2: projected(16, 2)
+    s3: level(32)
+    global_avgpool()
+    flatten()
+    fc: linear(10)
+}
+"""
+
+
+def test_stage_definitions_are_stages_of_the_interface():
+    """Stage definitions (and an alias that makes a module a stage) are the network's stages:
+    their outputs are the feature maps (as forward hooks on their modules see them), the
+    fine optimizer groups are their blocks, with a stage's other layers joined to the first
+    block before them or the last after them, and checkpointing keeps the gradients."""
+    net = resdsl.loads(STAGE_KINDS)
+    model = resdsl.build(net, seed=0).eval()
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info] == \
+        [("stem", 8, 1), ("s1", 8, 2), ("s2", 16, 4), ("s3", 32, 8)]
+    seen = {}
+    for path in model.stage_paths:
+        model.get_submodule(path).register_forward_hook(lambda m, i, o, path=path: seen.setdefault(path, o))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        _, maps = model.forward_intermediates(x)
+    for m, path in zip(maps[1:], ["s1", "s2", "s3"]):
+        torch.testing.assert_close(m, seen[path])
+    import re
+
+    def group(key: str, coarse: bool = False) -> int:
+        return next(g[0] for p, g in model.group_matcher(coarse)["blocks"] if re.match(p, key))
+
+    assert group("s1.b1.conv1.weight") == 0 and group("s1.b2.bn1.bias") == 1
+    assert group("s2.conv_down.weight") == group("s2.blocks.0.conv1.weight") == 2
+    assert group("s2.conv_transition.weight") == group("s2.blocks.1.conv1.weight") == 3
+    assert group("s3.0.weight") == group("s3.1.weight") == 4  # a stage of layers: one group
+    assert [group(k, coarse=True) for k in ("s1.b2.bn1.bias", "s2.conv_down.weight", "s3.1.bias")] == [0, 1, 2]
+    model.train()
+    want, grads = _grads(model, x[:1])
+    model.set_grad_checkpointing()
+    got, again = _grads(model, x[:1])
+    torch.testing.assert_close(got, want)
+    for key in grads:
+        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)

@@ -149,7 +149,10 @@ def locate(root: Scope, op: Op) -> tuple[Span, tuple[str, ...], str]:
     local = name[len(owner.path) + 1:] if owner.path and name.startswith(owner.path + ".") else name
     if not op.span.path.startswith(std):
         # at the call: whether a definition's branch is dead can depend on the call's arguments
-        inner = next((s for s in reversed(chain[1:]) if not s.inline and s.role is not Role.STAGE), None)
+        # a `stage(…)` has no body of its own to point into (`stage` is a keyword: no
+        # definition of the user's has that name)
+        inner = next((s for s in reversed(chain[1:]) if not s.inline
+                      and not (s.role is Role.STAGE and s.definition == "stage")), None)
         if inner is None:
             return op.span, (), local
         where = f"{Path(op.span.path).name}:" if op.span.path != inner.span.path else "line "

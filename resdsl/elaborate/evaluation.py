@@ -178,7 +178,7 @@ def current_value(b: Build, span: Span) -> Value:
 def partial(b: Build, fn: DefValue | PrimValue, args, span: Span) -> DefValue | PrimValue:
     bound = bind(b, fn, args, span, complete=False)
     items = tuple(bound.items())
-    return DefValue(fn.definition, fn.env, items) if isinstance(fn, DefValue) else PrimValue(fn.prim, items)
+    return DefValue(fn.definition, fn.env, items, fn.as_kind) if isinstance(fn, DefValue) else PrimValue(fn.prim, items)
 
 
 def number(b: Build, v: Value, span: Span) -> int | float:

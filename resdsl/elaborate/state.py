@@ -34,6 +34,8 @@ class Build:
     #: errors about their shapes are consequences of an error already reported.
     tainted: set[str] = field(default_factory=set)
     frames: list[Frame] = field(default_factory=list)  # the bodies being run, innermost last
+    #: the paths of the stages being built, outermost first: a stage may not nest
+    stages: list[str] = field(default_factory=list)
     stmt_span: Span = NO_SPAN  # the layer statement being run (for `from` diagnostics)
     #: evaluation steps taken (expressions, statements, instances), against limits.MAX_STEPS
     steps: int = 0

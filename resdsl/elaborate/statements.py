@@ -215,6 +215,9 @@ def definition(b: Build, st: Layer, callee: DefValue, name: str | None, frame: F
     if callee.kind == "network":
         raise b.fail(E.WRONG_TYPE, f"the network `{callee.name}` cannot be used as a layer",
                      st.call.func.span, hint="define the part you need as a `module`")
+    if callee.kind == "stage" and name is None:
+        raise b.fail(E.NEEDS_A_NAME, "a stage builds modules, so it needs a name", st.span,
+                     hint=f"write `layer1: {unparse(st.call.func)}(...)`")
     src = source(b, st.source, frame)
     scope = instantiate(b, callee, eval_args(b, st.call.args, env), name, src, frame,
                         st.call.span, st.span)
@@ -241,20 +244,36 @@ def instantiate(b: Build, callee: DefValue, args, name: str | None, src: str, pa
     b.charge(10, span)  # an instance costs about ten steps' time, even with an empty body
     bound = bind(b, callee, args, call_span)
     path = parent.path if name is None else join_path(parent.path, name)
+    is_stage = callee.kind == "stage"
+    if is_stage:
+        check_not_in_stage(b, f"the stage `{callee.name}`", span)
     frame = Frame(path, callee.kind, callee.env, {}, src, src)
     if name is None:  # inlined: layer names must not clash with the caller's
         frame.labels = parent.labels
     frame.tensors["input"] = src
     b.sites.append((callee.name, path, span))
+    if is_stage:
+        b.stages.append(path)
     try:
         run_body(b, callee.definition, frame, bound)
     except Abort:
         raise Skip() from None  # the instance fails; its caller goes on
     finally:
         b.sites.pop()
+        if is_stage:
+            b.stages.pop()
     return Scope(name or callee.name, path, roles.role_of(callee.kind), callee.name,
                  attrs_of(bound), tuple(frame.items), src,
                  frame.current, span, inline=name is None)
+
+
+def check_not_in_stage(b: Build, what: str, span: Span) -> None:
+    """A stage is one level of the network's hierarchy (its feature maps, its figure's
+    column): ``what`` may not be built inside another stage."""
+    if b.stages:
+        raise b.fail(E.STAGE_IN_STAGE, f"{what} is built inside the stage `{b.stages[-1]}`", span,
+                     hint="a stage's body repeats blocks (`b{i}: block(...)` in a `for`); "
+                          "call the stages one after another at the network's level")
 
 
 def stage(b: Build, st: Layer, name: str | None, frame: Frame, env) -> None:
@@ -291,6 +310,12 @@ def stage(b: Build, st: Layer, name: str | None, frame: Frame, env) -> None:
     if not isinstance(block, DefValue) or block.kind == "network":
         raise b.fail(E.WRONG_TYPE, f"`stage` repeats a block definition, got {type_name(block)}",
                      fixed["block"].span)
+    if block.kind == "stage":
+        written = unparse(fixed["block"].value)
+        raise b.fail(E.STAGE_IN_STAGE, f"`stage` repeats a block, and `{written}` is a stage",
+                     fixed["block"].span, hint=f"call the stage itself: `{name}: {written}(...)`, or "
+                                               "repeat one of its blocks")
+    check_not_in_stage(b, "`stage(...)`", st.call.span)
     depth = as_int(b, eval_expr(b, fixed["depth"].value, env), "the depth of a stage",
                    fixed["depth"].span)
     if not 1 <= depth <= limits.MAX_REPEAT:
@@ -311,14 +336,18 @@ def stage(b: Build, st: Layer, name: str | None, frame: Frame, env) -> None:
                           "0, 1, … along the stage")
     src = source(b, st.source, frame)
     sub = Frame(join_path(frame.path, name), "stage", frame.module, {}, src, src)
-    for i in range(depth):
-        block_env = env.new_child({"index": i})
-        args = [(k, eval_expr(b, a.value, block_env), a.span) for k, a in keywords.items()]
-        if has_stride:
-            args.append(("stride", stride if i == 0 else 1, fixed.get("stride", st.call).span))
-        scope = instantiate(b, block, tuple(args), str(i), sub.current, sub, st.call.span,
-                            st.span)
-        attach(b, scope, str(i), sub)
+    b.stages.append(sub.path)
+    try:
+        for i in range(depth):
+            block_env = env.new_child({"index": i})
+            args = [(k, eval_expr(b, a.value, block_env), a.span) for k, a in keywords.items()]
+            if has_stride:
+                args.append(("stride", stride if i == 0 else 1, fixed.get("stride", st.call).span))
+            scope = instantiate(b, block, tuple(args), str(i), sub.current, sub, st.call.span,
+                                st.span)
+            attach(b, scope, str(i), sub)
+    finally:
+        b.stages.pop()
     scope = Scope(name, sub.path, Role.STAGE, "stage",
                   (("block", block.name), ("depth", depth), ("stride", stride)),
                   tuple(sub.items), src, sub.current, st.span)

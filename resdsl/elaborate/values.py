@@ -34,6 +34,8 @@ class DefValue:
     definition: Definition
     env: ModuleEnv
     bound: tuple[tuple[str, Any], ...] = ()
+    #: The kind an alias gives it (``stage level1 = conv_level``: a stage), or None: its own.
+    as_kind: str | None = None
 
     @property
     def name(self) -> str:
@@ -41,7 +43,7 @@ class DefValue:
 
     @property
     def kind(self) -> str:
-        return self.definition.kind
+        return self.as_kind or self.definition.kind
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from ...grid import runs
 from ...ir import Network, Op, Role, Scope
 from ...looks import Look, look_of
 from ...primitives import PRIMITIVES, Traits
-from ...roles import parallel_steps, radix_of
+from ...roles import parallel_steps, radix_of, stage_parts
 
 
 def look(op: Op) -> Look:
@@ -139,10 +139,11 @@ def block_signature(net: Network, block: Scope) -> tuple:
 
 
 def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
-    """A stage's blocks, identical consecutive ones grouped together."""
+    """A stage's blocks (and its other parts, :func:`resdsl.roles.stage_parts`), identical
+    consecutive blocks grouped together."""
     groups: list[list[Scope]] = []
     last = None
-    for block in stage.children:
+    for block in stage_parts(net, stage):
         sig = block_signature(net, block) if block.role is Role.BLOCK else ("scope", block.path)
         if groups and sig == last:
             groups[-1].append(block)

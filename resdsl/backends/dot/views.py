@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...diagnostics import did_you_mean
 from ...ir import INPUT, Network, Op, Role, Scope
+from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
 from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
@@ -33,7 +34,7 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
             g.group = f"main{lanes[i]}"
         if sec.role is Role.STAGE:
             groups: list[list[str]] = []
-            for block in sec.scope.children:
+            for block in stage_parts(net, sec.scope):
                 if groups and groups[-1][0] == block.definition:
                     groups[-1].append(block.definition)
                 else:
@@ -191,9 +192,12 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
     wide = {} if not g.body_width else {"width": g.body_width} if g.body_width > 0 else {"height": -g.body_width}
     if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
         nid = block.path + "/body"
+        # framed unseen as a block is, so that every stage's boxes line up
+        g.open_cluster(block.path + "/frame", "<B> </B>" if g.o.rankdir == "LR" else "", plate=True, hidden=True)
         g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
                fillcolor=st.fill("block"), **wide)
         g.edge(prev, nid)
+        g.close()
         return nid
     parts = block_parts(net, block)
     plate = len(group) > 1

@@ -19,7 +19,7 @@ INTERFACE_NAMES = ("forward_features", "forward_head", "forward_intermediates", 
                    "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher",
                    "no_weight_decay", "num_classes", "num_features", "head_hidden_size", "global_pool",
                    "grad_checkpointing", "feature_info", "pretrained_cfg", "default_cfg", "forward_norm",
-                   "stage_paths")
+                   "stage_paths", "stage_blocks")
 
 
 @dataclass
@@ -38,6 +38,9 @@ class TopView:
     stem: list[str]
     stages: list[str] = field(default_factory=list)
     stage_paths: list[str] = field(default_factory=list)
+    #: Per stage, its blocks' module paths (:func:`resdsl.roles.stage_blocks`), or None where
+    #: they are its children (an ``nn.Sequential`` of blocks)
+    stage_blocks: list[list[list[str]] | None] = field(default_factory=list)
     post: list[str] = field(default_factory=list)
     pool: list[str] = field(default_factory=list)
     pre_logits: str = "x"
@@ -109,8 +112,18 @@ def _interface_texts(top: TopView) -> dict:
         else:
             target = f"setattr({path_ref('self', parent) if parent else 'self'}, {_quoted(leaf)}, classifier)"
     stem = "|".join(re.escape(m) for m in top.stem_modules)
+    blocks = ""
+    if any(groups is not None for groups in top.stage_blocks):  # one stage a line; a block's paths joined by `|`
+        lines = [_tuple([_quoted("|".join(g)) for g in groups], " " * 8, "") if groups else "()"
+                 for groups in top.stage_blocks]
+        blocks = "(\n" + "".join(f"        {line},\n" for line in lines) + "    )"
+    checkpoint = ["x", "[self.get_submodule(path) for path in self.stage_paths]"]
+    if blocks:  # the stages whose children are not their blocks are checkpointed whole
+        checkpoint.append(str(tuple(n for n, g in enumerate(top.stage_blocks) if g is not None)))
     return {
         "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
+        "stage_blocks": blocks,
+        "checkpoint": layout(Call("checkpoint_blocks", tuple(checkpoint)), " " * 12, "x = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
         "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
         "classifier_target": target,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ...ir import Network, Op, Role, Scope, Shape
 from ...primitives import PRIMITIVES
-from ...roles import head_of
+from ...roles import head_of, stage_blocks
 from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
@@ -218,6 +218,7 @@ class Renderer:
             view.intermediates, view.stem_feature, view.stem_out = lines, self.vars[net.stem_feature], _rename(out)
             view.stages = [self.containers.ref("self", items[n].local) for n in stages]
             view.stage_paths = [items[n].local for n in stages]
+            view.stage_blocks = [self.blocks_of(items[n].scope) for n in stages]
             view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
             lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
             view.post = lines + _rename(out)
@@ -236,6 +237,15 @@ class Renderer:
             view.classifier = op.module
             view.new_classifier = _new_classifier(op, [net.shape_of(i) for i in op.inputs])
         return view
+
+    def blocks_of(self, stage: Scope) -> list[list[str]] | None:
+        """The stage's blocks (:func:`resdsl.roles.stage_blocks`), or None where they are its
+        children, as ``group_matcher`` finds them in an ``nn.Sequential``."""
+        groups = stage_blocks(self.net, stage)
+        if self.low.is_sequential(stage) and groups == [[f"{stage.path}.{n}"] for n in range(len(groups))] \
+                and len(groups) == len(self.low.body(stage)):
+            return None
+        return groups
 
     def inline(self, items: list[Item], calls: dict[int, list[str]],
                features: tuple[str, ...]) -> tuple[list[Item], dict[int, list[str]]]:
