@@ -119,3 +119,11 @@ _builtin("pad", Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr(
                                                                if op.attr("value") else ""), "pad"))
 _builtin("zeropad", Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
                          + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+
+_builtin("reshape", Look(lambda op: f"reshape to [{', '.join(str(s) for s in op.shape)}]"))
+_builtin("permute", Look(lambda op: f"permute {list(op.attr('axes'))}"))
+_builtin("transpose", Look(lambda op: f"transpose {op.attr('a')}, {op.attr('b')}"))
+_builtin("matmul", Look(lambda op: "matmul", "merge", symbol="@"))
+_builtin("softmax", Look(lambda op: f"softmax over axis {op.attr('axis')}", "act"))

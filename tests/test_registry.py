@@ -72,6 +72,13 @@ CASES: dict[str, tuple[str, str]] = {
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),
     "pad": ("[4, 8, 8]", "a: pad(1)\npad(2, value = 0.5)\nc: conv(4, 3)"),
+    # issue 22: tensor ops of any rank
+    "reshape": ("[4, 8, 8]", "c: conv(8, 1)\nr: reshape([2, 4, -1])\nreshape([0, 0, 8, 8])\nreshape([-1])"),
+    "permute": ("[4, 6, 8]", "c: conv(4, 1)\np: permute([1, 2, 0])\npermute([-1, 0, 1])"),
+    "transpose": ("[4, 6, 8]", "c: conv(4, 1)\nt: transpose(0, 2)\ntranspose(-1, -2)"),
+    "matmul": ("[4, 6, 8]", "c: conv(4, 1)\nk: transpose(-1, -2)\na: matmul(c, k)\nmatmul(c)"),
+    "softmax": ("[4, 6, 8]", "c: conv(4, 1)\ns: softmax()\nsoftmax(axis = 0)\nr: reshape([4, 1, -1])\n"
+                             "softmax(1)"),
 }
 
 

@@ -153,3 +153,46 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
                                                      SourceArg("out_channels", "out_channels")),
                                         helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                               functional=True),)))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the torch dim one further on for a batched tensor; a negative one
+# counts from the end either way.
+
+
+def _dim(op: Op, value: int) -> int:
+    return value + 1 if op.batched and value >= 0 else value
+
+
+def _sizes_text(text: str) -> str:
+    """A tuple argument's items as call arguments: ``(4, 64, -1)`` → ``4, 64, -1``; a
+    constructor parameter holding one (``self.shape``) is unpacked."""
+    if text.startswith("(") and text.endswith(")"):
+        return text[1:-1].rstrip(",")
+    return f"*{text}"
+
+
+def _reshape_render(ins: list[str], args: list[str]) -> str:
+    lead = f"{ins[0]}.shape[0], " if args[1] == "True" else ""
+    return f"{ins[0]}.reshape({lead}{_sizes_text(args[0])})"
+
+
+def _torch_sizes(op: Op, shapes: list[Shape]) -> tuple[int, ...]:
+    # torch has no `0` (keep the size): the input's size is written instead
+    return tuple(shapes[0][i] if s == 0 else s for i, s in enumerate(op.attr("shape")))
+
+
+_BATCHED_ARG = SourceArg("batched", compute=lambda op, shapes: bool(op.batched))
+
+_builtin("reshape", function=SourceCall("reshape", (SourceArg("shape", compute=_torch_sizes), _BATCHED_ARG),
+                                        render=_reshape_render))
+_builtin("permute", function=SourceCall("permute", (SourceArg(
+    "axes", compute=lambda op, shapes: ((0,) if op.batched else ())
+    + tuple(_dim(op, a % len(shapes[0])) for a in op.attr("axes"))),),
+    render=lambda ins, args: f"{ins[0]}.permute({_sizes_text(args[0])})"))
+_builtin("transpose", function=SourceCall("transpose", (
+    SourceArg("a", compute=lambda op, shapes: _dim(op, op.attr("a"))),
+    SourceArg("b", compute=lambda op, shapes: _dim(op, op.attr("b")))),
+    render=lambda ins, args: f"{ins[0]}.transpose({args[0]}, {args[1]})"))
+_builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
+_builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
+                                        render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))

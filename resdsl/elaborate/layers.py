@@ -139,7 +139,9 @@ def add_op(b: Build, prim: Primitive, attrs: dict, inputs: list[str], name: str,
         items.append((p.name, v if t is int or t is str or t is float or t is bool or v is None
                       else to_attr(v)))
     by_name = b.op_by_name
-    batched = not prim.traits.batchless and (not inputs or any(i == INPUT or by_name[i].batched for i in inputs))
+    # an input that failed to elaborate (reported already) counts as batched
+    batched = not prim.traits.batchless and (
+        not inputs or any(i == INPUT or i not in by_name or by_name[i].batched for i in inputs))
     op = Op(unique, prim.kind, tuple(items),
             tuple(inputs), shape, params if count_params else 0, macs, module, span, batched)
     b.ops.append(op)

@@ -24,13 +24,16 @@ from .dataflow import (
 )
 from .norm import BATCHNORM, GROUPNORM, LAYERNORM
 from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
+from .tensor import TENSOR_OPS
 
 BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, LINEAR,
             DROPOUT, ZEROPAD, DROP_PATH, IDENTITY, ADD, MULTIPLY,
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
             # added with issue 22
-            ELU)
+            ELU,
+            # tensor ops of any rank (issue 22)
+            *TENSOR_OPS)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)
