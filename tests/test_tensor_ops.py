@@ -8,6 +8,7 @@ the sizes allow, symbolic height and width). Their shape errors are diagnostics 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +106,58 @@ def test_matmul_macs_are_torchs_flop_count(tmp_path: Path):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, *net.input_shape))
     assert counter.get_total_flops() == 2 * net.macs == 2 * 2 * (4 * 4 * 24 + 4 * 24 * 4)
+
+
+#: A block applied with other sizes: its class takes the sizes as constructor parameters.
+FOLD = """block fold(n) {
+    c: conv(8, 1)
+    reshape([n, 0, -1])
+    softmax()
+    reshape([-1, 4, 6])
+    reshape([n, -1])
+    softmax()
+    reshape([8, 4, 6])
+}
+
+network t_fold {
+    input [8, 4, 6]
+    f1: fold(2)
+    f2: fold(4)
+}
+"""
+
+
+def test_sizes_that_differ_between_instances_of_a_class(tmp_path: Path):
+    """Sizes that become a constructor parameter, with a 0 among them and without, in the
+    generated source: scripted, traced and ruff-clean, and equal to plain torch."""
+    from test_registry import ruff_clean
+
+    net = resdsl.loads(FOLD, path=str(tmp_path / "t_fold.res"))
+    model = resdsl.build(net, seed=0).eval()
+    source = torch_source.emit(net, seed=0)
+    assert "self.reshape_shape" in source  # the sizes are the class's parameters
+    generated = import_source(source, tmp_path, "t_fold").t_fold(seed=0).eval()
+    ruff_clean(tmp_path / "t_fold.py")
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(0))
+
+    def reference(x):
+        for name, n in (("f1", 2), ("f2", 4)):
+            x = getattr(model, name).c(x)
+            x = x.reshape(x.shape[0], n, 4, -1).softmax(-1).reshape(x.shape[0], n, -1).softmax(-1)
+            x = x.reshape(x.shape[0], 8, 4, 6)
+        return x
+
+    with torch.no_grad():
+        want = reference(x)
+        torch.testing.assert_close(model(x), want)
+        torch.testing.assert_close(generated(x), want)
+        with warnings.catch_warnings():  # torch ≥ 2.10 deprecates scripting, and still supports it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = torch.jit.script(generated)
+        torch.testing.assert_close(scripted(x), want)
+        torch.testing.assert_close(torch.fx.symbolic_trace(generated)(x), want)
+    proto = onnx_graph.build_model(net, weights=model.state_dict())
+    assert_valid(proto, net)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), want,
+                               rtol=1e-5, atol=1e-6)
