@@ -55,6 +55,7 @@ class LeafSig:
     shortcut: bool
     zero_init: bool
     statement: bool  # `out += y`, not `out = out + y`
+    layout: tuple = ()  # the values of its call's structural arguments (`1.0 / x`, not `x / 1.0`)
 
 
 @dataclass(frozen=True)
@@ -225,8 +226,12 @@ class Lowering:
             else:
                 # `out += y` and `out = out + y` are different statements: different classes
                 statement = item.use is Use.FUNC and _inplace_statement(item.op)
+                layout = ()
+                if item.use is Use.FUNC:
+                    shapes = [self.net.shape_of(i) for i in item.op.inputs]
+                    layout = tuple(a.value(item.op, shapes) for a in _call(item.op, True).args if a.structural)
                 sig.append(LeafSig(item.use, item.local, item.op.kind, refs, item.shortcut,
-                                   _is_zero_init(item.op), statement))
+                                   _is_zero_init(item.op), statement, layout))
         signature = ClassSig(scope.role, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
             cls = self.classes.setdefault(signature, Cls(signature))
