@@ -69,6 +69,13 @@ CASES: dict[str, tuple[str, str]] = {
     "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\n"
                            "q: split(2) from input\nconcat(parts[1], p[0], p[1], q[0])"),
     "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, current)"),
+    "mean": ("[4, 8, 8]", "a: conv(4, 3)\nm: mean([1, 2], keepdim = true)\nmultiply(a, m)"),
+    "reduce_sum": ("[4, 8, 8]", "a: conv(4, 3)\nreduce_sum([0, 1, 2])"),
+    "var": ("[4, 8, 8]", "a: conv(4, 3)\nv: var([-1], correction = 0)"),
+    "std": ("[4, 8, 8]", "a: conv(4, 3)\ns: std([0, 1], keepdim = true, eps = 1e-5)\ndivide(a, s)"),
+    "sqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nsqrt()"),
+    "rsqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nr: rsqrt()"),
+    "reciprocal": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nreciprocal()"),
     "divide": ("[4, 8, 8]", "a: conv(4, 3)\nglobal_avgpool()\ns: sigmoid()\nd: divide(a, s)\ndivide(1.0, d)\n"
                             "multiply(0.5)\nadd(a, 1e-5)"),
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"

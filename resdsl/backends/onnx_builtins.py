@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..ir import Op
+from ..ops.elementwise import operands, reduced_axes
 from ..ops.norm import BN_TENSORS
 from ..ops.pool import blur_padding
 from . import BackendError
@@ -327,8 +328,6 @@ def _chain(onnx_op: str):
     def lower(g, op: Op, xs: list[str], out: str) -> None:
         import numpy as np
 
-        from ..ops.elementwise import operands
-
         # a number is a scalar float initializer, broadcast as numpy's like the tensors
         terms = [x if isinstance(x, str) else g.const(f"{op.name}/constant", x, np.float32)
                  for x in operands(dict(op.attrs), xs)]
@@ -402,3 +401,68 @@ def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
 
 for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub"), ("divide", "Div")):
     _builtin(_kind)(_chain(_op))
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _reduce(g, onnx_op: str, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    """A Reduce* node over ``axes``: an attribute before the opset that made it an input
+    (13 for ReduceSum, 18 for the others)."""
+    if g.opset >= (13 if onnx_op == "ReduceSum" else 18):
+        return g.node(onnx_op, [x, g.const(f"{name}/axes", axes)], name, out, keepdims=int(keep))
+    return g.node(onnx_op, [x], name, out, axes=axes, keepdims=int(keep))
+
+
+def _onnx_axes(op: Op, g) -> list[int]:
+    return [i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), g.shape_of(op.inputs[0]))]
+
+
+@_builtin("mean")
+def _mean_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _reduce(g, "ReduceMean", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
+
+
+@_builtin("reduce_sum")
+def _sum_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _reduce(g, "ReduceSum", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
+
+
+def _spread_onnx(root: bool):
+    def lower(g, op: Op, xs: list[str], out: str) -> None:
+        """Σ(x − mean)² / (n − correction), as torch computes it; std: √(that + eps)."""
+        import numpy as np
+
+        axes, name = _onnx_axes(op, g), op.name
+        shape = g.shape_of(op.inputs[0])
+        n = math.prod(shape[i - op.batched] for i in axes)
+        mean = _reduce(g, "ReduceMean", xs[0], axes, True, f"{name}/mean")
+        d = g.node("Sub", [xs[0], mean], f"{name}/centred")
+        squares = _reduce(g, "ReduceSumSquare", d, axes, op.attr("keepdim"), f"{name}/squares")
+        count = g.const(f"{name}/count", float(n - op.attr("correction")), np.float32)
+        if not root:
+            g.node("Div", [squares, count], name, out)
+            return
+        var = g.node("Div", [squares, count], f"{name}/var")
+        if op.attr("eps"):
+            var = g.node("Add", [var, g.const(f"{name}/eps", float(op.attr("eps")), np.float32)], f"{name}/plus_eps")
+        g.node("Sqrt", [var], name, out)
+    return lower
+
+
+_builtin("var")(_spread_onnx(False))
+_builtin("std")(_spread_onnx(True))
+
+
+@_builtin("sqrt")
+def _sqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Sqrt", xs, op.name, out)
+
+
+@_builtin("rsqrt")
+def _rsqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", [g.node("Sqrt", xs, f"{op.name}/sqrt")], op.name, out)
+
+
+@_builtin("reciprocal")
+def _reciprocal_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", xs, op.name, out)

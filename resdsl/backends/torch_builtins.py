@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
+from ..ops.elementwise import reduced_axes
 from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, torch_lowering
 
 
@@ -164,3 +165,36 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
                                                      SourceArg("out_channels", "out_channels")),
                                         helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                               functional=True),)))
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
+    """The torch dims of a reduction: its per-sample axes, after the batch axis if it has one."""
+    dims = tuple(i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), shapes[0]))
+    return dims[0] if len(dims) == 1 else dims
+
+
+_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False))
+_SPREAD_ARGS = (SourceArg("correction", "correction", 1), *_REDUCE_ARGS[1:])
+
+
+def _method(name: str):
+    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out:
+    ``torch.sqrt(x.var(…) + 1e-05)``."""
+    def render(ins: list[str], args: list[str]) -> str:
+        eps = [a for a in args if a.startswith("eps=")]
+        rest = [a for a in args if not a.startswith("eps=")]
+        if eps:
+            return f"torch.sqrt({ins[0]}.var({', '.join(rest)}) + {eps[0].removeprefix('eps=')})"
+        return f"{ins[0]}.{name}({', '.join(rest)})"
+    return render
+
+
+_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean")))
+_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum")))
+_builtin("var", function=SourceCall("var", (_REDUCE_ARGS[0], *_SPREAD_ARGS), render=_method("var")))
+_builtin("std", function=SourceCall("std", (_REDUCE_ARGS[0], *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
+                                    render=_method("std")))
+for _kind in ("sqrt", "rsqrt", "reciprocal"):
+    _builtin(_kind, function=SourceCall(f"torch.{_kind}"))

@@ -10,7 +10,7 @@ from ..primitives import PRIMITIVES
 from .activation import ACTIVATIONS, ELU, GROUP_SOFTMAX, LEAKY_RELU
 from .conv import CHANNEL_CONV, CONV, LINEAR, STD_CONV
 from .dataflow import CONCAT, DROP_PATH, DROPOUT, FLATTEN, IDENTITY, PAD, SPLIT, ZEROPAD
-from .elementwise import ADD, DIVIDE, MULTIPLY, SUBTRACT
+from .elementwise import ADD, DIVIDE, FUNCTIONS, MULTIPLY, REDUCTIONS, SUBTRACT
 from .norm import BATCHNORM, GROUPNORM, LAYERNORM
 from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
 
@@ -19,7 +19,7 @@ BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
             # added with issue 22
-            ELU, DIVIDE)
+            ELU, DIVIDE, *REDUCTIONS, *FUNCTIONS)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)
