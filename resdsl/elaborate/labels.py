@@ -170,14 +170,19 @@ def tensor_value(b: Build, e: Expr, frame: Frame) -> Value:
     return value
 
 
-def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> list[str]:
+def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> tuple[list[str], tuple]:
     """The inputs of ``add``, ``multiply``, ``subtract``, ``concat``: the tensors named as
     arguments (lists expanded), after the running value or the `from` tensor where the
-    call names a single tensor (``add(downsample)``)."""
+    call names a single tensor (``add(downsample)``). A primitive with ``operands``
+    (``conv_with(w, b, stride = 2)``) always reads the running value first, and its keyword
+    arguments are returned apart, for its parameters."""
     inputs: list[str] = []
+    keywords = tuple(a for a in st.call.args if a.name is not None) if prim.operands is not None else ()
     single = False
     for a in st.call.args:
         if a.name is not None:
+            if prim.operands is not None:
+                continue
             raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, not keywords",
                          a.span, hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
         op = frame.tensors.get(a.value.id) if type(a.value) is Name else None
@@ -195,9 +200,9 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> list[str]
             raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, got "
                          f"{type_name(value)}", a.value.span,
                          hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
-    if st.source is not None or (prim.reads_current and (single or not inputs)):
+    if st.source is not None or prim.operands is not None or (prim.reads_current and (single or not inputs)):
         inputs.insert(0, source(b, st.source, frame))
-    return inputs
+    return inputs, keywords
 
 
 def stand_in(b: Build, frame: Frame, reads: str) -> str:

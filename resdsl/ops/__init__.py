@@ -23,6 +23,7 @@ from .dataflow import (
             ZEROPAD,
 )
 from .norm import BATCHNORM, GROUPNORM, LAYERNORM
+from .params import CONV_WITH, PARAM
 from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
 
 BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, LINEAR,
@@ -30,7 +31,7 @@ BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
             # added with issue 22
-            ELU)
+            ELU, PARAM, CONV_WITH)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)

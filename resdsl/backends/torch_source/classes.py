@@ -9,7 +9,7 @@ from enum import Enum
 from typing import NamedTuple, Union
 
 from ...ir import Attr, Network, Op, Role, Scope
-from .layers import _call, _channels, _inplace_statement, _is_zero_init, _reads_width, _typed
+from .layers import _call, _channels, _inplace_statement, _is_zero_init, _reads_width, _tensor_init, _typed
 from .names import MODULE_NAMES, Namespace, _helper_names, camel, is_identifier
 
 
@@ -55,6 +55,7 @@ class LeafSig:
     shortcut: bool
     zero_init: bool
     statement: bool  # `out += y`, not `out = out + y`
+    init: str | None = None  # a tensor attribute's initialisation (reset_parameters)
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ class Lowering:
                 # `out += y` and `out = out + y` are different statements: different classes
                 statement = item.use is Use.FUNC and _inplace_statement(item.op)
                 sig.append(LeafSig(item.use, item.local, item.op.kind, refs, item.shortcut,
-                                   _is_zero_init(item.op), statement))
+                                   _is_zero_init(item.op), statement, _tensor_init(item.op)))
         signature = ClassSig(scope.role, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
             cls = self.classes.setdefault(signature, Cls(signature))

@@ -13,7 +13,7 @@ from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
 from .interface import INTERFACE_NAMES, TopView
-from .layers import _call, _inplace_statement, _reads_width, _typed
+from .layers import _call, _inplace_statement, _is_tensor, _reads_width, _typed
 from .names import Namespace, _quoted, attr_ref, is_identifier
 
 
@@ -123,6 +123,8 @@ class Renderer:
             cls = self.low.class_of[child.path]
             return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
         call = _call(item.op, functional=False)
+        if call.render is not None:  # not a plain call: a learned tensor's `nn.Parameter(torch.empty(…))`
+            return call.render([], self.call_args(call, forms, ref))
         if call.skip_init:  # built once: reset_parameters initialises it (the `skip_init` helper)
             return Call("skip_init", (call.name, *self.call_args(call, forms, ref)))
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
@@ -306,19 +308,25 @@ class Renderer:
             last_use[resolve(value)] = len(items)
         var = {scope.input: "x"}
         live = {"x": scope.input}
+        held: set[str] = set()  # references to tensor attributes (`self.weight`): never overwritten
         lines = []
         for n, item in enumerate(items):
             if item.output in alias or n in dead:
+                continue
+            if item.op is not None and item.use is not Use.FUNC and _is_tensor(item.op):
+                # a learned tensor is read where it is used: `F.conv2d(x, self.weight)`
+                var[item.output] = self.containers.ref("self", item.local)
+                held.add(var[item.output])
                 continue
             ins = [var[resolve(v)] for v in item.inputs]
             for name, value in list(live.items()):
                 if last_use.get(value, -1) <= n:
                     del live[name]
-            first = resolve(item.inputs[0])
+            first = resolve(item.inputs[0]) if item.inputs else None
             if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
                 lines.append(self.expression(item, ins, calls.get(n, [])))
                 continue
-            if item.use is Use.FUNC and _inplace_statement(item.op):  # overwrites its first input
+            if first is not None and item.use is Use.FUNC and _inplace_statement(item.op):  # overwrites its first input
                 target = var[first]
                 live[target] = item.output
                 var[item.output] = target
@@ -326,8 +334,10 @@ class Renderer:
                 continue
             if item.shortcut:
                 target = _fresh_var("shortcut", live, self.low.names)
-            elif var[first] not in live:
+            elif first is not None and var[first] not in live and var[first] not in held:
                 target = var[first]
+            elif item.op is not None and not item.op.batched:  # a tensor computed from learned ones (a weight): its own name
+                target = _fresh_var(item.op.name.rsplit(".", 1)[-1].split("#")[0], live, self.low.names)
             elif "out" not in live:
                 target = "out"
             else:
