@@ -180,3 +180,31 @@ def test_conv_with_matches_f_conv2d_with_every_attribute(tmp_path):
     with torch.no_grad():
         want = F.conv2d(x, model.state_dict()["w"], stride=2, padding=3, dilation=2, groups=3)
         torch.testing.assert_close(model(x), want)
+
+
+def test_numbered_params_are_a_parameter_list(tmp_path):
+    """`gains.{i}` is an nn.ParameterList (keys `b1.gains.0`), as torch code keeps tensors in lists."""
+    net = resdsl.loads("""module blk() {
+    for i in range(2) {
+        gains.{i}: param([in_channels, 1, 1], init = "constant", value = 2.0)
+    }
+    height: param([in_channels, 1, 1], init = "ones")
+    multiply(gains[0])
+    multiply(current, gains[1])
+    multiply(current, height)
+}
+network pnet {
+    input [3, 8, 8]
+    b1: blk()
+    b2: blk()
+}
+""")
+    model = build(net, seed=0)
+    assert sorted(model.state_dict()) == sorted(f"{b}.{k}" for b in ("b1", "b2")
+                                                for k in ("gains.0", "gains.1", "height"))
+    assert isinstance(model.b1.gains, torch.nn.ParameterList)
+    x = torch.randn(2, 3, 8, 8)
+    generated = getattr(import_source(torch_source.emit(net), tmp_path, "lists"), net.name)(seed=0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x * 16.0)
+        torch.testing.assert_close(generated(x), x * 16.0)

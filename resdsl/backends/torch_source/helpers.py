@@ -36,11 +36,17 @@ def _tensor_inits(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple
     for cls in [None, *ordered]:
         scope = net.root if cls is None else cls.instances[0]
         owner = "self" if cls is None else "module"
-        lines = tuple(init.replace("{tensor}", path_ref(owner, item.local)) for item in low.body(scope)
+        lines = tuple(init.replace("{tensor}", _tensor_ref(owner, item.local)) for item in low.body(scope)
                       if item.use is Use.LAYER and (init := _tensor_init(item.op)) is not None)
         if lines:
             found.setdefault((cls is None, lines), []).extend([] if cls is None else [cls.name])
     return [(_instance_test(classes) if classes else "", list(lines)) for (_, lines), classes in found.items()]
+
+
+def _tensor_ref(owner: str, path: str) -> str:
+    """``self.gain``, or ``self.get_parameter("gains.0")`` where a part is no identifier."""
+    ref = path_ref(owner, path)
+    return ref.replace(".get_submodule(", ".get_parameter(", 1)
 
 
 def _instance_test(classes: list[str]) -> str:

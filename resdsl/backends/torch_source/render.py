@@ -50,7 +50,7 @@ class Containers:
     plain ``nn.Module``, created where its first child is, so modules are built in the
     order the in-process module builds them."""
 
-    def __init__(self, locals_: list[str]):
+    def __init__(self, locals_: list[str], tensors: frozenset[str] = frozenset()):
         children: dict[str, list[str]] = {}
         for local in locals_:
             parts = local.split(".")
@@ -60,6 +60,9 @@ class Containers:
                     names.append(parts[i])
         # appended in order, so `self.paths[i]` is `paths.i`
         self.lists = {p for p, names in children.items() if names == [str(i) for i in range(len(names))]}
+        # learned tensors (`gains.0`, `gains.1`) live in an nn.ParameterList
+        self.tensor_lists = {p for p in self.lists if all(f"{p}.{n}" in tensors for n in children[p])}
+        self.tensors = tensors
         self.made: set[str] = set()
 
     def ref(self, owner: str, local: str) -> str:
@@ -78,7 +81,9 @@ class Containers:
             path = ".".join(parts[:i])
             if path not in self.made:
                 self.made.add(path)
-                lines.append(self._set(owner, path, "nn.ModuleList()" if path in self.lists else "nn.Module()", indent))
+                kind = "nn.ParameterList()" if path in self.tensor_lists else \
+                    "nn.ModuleList()" if path in self.lists else "nn.Module()"
+                lines.append(self._set(owner, path, kind, indent))
         return [*lines, self._set(owner, local, expr, indent)]
 
     def _set(self, owner: str, path: str, expr: Expr, indent: str) -> str:
@@ -89,7 +94,8 @@ class Containers:
         if is_identifier(leaf):
             lead = f"{target}.{leaf} = "
             return lead + layout(expr, indent, lead)
-        return layout(Call(f"{target}.add_module", (_quoted(leaf), expr)), indent)
+        register = "register_parameter" if path in self.tensors else "add_module"
+        return layout(Call(f"{target}.{register}", (_quoted(leaf), expr)), indent)
 
 
 class Renderer:
@@ -146,7 +152,9 @@ class Renderer:
             top = item.local.split(".")[0] if item.local is not None else None
             if top is not None and is_identifier(top) and top not in attrs:
                 attrs.claim(top)
-        self.containers = Containers([i.local for i in items if i.use.builds])
+        self.containers = Containers([i.local for i in items if i.use.builds],
+                                     frozenset(i.local for i in items if i.use.builds and i.op is not None
+                                               and _is_tensor(i.op)))
         stored: dict[str, str] = {}
 
         def init_ref(p: str) -> str:
