@@ -99,9 +99,21 @@ _builtin("blurpool", Look(lambda op: f"{op.attr('filt_size')}×{op.attr('filt_si
 
 # ---------------------------------------------------------------- dataflow
 
-_builtin("add", Look(lambda op: "+", "merge", symbol="+"))
-_builtin("multiply", Look(lambda op: "×", "merge", symbol="×"))
-_builtin("subtract", Look(lambda op: "−", "merge", symbol="−"))
+
+
+def _arithmetic(symbol: str):
+    """``×``, or ``× 0.5`` with a number among the operands (``1 ÷`` where it comes first)."""
+    def text(op: Op) -> str:
+        at = dict(op.attrs).get("constant_at")
+        if at is None:
+            return symbol
+        number = f"{op.attr('constant'):g}"
+        return f"{number} {symbol}" if at == 0 else f"{symbol} {number}"
+    return text
+
+
+for _kind, _symbol in (("add", "+"), ("multiply", "×"), ("subtract", "−"), ("divide", "÷")):
+    _builtin(_kind, Look(_arithmetic(_symbol), "merge", symbol=_symbol))
 _builtin("concat", Look(lambda op: "concat", "merge"))
 def _part_words(op: Op) -> str:
     """A part of a split as a figure writes it: which part, of how many, and its width

@@ -69,6 +69,8 @@ CASES: dict[str, tuple[str, str]] = {
     "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\n"
                            "q: split(2) from input\nconcat(parts[1], p[0], p[1], q[0])"),
     "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, current)"),
+    "divide": ("[4, 8, 8]", "a: conv(4, 3)\nglobal_avgpool()\ns: sigmoid()\nd: divide(a, s)\ndivide(1.0, d)\n"
+                            "multiply(0.5)\nadd(a, 1e-5)"),
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),
     "pad": ("[4, 8, 8]", "a: pad(1)\npad(2, value = 0.5)\nc: conv(4, 3)"),

@@ -325,10 +325,17 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
 
 def _chain(onnx_op: str):
     def lower(g, op: Op, xs: list[str], out: str) -> None:
-        acc = xs[0]
-        for i, y in enumerate(xs[1:-1], start=1):  # left to right, as torch sums them
+        import numpy as np
+
+        from ..ops.elementwise import operands
+
+        # a number is a scalar float initializer, broadcast as numpy's like the tensors
+        terms = [x if isinstance(x, str) else g.const(f"{op.name}/constant", x, np.float32)
+                 for x in operands(dict(op.attrs), xs)]
+        acc = terms[0]
+        for i, y in enumerate(terms[1:-1], start=1):  # left to right, as torch sums them
             acc = g.node(onnx_op, [acc, y], f"{op.name}/{i}")
-        g.node(onnx_op, [acc, xs[-1]], op.name, out)
+        g.node(onnx_op, [acc, terms[-1]], op.name, out)
     return lower
 
 
@@ -393,7 +400,7 @@ def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
         g.node("Pad", [x, pad], op.name, out)
 
 
-for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub")):
+for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub"), ("divide", "Div")):
     _builtin(_kind)(_chain(_op))
 
 

@@ -110,16 +110,25 @@ _builtin("blurpool", module=SourceCall("BlurPool2d", (SourceArg("channels"), Sou
 LONG_SUM = 64
 
 
+#: The numeric operand of an element-wise op (``x * 0.5``): its value and position, written
+#: into the expression by :func:`_infix`.
+_CONSTANT_ARGS = (SourceArg("constant"), SourceArg("constant_at", structural=True))
+
+
 def _infix(symbol: str):
     def render(ins: list[str], args: list[str]) -> str:
-        if symbol == "+" and len(ins) > LONG_SUM:
-            return f"sum([{', '.join(ins[1:])}], {ins[0]})"
-        return f" {symbol} ".join(ins)
+        terms = list(ins)
+        if args and args[1] != "None":  # the number, where it stands: `x * 0.5`, `1.0 / x`
+            terms.insert(int(args[1]), args[0])
+        if symbol == "+" and len(terms) > LONG_SUM:
+            return f"sum([{', '.join(terms[1:])}], {terms[0]})"
+        return f" {symbol} ".join(terms)
     return render
 
 
 def _augmented(symbol: str):
-    """``out += b`` (then ``out += c``): left to right, as the expression form sums them."""
+    """``out += b`` (then ``out += c``): left to right, as the expression form sums them.
+    (An op with a number is never run in place: :func:`resdsl.passes.inplace_ops`.)"""
     return lambda ins: [f"{ins[0]} {symbol}= {y}" for y in ins[1:]]
 
 
@@ -129,9 +138,11 @@ def _slice(ins: list[str], args: list[str]) -> str:
     return f"{ins[0]}[:, {args[0]}{':' if simple else ' : '}{args[1]}]"
 
 
-_builtin("add", function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")))
-_builtin("multiply", function=SourceCall("multiply", render=_infix("*")))
-_builtin("subtract", function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")))
+_builtin("add", function=SourceCall("add", _CONSTANT_ARGS, render=_infix("+"), render_inplace=_augmented("+")))
+_builtin("multiply", function=SourceCall("multiply", _CONSTANT_ARGS, render=_infix("*")))
+_builtin("subtract", function=SourceCall("subtract", _CONSTANT_ARGS, render=_infix("-"),
+                                         render_inplace=_augmented("-")))
+_builtin("divide", function=SourceCall("divide", _CONSTANT_ARGS, render=_infix("/")))
 _builtin("concat", function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"))
 _builtin("split", function=SourceCall("split", (
     SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),

@@ -49,6 +49,9 @@ class SourceArg:
     fixed: object = NODEFAULT
     #: A value derived from the op and its input shapes (a split's first channel).
     compute: Callable[[Op, list[Shape]], Attr] | None = None
+    #: It shapes the expression (where a number stands in ``1.0 / x``): instances that differ
+    #: in it get different classes, so it is always written as its value.
+    structural: bool = False
 
     def value(self, op: Op, shapes: list[Shape]) -> Attr:
         """The argument's value for ``op``."""

@@ -14,7 +14,7 @@ from .evaluation import as_int, bind, eval_args
 from .frames import Frame, Skip
 from .labels import bind_label, source, stand_in, tensor_args
 from .state import Build
-from .values import PrimValue, Tensor, Value, join_path, to_attr
+from .values import PrimValue, Tensor, join_path, to_attr
 
 
 def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
@@ -23,10 +23,10 @@ def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: F
     if prim.parts:
         return split(b, st, callee, name, frame, env)
     if prim.arity is None:  # add(x): the running value + x; add(a, b, …): the named tensors
-        inputs, keywords = tensor_args(b, st, prim, frame)
-        attrs: dict[str, Value] = bind(b, callee, eval_args(b, keywords, env), st.call.span) \
-            if prim.operands is not None else {}
+        inputs, attrs = tensor_args(b, st, prim, frame)
         if prim.operands is not None:
+            keywords = tuple(a for a in st.call.args if a.name is not None)
+            attrs = {**attrs, **bind(b, callee, eval_args(b, keywords, env), st.call.span)}
             operands(b, st, prim, inputs)
     elif prim.arity == 0:  # a learned tensor: it reads nothing
         if st.source is not None:
@@ -169,7 +169,9 @@ def add_op(b: Build, prim: Primitive, attrs: dict, inputs: list[str], name: str,
         items.append((p.name, v if t is int or t is str or t is float or t is bool or v is None
                       else to_attr(v)))
     by_name = b.op_by_name
-    batched = not prim.traits.batchless and (not inputs or any(i not in by_name or by_name[i].batched for i in inputs))
+    # a failed statement's stand-in (tainted, no op) counts as batched, as the input it replaces
+    batched = not prim.traits.batchless and (not inputs or any(i not in by_name or by_name[i].batched
+                                                               for i in inputs))
     op = Op(unique, prim.kind, tuple(items),
             tuple(inputs), shape, params if count_params else 0, macs, module, span, batched)
     b.ops.append(op)

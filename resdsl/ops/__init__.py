@@ -9,19 +9,8 @@ from __future__ import annotations
 from ..primitives import PRIMITIVES
 from .activation import ACTIVATIONS, ELU, GROUP_SOFTMAX, LEAKY_RELU
 from .conv import CHANNEL_CONV, CONV, LINEAR, STD_CONV
-from .dataflow import (
-            ADD,
-            CONCAT,
-            DROP_PATH,
-            DROPOUT,
-            FLATTEN,
-            IDENTITY,
-            MULTIPLY,
-            PAD,
-            SPLIT,
-            SUBTRACT,
-            ZEROPAD,
-)
+from .dataflow import CONCAT, DROP_PATH, DROPOUT, FLATTEN, IDENTITY, PAD, SPLIT, ZEROPAD
+from .elementwise import ADD, DIVIDE, MULTIPLY, SUBTRACT
 from .norm import BATCHNORM, GROUPNORM, LAYERNORM
 from .params import CONV_WITH, PARAM
 from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
@@ -31,7 +20,7 @@ BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
             # added with issue 22
-            ELU, PARAM, CONV_WITH)
+            ELU, DIVIDE, PARAM, CONV_WITH)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)

@@ -55,6 +55,7 @@ class LeafSig:
     shortcut: bool
     zero_init: bool
     statement: bool  # `out += y`, not `out = out + y`
+    layout: tuple = ()  # the values of its call's structural arguments (`1.0 / x`, not `x / 1.0`)
     init: str | None = None  # a tensor attribute's initialisation (reset_parameters)
 
 
@@ -226,8 +227,12 @@ class Lowering:
             else:
                 # `out += y` and `out = out + y` are different statements: different classes
                 statement = item.use is Use.FUNC and _inplace_statement(item.op)
+                layout = ()
+                if item.use is Use.FUNC:
+                    shapes = [self.net.shape_of(i) for i in item.op.inputs]
+                    layout = tuple(a.value(item.op, shapes) for a in _call(item.op, True).args if a.structural)
                 sig.append(LeafSig(item.use, item.local, item.op.kind, refs, item.shortcut,
-                                   _is_zero_init(item.op), statement, _tensor_init(item.op)))
+                                   _is_zero_init(item.op), statement, layout, _tensor_init(item.op)))
         signature = ClassSig(scope.role, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
             cls = self.classes.setdefault(signature, Cls(signature))

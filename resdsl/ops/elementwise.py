@@ -1,0 +1,122 @@
+"""Element-wise arithmetic with numpy's broadcasting and numeric constants.
+
+``add``, ``subtract``, ``multiply`` and ``divide`` take their operands as arguments:
+tensors, and at most one number (``multiply(0.5)``, ``add(x, 1e-5)``, ``divide(1.0, x)``).
+The number is not an input: it is the attribute ``constant``, and ``constant_at`` says
+where it stands among the operands (``None``: there is none), so the IR stays plain data
+and a back end writes ``x * 0.5`` or a scalar initializer. Shapes broadcast as numpy's
+(:func:`~resdsl.ops.shapes.broadcast`); a residual add (or subtract) of two feature maps
+that cannot broadcast keeps its own diagnostics, E012 (channels) and E013 (sizes), with
+their projection hints. None has weights or counts MACs (the published figures' convention).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..errors import E
+from ..ir import Attr, Shape
+from ..primitives import Primitive, ShapeError, Traits, param
+from .shapes import broadcast, residual_join
+
+#: The most inputs a product may have: the generated source's infix form has the same limit,
+#: and no builtin multiplies left to right from a start without an import.
+MAX_PRODUCT = 256
+
+#: The attributes of a numeric operand; a primitive that declares them takes numbers among
+#: its tensor arguments (the elaborator reads them, back ends write the number in place).
+CONSTANT_PARAMS = (
+    param("constant", "float", 0.0, "the numeric operand", lo=-1e300, hi=1e300),
+    param("constant_at", "int?", None, "its position among the operands; none: no number", lo=0, hi=65_536),
+)
+
+
+def operands(attrs: Mapping[str, Attr], inputs: list) -> list:
+    """The operands in order: ``inputs`` with the constant (a float) inserted where it stands."""
+    out = list(inputs)
+    at = attrs.get("constant_at")
+    if at is not None:
+        out.insert(int(at), float(attrs["constant"]))  # type: ignore[arg-type]
+    return out
+
+
+def _count(kind: str, a: Mapping, shapes: list[Shape], least: int, most: int | None) -> int:
+    at = a.get("constant_at")
+    n = len(shapes) + (at is not None)
+    if at is not None and not 0 <= at <= len(shapes):
+        raise ShapeError(E.OUT_OF_RANGE, f"`{kind}`: the number's position {at} is not among its {n} operands")
+    if not shapes:
+        raise ShapeError(E.UNKNOWN_PARAMETER, f"`{kind}` needs a tensor among its operands",
+                         hint=f"e.g. `{kind}(x, 2.0)`, or `{kind}(2.0)` with the running value")
+    if n < least or (most is not None and n > most):
+        what = f"exactly {least}" if most == least else f"at least {least}"
+        raise ShapeError(E.UNKNOWN_PARAMETER, f"`{kind}` takes {what} operands, got {n}",
+                         hint=f"`{kind}(a, b)` is a {_SYMBOL[kind]} b; a number may be one of them")
+    return n
+
+
+_SYMBOL = {"add": "+", "subtract": "−", "multiply": "×", "divide": "/"}
+
+
+def _joined(kind: str, shapes: list[Shape]) -> Shape:
+    """The broadcast shape; two feature maps that cannot broadcast are a residual join's
+    mismatch (E012 for channels, E013 for sizes) with its projection hint."""
+    out = shapes[0]
+    for other in shapes[1:]:
+        try:
+            out = broadcast(kind, [out, other])
+        except ShapeError:
+            if len(out) == len(other) == 3:
+                residual_join(kind, out, other)
+            raise
+    return out
+
+
+def _add(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    _count("add", a, shapes, 2, None)
+    return _joined("add", shapes), 0, 0
+
+
+def _subtract(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    _count("subtract", a, shapes, 2, 2)
+    return _joined("subtract", shapes), 0, 0
+
+
+def _multiply(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    n = _count("multiply", a, shapes, 2, None)
+    if n > MAX_PRODUCT:
+        raise ShapeError(E.TOO_LARGE, f"`multiply` of {n:,} operands is over the limit of {MAX_PRODUCT}",
+                         hint="multiply fewer tensors at once, in several layers")
+    return broadcast("multiply", shapes), 0, 0
+
+
+def _divide(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    _count("divide", a, shapes, 2, 2)
+    if a.get("constant_at") == 1 and a.get("constant") == 0:
+        raise ShapeError(E.OUT_OF_RANGE, "`divide` by the number 0", hint="divide by a number other than 0")
+    return broadcast("divide", shapes), 0, 0
+
+
+_MERGE = Traits(merge=True)
+
+ADD = Primitive(
+    "add", CONSTANT_PARAMS, _add,
+    "element-wise sum of its operands, broadcast as numpy's (the residual add)", arity=None, module=False,
+    traits=Traits(merge=True, residual=True), inplace=True, overwritable=True)
+
+MULTIPLY = Primitive(
+    "multiply", CONSTANT_PARAMS, _multiply,
+    "element-wise product, broadcast as numpy's (a C×1×1 gate over C×H×W)", arity=None, module=False,
+    # not in place: a product's backward needs both factors
+    traits=_MERGE, overwritable=True)
+
+SUBTRACT = Primitive(
+    "subtract", CONSTANT_PARAMS, _subtract, "element-wise difference `a - b`, broadcast as numpy's",
+    arity=None, module=False, traits=_MERGE, inplace=True, overwritable=True)
+
+DIVIDE = Primitive(
+    "divide", CONSTANT_PARAMS, _divide, "element-wise quotient `a / b`, broadcast as numpy's",
+    # not in place: a quotient's backward needs both operands
+    arity=None, module=False, traits=_MERGE, overwritable=True)
+
+ARITHMETIC = (ADD, MULTIPLY, SUBTRACT, DIVIDE)

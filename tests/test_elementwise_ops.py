@@ -1,0 +1,123 @@
+"""Element-wise arithmetic (broadcasting, numeric operands) and reductions against plain
+torch: each spec is built in process, written as source and exported to ONNX (every
+supported opset, run in onnxruntime), and all must compute what the torch expression does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from test_registry import import_source  # noqa: E402
+
+import resdsl  # noqa: E402
+from resdsl.backends import onnx_graph, torch_source  # noqa: E402
+from resdsl.backends.torch_model import build  # noqa: E402
+
+OPSETS = (onnx_graph.MIN_OPSET, 17, 18, onnx_graph.MAX_OPSET)
+
+
+def _spec(shape: str, body: str) -> resdsl.Network:
+    lines = "\n".join(f"    {line}" for line in body.strip().splitlines())
+    return resdsl.loads(f"network t {{\n    input {shape}\n{lines}\n}}\n")
+
+
+def check(net: resdsl.Network, reference: Callable, tmp_path, *, positive: bool = False) -> None:
+    """``reference(x, model)`` (plain torch, reading the built model's layers by name) is
+    what the model computes in process, from its generated source and in onnxruntime."""
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
+    if positive:
+        x = x.abs() + 0.1
+    model = build(net, seed=0).eval()
+    state = model.state_dict()
+    generated = getattr(import_source(torch_source.emit(net), tmp_path, "elementwise"), net.name)().eval()
+    generated.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        want = reference(x, model)
+        assert tuple(want.shape) == (2, *net.output_shape)
+        torch.testing.assert_close(model(x), want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(generated(x), want, rtol=1e-5, atol=1e-6)
+    ort = pytest.importorskip("onnxruntime")
+    for opset in OPSETS:
+        proto = onnx_graph.build_model(net, weights=state, opset=opset)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def test_numbers_as_operands(tmp_path):
+    net = _spec("[4, 8, 8]", """
+        c: conv(4, 3, padding = 1)
+        m: multiply(0.5)
+        s: subtract(1.0, m)
+        d: divide(s, 2)
+        e: add(d, 1e-5)
+        r: divide(1.0, e)
+        subtract(0.25)
+        add(c)
+    """)
+    assert net.op("m").attrs == (("constant", 0.5), ("constant_at", 1))
+    assert net.op("s").attrs == (("constant", 1.0), ("constant_at", 0))
+    assert net.macs == net.op("c").macs  # element-wise ops count none
+
+    def ref(x, model):
+        c = model.c(x)
+        return 1.0 / ((1.0 - c * 0.5) / 2 + 1e-5) - 0.25 + c
+
+    check(net, ref, tmp_path)
+    source = torch_source.emit(net)
+    for text in ("* 0.5", "1.0 - ", "/ 2.0", "+ 1e-05", "1.0 / ", "- 0.25"):
+        assert text in source
+
+
+def test_broadcasting_as_numpy(tmp_path):
+    net = _spec("[4, 6, 6]", """
+        c: conv(4, 3, padding = 1)
+        g: global_avgpool() from c
+        a: add(c, g)
+        s: subtract(g, c)
+        d: divide(a, s)
+        m: multiply(g, g)
+        add(d, m)
+    """)
+    assert net.op("g").shape == (4, 1, 1) and net.op("m").shape == (4, 1, 1) and net.output_shape == (4, 6, 6)
+
+    def ref(x, model):
+        c = model.c(x)
+        g = c.mean((2, 3), keepdim=True)
+        return (c + g) / (g - c) + g * g
+
+    check(net, ref, tmp_path)
+
+
+def test_broadcast_add_is_not_run_in_place(tmp_path):
+    # `out += y` cannot grow `out` to the broadcast shape: the expression form is written
+    net = _spec("[4, 6, 6]", """
+        c: conv(4, 3, padding = 1)
+        g: global_avgpool()
+        h: conv(4, 1) from g
+        add(h, c)
+    """)
+    check(net, lambda x, m: m.h(m.c(x).mean((2, 3), keepdim=True)) + m.c(x), tmp_path)
+
+
+@pytest.mark.parametrize("body, code, words", [
+    ("a: conv(8, 1)\nadd(a, input)", "E012", "residual add joins 8 channels with 4"),
+    ("a: conv(4, 3, stride = 2)\nsubtract(a, input)", "E013", "`subtract` joins a 4×4×4 feature map"),
+    ("a: conv(4, 3, stride = 2)\ndivide(a, input)", "E013", "`divide` cannot broadcast [4, 4, 4] with [4, 8, 8]"),
+    ("multiply(0.5, 2.0)", "E022", "one number among its operands"),
+    ("divide(input, 0)", "E015", "`divide` by the number 0"),
+    ("subtract(input, input, input)", "E020", "`subtract` takes exactly 2 operands, got 3"),
+    ("concat(input, 1.0)", "E023", "the arguments of `concat` are tensors, got a number"),
+    ("add(x = 1.0)", "E023", "the arguments of `add` are operands, not keywords"),
+])
+def test_arithmetic_diagnostics(body, code, words):
+    with pytest.raises(resdsl.SpecError) as err:
+        _spec("[4, 8, 8]", body)
+    [d] = err.value.diagnostics
+    assert d.code == code and words in d.message, d.message
