@@ -145,3 +145,23 @@ _builtin("pad", Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr(
                                                                if op.attr("value") else ""), "pad"))
 _builtin("zeropad", Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
                          + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+
+def _param_text(op: Op) -> str:
+    shape = op.attr("shape")
+    return "param " + "×".join(map(str, shape))  # type: ignore[arg-type]
+
+
+def _conv_with_text(op: Op) -> str:
+    s = "conv with given weights"
+    if op.attr("stride") != 1:
+        s += f", /{op.attr('stride')}"
+    if op.attr("groups") != 1:
+        s += f", groups {op.attr('groups')}"
+    return s
+
+
+_builtin("param", Look(_param_text, "other"))
+_builtin("conv_with", Look(_conv_with_text, "conv"))

@@ -81,6 +81,11 @@ CASES: dict[str, tuple[str, str]] = {
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),
     "pad": ("[4, 8, 8]", "a: pad(1)\npad(2, value = 0.5)\nc: conv(4, 3)"),
+    "param": ("[4, 8, 8]", 'v: param([4, 1, 1], init = "ones")\ng: param([1, 8, 8], init = "normal", std = 0.5)\n'
+                           "c: conv(4, 3)\nmultiply(v)\nmultiply(current, g)"),
+    "conv_with": ("[4, 8, 8]", 'w: param([6, 4, 3, 3], init = "kaiming")\nb: param([6], init = "constant", value = 0.1)\n'
+                               "a: conv_with(w, b, stride = 2, padding = 1)\n"
+                               'w2: param([6, 3, 1, 1], init = "trunc_normal", std = 0.02)\nconv_with(w2, groups = 2)'),
 }
 
 

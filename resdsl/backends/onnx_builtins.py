@@ -466,3 +466,21 @@ def _rsqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
 @_builtin("reciprocal")
 def _reciprocal_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Reciprocal", xs, op.name, out)
+
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+
+@_builtin("param")
+def _param_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """The state_dict's tensor as an initializer of its name: no node."""
+    g.holds(op, g.param(op.module))
+
+
+@_builtin("conv_with")
+def _conv_with_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    a = dict(op.attrs)
+    kh, kw = g.shape_of(op.inputs[1])[2:]
+    s, p, d = a["stride"], a["padding"], a["dilation"]
+    g.node("Conv", xs, op.name, out, kernel_shape=[kh, kw], strides=[s, s], pads=[p, p, p, p],
+           dilations=[d, d], group=a["groups"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
 from ..ops.elementwise import reduced_axes
-from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, torch_lowering
+from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, TensorInit, torch_lowering
 
 
 def _builtin(kind: str, **calls: object) -> None:
@@ -198,3 +198,41 @@ _builtin("std", function=SourceCall("std", (_REDUCE_ARGS[0], *_SPREAD_ARGS, Sour
                                     render=_method("std")))
 for _kind in ("sqrt", "rsqrt", "reciprocal"):
     _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+#: A `param`'s `init` → the statement of reset_parameters that initialises it ({tensor}: its
+#: reference); "kaiming" is the generated convs' own.
+PARAM_INITS = {"zeros": "nn.init.zeros_({tensor})", "ones": "nn.init.ones_({tensor})",
+               "constant": "nn.init.constant_({tensor}, {value!r})", "normal": "nn.init.normal_({tensor}, std={std!r})",
+               "trunc_normal": "nn.init.trunc_normal_({tensor}, std={std!r})",
+               "kaiming": 'nn.init.kaiming_normal_({tensor}, mode="fan_out", nonlinearity="relu")'}
+
+
+def _param_init(op: Op) -> str:
+    a = dict(op.attrs)
+    # the placeholder {tensor} stays for the template to fill
+    return PARAM_INITS[str(a["init"])].format(tensor="{tensor}", std=a["std"], value=a["value"])
+
+
+def _param_size(op: Op, shapes: list[Shape]) -> object:
+    """A vector's size as a number (a channel count the class may name), else the shape."""
+    shape = op.attr("shape")
+    return shape[0] if len(shape) == 1 else shape  # type: ignore[index, arg-type]
+
+
+def _empty(ins: list[str], args: list[str]) -> str:
+    """``nn.Parameter(torch.empty(64, 1, 1))``: a literal shape's parentheses dropped."""
+    size = args[0]
+    if size.startswith("(") and size.endswith(")"):
+        size = size[1:-1].rstrip(",").strip()
+    return f"nn.Parameter(torch.empty({size}))"
+
+
+_builtin("param", module=SourceCall("nn.Parameter", (SourceArg("shape", compute=_param_size),), render=_empty,
+                                    tensor=True), init=TensorInit(_param_init))
+
+_CONV_WITH_ARGS = (SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
+                   SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1))
+_builtin("conv_with", function=SourceCall("F.conv2d", _CONV_WITH_ARGS,
+                                          render=lambda ins, args: f"F.conv2d({', '.join([*ins, *args])})"))
