@@ -165,3 +165,11 @@ def _conv_with_text(op: Op) -> str:
 
 _builtin("param", Look(_param_text, "other"))
 _builtin("conv_with", Look(_conv_with_text, "conv"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+
+_builtin("reshape", Look(lambda op: f"reshape to [{', '.join(str(s) for s in op.shape)}]"))
+_builtin("permute", Look(lambda op: f"permute {list(op.attr('axes'))}"))
+_builtin("transpose", Look(lambda op: f"transpose {op.attr('a')}, {op.attr('b')}"))
+_builtin("matmul", Look(lambda op: "matmul", "merge", symbol="@"))
+_builtin("softmax", Look(lambda op: f"softmax over axis {op.attr('axis')}", "act"))

@@ -86,6 +86,13 @@ CASES: dict[str, tuple[str, str]] = {
     "conv_with": ("[4, 8, 8]", 'w: param([6, 4, 3, 3], init = "kaiming")\nb: param([6], init = "constant", value = 0.1)\n'
                                "a: conv_with(w, b, stride = 2, padding = 1)\n"
                                'w2: param([6, 3, 1, 1], init = "trunc_normal", std = 0.02)\nconv_with(w2, groups = 2)'),
+    # issue 22: tensor ops of any rank
+    "reshape": ("[4, 8, 8]", "c: conv(8, 1)\nr: reshape([2, 4, -1])\nreshape([0, 0, 8, 8])\nreshape([-1])"),
+    "permute": ("[4, 6, 8]", "c: conv(4, 1)\np: permute([1, 2, 0])\npermute([-1, 0, 1])"),
+    "transpose": ("[4, 6, 8]", "c: conv(4, 1)\nt: transpose(0, 2)\ntranspose(-1, -2)"),
+    "matmul": ("[4, 6, 8]", "c: conv(4, 1)\nk: transpose(-1, -2)\na: matmul(c, k)\nmatmul(c)"),
+    "softmax": ("[4, 6, 8]", "c: conv(4, 1)\ns: softmax()\nsoftmax(axis = 0)\nr: reshape([4, 1, -1])\n"
+                             "softmax(1)"),
 }
 
 

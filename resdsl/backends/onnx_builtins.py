@@ -13,6 +13,7 @@ from ..ir import Op
 from ..ops.elementwise import operands, reduced_axes
 from ..ops.norm import BN_TENSORS
 from ..ops.pool import blur_padding
+from ..ops.tensor import transposition
 from . import BackendError
 from .fold import fold_conv_bn_arrays
 from .onnx_registry import onnx_lowering
@@ -484,3 +485,47 @@ def _conv_with_onnx(g, op: Op, xs: list[str], out: str) -> None:
     s, p, d = a["stride"], a["padding"], a["dilation"]
     g.node("Conv", xs, op.name, out, kernel_shape=[kh, kw], strides=[s, s], pads=[p, p, p, p],
            dilations=[d, d], group=a["groups"])
+
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the ONNX axis one further on for a batched tensor (axis 0 is the batch).
+
+
+def _lead(op: Op) -> list[int]:
+    return [0] if op.batched else []
+
+
+@_builtin("reshape")
+def _reshape_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # the spec's sizes as written: ONNX's Reshape has the same 0 (keep) and -1 (infer), so
+    # the batch dimension (0) and sizes written as 0 or -1 stay symbolic
+    sizes = g.const(f"{op.name}/shape", [*_lead(op), *op.attr("shape")])
+    g.node("Reshape", [xs[0], sizes], op.name, out)
+
+
+def _perm(g, op: Op, order: tuple[int, ...], xs: list[str], out: str) -> None:
+    shift = len(_lead(op))
+    g.node("Transpose", [xs[0]], op.name, out, perm=[*_lead(op), *(i + shift for i in order)])
+
+
+@_builtin("permute")
+def _permute_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    rank = len(g.shape_of(op.inputs[0]))
+    _perm(g, op, tuple(a % rank for a in op.attr("axes")), xs, out)
+
+
+@_builtin("transpose")
+def _transpose_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _perm(g, op, transposition(dict(op.attrs), g.shape_of(op.inputs[0])), xs, out)
+
+
+@_builtin("matmul")
+def _matmul_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("MatMul", xs, op.name, out)
+
+
+@_builtin("softmax")
+def _softmax_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # opset 13's Softmax (the oldest this back end writes) is over one axis, as torch's
+    rank = len(g.shape_of(op.inputs[0]))
+    g.node("Softmax", [xs[0]], op.name, out, axis=op.attr("axis") % rank + len(_lead(op)))

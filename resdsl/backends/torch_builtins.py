@@ -236,3 +236,54 @@ _CONV_WITH_ARGS = (SourceArg("stride", "stride", 1), SourceArg("padding", "paddi
                    SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1))
 _builtin("conv_with", function=SourceCall("F.conv2d", _CONV_WITH_ARGS,
                                           render=lambda ins, args: f"F.conv2d({', '.join([*ins, *args])})"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the torch dim one further on for a batched tensor; a negative one
+# counts from the end either way.
+
+
+def _dim(op: Op, value: int) -> int:
+    return value + 1 if op.batched and value >= 0 else value
+
+
+def _sizes_text(text: str) -> str:
+    """A tuple argument's items as call arguments: ``(4, 64, -1)`` → ``4, 64, -1``; a
+    constructor parameter holding one (``self.axes``) is unpacked."""
+    if text.startswith("(") and text.endswith(")"):
+        return text[1:-1].rstrip(",")
+    return f"*{text}"
+
+
+def _reshape_render(ins: list[str], args: list[str]) -> str:
+    """``x.reshape(x.shape[0], 4, 64, -1)``: the batch kept, and a size written 0 (keep
+    the input's) read from the tensor, as torch has no such size."""
+    x, sizes, batched, keeps = ins[0], args[0], args[1] == "True", args[2]
+    lead = int(batched)
+    head = [f"{x}.shape[0]"] if batched else []
+    if sizes.startswith("(") and sizes.endswith(")"):
+        items = [t.strip() for t in sizes[1:-1].split(",") if t.strip()]
+        items = [f"{x}.shape[{i + lead}]" if t == "0" else t for i, t in enumerate(items)]
+        return f"{x}.reshape({', '.join(head + items)})"
+    if keeps == "False":  # sizes that differ between a class's instances, none of them 0
+        return f"{x}.reshape({', '.join([*head, f'*{sizes}'])})"
+    # sizes that differ between a class's instances, with a 0 among them (a leading 0 keeps the batch)
+    every = f"(0,) + {sizes}" if batched else sizes
+    return f"{x}.reshape([{x}.shape[i] if s == 0 else s for i, s in enumerate({every})])"
+
+
+_BATCHED_ARG = SourceArg("batched", compute=lambda op, shapes: bool(op.batched))
+
+_builtin("reshape", function=SourceCall("reshape", (
+    SourceArg("shape"), _BATCHED_ARG, SourceArg("keeps", compute=lambda op, shapes: 0 in op.attr("shape"))),
+    render=_reshape_render))
+_builtin("permute", function=SourceCall("permute", (SourceArg(
+    "axes", compute=lambda op, shapes: ((0,) if op.batched else ())
+    + tuple(_dim(op, a % len(shapes[0])) for a in op.attr("axes"))),),
+    render=lambda ins, args: f"{ins[0]}.permute({_sizes_text(args[0])})"))
+_builtin("transpose", function=SourceCall("transpose", (
+    SourceArg("a", compute=lambda op, shapes: _dim(op, op.attr("a"))),
+    SourceArg("b", compute=lambda op, shapes: _dim(op, op.attr("b")))),
+    render=lambda ins, args: f"{ins[0]}.transpose({args[0]}, {args[1]})"))
+_builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
+_builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
+                                        render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))

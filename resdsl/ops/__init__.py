@@ -14,13 +14,16 @@ from .elementwise import ADD, DIVIDE, FUNCTIONS, MULTIPLY, REDUCTIONS, SUBTRACT
 from .norm import BATCHNORM, GROUPNORM, LAYERNORM
 from .params import CONV_WITH, PARAM
 from .pool import AVGPOOL, BLURPOOL, GLOBAL_AVGPOOL, MAXPOOL
+from .tensor import TENSOR_OPS
 
 BUILTINS = (CONV, BATCHNORM, *ACTIVATIONS, LEAKY_RELU, MAXPOOL, AVGPOOL, GLOBAL_AVGPOOL, FLATTEN, LINEAR,
             DROPOUT, ZEROPAD, DROP_PATH, IDENTITY, ADD, MULTIPLY,
             # added with issue 10
             GROUPNORM, LAYERNORM, STD_CONV, CHANNEL_CONV, BLURPOOL, CONCAT, SPLIT, SUBTRACT, GROUP_SOFTMAX, PAD,
             # added with issue 22
-            ELU, DIVIDE, *REDUCTIONS, *FUNCTIONS, PARAM, CONV_WITH)
+            ELU, DIVIDE, *REDUCTIONS, *FUNCTIONS, PARAM, CONV_WITH,
+            # tensor ops of any rank (issue 22)
+            *TENSOR_OPS)
 
 for _prim in BUILTINS:
     PRIMITIVES.add(_prim)
