@@ -146,6 +146,29 @@ def test_reductions_are_torchs(call, torch_fn, tmp_path):
     check(net, lambda x, m: torch_fn(m.c(x)), tmp_path)
 
 
+def _grouped(c, groups, fn, keep_other: bool):
+    """timm's group_std pattern: the statistic of each group of channels, given to each channel."""
+    b, ch = c.shape[:2]
+    s = fn(c.reshape(b, groups, ch // groups, *c.shape[2:]))
+    s = s.expand(b, groups, ch // groups, *s.shape[3:]).reshape(b, ch, *s.shape[3:])
+    return s if keep_other else s.flatten(2) if s.dim() > 3 else s
+
+
+@pytest.mark.parametrize("call, torch_fn", [
+    ("std([0, 1, 2], groups = 4, keepdim = true, correction = 0, eps = 1e-5)",
+     lambda c: _grouped(c, 4, lambda t: t.var((2, 3, 4), unbiased=False, keepdim=True).add(1e-5).sqrt(), True)),
+    ("mean([0], groups = 2)", lambda c: _grouped(c, 2, lambda t: t.mean(2, keepdim=True), True)),
+    ("reduce_sum([0, 1], groups = 3, keepdim = true)",
+     lambda c: _grouped(c, 3, lambda t: t.sum((2, 3), keepdim=True), True)),
+    ("var([0, 2], groups = 2)", lambda c: _grouped(c, 2, lambda t: t.var((2, 4), keepdim=True), True)[..., 0]),
+    ("std([0, 1, 2], groups = 6)", lambda c: _grouped(c, 6, lambda t: t.std((2, 3, 4), keepdim=True), True)[:, :, 0, 0]),
+])
+def test_reductions_over_channel_groups(call, torch_fn, tmp_path):
+    net = _spec("[12, 5, 4]", f"c: conv(12, 3, padding = 1)\nr: {call}")
+    check(net, lambda x, m: torch_fn(m.c(x)), tmp_path)
+    assert "grouped(" in torch_source.emit(net)
+
+
 @pytest.mark.parametrize("kind, torch_fn", [
     ("sqrt", torch.sqrt), ("rsqrt", torch.rsqrt), ("reciprocal", torch.reciprocal)])
 def test_functions_are_torchs(kind, torch_fn, tmp_path):
@@ -177,6 +200,8 @@ def test_group_std_without_centring_as_evonorm(tmp_path):
     ("var([0], correction = 4)", "E015", "`var` of 4 values with correction 4 divides by 0"),
     ("std(axes = 1)", "E023", "must be a list of integers"),
     ("mean()", "E021", "`mean` needs the argument `axes`"),
+    ("mean([1, 2], groups = 2)", "E015", "`mean` over channel groups must reduce axis 0"),
+    ("var([0], groups = 3)", "E014", "groups = 3 does not divide 4 channels"),
 ])
 def test_reduction_diagnostics(body, code, words):
     with pytest.raises(resdsl.SpecError) as err:

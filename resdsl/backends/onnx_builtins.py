@@ -414,44 +414,68 @@ def _reduce(g, onnx_op: str, x: str, axes: list[int], keep: bool, name: str, out
     return g.node(onnx_op, [x], name, out, axes=axes, keepdims=int(keep))
 
 
-def _onnx_axes(op: Op, g) -> list[int]:
-    return [i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), g.shape_of(op.inputs[0]))]
-
-
-@_builtin("mean")
-def _mean_onnx(g, op: Op, xs: list[str], out: str) -> None:
-    _reduce(g, "ReduceMean", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
-
-
-@_builtin("reduce_sum")
-def _sum_onnx(g, op: Op, xs: list[str], out: str) -> None:
-    _reduce(g, "ReduceSum", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
-
-
-def _spread_onnx(root: bool):
+def _reduction_onnx(stat):
+    """A reduction's lowering around ``stat(g, op, x, axes, keep, name, out)``, which writes the
+    statistic of ``x`` over the ONNX ``axes``. Over channel groups, ``x`` is first reshaped to
+    N×G×(C/G)×…, the statistic kept per group (N×G×1×…), expanded over each group's channels
+    and reshaped back to N×C×…; the other reduced axes are then squeezed unless kept."""
     def lower(g, op: Op, xs: list[str], out: str) -> None:
-        """Σ(x − mean)² / (n − correction), as torch computes it; std: √(that + eps)."""
-        import numpy as np
-
-        axes, name = _onnx_axes(op, g), op.name
-        shape = g.shape_of(op.inputs[0])
-        n = math.prod(shape[i - op.batched] for i in axes)
-        mean = _reduce(g, "ReduceMean", xs[0], axes, True, f"{name}/mean")
-        d = g.node("Sub", [xs[0], mean], f"{name}/centred")
-        squares = _reduce(g, "ReduceSumSquare", d, axes, op.attr("keepdim"), f"{name}/squares")
-        count = g.const(f"{name}/count", float(n - op.attr("correction")), np.float32)
-        if not root:
-            g.node("Div", [squares, count], name, out)
+        a, name, shape = dict(op.attrs), op.name, g.shape_of(op.inputs[0])
+        axes = reduced_axes(op.kind, a, shape)
+        groups, b = a["groups"], int(op.batched)
+        if groups == 1:
+            stat(g, op, xs[0], [i + b for i in axes], a["keepdim"], name, out)
             return
-        var = g.node("Div", [squares, count], f"{name}/var")
-        if op.attr("eps"):
-            var = g.node("Add", [var, g.const(f"{name}/eps", float(op.attr("eps")), np.float32)], f"{name}/plus_eps")
-        g.node("Sqrt", [var], name, out)
+        c, rest = shape[0], list(shape[1:])
+        if g.varies(op.inputs[0]):
+            raise BackendError("`{kind}` over channel groups needs a fixed input size in ONNX",
+                               hint="export without --dynamic-size", kind=op.kind)
+        lead = [0] if b else []
+        x = g.node("Reshape", [xs[0], g.const(f"{name}/group_shape", [*lead, groups, c // groups, *rest])],
+                   f"{name}/grouped")
+        s = stat(g, op, x, [i + b + 1 for i in axes], True, f"{name}/per_group")
+        ones = [1 for _ in rest]
+        s = g.node("Expand", [s, g.const(f"{name}/expand", [*([1] if b else []), 1, c // groups, *ones])],
+                   f"{name}/per_channel")
+        kept = [1 if i + 1 in axes else n for i, n in enumerate(rest)]
+        final = [*lead, c, *(kept if a["keepdim"] else [n for i, n in enumerate(rest) if i + 1 not in axes])]
+        g.node("Reshape", [s, g.const(f"{name}/shape", final)], name, out)
     return lower
 
 
-_builtin("var")(_spread_onnx(False))
-_builtin("std")(_spread_onnx(True))
+def _mean_stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    return _reduce(g, "ReduceMean", x, axes, keep, name, out)
+
+
+def _sum_stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    return _reduce(g, "ReduceSum", x, axes, keep, name, out)
+
+
+def _spread_stat(root: bool):
+    def stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+        """Σ(x − mean)² / (n − correction), as torch computes it; std: √(that + eps)."""
+        import numpy as np
+
+        a = dict(op.attrs)
+        shape = g.shape_of(op.inputs[0])
+        n = math.prod(shape[i] for i in reduced_axes(op.kind, a, shape)) // a["groups"]
+        mean = _reduce(g, "ReduceMean", x, axes, True, f"{name}/mean")
+        d = g.node("Sub", [x, mean], f"{name}/centred")
+        squares = _reduce(g, "ReduceSumSquare", d, axes, keep, f"{name}/squares")
+        count = g.const(f"{name}/count", float(n - a["correction"]), np.float32)
+        if not root:
+            return g.node("Div", [squares, count], name, out)
+        var = g.node("Div", [squares, count], f"{name}/var")
+        if a["eps"]:
+            var = g.node("Add", [var, g.const(f"{name}/eps", float(a["eps"]), np.float32)], f"{name}/plus_eps")
+        return g.node("Sqrt", [var], name, out)
+    return stat
+
+
+_builtin("mean")(_reduction_onnx(_mean_stat))
+_builtin("reduce_sum")(_reduction_onnx(_sum_stat))
+_builtin("var")(_reduction_onnx(_spread_stat(False)))
+_builtin("std")(_reduction_onnx(_spread_stat(True)))
 
 
 @_builtin("sqrt")

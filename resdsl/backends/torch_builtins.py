@@ -170,32 +170,56 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
 
 
 def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
-    """The torch dims of a reduction: its per-sample axes, after the batch axis if it has one."""
-    dims = tuple(i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), shapes[0]))
+    """The torch dims of a reduction: its per-sample axes after the batch axis if it has one,
+    and after the group axis of ``grouped(x, groups)`` over channel groups."""
+    a = dict(op.attrs)
+    shift = op.batched + (a["groups"] != 1)
+    dims = tuple(i + shift for i in reduced_axes(op.kind, a, shapes[0]))
     return dims[0] if len(dims) == 1 else dims
 
 
-_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False))
-_SPREAD_ARGS = (SourceArg("correction", "correction", 1), *_REDUCE_ARGS[1:])
+def _squeezed(op: Op, shapes: list[Shape]) -> tuple[int, ...]:
+    """Over channel groups without keepdim: the dims to drop once every channel has its value."""
+    a = dict(op.attrs)
+    if a["groups"] == 1 or a["keepdim"]:
+        return ()
+    return tuple(i + op.batched for i in reduced_axes(op.kind, a, shapes[0]) if i != 0)
+
+
+#: `groups` and `keepdim` decide the expression's form, so they are never constructor parameters.
+_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False, structural=True),
+                SourceArg("groups", "groups", 1, structural=True), SourceArg("squeeze", "squeeze", (), compute=_squeezed))
+_SPREAD_ARGS = (SourceArg("correction", "correction", 1),)
+_GROUPS = SourceHelper("grouped", template="channel_groups.j2", defines=("ungrouped",), wrap=("grouped", "ungrouped"))
 
 
 def _method(name: str):
-    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out:
-    ``torch.sqrt(x.var(…) + 1e-05)``."""
+    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out
+    (``torch.sqrt(x.var(…) + 1e-05)``); over channel groups, computed on ``grouped(x, g)``
+    and given back to every channel by ``ungrouped``."""
     def render(ins: list[str], args: list[str]) -> str:
-        eps = [a for a in args if a.startswith("eps=")]
-        rest = [a for a in args if not a.startswith("eps=")]
-        if eps:
-            return f"torch.sqrt({ins[0]}.var({', '.join(rest)}) + {eps[0].removeprefix('eps=')})"
-        return f"{ins[0]}.{name}({', '.join(rest)})"
+        x, dim = ins[0], args[0]
+        kw = dict(a.split("=", 1) for a in args[1:])
+        grouped = "groups" in kw
+        rest = [f"correction={kw['correction']}"] if "correction" in kw else []
+        if grouped or "keepdim" in kw:
+            rest.append("keepdim=True")
+        source = f"grouped({x}, {kw['groups']})" if grouped else x
+        method = "var" if "eps" in kw else name
+        stat = f"{source}.{method}({', '.join([dim, *rest])})"
+        if "eps" in kw:
+            stat = f"torch.sqrt({stat} + {kw['eps']})"
+        if grouped:
+            stat = f"ungrouped({stat}, {x})" + (f".squeeze({kw['squeeze']})" if "squeeze" in kw else "")
+        return stat
     return render
 
 
-_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean")))
-_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum")))
-_builtin("var", function=SourceCall("var", (_REDUCE_ARGS[0], *_SPREAD_ARGS), render=_method("var")))
-_builtin("std", function=SourceCall("std", (_REDUCE_ARGS[0], *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
-                                    render=_method("std")))
+_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean"), helpers=(_GROUPS,)))
+_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum"), helpers=(_GROUPS,)))
+_builtin("var", function=SourceCall("var", (*_REDUCE_ARGS, *_SPREAD_ARGS), render=_method("var"), helpers=(_GROUPS,)))
+_builtin("std", function=SourceCall("std", (*_REDUCE_ARGS, *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
+                                    render=_method("std"), helpers=(_GROUPS,)))
 for _kind in ("sqrt", "rsqrt", "reciprocal"):
     _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
 

@@ -21,7 +21,7 @@ from math import prod
 from ..errors import E
 from ..ir import Attr, Shape
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import axis, broadcast, dims, residual_join, same
+from .shapes import axis, broadcast, dims, divides, residual_join, same
 
 #: The most inputs a product may have: the generated source's infix form has the same limit,
 #: and no builtin multiplies left to right from a start without an import.
@@ -147,21 +147,32 @@ def _reduction(kind: str, spread: bool):
     def infer(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
         shape = shapes[0]
         axes = reduced_axes(kind, a, shape)
-        if spread:
-            n = prod(shape[i] for i in axes)
-            if a["correction"] >= n:
-                raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` of {n} value{'s' if n != 1 else ''} with correction "
-                                 f"{a['correction']} divides by {n - a['correction']}",
-                                 label=f"axes {list(a['axes'])} of {dims(shape)}",
-                                 hint="reduce over more values, or use `correction = 0` (the biased estimate)")
+        g = a["groups"]
+        n = prod(shape[i] for i in axes)
+        if g != 1:
+            if 0 not in axes:
+                raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` over channel groups must reduce axis 0",
+                                 label=f"axes {list(a['axes'])}, groups = {g}",
+                                 hint=f"add axis 0: `{kind}([0, 1, 2], groups = {g})` over each group and H, W")
+            divides(g, shape[0])
+            n //= g
+        if spread and a["correction"] >= n:
+            raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` of {n} value{'s' if n != 1 else ''} with correction "
+                             f"{a['correction']} divides by {n - a['correction']}",
+                             label=f"axes {list(a['axes'])} of {dims(shape)}",
+                             hint="reduce over more values, or use `correction = 0` (the biased estimate)")
+        # over groups, every channel keeps its group's value: axis 0 stays
+        gone = set(axes) - ({0} if g != 1 else set())
         if a["keepdim"]:
-            return tuple(1 if i in axes else s for i, s in enumerate(shape)), 0, 0
-        return tuple(s for i, s in enumerate(shape) if i not in axes), 0, 0
+            return tuple(1 if i in gone else s for i, s in enumerate(shape)), 0, 0
+        return tuple(s for i, s in enumerate(shape) if i not in gone), 0, 0
     return infer
 
 
 _AXES = (param("axes", "ints", doc="the per-sample axes it reduces (0: channels; negative from the end)"),
-         param("keepdim", "bool", False, "keep each reduced axis as size 1"))
+         param("keepdim", "bool", False, "keep each reduced axis as size 1"),
+         param("groups", "int", 1, "reduce each of this many groups of channels; every channel gets its group's "
+                                   "value", lo=1, hi=65_536))
 _SPREAD = (param("correction", "int", 1, "divide by n − correction: 0 biased (timm's norms), 1 torch's default",
                  lo=0, hi=65_536),)
 
