@@ -115,6 +115,20 @@ def _arithmetic(symbol: str):
 for _kind, _symbol in (("add", "+"), ("multiply", "×"), ("subtract", "−"), ("divide", "÷")):
     _builtin(_kind, Look(_arithmetic(_symbol), "merge", symbol=_symbol))
 _builtin("concat", Look(lambda op: "concat", "merge"))
+
+
+def _reduction(word: str):
+    """``mean over axes 1, 2``, ``std over axes 1, 2, 3 (kept)``: what a figure's reader needs."""
+    def text(op: Op) -> str:
+        s = f"{word} over axes {', '.join(str(a) for a in op.attr('axes'))}"
+        return s + (" (kept)" if op.attr("keepdim") else "")
+    return text
+
+
+for _kind, _word in (("mean", "mean"), ("reduce_sum", "sum"), ("var", "variance"), ("std", "std")):
+    _builtin(_kind, Look(_reduction(_word), "other"))
+for _kind, _text in (("sqrt", "√"), ("rsqrt", "1/√"), ("reciprocal", "1/x")):
+    _builtin(_kind, Look(lambda op, t=_text: t, "act"))
 def _part_words(op: Op) -> str:
     """A part of a split as a figure writes it: which part, of how many, and its width
     (the slice ``split 14:28`` is jargon to a reader of a paper)."""
@@ -151,3 +165,11 @@ def _conv_with_text(op: Op) -> str:
 
 _builtin("param", Look(_param_text, "other"))
 _builtin("conv_with", Look(_conv_with_text, "conv"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+
+_builtin("reshape", Look(lambda op: f"reshape to [{', '.join(str(s) for s in op.shape)}]"))
+_builtin("permute", Look(lambda op: f"permute {list(op.attr('axes'))}"))
+_builtin("transpose", Look(lambda op: f"transpose {op.attr('a')}, {op.attr('b')}"))
+_builtin("matmul", Look(lambda op: "matmul", "merge", symbol="@"))
+_builtin("softmax", Look(lambda op: f"softmax over axis {op.attr('axis')}", "act"))

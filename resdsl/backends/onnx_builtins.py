@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 from ..ir import Op
+from ..ops.elementwise import operands, reduced_axes
 from ..ops.norm import BN_TENSORS
 from ..ops.pool import blur_padding
+from ..ops.tensor import transposition
 from . import BackendError
 from .fold import fold_conv_bn_arrays
 from .onnx_registry import onnx_lowering
@@ -327,8 +329,6 @@ def _chain(onnx_op: str):
     def lower(g, op: Op, xs: list[str], out: str) -> None:
         import numpy as np
 
-        from ..ops.elementwise import operands
-
         # a number is a scalar float initializer, broadcast as numpy's like the tensors
         terms = [x if isinstance(x, str) else g.const(f"{op.name}/constant", x, np.float32)
                  for x in operands(dict(op.attrs), xs)]
@@ -403,6 +403,71 @@ def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
 for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub"), ("divide", "Div")):
     _builtin(_kind)(_chain(_op))
 
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _reduce(g, onnx_op: str, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    """A Reduce* node over ``axes``: an attribute before the opset that made it an input
+    (13 for ReduceSum, 18 for the others)."""
+    if g.opset >= (13 if onnx_op == "ReduceSum" else 18):
+        return g.node(onnx_op, [x, g.const(f"{name}/axes", axes)], name, out, keepdims=int(keep))
+    return g.node(onnx_op, [x], name, out, axes=axes, keepdims=int(keep))
+
+
+def _onnx_axes(op: Op, g) -> list[int]:
+    return [i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), g.shape_of(op.inputs[0]))]
+
+
+@_builtin("mean")
+def _mean_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _reduce(g, "ReduceMean", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
+
+
+@_builtin("reduce_sum")
+def _sum_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _reduce(g, "ReduceSum", xs[0], _onnx_axes(op, g), op.attr("keepdim"), op.name, out)
+
+
+def _spread_onnx(root: bool):
+    def lower(g, op: Op, xs: list[str], out: str) -> None:
+        """Σ(x − mean)² / (n − correction), as torch computes it; std: √(that + eps)."""
+        import numpy as np
+
+        axes, name = _onnx_axes(op, g), op.name
+        shape = g.shape_of(op.inputs[0])
+        n = math.prod(shape[i - op.batched] for i in axes)
+        mean = _reduce(g, "ReduceMean", xs[0], axes, True, f"{name}/mean")
+        d = g.node("Sub", [xs[0], mean], f"{name}/centred")
+        squares = _reduce(g, "ReduceSumSquare", d, axes, op.attr("keepdim"), f"{name}/squares")
+        count = g.const(f"{name}/count", float(n - op.attr("correction")), np.float32)
+        if not root:
+            g.node("Div", [squares, count], name, out)
+            return
+        var = g.node("Div", [squares, count], f"{name}/var")
+        if op.attr("eps"):
+            var = g.node("Add", [var, g.const(f"{name}/eps", float(op.attr("eps")), np.float32)], f"{name}/plus_eps")
+        g.node("Sqrt", [var], name, out)
+    return lower
+
+
+_builtin("var")(_spread_onnx(False))
+_builtin("std")(_spread_onnx(True))
+
+
+@_builtin("sqrt")
+def _sqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Sqrt", xs, op.name, out)
+
+
+@_builtin("rsqrt")
+def _rsqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", [g.node("Sqrt", xs, f"{op.name}/sqrt")], op.name, out)
+
+
+@_builtin("reciprocal")
+def _reciprocal_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", xs, op.name, out)
+
 
 # ---------------------------------------------------------------- learned tensors, conv_with
 
@@ -420,3 +485,47 @@ def _conv_with_onnx(g, op: Op, xs: list[str], out: str) -> None:
     s, p, d = a["stride"], a["padding"], a["dilation"]
     g.node("Conv", xs, op.name, out, kernel_shape=[kh, kw], strides=[s, s], pads=[p, p, p, p],
            dilations=[d, d], group=a["groups"])
+
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the ONNX axis one further on for a batched tensor (axis 0 is the batch).
+
+
+def _lead(op: Op) -> list[int]:
+    return [0] if op.batched else []
+
+
+@_builtin("reshape")
+def _reshape_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # the spec's sizes as written: ONNX's Reshape has the same 0 (keep) and -1 (infer), so
+    # the batch dimension (0) and sizes written as 0 or -1 stay symbolic
+    sizes = g.const(f"{op.name}/shape", [*_lead(op), *op.attr("shape")])
+    g.node("Reshape", [xs[0], sizes], op.name, out)
+
+
+def _perm(g, op: Op, order: tuple[int, ...], xs: list[str], out: str) -> None:
+    shift = len(_lead(op))
+    g.node("Transpose", [xs[0]], op.name, out, perm=[*_lead(op), *(i + shift for i in order)])
+
+
+@_builtin("permute")
+def _permute_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    rank = len(g.shape_of(op.inputs[0]))
+    _perm(g, op, tuple(a % rank for a in op.attr("axes")), xs, out)
+
+
+@_builtin("transpose")
+def _transpose_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _perm(g, op, transposition(dict(op.attrs), g.shape_of(op.inputs[0])), xs, out)
+
+
+@_builtin("matmul")
+def _matmul_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("MatMul", xs, op.name, out)
+
+
+@_builtin("softmax")
+def _softmax_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # opset 13's Softmax (the oldest this back end writes) is over one axis, as torch's
+    rank = len(g.shape_of(op.inputs[0]))
+    g.node("Softmax", [xs[0]], op.name, out, axis=op.attr("axis") % rank + len(_lead(op)))

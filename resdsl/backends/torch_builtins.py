@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
+from ..ops.elementwise import reduced_axes
 from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, TensorInit, torch_lowering
 
 
@@ -165,6 +166,39 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
                                         helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                               functional=True),)))
 
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
+    """The torch dims of a reduction: its per-sample axes, after the batch axis if it has one."""
+    dims = tuple(i + op.batched for i in reduced_axes(op.kind, dict(op.attrs), shapes[0]))
+    return dims[0] if len(dims) == 1 else dims
+
+
+_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False))
+_SPREAD_ARGS = (SourceArg("correction", "correction", 1), *_REDUCE_ARGS[1:])
+
+
+def _method(name: str):
+    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out:
+    ``torch.sqrt(x.var(…) + 1e-05)``."""
+    def render(ins: list[str], args: list[str]) -> str:
+        eps = [a for a in args if a.startswith("eps=")]
+        rest = [a for a in args if not a.startswith("eps=")]
+        if eps:
+            return f"torch.sqrt({ins[0]}.var({', '.join(rest)}) + {eps[0].removeprefix('eps=')})"
+        return f"{ins[0]}.{name}({', '.join(rest)})"
+    return render
+
+
+_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean")))
+_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum")))
+_builtin("var", function=SourceCall("var", (_REDUCE_ARGS[0], *_SPREAD_ARGS), render=_method("var")))
+_builtin("std", function=SourceCall("std", (_REDUCE_ARGS[0], *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
+                                    render=_method("std")))
+for _kind in ("sqrt", "rsqrt", "reciprocal"):
+    _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
+
 # ---------------------------------------------------------------- learned tensors, conv_with
 
 #: A `param`'s `init` → the statement of reset_parameters that initialises it ({tensor}: its
@@ -202,3 +236,54 @@ _CONV_WITH_ARGS = (SourceArg("stride", "stride", 1), SourceArg("padding", "paddi
                    SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1))
 _builtin("conv_with", function=SourceCall("F.conv2d", _CONV_WITH_ARGS,
                                           render=lambda ins, args: f"F.conv2d({', '.join([*ins, *args])})"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the torch dim one further on for a batched tensor; a negative one
+# counts from the end either way.
+
+
+def _dim(op: Op, value: int) -> int:
+    return value + 1 if op.batched and value >= 0 else value
+
+
+def _sizes_text(text: str) -> str:
+    """A tuple argument's items as call arguments: ``(4, 64, -1)`` → ``4, 64, -1``; a
+    constructor parameter holding one (``self.axes``) is unpacked."""
+    if text.startswith("(") and text.endswith(")"):
+        return text[1:-1].rstrip(",")
+    return f"*{text}"
+
+
+def _reshape_render(ins: list[str], args: list[str]) -> str:
+    """``x.reshape(x.shape[0], 4, 64, -1)``: the batch kept, and a size written 0 (keep
+    the input's) read from the tensor, as torch has no such size."""
+    x, sizes, batched, keeps = ins[0], args[0], args[1] == "True", args[2]
+    lead = int(batched)
+    head = [f"{x}.shape[0]"] if batched else []
+    if sizes.startswith("(") and sizes.endswith(")"):
+        items = [t.strip() for t in sizes[1:-1].split(",") if t.strip()]
+        items = [f"{x}.shape[{i + lead}]" if t == "0" else t for i, t in enumerate(items)]
+        return f"{x}.reshape({', '.join(head + items)})"
+    if keeps == "False":  # sizes that differ between a class's instances, none of them 0
+        return f"{x}.reshape({', '.join([*head, f'*{sizes}'])})"
+    # sizes that differ between a class's instances, with a 0 among them (a leading 0 keeps the batch)
+    every = f"(0,) + {sizes}" if batched else sizes
+    return f"{x}.reshape([{x}.shape[i] if s == 0 else s for i, s in enumerate({every})])"
+
+
+_BATCHED_ARG = SourceArg("batched", compute=lambda op, shapes: bool(op.batched))
+
+_builtin("reshape", function=SourceCall("reshape", (
+    SourceArg("shape"), _BATCHED_ARG, SourceArg("keeps", compute=lambda op, shapes: 0 in op.attr("shape"))),
+    render=_reshape_render))
+_builtin("permute", function=SourceCall("permute", (SourceArg(
+    "axes", compute=lambda op, shapes: ((0,) if op.batched else ())
+    + tuple(_dim(op, a % len(shapes[0])) for a in op.attr("axes"))),),
+    render=lambda ins, args: f"{ins[0]}.permute({_sizes_text(args[0])})"))
+_builtin("transpose", function=SourceCall("transpose", (
+    SourceArg("a", compute=lambda op, shapes: _dim(op, op.attr("a"))),
+    SourceArg("b", compute=lambda op, shapes: _dim(op, op.attr("b")))),
+    render=lambda ins, args: f"{ins[0]}.transpose({args[0]}, {args[1]})"))
+_builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
+_builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
+                                        render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))
