@@ -342,10 +342,10 @@ class Renderer:
                 continue
             if item.shortcut:
                 target = _fresh_var("shortcut", live, self.low.names)
+            elif item.op is not None and not item.op.batched:  # computed from learned tensors: its own name
+                target = _fresh_var(item.op.name.rsplit(".", 1)[-1].split("#")[0], live, self.low.names)
             elif first is not None and var[first] not in live and var[first] not in held:
                 target = var[first]
-            elif item.op is not None and not item.op.batched:  # a tensor computed from learned ones (a weight): its own name
-                target = _fresh_var(item.op.name.rsplit(".", 1)[-1].split("#")[0], live, self.low.names)
             elif "out" not in live:
                 target = "out"
             else:
