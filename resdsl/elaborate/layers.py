@@ -8,6 +8,7 @@ from .. import limits
 from ..diagnostics import Span, did_you_mean
 from ..errors import E
 from ..ir import INPUT, Op
+from ..ops.shapes import dims
 from ..primitives import PRIMITIVES, PluginError, Primitive, ShapeError
 from ..syntax import Layer, Reuse
 from .evaluation import as_int, bind, eval_args
@@ -172,6 +173,16 @@ def add_op(b: Build, prim: Primitive, attrs: dict, inputs: list[str], name: str,
     # a failed statement's stand-in (tainted, no op) counts as batched, as the input it replaces
     batched = not prim.traits.batchless and (not inputs or any(i not in by_name or by_name[i].batched
                                                                for i in inputs))
+    if batched and prim.arity is None:
+        # per-sample shapes broadcast from their last axes; a tensor with a batch axis and
+        # fewer axes than the result would have its batch axis lined up with another
+        for i, s in zip(inputs, shapes):
+            if len(s) < len(shape) and (i not in by_name or by_name[i].batched):
+                if tainted:
+                    raise Skip()
+                raise b.fail(E.SIZE_MISMATCH, f"`{prim.kind}` broadcasts a {dims(s)} tensor to {dims(shape)}, but "
+                             "it has a batch axis", span, label="its batch axis would line up with another axis",
+                             hint=f"give it every axis: reshape it to {dims((1,) * (len(shape) - len(s)) + s)}")
     op = Op(unique, prim.kind, tuple(items),
             tuple(inputs), shape, params if count_params else 0, macs, module, span, batched)
     b.ops.append(op)
