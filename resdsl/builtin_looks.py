@@ -115,6 +115,20 @@ def _arithmetic(symbol: str):
 for _kind, _symbol in (("add", "+"), ("multiply", "×"), ("subtract", "−"), ("divide", "÷")):
     _builtin(_kind, Look(_arithmetic(_symbol), "merge", symbol=_symbol))
 _builtin("concat", Look(lambda op: "concat", "merge"))
+
+
+def _reduction(word: str):
+    """``mean over axes 1, 2``, ``std over axes 1, 2, 3 (kept)``: what a figure's reader needs."""
+    def text(op: Op) -> str:
+        s = f"{word} over axes {', '.join(str(a) for a in op.attr('axes'))}"
+        return s + (" (kept)" if op.attr("keepdim") else "")
+    return text
+
+
+for _kind, _word in (("mean", "mean"), ("reduce_sum", "sum"), ("var", "variance"), ("std", "std")):
+    _builtin(_kind, Look(_reduction(_word), "other"))
+for _kind, _text in (("sqrt", "√"), ("rsqrt", "1/√"), ("reciprocal", "1/x")):
+    _builtin(_kind, Look(lambda op, t=_text: t, "act"))
 def _part_words(op: Op) -> str:
     """A part of a split as a figure writes it: which part, of how many, and its width
     (the slice ``split 14:28`` is jargon to a reader of a paper)."""
@@ -131,6 +145,26 @@ _builtin("pad", Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr(
                                                                if op.attr("value") else ""), "pad"))
 _builtin("zeropad", Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
                          + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+
+def _param_text(op: Op) -> str:
+    shape = op.attr("shape")
+    return "param " + "×".join(map(str, shape))  # type: ignore[arg-type]
+
+
+def _conv_with_text(op: Op) -> str:
+    s = "conv with given weights"
+    if op.attr("stride") != 1:
+        s += f", /{op.attr('stride')}"
+    if op.attr("groups") != 1:
+        s += f", groups {op.attr('groups')}"
+    return s
+
+
+_builtin("param", Look(_param_text, "other"))
+_builtin("conv_with", Look(_conv_with_text, "conv"))
 
 # ---------------------------------------------------------------- tensor ops of any rank
 

@@ -72,6 +72,7 @@ def final_pooling(net: Network, stem: tuple[str, ...]) -> tuple[str, ...]:
 def _feature_point(net: Network, ops: tuple[str, ...]) -> str:
     """The last of ``ops`` (the stem before its final pooling) before its final
     downsampling, if anything in it downsamples less."""
+    ops = tuple(o for o in ops if net.op(o).batched) or ops  # learned tensors are no feature maps
     reduction = reductions(net)
     final = reduction[ops[-1]]
     end = len(ops)
@@ -98,12 +99,22 @@ def feature_points(net: Network) -> list[FeaturePoint]:
         raise ValueError(f"{net.name} has no stem followed by stages")
     reduction = reductions(net)
     stem = net.op(net.stem_feature)
-    points = [(stem.name, stem.module or stem.name)]
+    points = [(stem.name, stem.module or _made_by(net, stem.name))]
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
         points.append((item.output, item.path))
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
+
+
+def _made_by(net: Network, op: str) -> str:
+    """The module whose output a functional op's value is: the innermost named instance
+    ending with it (a conv written in `.res`, `stem.conv`), else the op's name."""
+    found = op
+    for scope in net.root.walk():
+        if scope.output == op and not scope.inline and scope is not net.root:
+            found = scope.path  # parents come first: the last is the innermost
+    return found
 
 
 class Head(NamedTuple):

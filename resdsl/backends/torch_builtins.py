@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
-from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, torch_lowering
+from ..ops.elementwise import reduced_axes
+from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, TensorInit, torch_lowering
 
 
 def _builtin(kind: str, **calls: object) -> None:
@@ -164,6 +165,101 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
                                                      SourceArg("out_channels", "out_channels")),
                                         helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                               functional=True),)))
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
+    """The torch dims of a reduction: its per-sample axes after the batch axis if it has one,
+    and after the group axis of ``grouped(x, groups)`` over channel groups."""
+    a = dict(op.attrs)
+    shift = op.batched + (a["groups"] != 1)
+    dims = tuple(i + shift for i in reduced_axes(op.kind, a, shapes[0]))
+    return dims[0] if len(dims) == 1 else dims
+
+
+def _squeezed(op: Op, shapes: list[Shape]) -> tuple[int, ...]:
+    """Over channel groups without keepdim: the dims to drop once every channel has its value."""
+    a = dict(op.attrs)
+    if a["groups"] == 1 or a["keepdim"]:
+        return ()
+    return tuple(i + op.batched for i in reduced_axes(op.kind, a, shapes[0]) if i != 0)
+
+
+#: `groups` and `keepdim` decide the expression's form, so they are never constructor parameters.
+_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False, structural=True),
+                SourceArg("groups", "groups", 1, structural=True), SourceArg("squeeze", "squeeze", (), compute=_squeezed))
+_SPREAD_ARGS = (SourceArg("correction", "correction", 1),)
+_GROUPS = SourceHelper("grouped", template="channel_groups.j2", defines=("ungrouped",), wrap=("grouped", "ungrouped"))
+
+
+def _method(name: str):
+    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out
+    (``torch.sqrt(x.var(…) + 1e-05)``); over channel groups, computed on ``grouped(x, g)``
+    and given back to every channel by ``ungrouped``."""
+    def render(ins: list[str], args: list[str]) -> str:
+        x, dim = ins[0], args[0]
+        kw = dict(a.split("=", 1) for a in args[1:])
+        grouped = "groups" in kw
+        rest = [f"correction={kw['correction']}"] if "correction" in kw else []
+        if grouped or "keepdim" in kw:
+            rest.append("keepdim=True")
+        source = f"grouped({x}, {kw['groups']})" if grouped else x
+        method = "var" if "eps" in kw else name
+        stat = f"{source}.{method}({', '.join([dim, *rest])})"
+        if "eps" in kw:
+            stat = f"torch.sqrt({stat} + {kw['eps']})"
+        if grouped:
+            stat = f"ungrouped({stat}, {x})" + (f".squeeze({kw['squeeze']})" if "squeeze" in kw else "")
+        return stat
+    return render
+
+
+_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean"), helpers=(_GROUPS,)))
+_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum"), helpers=(_GROUPS,)))
+_builtin("var", function=SourceCall("var", (*_REDUCE_ARGS, *_SPREAD_ARGS), render=_method("var"), helpers=(_GROUPS,)))
+_builtin("std", function=SourceCall("std", (*_REDUCE_ARGS, *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
+                                    render=_method("std"), helpers=(_GROUPS,)))
+for _kind in ("sqrt", "rsqrt", "reciprocal"):
+    _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+#: A `param`'s `init` → the statement of reset_parameters that initialises it ({tensor}: its
+#: reference); "kaiming" is the generated convs' own.
+PARAM_INITS = {"zeros": "nn.init.zeros_({tensor})", "ones": "nn.init.ones_({tensor})",
+               "constant": "nn.init.constant_({tensor}, {value!r})", "normal": "nn.init.normal_({tensor}, std={std!r})",
+               "trunc_normal": "nn.init.trunc_normal_({tensor}, std={std!r})",
+               "kaiming": 'nn.init.kaiming_normal_({tensor}, mode="fan_out", nonlinearity="relu")'}
+
+
+def _param_init(op: Op) -> str:
+    a = dict(op.attrs)
+    # the placeholder {tensor} stays for the template to fill
+    return PARAM_INITS[str(a["init"])].format(tensor="{tensor}", std=a["std"], value=a["value"])
+
+
+def _param_size(op: Op, shapes: list[Shape]) -> object:
+    """A vector's size as a number (a channel count the class may name), else the shape."""
+    shape = op.attr("shape")
+    return shape[0] if len(shape) == 1 else shape  # type: ignore[index, arg-type]
+
+
+def _empty(ins: list[str], args: list[str]) -> str:
+    """``nn.Parameter(torch.empty(64, 1, 1))``: a literal shape's parentheses dropped."""
+    size = args[0]
+    if size.startswith("(") and size.endswith(")"):
+        size = size[1:-1].rstrip(",").strip()
+    return f"nn.Parameter(torch.empty({size}))"
+
+
+_builtin("param", module=SourceCall("nn.Parameter", (SourceArg("shape", compute=_param_size),), render=_empty,
+                                    tensor=True), init=TensorInit(_param_init))
+
+_CONV_WITH_ARGS = (SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
+                   SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1))
+_builtin("conv_with", function=SourceCall("F.conv2d", _CONV_WITH_ARGS,
+                                          render=lambda ins, args: f"F.conv2d({', '.join([*ins, *args])})"))
 
 # ---------------------------------------------------------------- tensor ops of any rank
 # A per-sample axis is the torch dim one further on for a batched tensor; a negative one

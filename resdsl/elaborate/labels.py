@@ -177,7 +177,9 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> tuple[lis
     call names a single tensor (``add(downsample)``) or only a number (``multiply(0.5)``).
     Also the attributes of its numeric operand, for a primitive that declares ``constant``
     and ``constant_at`` (:data:`resdsl.ops.elementwise.CONSTANT_PARAMS`): the number, and
-    its position among the operands."""
+    its position among the operands. A primitive with ``operands`` (``conv_with(w, b,
+    stride = 2)``) always reads the running value first; its keyword arguments are left
+    for its parameters."""
     inputs: list[str] = []
     single = False
     numbers = any(p.name == "constant_at" for p in prim.params)
@@ -185,6 +187,8 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> tuple[lis
     example = f"`{prim.kind}(downsample)` or `{prim.kind}(a, b)`" + (f", `{prim.kind}(x, 0.5)`" if numbers else "")
     for a in st.call.args:
         if a.name is not None:
+            if prim.operands is not None:  # `conv_with(w, stride = 2)`: its parameters (layers.primitive)
+                continue
             raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are {'operands' if numbers else 'tensors'}, "
                          "not keywords", a.span, hint=f"e.g. {example}")
         op = frame.tensors.get(a.value.id) if type(a.value) is Name else None
@@ -208,7 +212,7 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> tuple[lis
         else:
             raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are {'tensors or a number' if numbers else 'tensors'}, "
                          f"got {type_name(value)}", a.value.span, hint=f"e.g. {example}")
-    if st.source is not None or (prim.reads_current and (single or not inputs)):
+    if st.source is not None or prim.operands is not None or (prim.reads_current and (single or not inputs)):
         inputs.insert(0, source(b, st.source, frame))
         if constant is not None:
             constant = (constant[0] + 1, constant[1])

@@ -1,4 +1,5 @@
-"""Element-wise arithmetic with numpy's broadcasting and numeric constants.
+"""Element-wise arithmetic with numpy's broadcasting and numeric constants; reductions
+over axes (``mean``, ``sum``, ``var``, ``std``); ``sqrt``, ``rsqrt``, ``reciprocal``.
 
 ``add``, ``subtract``, ``multiply`` and ``divide`` take their operands as arguments:
 tensors, and at most one number (``multiply(0.5)``, ``add(x, 1e-5)``, ``divide(1.0, x)``).
@@ -7,17 +8,20 @@ where it stands among the operands (``None``: there is none), so the IR stays pl
 and a back end writes ``x * 0.5`` or a scalar initializer. Shapes broadcast as numpy's
 (:func:`~resdsl.ops.shapes.broadcast`); a residual add (or subtract) of two feature maps
 that cannot broadcast keeps its own diagnostics, E012 (channels) and E013 (sizes), with
-their projection hints. None has weights or counts MACs (the published figures' convention).
+their projection hints. A reduction names the per-sample axes it reduces (0 is the
+channels of a feature map; the batch axis has no number and is never reduced). None has
+weights or counts MACs (the published figures' convention).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from math import prod
 
 from ..errors import E
 from ..ir import Attr, Shape
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import broadcast, residual_join
+from .shapes import axis, broadcast, dims, divides, residual_join, same
 
 #: The most inputs a product may have: the generated source's infix form has the same limit,
 #: and no builtin multiplies left to right from a start without an import.
@@ -120,3 +124,74 @@ DIVIDE = Primitive(
     arity=None, module=False, traits=_MERGE, overwritable=True)
 
 ARITHMETIC = (ADD, MULTIPLY, SUBTRACT, DIVIDE)
+
+# ---------------------------------------------------------------- reductions
+
+
+def reduced_axes(kind: str, a: Mapping, shape: Shape) -> tuple[int, ...]:
+    """The per-sample axes a reduction reduces, normalised and sorted (E015 for an axis that
+    does not exist or is named twice)."""
+    raw = tuple(a["axes"])
+    if not raw:
+        raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` over no axes", label=f"a {dims(shape)} tensor",
+                         hint=f"name the axes it reduces: `{kind}([1, 2])` over H and W of a feature map")
+    out = tuple(axis(kind, v, shape) for v in raw)
+    if len(set(out)) != len(out):
+        twice = next(v for v in raw if out.count(axis(kind, v, shape)) > 1)
+        raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` names axis {twice} twice", label=f"axes {list(raw)} of {dims(shape)}",
+                         hint="name each axis once")
+    return tuple(sorted(out))
+
+
+def _reduction(kind: str, spread: bool):
+    def infer(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+        shape = shapes[0]
+        axes = reduced_axes(kind, a, shape)
+        g = a["groups"]
+        n = prod(shape[i] for i in axes)
+        if g != 1:
+            if 0 not in axes:
+                raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` over channel groups must reduce axis 0",
+                                 label=f"axes {list(a['axes'])}, groups = {g}",
+                                 hint=f"add axis 0: `{kind}([0, 1, 2], groups = {g})` over each group and H, W")
+            divides(g, shape[0])
+            n //= g
+        if spread and a["correction"] >= n:
+            raise ShapeError(E.OUT_OF_RANGE, f"`{kind}` of {n} value{'s' if n != 1 else ''} with correction "
+                             f"{a['correction']} divides by {n - a['correction']}",
+                             label=f"axes {list(a['axes'])} of {dims(shape)}",
+                             hint="reduce over more values, or use `correction = 0` (the biased estimate)")
+        # over groups, every channel keeps its group's value: axis 0 stays
+        gone = set(axes) - ({0} if g != 1 else set())
+        if a["keepdim"]:
+            return tuple(1 if i in gone else s for i, s in enumerate(shape)), 0, 0
+        return tuple(s for i, s in enumerate(shape) if i not in gone), 0, 0
+    return infer
+
+
+_AXES = (param("axes", "ints", doc="the per-sample axes it reduces (0: channels; negative from the end)"),
+         param("keepdim", "bool", False, "keep each reduced axis as size 1"),
+         param("groups", "int", 1, "reduce each of this many groups of channels; every channel gets its group's "
+                                   "value", lo=1, hi=65_536))
+_SPREAD = (param("correction", "int", 1, "divide by n − correction: 0 biased (timm's norms), 1 torch's default",
+                 lo=0, hi=65_536),)
+
+MEAN = Primitive("mean", _AXES, _reduction("mean", False), "the mean over `axes` of each sample", module=False)
+SUM = Primitive("reduce_sum", _AXES, _reduction("reduce_sum", False),
+                "the sum over `axes` of each sample (`sum` is the language's function on lists)", module=False)
+VAR = Primitive("var", (*_AXES, *_SPREAD), _reduction("var", True),
+                "the variance over `axes` of each sample, divided by n − `correction`", module=False)
+STD = Primitive("std", (*_AXES, *_SPREAD, param("eps", "float", 0.0, "added to the variance under the root",
+                                                lo=0.0, hi=1.0)),
+                _reduction("std", True),
+                "the standard deviation over `axes` of each sample: √(var + `eps`)", module=False)
+
+REDUCTIONS = (MEAN, SUM, VAR, STD)
+
+# ---------------------------------------------------------------- element-wise functions
+
+SQRT = Primitive("sqrt", (), same, "element-wise square root", module=False)
+RSQRT = Primitive("rsqrt", (), same, "element-wise 1 / √x", module=False)
+RECIPROCAL = Primitive("reciprocal", (), same, "element-wise 1 / x", module=False)
+
+FUNCTIONS = (SQRT, RSQRT, RECIPROCAL)
