@@ -161,3 +161,25 @@ def test_sizes_that_differ_between_instances_of_a_class(tmp_path: Path):
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), want,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_with_a_learned_tensor_of_fewer_axes(tmp_path: Path):
+    """A learned tensor (no batch axis) broadcasts over the heads and the batch, as torch's
+    matmul broadcasts it: q · w with q [2, 4, 24] per sample and w [24, 5]."""
+    net = resdsl.loads("network t_rel {\n    input [8, 4, 6]\n    q: reshape([2, 4, 24])\n"
+                       '    w: param([24, 5], init = "normal")\n    matmul(q, w)\n}\n', path=str(tmp_path / "r.res"))
+    assert net.output_shape == (2, 4, 5) and net.macs == 2 * 4 * 5 * 24
+    model = resdsl.build(net, seed=0).eval()
+    state = model.state_dict()
+    x = torch.randn(3, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    want = x.reshape(3, 2, 4, 24) @ state["w"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want)
+        generated = import_source(torch_source.emit(net, seed=0), tmp_path, "t_rel").t_rel(seed=0).eval()
+        generated.load_state_dict(state)
+        torch.testing.assert_close(generated(x), want)
+    proto = onnx_graph.build_model(net, weights=state)
+    assert_valid(proto, net)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    torch.testing.assert_close(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), want,
+                               rtol=1e-5, atol=1e-5)

@@ -139,20 +139,18 @@ def _matmul(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     if len(x) < 2 or len(y) < 2:
         raise ShapeError(E.WRONG_TENSOR_KIND, f"{what}: each operand needs at least two axes",
                          hint="reshape a vector of n to [1, n] (a row) or [n, 1] (a column)")
-    if len(x) != len(y):
-        # the batch axis of one operand would otherwise line up with an axis of the other
-        raise ShapeError(E.SIZE_MISMATCH, f"{what}: {len(x)} axes against {len(y)}",
-                         hint=f"reshape the shorter one with leading sizes of 1 (e.g. {dims((1, *y))})"
-                         if len(y) < len(x) else f"reshape the shorter one with leading sizes of 1 "
-                                                 f"(e.g. {dims((1, *x))})")
     if x[-1] != y[-2]:
         raise ShapeError(E.SIZE_MISMATCH, f"{what}: inner sizes {x[-1]} and {y[-2]} differ",
                          label=f"the last axis of the first ({x[-1]}) against the next to last of the second ({y[-2]})",
                          hint="transpose one operand (`transpose(-1, -2)`) or reshape it")
+    # the axes before the last two broadcast as numpy's, aligned at the last (the elaborator
+    # refuses an operand with a batch axis and fewer axes than the result)
+    rank = max(len(x), len(y)) - 2
+    a, b = (1,) * (rank - len(x) + 2) + x[:-2], (1,) * (rank - len(y) + 2) + y[:-2]
     lead = []
-    for i, (p, q) in enumerate(zip(x[:-2], y[:-2])):
+    for i, (p, q) in enumerate(zip(a, b)):
         if p != q and 1 not in (p, q):
-            raise ShapeError(E.SIZE_MISMATCH, f"{what}: batch sizes {p} and {q} differ at axis {i}",
+            raise ShapeError(E.SIZE_MISMATCH, f"{what}: batch sizes {p} and {q} differ at axis {i - rank - 2}",
                              hint="the axes before the last two must be equal or 1 (they broadcast)")
         lead.append(max(p, q))
     out = (*lead, x[-2], y[-1])
