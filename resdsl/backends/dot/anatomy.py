@@ -54,7 +54,9 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: b
     activations or dataflow: split, concat, merges), a run of three or more equal ones as
     one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy). With ``fold`` a BN or activation
     joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box)."""
-    ops = [net.op(n) for n in names if not traits(net.op(n)).hidden]
+    # learned tensors and what is computed from them alone (a weight: no batch axis) belong
+    # to the layer that reads them (`conv with given weights`): no lines of their own
+    ops = [net.op(n) for n in names if not traits(net.op(n)).hidden and net.op(n).batched]
     if convs_only:
         main = [op for op in ops if not (_folds_onto_line(op) or traits(op).merge)]
         if main:
