@@ -208,3 +208,18 @@ network pnet {
     with torch.no_grad():
         torch.testing.assert_close(model(x), x * 16.0)
         torch.testing.assert_close(generated(x), x * 16.0)
+
+
+def test_conv_with_applied_again_reads_the_same_weights():
+    net = resdsl.loads("""network again {
+    input [3, 8, 8]
+    w: param([3, 3, 3, 3], init = "normal", std = 0.3)
+    c: conv_with(w, padding = 1)
+    c
+}
+""")
+    model = build(net, seed=0).eval()
+    w, x = model.state_dict()["w"], torch.randn(1, 3, 8, 8)
+    assert net.params == w.numel() and net.macs == 2 * net.ops[1].macs
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), F.conv2d(F.conv2d(x, w, padding=1), w, padding=1))

@@ -429,7 +429,7 @@ def _reduction_onnx(stat):
         c, rest = shape[0], list(shape[1:])
         if g.varies(op.inputs[0]):
             raise BackendError("`{kind}` over channel groups needs a fixed input size in ONNX",
-                               hint="export without --dynamic-size", kind=op.kind)
+                               hint="leave {dynamic_size} out", kind=op.kind)
         lead = [0] if b else []
         x = g.node("Reshape", [xs[0], g.const(f"{name}/group_shape", [*lead, groups, c // groups, *rest])],
                    f"{name}/grouped")

@@ -234,6 +234,8 @@ def reapply(b: Build, st: Reuse, frame: Frame) -> None:
         raise b.fail(E.WRONG_TYPE, f"`{st.name}` is a learned tensor, so it is not applied again", st.span,
                      hint=f"use it by its name: `multiply({st.name})`, `conv_with({st.name})`")
     inputs = [source(b, st.source, frame)]
+    if prim.operands is not None:  # `conv_with(w)` again: the same weights on the new input
+        inputs += first.inputs[1:]
     was, now = b.shapes[first.inputs[0]], b.shapes.get(inputs[0])
     if prim.has_params and now is not None and (len(now), now[0]) != (len(was), was[0]):
         if inputs[0] in b.tainted:

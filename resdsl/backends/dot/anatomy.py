@@ -92,8 +92,11 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: b
         if n in own:
             if not ops or ops[-1] is not own[n]:
                 ops.append(own[n])
-        elif not traits(op).hidden:
+        # learned tensors and what is computed from them alone (a weight: no batch axis) belong
+        # to the layer that reads them (`conv with given weights`): no lines of their own
+        elif not traits(op).hidden and op.batched:
             ops.append(op)
+
     def folds(op: Op | Scope) -> bool:
         return norm_like(net, op) if isinstance(op, Scope) else _folds_onto_line(op)
 
