@@ -55,9 +55,9 @@ def _reference_model(name: str):
     import timm
     import torchvision
 
-    if name == "seresnet50":  # torchvision lacks it
-        return timm.create_model(name, pretrained=False), "timm"
-    return getattr(torchvision.models, name)(weights=None), "torchvision"
+    if hasattr(torchvision.models, name):  # the ResNets: torchvision's own
+        return getattr(torchvision.models, name)(weights=None), "torchvision"
+    return timm.create_model(name, pretrained=False), "timm"  # seresnet50 and the families of issue 22
 
 
 def eager(names: list[str], batch: int, size: int, rounds: int, lines: list[str]) -> None:

@@ -99,10 +99,36 @@ _builtin("blurpool", Look(lambda op: f"{op.attr('filt_size')}×{op.attr('filt_si
 
 # ---------------------------------------------------------------- dataflow
 
-_builtin("add", Look(lambda op: "+", "merge", symbol="+"))
-_builtin("multiply", Look(lambda op: "×", "merge", symbol="×"))
-_builtin("subtract", Look(lambda op: "−", "merge", symbol="−"))
+
+
+def _arithmetic(symbol: str):
+    """``×``, or ``× 0.5`` with a number among the operands (``1 ÷`` where it comes first)."""
+    def text(op: Op) -> str:
+        at = dict(op.attrs).get("constant_at")
+        if at is None:
+            return symbol
+        number = f"{op.attr('constant'):g}"
+        return f"{number} {symbol}" if at == 0 else f"{symbol} {number}"
+    return text
+
+
+for _kind, _symbol in (("add", "+"), ("multiply", "×"), ("subtract", "−"), ("divide", "÷")):
+    _builtin(_kind, Look(_arithmetic(_symbol), "merge", symbol=_symbol))
 _builtin("concat", Look(lambda op: "concat", "merge"))
+
+
+def _reduction(word: str):
+    """``mean over axes 1, 2``, ``std over axes 1, 2, 3 (kept)``: what a figure's reader needs."""
+    def text(op: Op) -> str:
+        s = f"{word} over axes {', '.join(str(a) for a in op.attr('axes'))}"
+        return s + (" (kept)" if op.attr("keepdim") else "")
+    return text
+
+
+for _kind, _word in (("mean", "mean"), ("reduce_sum", "sum"), ("var", "variance"), ("std", "std")):
+    _builtin(_kind, Look(_reduction(_word), "other"))
+for _kind, _text in (("sqrt", "√"), ("rsqrt", "1/√"), ("reciprocal", "1/x")):
+    _builtin(_kind, Look(lambda op, t=_text: t, "act"))
 def _part_words(op: Op) -> str:
     """A part of a split as a figure writes it: which part, of how many, and its width
     (the slice ``split 14:28`` is jargon to a reader of a paper)."""
@@ -119,3 +145,31 @@ _builtin("pad", Look(lambda op: f"pad {op.attr('padding')}" + (f" with {op.attr(
                                                                if op.attr("value") else ""), "pad"))
 _builtin("zeropad", Look(lambda op: f"zero-pad to {op.attr('out_channels')}"
                          + (f", /{op.attr('stride')}" if op.attr("stride") != 1 else ""), "pad"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+
+def _param_text(op: Op) -> str:
+    shape = op.attr("shape")
+    return "param " + "×".join(map(str, shape))  # type: ignore[arg-type]
+
+
+def _conv_with_text(op: Op) -> str:
+    s = "conv with given weights"
+    if op.attr("stride") != 1:
+        s += f", /{op.attr('stride')}"
+    if op.attr("groups") != 1:
+        s += f", groups {op.attr('groups')}"
+    return s
+
+
+_builtin("param", Look(_param_text, "other"))
+_builtin("conv_with", Look(_conv_with_text, "conv"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+
+_builtin("reshape", Look(lambda op: f"reshape to [{', '.join(str(s) for s in op.shape)}]"))
+_builtin("permute", Look(lambda op: f"permute {list(op.attr('axes'))}"))
+_builtin("transpose", Look(lambda op: f"transpose {op.attr('a')}, {op.attr('b')}"))
+_builtin("matmul", Look(lambda op: "matmul", "merge", symbol="@"))
+_builtin("softmax", Look(lambda op: f"softmax over axis {op.attr('axis')}", "act"))

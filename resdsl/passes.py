@@ -62,7 +62,8 @@ def inplace_ops(net: Network, keep: Iterable[str] = ()) -> frozenset[str]:
     ``out += shortcut``), as torchvision's ResNets do.
 
     Invariant: the value overwritten is read by that op alone — the network input and
-    output and the values in ``keep`` (feature outputs) count as read elsewhere — and was
+    output and the values in ``keep`` (feature outputs) count as read elsewhere —, has the
+    result's shape (not a broadcast operand), and was
     made by an op whose registry entry says it may be overwritten (a fresh tensor its
     backward never reads: not a ReLU's or a sigmoid's output, not a view or an alias). So
     no op, and no backward, sees a value after it is overwritten. A module applied more
@@ -75,8 +76,12 @@ def inplace_ops(net: Network, keep: Iterable[str] = ()) -> frozenset[str]:
     for op in net.ops:
         key = op.module or op.name
         first = op.inputs[0] if op.inputs else INPUT
+        # the result must fit the overwritten tensor (a broadcast one is larger), and a number
+        # among the operands (`constant_at`: `1.0 - x`) is written in the expression form only
         safe = (PRIMITIVES[op.kind].inplace and first != INPUT and readers[first] == 1
-                and PRIMITIVES[net.op(first).kind].overwritable)
+                and PRIMITIVES[net.op(first).kind].overwritable
+                and net.op(first).shape == op.shape and net.op(first).batched == op.batched
+                and dict(op.attrs).get("constant_at") is None)
         ok[key] = ok.get(key, True) and safe
     return frozenset(op.name for op in net.ops if ok[op.module or op.name])
 

@@ -41,7 +41,7 @@ from .ir import Attr, Op, Shape
 REQUIRED = object()  # marks a parameter without a default
 
 #: The parameter types a primitive may declare.
-PARAM_TYPES = ("int", "int?", "float", "bool", "ints")
+PARAM_TYPES = ("int", "int?", "float", "bool", "ints", "str")
 
 #: The entry-point group plugins declare in their package metadata.
 ENTRY_POINT_GROUP = "resdsl.primitives"
@@ -73,12 +73,14 @@ class PrimParam:
     """One parameter of a primitive, as a spec writes it (``kernel_size = 3``)."""
 
     name: str
-    type: str  # one of PARAM_TYPES; "int?" is an int or none, "ints" a list of ints
+    type: str  # one of PARAM_TYPES; "int?" is an int or none, "ints" a list of ints, "str" a string
     default: object = REQUIRED
     doc: str = ""
     #: Accepted range, inclusive; checked before anything is built (see :data:`RANGES`).
     lo: float | None = None
     hi: float | None = None
+    #: For a "str": the values it accepts (a `param`'s `init`).
+    choices: tuple[str, ...] = ()
 
 
 #: The accepted range (inclusive) a parameter gets by its name unless its entry gives one:
@@ -101,12 +103,13 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def param(name: str, type_: str, default: object = REQUIRED, doc: str = "", *,
-          lo: float | None = None, hi: float | None = None) -> PrimParam:
+          lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> PrimParam:
     """A :class:`PrimParam`; its range defaults to the one :data:`RANGES` gives the name."""
     if type_ not in PARAM_TYPES:
         raise ValueError(f"parameter `{name}`: unknown type `{type_}` (one of {', '.join(PARAM_TYPES)})")
     known = RANGES.get(name, (None, None))
-    return PrimParam(name, type_, default, doc, known[0] if lo is None else lo, known[1] if hi is None else hi)
+    return PrimParam(name, type_, default, doc, known[0] if lo is None else lo, known[1] if hi is None else hi,
+                     choices)
 
 
 # ---------------------------------------------------------------- what a primitive is
@@ -168,7 +171,8 @@ class Primitive:
     the values of parameters a spec left ``none`` that follow from the others (a conv's
     default padding), before the shape rule runs. ``weights(attrs, input_shapes)`` gives the
     ``state_dict`` entries of its module, by suffix (``{"weight": (64, 3, 7, 7)}``),
-    buffers included; ``None`` for none. Lowerings are registered by each back end
+    buffers included; ``None`` for none. A built-in tensor that is its own entry (``param``:
+    its key is the layer's path) has the suffix ``""`` (:func:`state_key`). Lowerings are registered by each back end
     (:class:`Lowerings`), not here.
     """
 
@@ -176,11 +180,16 @@ class Primitive:
     params: tuple[PrimParam, ...]
     infer: Callable[[Mapping[str, Attr], list[Shape]], tuple[Shape, int, int]]
     doc: str
-    #: None: the positional arguments are the input tensors (add, multiply, concat).
+    #: None: the positional arguments are the input tensors (add, multiply, concat); 0: it
+    #: reads no tensor (``param``: a learned tensor), and leaves the running value as it was.
     arity: int | None = 1
     #: For ``arity=None``: given one tensor, it also reads the running value (``add(x)`` is
     #: ``current + x``); false where one tensor is its whole input (``concat(x)``).
     reads_current: bool = True
+    #: For ``arity=None``: the call names between this many tensors (positionally), read
+    #: after the running value or the ``from`` tensor, which it always reads first; its
+    #: parameters are keyword arguments (``conv_with(w, b, stride = 2)``). None: no such rule.
+    operands: tuple[int, int] | None = None
     #: It yields one part of its input per op (``sizes`` and ``index`` attributes): a spec's
     #: ``parts: split(…)`` makes one op per part.
     parts: bool = False
@@ -216,6 +225,12 @@ class Primitive:
     def complete(self, attrs: Mapping[str, Attr]) -> dict[str, Attr]:
         """``attrs`` with the values :attr:`fill` derives; a new dict."""
         return {**attrs, **self.fill(attrs)} if self.fill is not None else dict(attrs)
+
+
+def state_key(module: str, suffix: str) -> str:
+    """The ``state_dict`` key of a module's tensor ``suffix``; ``""`` is a tensor held at the
+    module's path itself (a ``param``: ``norm1.weight``)."""
+    return f"{module}.{suffix}" if suffix else module
 
 
 # ---------------------------------------------------------------- the registry

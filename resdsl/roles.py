@@ -72,6 +72,7 @@ def final_pooling(net: Network, stem: tuple[str, ...]) -> tuple[str, ...]:
 def _feature_point(net: Network, ops: tuple[str, ...]) -> str:
     """The last of ``ops`` (the stem before its final pooling) before its final
     downsampling, if anything in it downsamples less."""
+    ops = tuple(o for o in ops if net.op(o).batched) or ops  # learned tensors are no feature maps
     reduction = reductions(net)
     final = reduction[ops[-1]]
     end = len(ops)

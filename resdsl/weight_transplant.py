@@ -218,15 +218,16 @@ def transplant(spec: str | Path | Network, checkpoint: str | Path | Mapping[str,
     for key in target:
         by_module.setdefault(key.rpartition(".")[0], []).append(key)
     # every conv that reads the network input, whatever it is called
-    input_convs = {op.module for op in net.ops if PRIMITIVES[op.kind].traits.conv and op.inputs[0] == INPUT
+    input_convs = {op.module for op in net.ops if PRIMITIVES[op.kind].traits.conv and op.inputs[:1] == (INPUT,)
                    and dict(op.attrs).get("groups", 1) == 1}
     new_modules: set[str] = set()  # weighted modules whose weights are not from the checkpoint
     used: set[str] = set()
     converted: set[str] = set()
     for path, op in net.modules().items():
-        keys = by_module.get(path, [])
+        # a learned tensor (`param`) is its own key: `norm1.weight`
+        keys = by_module.get(path, []) + ([path] if path in target else [])
         known = any(k in source for k in keys)  # the checkpoint has this module
-        producer = net.op(op.inputs[0]) if op.inputs[0] != INPUT else None
+        producer = net.op(op.inputs[0]) if op.inputs and op.inputs[0] != INPUT else None
         if (_norm(op) and producer is not None and _weighted(producer)
                 and producer.module in new_modules):
             for key in keys:

@@ -85,6 +85,9 @@ LAYERS = st.sampled_from([
     "sigmoid()", "leaky_relu({n})", "add({v})", "multiply({v})", "{v}({n})",
     "stage(basic, {n}, planes = {n}, stride = {n})", "stage(bottleneck, {n}, planes = {n})",
     "option_b({n}, stride = {n})", "squeeze_excite({n})",
+    # tensor ops of any rank (issue 22)
+    "reshape([{n}, -1])", "reshape([0, {n}, {n}])", "reshape({v})", "permute([{n}, 0, 1])", "permute({v})",
+    "transpose({n}, {n})", "matmul({v})", "matmul({v}, {v})", "softmax()", "softmax(axis = {n})",
 ])
 
 

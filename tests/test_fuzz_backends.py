@@ -210,7 +210,8 @@ def block_defs(draw, name: str) -> str:
     act = draw(st.sampled_from(["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish"]))
     zero = draw(st.sampled_from(["true", "false", "zero_init_last"]))
     bias = draw(st.sampled_from(["true", "false"]))
-    extra = draw(st.sampled_from(["", "dropout(0.1)", "drop_path(0.2)", "identity()", "se"]))
+    extra = draw(st.sampled_from(["", "dropout(0.1)", "drop_path(0.2)", "identity()", "se", "gain", "conv_with",
+                                  "gc"]))
     shortcut = draw(st.sampled_from(["proj", "zeropad", "avgdown", "conv_only"]))
     reapply = draw(st.booleans())
     lines = [f"block {name}(planes, stride = 1, zero_init_last = false, expand = 1) {{",
@@ -235,6 +236,13 @@ def block_defs(draw, name: str) -> str:
         src = "input"
     if extra == "se":
         lines += ["    se: squeeze(out)"]
+    elif extra == "gc":
+        lines += ["    gc: context(out)"]
+    elif extra == "gain":  # a learned tensor (issue 22), broadcast over H×W
+        lines += ['    gain: param([out, 1, 1], init = "normal", std = 0.5)', "    multiply(gain)"]
+    elif extra == "conv_with":  # a conv whose weight is computed from learned tensors
+        lines += ['    w: param([out, out, 1, 1], init = "kaiming")', '    g: param([out, 1, 1, 1], init = "ones")',
+                  "    scaled: multiply(w, g)", "    conv_with(scaled)"]
     elif extra:
         lines += [f"    {extra}"]
     if style != "plain":

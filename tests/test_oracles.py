@@ -30,7 +30,13 @@ TIMM = {"resnet200": 64_673_832, "resnet50d": 25_576_264, "seresnet50": 28_088_0
         "skresnet34": 22_282_376, "res2net50_14w_8s": 25_059_816, "resnest50d": 27_483_240,
         # the families of issue 22 (std.regnet, std.cspnet, std.repvgg, std.dla, std.dpn), timm 1.0.31 likewise
         "regnety_016": 11_202_430, "cspresnet50": 21_616_168, "repvgg_a0": 9_108_968, "dla34": 15_742_104,
-        "dpn68": 12_611_602}
+        "dpn68": 12_611_602,
+        # attention written with the tensor ops (issue 22: std.byobnet), timm 1.0.31 likewise
+        "gcresnet50t": 25_897_080,
+        # normalizer-free (issue 22: std.nfnet, param and conv_with), timm 1.0.31 likewise
+        "nf_resnet50": 25_557_032,
+        # EvoNorm-S0 written in .res (issue 22: std.resnetv2's evonorm_s0), timm 1.0.31 likewise
+        "resnetv2_50d_evos": 25_591_368}
 
 # He et al. 2015, Table 1: FLOPs (multiply-adds) ×10⁹ of the stride-on-1×1 originals,
 # printed to one decimal.

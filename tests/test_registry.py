@@ -69,9 +69,30 @@ CASES: dict[str, tuple[str, str]] = {
     "split": ("[4, 8, 8]", "parts: split(2)\np: split([1, 3]) from input\n"
                            "q: split(2) from input\nconcat(parts[1], p[0], p[1], q[0])"),
     "subtract": ("[4, 8, 8]", "a: conv(4, 3)\nb: conv(4, 1) from input\nsubtract(a, b)\ns: subtract(b, current)"),
+    "mean": ("[4, 8, 8]", "a: conv(4, 3)\nm: mean([1, 2], keepdim = true)\nmultiply(a, m)"),
+    "reduce_sum": ("[4, 8, 8]", "a: conv(4, 3)\nreduce_sum([0, 1, 2])"),
+    "var": ("[4, 8, 8]", "a: conv(4, 3)\nv: var([-1], correction = 0)"),
+    "std": ("[4, 8, 8]", "a: conv(4, 3)\ns: std([0, 1], keepdim = true, eps = 1e-5)\ndivide(a, s)"),
+    "sqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nsqrt()"),
+    "rsqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nr: rsqrt()"),
+    "reciprocal": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nreciprocal()"),
+    "divide": ("[4, 8, 8]", "a: conv(4, 3)\nglobal_avgpool()\ns: sigmoid()\nd: divide(a, s)\ndivide(1.0, d)\n"
+                            "multiply(0.5)\nadd(a, 1e-5)"),
     "group_softmax": ("[12, 4, 4]", "x: group_softmax(2, cardinality = 2)\nglobal_avgpool()\n"
                                     "a: group_softmax(2, cardinality = 3)\ngroup_softmax(3)\ns: group_softmax(1)"),
     "pad": ("[4, 8, 8]", "a: pad(1)\npad(2, value = 0.5)\nc: conv(4, 3)"),
+    "param": ("[4, 8, 8]", 'v: param([4, 1, 1], init = "ones")\ng: param([1, 8, 8], init = "normal", std = 0.5)\n'
+                           "c: conv(4, 3)\nmultiply(v)\nmultiply(current, g)"),
+    "conv_with": ("[4, 8, 8]", 'w: param([6, 4, 3, 3], init = "kaiming")\nb: param([6], init = "constant", value = 0.1)\n'
+                               "a: conv_with(w, b, stride = 2, padding = 1)\n"
+                               'w2: param([6, 3, 1, 1], init = "trunc_normal", std = 0.02)\nconv_with(w2, groups = 2)'),
+    # issue 22: tensor ops of any rank
+    "reshape": ("[4, 8, 8]", "c: conv(8, 1)\nr: reshape([2, 4, -1])\nreshape([0, 0, 8, 8])\nreshape([-1])"),
+    "permute": ("[4, 6, 8]", "c: conv(4, 1)\np: permute([1, 2, 0])\npermute([-1, 0, 1])"),
+    "transpose": ("[4, 6, 8]", "c: conv(4, 1)\nt: transpose(0, 2)\ntranspose(-1, -2)"),
+    "matmul": ("[4, 6, 8]", "c: conv(4, 1)\nk: transpose(-1, -2)\na: matmul(c, k)\nmatmul(c)"),
+    "softmax": ("[4, 6, 8]", "c: conv(4, 1)\ns: softmax()\nsoftmax(axis = 0)\nr: reshape([4, 1, -1])\n"
+                             "softmax(1)"),
 }
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 
 from ..ir import Op
+from ..ops.elementwise import operands, reduced_axes
 from ..ops.norm import BN_TENSORS
 from ..ops.pool import blur_padding
+from ..ops.tensor import transposition
 from . import BackendError
 from .fold import fold_conv_bn_arrays
 from .onnx_registry import onnx_lowering
@@ -325,10 +327,15 @@ def _blurpool_onnx(g, op: Op, xs: list[str], out: str) -> None:
 
 def _chain(onnx_op: str):
     def lower(g, op: Op, xs: list[str], out: str) -> None:
-        acc = xs[0]
-        for i, y in enumerate(xs[1:-1], start=1):  # left to right, as torch sums them
+        import numpy as np
+
+        # a number is a scalar float initializer, broadcast as numpy's like the tensors
+        terms = [x if isinstance(x, str) else g.const(f"{op.name}/constant", x, np.float32)
+                 for x in operands(dict(op.attrs), xs)]
+        acc = terms[0]
+        for i, y in enumerate(terms[1:-1], start=1):  # left to right, as torch sums them
             acc = g.node(onnx_op, [acc, y], f"{op.name}/{i}")
-        g.node(onnx_op, [acc, xs[-1]], op.name, out)
+        g.node(onnx_op, [acc, terms[-1]], op.name, out)
     return lower
 
 
@@ -393,5 +400,156 @@ def _zeropad_onnx(g, op: Op, xs: list[str], out: str) -> None:
         g.node("Pad", [x, pad], op.name, out)
 
 
-for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub")):
+for _kind, _op in (("add", "Add"), ("multiply", "Mul"), ("subtract", "Sub"), ("divide", "Div")):
     _builtin(_kind)(_chain(_op))
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _reduce(g, onnx_op: str, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    """A Reduce* node over ``axes``: an attribute before the opset that made it an input
+    (13 for ReduceSum, 18 for the others)."""
+    if g.opset >= (13 if onnx_op == "ReduceSum" else 18):
+        return g.node(onnx_op, [x, g.const(f"{name}/axes", axes)], name, out, keepdims=int(keep))
+    return g.node(onnx_op, [x], name, out, axes=axes, keepdims=int(keep))
+
+
+def _reduction_onnx(stat):
+    """A reduction's lowering around ``stat(g, op, x, axes, keep, name, out)``, which writes the
+    statistic of ``x`` over the ONNX ``axes``. Over channel groups, ``x`` is first reshaped to
+    N×G×(C/G)×…, the statistic kept per group (N×G×1×…), expanded over each group's channels
+    and reshaped back to N×C×…; the other reduced axes are then squeezed unless kept."""
+    def lower(g, op: Op, xs: list[str], out: str) -> None:
+        a, name, shape = dict(op.attrs), op.name, g.shape_of(op.inputs[0])
+        axes = reduced_axes(op.kind, a, shape)
+        groups, b = a["groups"], int(op.batched)
+        if groups == 1:
+            stat(g, op, xs[0], [i + b for i in axes], a["keepdim"], name, out)
+            return
+        c, rest = shape[0], list(shape[1:])
+        if g.varies(op.inputs[0]):
+            raise BackendError("`{kind}` over channel groups needs a fixed input size in ONNX",
+                               hint="leave {dynamic_size} out", kind=op.kind)
+        lead = [0] if b else []
+        x = g.node("Reshape", [xs[0], g.const(f"{name}/group_shape", [*lead, groups, c // groups, *rest])],
+                   f"{name}/grouped")
+        s = stat(g, op, x, [i + b + 1 for i in axes], True, f"{name}/per_group")
+        ones = [1 for _ in rest]
+        s = g.node("Expand", [s, g.const(f"{name}/expand", [*([1] if b else []), 1, c // groups, *ones])],
+                   f"{name}/per_channel")
+        kept = [1 if i + 1 in axes else n for i, n in enumerate(rest)]
+        final = [*lead, c, *(kept if a["keepdim"] else [n for i, n in enumerate(rest) if i + 1 not in axes])]
+        g.node("Reshape", [s, g.const(f"{name}/shape", final)], name, out)
+    return lower
+
+
+def _mean_stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    return _reduce(g, "ReduceMean", x, axes, keep, name, out)
+
+
+def _sum_stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+    return _reduce(g, "ReduceSum", x, axes, keep, name, out)
+
+
+def _spread_stat(root: bool):
+    def stat(g, op: Op, x: str, axes: list[int], keep: bool, name: str, out: str | None = None) -> str:
+        """Σ(x − mean)² / (n − correction), as torch computes it; std: √(that + eps)."""
+        import numpy as np
+
+        a = dict(op.attrs)
+        shape = g.shape_of(op.inputs[0])
+        n = math.prod(shape[i] for i in reduced_axes(op.kind, a, shape)) // a["groups"]
+        mean = _reduce(g, "ReduceMean", x, axes, True, f"{name}/mean")
+        d = g.node("Sub", [x, mean], f"{name}/centred")
+        squares = _reduce(g, "ReduceSumSquare", d, axes, keep, f"{name}/squares")
+        count = g.const(f"{name}/count", float(n - a["correction"]), np.float32)
+        if not root:
+            return g.node("Div", [squares, count], name, out)
+        var = g.node("Div", [squares, count], f"{name}/var")
+        if a["eps"]:
+            var = g.node("Add", [var, g.const(f"{name}/eps", float(a["eps"]), np.float32)], f"{name}/plus_eps")
+        return g.node("Sqrt", [var], name, out)
+    return stat
+
+
+_builtin("mean")(_reduction_onnx(_mean_stat))
+_builtin("reduce_sum")(_reduction_onnx(_sum_stat))
+_builtin("var")(_reduction_onnx(_spread_stat(False)))
+_builtin("std")(_reduction_onnx(_spread_stat(True)))
+
+
+@_builtin("sqrt")
+def _sqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Sqrt", xs, op.name, out)
+
+
+@_builtin("rsqrt")
+def _rsqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", [g.node("Sqrt", xs, f"{op.name}/sqrt")], op.name, out)
+
+
+@_builtin("reciprocal")
+def _reciprocal_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("Reciprocal", xs, op.name, out)
+
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+
+@_builtin("param")
+def _param_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """The state_dict's tensor as an initializer of its name: no node."""
+    g.holds(op, g.param(op.module))
+
+
+@_builtin("conv_with")
+def _conv_with_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    a = dict(op.attrs)
+    kh, kw = g.shape_of(op.inputs[1])[2:]
+    s, p, d = a["stride"], a["padding"], a["dilation"]
+    g.node("Conv", xs, op.name, out, kernel_shape=[kh, kw], strides=[s, s], pads=[p, p, p, p],
+           dilations=[d, d], group=a["groups"])
+
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the ONNX axis one further on for a batched tensor (axis 0 is the batch).
+
+
+def _lead(op: Op) -> list[int]:
+    return [0] if op.batched else []
+
+
+@_builtin("reshape")
+def _reshape_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # the spec's sizes as written: ONNX's Reshape has the same 0 (keep) and -1 (infer), so
+    # the batch dimension (0) and sizes written as 0 or -1 stay symbolic
+    sizes = g.const(f"{op.name}/shape", [*_lead(op), *op.attr("shape")])
+    g.node("Reshape", [xs[0], sizes], op.name, out)
+
+
+def _perm(g, op: Op, order: tuple[int, ...], xs: list[str], out: str) -> None:
+    shift = len(_lead(op))
+    g.node("Transpose", [xs[0]], op.name, out, perm=[*_lead(op), *(i + shift for i in order)])
+
+
+@_builtin("permute")
+def _permute_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    rank = len(g.shape_of(op.inputs[0]))
+    _perm(g, op, tuple(a % rank for a in op.attr("axes")), xs, out)
+
+
+@_builtin("transpose")
+def _transpose_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    _perm(g, op, transposition(dict(op.attrs), g.shape_of(op.inputs[0])), xs, out)
+
+
+@_builtin("matmul")
+def _matmul_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    g.node("MatMul", xs, op.name, out)
+
+
+@_builtin("softmax")
+def _softmax_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # opset 13's Softmax (the oldest this back end writes) is over one axis, as torch's
+    rank = len(g.shape_of(op.inputs[0]))
+    g.node("Softmax", [xs[0]], op.name, out, axis=op.attr("axis") % rank + len(_lead(op)))

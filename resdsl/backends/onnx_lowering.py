@@ -264,6 +264,14 @@ class Lowering:
         """``op`` passes ``source`` through: no node."""
         self._alias(op, source)
 
+    def holds(self, op: Op, tensor: str) -> None:
+        """``op``'s value is the ONNX tensor ``tensor`` (an initializer): no node, unless it is
+        the network's output."""
+        if op.name == self.net.output:
+            self._node("Identity", [tensor], op.name, self.output_name)
+        else:
+            self.tensor[op.name] = tensor
+
     def shape_of(self, value: str) -> tuple[int, ...]:
         """The per-sample shape of an IR value."""
         return self.net.shape_of(value)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..ir import Network
-from ..primitives import PRIMITIVES, Lowerings, guarded, registration_origin
+from ..primitives import PRIMITIVES, Lowerings, guarded, registration_origin, state_key
 
 #: ``fn(g, op, inputs, out)``: writes an op's nodes on the graph builder ``g``
 #: (:class:`resdsl.backends.onnx_lowering.Lowering`), ending with the node that writes ``out``.
@@ -75,5 +75,5 @@ def expected_state(net: Network) -> dict[str, tuple[int, ...]]:
     for path, op in net.modules().items():
         state = PRIMITIVES[op.kind].state(dict(op.attrs), [net.shape_of(i) for i in op.inputs])
         for key, shape in state.items():
-            out[f"{path}.{key}"] = tuple(shape)
+            out[state_key(path, key)] = tuple(shape)
     return out

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
-from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, torch_lowering
+from ..ops.elementwise import reduced_axes
+from .torch_lowering import SourceArg, SourceCall, SourceHelper, SourceInit, TensorInit, torch_lowering
 
 
 def _builtin(kind: str, **calls: object) -> None:
@@ -110,16 +111,25 @@ _builtin("blurpool", module=SourceCall("BlurPool2d", (SourceArg("channels"), Sou
 LONG_SUM = 64
 
 
+#: The numeric operand of an element-wise op (``x * 0.5``): its value and position, written
+#: into the expression by :func:`_infix`.
+_CONSTANT_ARGS = (SourceArg("constant"), SourceArg("constant_at", structural=True))
+
+
 def _infix(symbol: str):
     def render(ins: list[str], args: list[str]) -> str:
-        if symbol == "+" and len(ins) > LONG_SUM:
-            return f"sum([{', '.join(ins[1:])}], {ins[0]})"
-        return f" {symbol} ".join(ins)
+        terms = list(ins)
+        if args and args[1] != "None":  # the number, where it stands: `x * 0.5`, `1.0 / x`
+            terms.insert(int(args[1]), args[0])
+        if symbol == "+" and len(terms) > LONG_SUM:
+            return f"sum([{', '.join(terms[1:])}], {terms[0]})"
+        return f" {symbol} ".join(terms)
     return render
 
 
 def _augmented(symbol: str):
-    """``out += b`` (then ``out += c``): left to right, as the expression form sums them."""
+    """``out += b`` (then ``out += c``): left to right, as the expression form sums them.
+    (An op with a number is never run in place: :func:`resdsl.passes.inplace_ops`.)"""
     return lambda ins: [f"{ins[0]} {symbol}= {y}" for y in ins[1:]]
 
 
@@ -129,9 +139,11 @@ def _slice(ins: list[str], args: list[str]) -> str:
     return f"{ins[0]}[:, {args[0]}{':' if simple else ' : '}{args[1]}]"
 
 
-_builtin("add", function=SourceCall("add", render=_infix("+"), render_inplace=_augmented("+")))
-_builtin("multiply", function=SourceCall("multiply", render=_infix("*")))
-_builtin("subtract", function=SourceCall("subtract", render=_infix("-"), render_inplace=_augmented("-")))
+_builtin("add", function=SourceCall("add", _CONSTANT_ARGS, render=_infix("+"), render_inplace=_augmented("+")))
+_builtin("multiply", function=SourceCall("multiply", _CONSTANT_ARGS, render=_infix("*")))
+_builtin("subtract", function=SourceCall("subtract", _CONSTANT_ARGS, render=_infix("-"),
+                                         render_inplace=_augmented("-")))
+_builtin("divide", function=SourceCall("divide", _CONSTANT_ARGS, render=_infix("/")))
 _builtin("concat", function=SourceCall("torch.cat", render=lambda ins, args: f"torch.cat([{', '.join(ins)}], 1)"))
 _builtin("split", function=SourceCall("split", (
     SourceArg("start", compute=lambda op, shapes: split_range(dict(op.attrs))[0]),
@@ -153,3 +165,149 @@ _builtin("zeropad", function=SourceCall("zero_pad", (SourceArg("stride", "stride
                                                      SourceArg("out_channels", "out_channels")),
                                         helpers=(SourceHelper("zero_pad", template="zero_pad.j2", wrap=("zero_pad",),
                                                               functional=True),)))
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
+    """The torch dims of a reduction: its per-sample axes after the batch axis if it has one,
+    and after the group axis of ``grouped(x, groups)`` over channel groups."""
+    a = dict(op.attrs)
+    shift = op.batched + (a["groups"] != 1)
+    dims = tuple(i + shift for i in reduced_axes(op.kind, a, shapes[0]))
+    return dims[0] if len(dims) == 1 else dims
+
+
+def _squeezed(op: Op, shapes: list[Shape]) -> tuple[int, ...]:
+    """Over channel groups without keepdim: the dims to drop once every channel has its value."""
+    a = dict(op.attrs)
+    if a["groups"] == 1 or a["keepdim"]:
+        return ()
+    return tuple(i + op.batched for i in reduced_axes(op.kind, a, shapes[0]) if i != 0)
+
+
+#: `groups` and `keepdim` decide the expression's form, so they are never constructor parameters.
+_REDUCE_ARGS = (SourceArg("dim", compute=_dims), SourceArg("keepdim", "keepdim", False, structural=True),
+                SourceArg("groups", "groups", 1, structural=True), SourceArg("squeeze", "squeeze", (), compute=_squeezed))
+_SPREAD_ARGS = (SourceArg("correction", "correction", 1),)
+_GROUPS = SourceHelper("grouped", template="channel_groups.j2", defines=("ungrouped",), wrap=("grouped", "ungrouped"))
+
+
+def _method(name: str):
+    """``x.mean((2, 3), keepdim=True)``; for ``std`` with an ``eps``, the root written out
+    (``torch.sqrt(x.var(…) + 1e-05)``); over channel groups, computed on ``grouped(x, g)``
+    and given back to every channel by ``ungrouped``."""
+    def render(ins: list[str], args: list[str]) -> str:
+        x, dim = ins[0], args[0]
+        kw = dict(a.split("=", 1) for a in args[1:])
+        grouped = "groups" in kw
+        rest = [f"correction={kw['correction']}"] if "correction" in kw else []
+        if grouped or "keepdim" in kw:
+            rest.append("keepdim=True")
+        source = f"grouped({x}, {kw['groups']})" if grouped else x
+        method = "var" if "eps" in kw else name
+        stat = f"{source}.{method}({', '.join([dim, *rest])})"
+        if "eps" in kw:
+            stat = f"torch.sqrt({stat} + {kw['eps']})"
+        if grouped:
+            stat = f"ungrouped({stat}, {x})" + (f".squeeze({kw['squeeze']})" if "squeeze" in kw else "")
+        return stat
+    return render
+
+
+_builtin("mean", function=SourceCall("mean", _REDUCE_ARGS, render=_method("mean"), helpers=(_GROUPS,)))
+_builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("sum"), helpers=(_GROUPS,)))
+_builtin("var", function=SourceCall("var", (*_REDUCE_ARGS, *_SPREAD_ARGS), render=_method("var"), helpers=(_GROUPS,)))
+_builtin("std", function=SourceCall("std", (*_REDUCE_ARGS, *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
+                                    render=_method("std"), helpers=(_GROUPS,)))
+for _kind in ("sqrt", "rsqrt", "reciprocal"):
+    _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
+
+# ---------------------------------------------------------------- learned tensors, conv_with
+
+#: A `param`'s `init` → the statement of reset_parameters that initialises it ({tensor}: its
+#: reference); "kaiming" is the generated convs' own.
+PARAM_INITS = {"zeros": "nn.init.zeros_({tensor})", "ones": "nn.init.ones_({tensor})",
+               "constant": "nn.init.constant_({tensor}, {value!r})", "normal": "nn.init.normal_({tensor}, std={std!r})",
+               "trunc_normal": "nn.init.trunc_normal_({tensor}, std={std!r})",
+               "kaiming": 'nn.init.kaiming_normal_({tensor}, mode="fan_out", nonlinearity="relu")'}
+
+
+def _param_init(op: Op) -> str:
+    a = dict(op.attrs)
+    # the placeholder {tensor} stays for the template to fill
+    return PARAM_INITS[str(a["init"])].format(tensor="{tensor}", std=a["std"], value=a["value"])
+
+
+def _param_size(op: Op, shapes: list[Shape]) -> object:
+    """A vector's size as a number (a channel count the class may name), else the shape."""
+    shape = op.attr("shape")
+    return shape[0] if len(shape) == 1 else shape  # type: ignore[index, arg-type]
+
+
+def _empty(ins: list[str], args: list[str]) -> str:
+    """``nn.Parameter(torch.empty(64, 1, 1))``: a literal shape's parentheses dropped."""
+    size = args[0]
+    if size.startswith("(") and size.endswith(")"):
+        size = size[1:-1].rstrip(",").strip()
+    return f"nn.Parameter(torch.empty({size}))"
+
+
+_builtin("param", module=SourceCall("nn.Parameter", (SourceArg("shape", compute=_param_size),), render=_empty,
+                                    tensor=True), init=TensorInit(_param_init))
+
+_CONV_WITH_ARGS = (SourceArg("stride", "stride", 1), SourceArg("padding", "padding", 0),
+                   SourceArg("dilation", "dilation", 1), SourceArg("groups", "groups", 1))
+_builtin("conv_with", function=SourceCall("F.conv2d", _CONV_WITH_ARGS,
+                                          render=lambda ins, args: f"F.conv2d({', '.join([*ins, *args])})"))
+
+# ---------------------------------------------------------------- tensor ops of any rank
+# A per-sample axis is the torch dim one further on for a batched tensor; a negative one
+# counts from the end either way.
+
+
+def _dim(op: Op, value: int) -> int:
+    return value + 1 if op.batched and value >= 0 else value
+
+
+def _sizes_text(text: str) -> str:
+    """A tuple argument's items as call arguments: ``(4, 64, -1)`` → ``4, 64, -1``; a
+    constructor parameter holding one (``self.axes``) is unpacked."""
+    if text.startswith("(") and text.endswith(")"):
+        return text[1:-1].rstrip(",")
+    return f"*{text}"
+
+
+def _reshape_render(ins: list[str], args: list[str]) -> str:
+    """``x.reshape(x.shape[0], 4, 64, -1)``: the batch kept, and a size written 0 (keep
+    the input's) read from the tensor, as torch has no such size."""
+    x, sizes, batched, keeps = ins[0], args[0], args[1] == "True", args[2]
+    lead = int(batched)
+    head = [f"{x}.shape[0]"] if batched else []
+    if sizes.startswith("(") and sizes.endswith(")"):
+        items = [t.strip() for t in sizes[1:-1].split(",") if t.strip()]
+        items = [f"{x}.shape[{i + lead}]" if t == "0" else t for i, t in enumerate(items)]
+        return f"{x}.reshape({', '.join(head + items)})"
+    if keeps == "False":  # sizes that differ between a class's instances, none of them 0
+        return f"{x}.reshape({', '.join([*head, f'*{sizes}'])})"
+    # sizes that differ between a class's instances, with a 0 among them (a leading 0 keeps the batch)
+    every = f"(0,) + {sizes}" if batched else sizes
+    return f"{x}.reshape([{x}.shape[i] if s == 0 else s for i, s in enumerate({every})])"
+
+
+_BATCHED_ARG = SourceArg("batched", compute=lambda op, shapes: bool(op.batched))
+
+_builtin("reshape", function=SourceCall("reshape", (
+    SourceArg("shape"), _BATCHED_ARG, SourceArg("keeps", compute=lambda op, shapes: 0 in op.attr("shape"))),
+    render=_reshape_render))
+_builtin("permute", function=SourceCall("permute", (SourceArg(
+    "axes", compute=lambda op, shapes: ((0,) if op.batched else ())
+    + tuple(_dim(op, a % len(shapes[0])) for a in op.attr("axes"))),),
+    render=lambda ins, args: f"{ins[0]}.permute({_sizes_text(args[0])})"))
+_builtin("transpose", function=SourceCall("transpose", (
+    SourceArg("a", compute=lambda op, shapes: _dim(op, op.attr("a"))),
+    SourceArg("b", compute=lambda op, shapes: _dim(op, op.attr("b")))),
+    render=lambda ins, args: f"{ins[0]}.transpose({args[0]}, {args[1]})"))
+_builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
+_builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
+                                        render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))

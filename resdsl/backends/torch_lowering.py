@@ -49,6 +49,9 @@ class SourceArg:
     fixed: object = NODEFAULT
     #: A value derived from the op and its input shapes (a split's first channel).
     compute: Callable[[Op, list[Shape]], Attr] | None = None
+    #: It shapes the expression (where a number stands in ``1.0 / x``): instances that differ
+    #: in it get different classes, so it is always written as its value.
+    structural: bool = False
 
     def value(self, op: Op, shapes: list[Shape]) -> Attr:
         """The argument's value for ``op``."""
@@ -99,6 +102,19 @@ class SourceCall:
     #: default initialisation is not run only to be overwritten; the call lists that helper,
     #: and the lowering's :class:`SourceInit` must set every tensor.
     skip_init: bool = False
+    #: The constructor makes a tensor attribute (an ``nn.Parameter``), not a module:
+    #: ``forward`` reads it as it is (``self.weight``) and never calls it. With ``render``,
+    #: the constructor is that expression (given no inputs and the argument texts).
+    tensor: bool = False
+
+
+@dataclass(frozen=True)
+class TensorInit:
+    """Initialisation of a tensor attribute (:attr:`SourceCall.tensor`) in the generated
+    ``reset_parameters``: ``statement(op)`` is the line, ``{tensor}`` where the tensor's
+    reference goes (``nn.init.ones_({tensor})``); it depends on the op's attributes."""
+
+    statement: Callable[[Op], str]
 
 
 @dataclass(frozen=True)
@@ -118,7 +134,7 @@ class TorchLowering:
 
     module: SourceCall | None = None
     function: SourceCall | None = None
-    init: SourceInit | None = None
+    init: SourceInit | TensorInit | None = None
 
     @property
     def helpers(self) -> tuple[SourceHelper, ...]:
@@ -140,7 +156,10 @@ def _guard(lowering: TorchLowering, kind: str, origin: str) -> TorchLowering:
                        render_inplace=guarded(c.render_inplace, kind, origin, "in-place source rendering",
                                               lines_result))
 
-    return replace(lowering, module=call(lowering.module), function=call(lowering.function))
+    init = lowering.init
+    if isinstance(init, TensorInit):
+        init = TensorInit(guarded(init.statement, kind, origin, "tensor initialisation", text_result))
+    return replace(lowering, module=call(lowering.module), function=call(lowering.function), init=init)
 
 
 #: kind → :class:`TorchLowering`.
@@ -148,7 +167,7 @@ TORCH = Lowerings[TorchLowering]("torch", _guard)
 
 
 def torch_lowering(kind: str, *, module: SourceCall | None = None, function: SourceCall | None = None,
-                   init: SourceInit | None = None, origin: str | None = None,
+                   init: SourceInit | TensorInit | None = None, origin: str | None = None,
                    replace: bool = False) -> TorchLowering:
     """Register how the generated source writes primitive ``kind``: ``module``, the
     constructor of a named layer (of a primitive with ``module=True``); ``function``, the

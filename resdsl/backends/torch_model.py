@@ -174,17 +174,20 @@ def values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model`` on ``x`` and return the output of every op that has a module, by op
     name (a module applied twice gives ``relu`` and ``relu#2``), with ``input``: the IR's
     values, taken by forward hooks on the real modules (copies, so in-place layers after
-    them do not change them)."""
+    them do not change them). A learned tensor's value is the parameter (no batch axis)."""
     net = network_of(model, "values")
     if not isinstance(x, torch.Tensor) or x.dim() != len(net.input_shape) + 1 or x.shape[1] != net.input_shape[0]:
         what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else described(x)
         raise TypeError(f"values: `x` is a batch of {net.name}'s input, a tensor (N, "
                         f"{', '.join(map(str, net.input_shape))}), not {what}")
     uses: dict[str, list[str]] = {}
-    for op in net.ops:
-        if op.module is not None:
-            uses.setdefault(op.module, []).append(op.name)
     found: dict[str, torch.Tensor] = {INPUT: x}
+    for op in net.ops:
+        if op.module is not None and not op.batched and not op.inputs:
+            # a learned tensor (`param`): its value is the parameter itself, without a batch axis
+            found[op.name] = model.get_parameter(op.module).detach().clone()
+        elif op.module is not None:
+            uses.setdefault(op.module, []).append(op.name)
     handles = []
     for path, names in uses.items():
         calls = iter(names)

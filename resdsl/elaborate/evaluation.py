@@ -400,7 +400,15 @@ def bind_prim(b: Build, prim: Primitive, bound: dict[str, Value], given: dict[st
                 raise b.fail(E.WRONG_TYPE, f"`{p.name}` of `{prim.kind}` must be a list of integers, "
                              f"got {type_name(v)}", where)
             v = tuple(as_int(b, x, f"an entry of `{p.name}`", where) for x in v)
-        if p.type == "ints":
+        elif p.type == "str":
+            if not isinstance(v, str):
+                raise b.fail(E.WRONG_TYPE, f"`{p.name}` of `{prim.kind}` must be a string, got {type_name(v)}",
+                             where, hint=f"one of: {', '.join(repr(c) for c in p.choices)}" if p.choices else "")
+            if p.choices and v not in p.choices:
+                raise b.fail(E.OUT_OF_RANGE, f"`{p.name}` of `{prim.kind}` cannot be {v!r}", where,
+                             hint=did_you_mean(v, p.choices) or
+                             f"one of: {', '.join(repr(c) for c in p.choices)}")
+        if p.type == "ints" or p.type == "str":
             out[p.name] = v
             continue
         if p.lo is not None and not (p.lo <= v <= p.hi):

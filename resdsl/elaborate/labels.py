@@ -4,6 +4,7 @@ finding the tensors a layer reads (the running value, `from`, tensor arguments).
 from __future__ import annotations
 
 import keyword
+import math
 import re
 
 from .. import limits
@@ -170,16 +171,26 @@ def tensor_value(b: Build, e: Expr, frame: Frame) -> Value:
     return value
 
 
-def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> list[str]:
+def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> tuple[list[str], dict[str, Value]]:
     """The inputs of ``add``, ``multiply``, ``subtract``, ``concat``: the tensors named as
     arguments (lists expanded), after the running value or the `from` tensor where the
-    call names a single tensor (``add(downsample)``)."""
+    call names a single tensor (``add(downsample)``) or only a number (``multiply(0.5)``).
+    Also the attributes of its numeric operand, for a primitive that declares ``constant``
+    and ``constant_at`` (:data:`resdsl.ops.elementwise.CONSTANT_PARAMS`): the number, and
+    its position among the operands. A primitive with ``operands`` (``conv_with(w, b,
+    stride = 2)``) always reads the running value first; its keyword arguments are left
+    for its parameters."""
     inputs: list[str] = []
     single = False
+    numbers = any(p.name == "constant_at" for p in prim.params)
+    constant: tuple[int, float] | None = None  # (position among the named operands, value)
+    example = f"`{prim.kind}(downsample)` or `{prim.kind}(a, b)`" + (f", `{prim.kind}(x, 0.5)`" if numbers else "")
     for a in st.call.args:
         if a.name is not None:
-            raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, not keywords",
-                         a.span, hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
+            if prim.operands is not None:  # `conv_with(w, stride = 2)`: its parameters (layers.primitive)
+                continue
+            raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are {'operands' if numbers else 'tensors'}, "
+                         "not keywords", a.span, hint=f"e.g. {example}")
         op = frame.tensors.get(a.value.id) if type(a.value) is Name else None
         if type(op) is str:  # the common `add(downsample)`: a label
             inputs.append(op)
@@ -191,13 +202,24 @@ def tensor_args(b: Build, st: Layer, prim: Primitive, frame: Frame) -> list[str]
             single = len(st.call.args) == 1
         elif isinstance(value, tuple) and all(isinstance(v, Tensor) for v in value):
             inputs.extend(v.op for v in value)
+        elif numbers and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if constant is not None:
+                raise b.fail(E.TOO_MANY_ARGUMENTS, f"`{prim.kind}` takes one number among its operands, "
+                             "got a second", a.value.span, hint="combine the numbers into one")
+            if not math.isfinite(value) or abs(value) > 1e300:
+                raise b.fail(E.OUT_OF_RANGE, f"the number {value} is not a finite operand", a.value.span)
+            constant = (len(inputs), float(value))
         else:
-            raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are tensors, got "
-                         f"{type_name(value)}", a.value.span,
-                         hint=f"e.g. `{prim.kind}(downsample)` or `{prim.kind}(a, b)`")
-    if st.source is not None or (prim.reads_current and (single or not inputs)):
+            raise b.fail(E.WRONG_TYPE, f"the arguments of `{prim.kind}` are {'tensors or a number' if numbers else 'tensors'}, "
+                         f"got {type_name(value)}", a.value.span, hint=f"e.g. {example}")
+    if st.source is not None or prim.operands is not None or (prim.reads_current and (single or not inputs)):
         inputs.insert(0, source(b, st.source, frame))
-    return inputs
+        if constant is not None:
+            constant = (constant[0] + 1, constant[1])
+    if not numbers:
+        return inputs, {}
+    at, value = constant if constant is not None else (None, 0.0)
+    return inputs, {"constant": value, "constant_at": at}
 
 
 def stand_in(b: Build, frame: Frame, reads: str) -> str:

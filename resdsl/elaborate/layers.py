@@ -8,13 +8,14 @@ from .. import limits
 from ..diagnostics import Span, did_you_mean
 from ..errors import E
 from ..ir import INPUT, Op
+from ..ops.shapes import dims
 from ..primitives import PRIMITIVES, PluginError, Primitive, ShapeError
 from ..syntax import Layer, Reuse
 from .evaluation import as_int, bind, eval_args
 from .frames import Frame, Skip
 from .labels import bind_label, source, stand_in, tensor_args
 from .state import Build
-from .values import PrimValue, Tensor, Value, join_path, to_attr
+from .values import PrimValue, Tensor, join_path, to_attr
 
 
 def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
@@ -23,8 +24,17 @@ def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: F
     if prim.parts:
         return split(b, st, callee, name, frame, env)
     if prim.arity is None:  # add(x): the running value + x; add(a, b, …): the named tensors
-        inputs = tensor_args(b, st, prim, frame)
-        attrs: dict[str, Value] = {}
+        inputs, attrs = tensor_args(b, st, prim, frame)
+        if prim.operands is not None:
+            keywords = tuple(a for a in st.call.args if a.name is not None)
+            attrs = {**attrs, **bind(b, callee, eval_args(b, keywords, env), st.call.span)}
+            operands(b, st, prim, inputs)
+    elif prim.arity == 0:  # a learned tensor: it reads nothing
+        if st.source is not None:
+            raise b.fail(E.WRONG_TYPE, f"`{prim.kind}` reads no tensor, so it takes no `from`", st.source.span,
+                         hint=f"it is a learned tensor: use it by its name, e.g. `multiply({name or 'v'})`")
+        inputs = []
+        attrs = bind(b, callee, eval_args(b, st.call.args, env), st.call.span)
     else:
         inputs = [source(b, st.source, frame)]
         attrs = bind(b, callee, eval_args(b, st.call.args, env), st.call.span)
@@ -42,9 +52,30 @@ def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: F
             frame.tensors[name] = op.name
         frame.layers[name] = op
     frame.items.append(op.name)
-    if st.source is None:  # a `from` branch leaves the running value where it was
+    # a `from` branch leaves the running value where it was, and so do a learned tensor and
+    # what is computed from learned tensors alone (no batch axis): named and used by name
+    if st.source is None and op.batched:
         frame.current = op.name
         frame.split = None
+
+
+def operands(b: Build, st: Layer, prim: Primitive, inputs: list[str]) -> None:
+    """The tensors a call like ``conv_with(w, b)`` names beside its input: as many as the
+    primitive takes, each a learned tensor (no batch axis), not one computed from the input."""
+    least, most = prim.operands  # type: ignore[misc]
+    given = len(inputs) - 1
+    if not least <= given <= most:
+        wants = f"{least}" if least == most else f"{least} to {most}"
+        raise b.fail(E.TOO_MANY_ARGUMENTS if given > most else E.MISSING_ARGUMENT,
+                     f"`{prim.kind}` takes {wants} tensor{'s' * (most != 1)} besides its input, got {given}",
+                     st.call.span, hint=f"e.g. `{prim.kind}(weight, bias, stride = 1)`; its input is the "
+                                        "running value or the `from` tensor")
+    for name, arg in zip(inputs[1:], [a for a in st.call.args if a.name is None]):
+        op = b.op_by_name.get(name)
+        if op is not None and op.batched:
+            raise b.fail(E.WRONG_TENSOR_KIND, f"`{prim.kind}` needs learned tensors as its arguments, but "
+                         f"`{op.name.rsplit('.', 1)[-1]}` is computed from the input (it has a batch axis)",
+                         arg.span, hint="give it a `param` or a tensor computed from `param`s alone")
 
 
 def split(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: Frame, env) -> None:
@@ -139,7 +170,19 @@ def add_op(b: Build, prim: Primitive, attrs: dict, inputs: list[str], name: str,
         items.append((p.name, v if t is int or t is str or t is float or t is bool or v is None
                       else to_attr(v)))
     by_name = b.op_by_name
-    batched = not prim.traits.batchless and (not inputs or any(i == INPUT or by_name[i].batched for i in inputs))
+    # a failed statement's stand-in (tainted, no op) counts as batched, as the input it replaces
+    batched = not prim.traits.batchless and (not inputs or any(i not in by_name or by_name[i].batched
+                                                               for i in inputs))
+    if batched and prim.arity is None:
+        # per-sample shapes broadcast from their last axes; a tensor with a batch axis and
+        # fewer axes than the result would have its batch axis lined up with another
+        for i, s in zip(inputs, shapes):
+            if len(s) < len(shape) and (i not in by_name or by_name[i].batched):
+                if tainted:
+                    raise Skip()
+                raise b.fail(E.SIZE_MISMATCH, f"`{prim.kind}` broadcasts a {dims(s)} tensor to {dims(shape)}, but "
+                             "it has a batch axis", span, label="its batch axis would line up with another axis",
+                             hint=f"give it every axis: reshape it to {dims((1,) * (len(shape) - len(s)) + s)}")
     op = Op(unique, prim.kind, tuple(items),
             tuple(inputs), shape, params if count_params else 0, macs, module, span, batched)
     b.ops.append(op)
@@ -186,8 +229,13 @@ def reapply(b: Build, st: Reuse, frame: Frame) -> None:
             hint = f"to add a layer, call it: `{st.name}()` or `name: {st.name}()`"
         raise b.fail(E.UNKNOWN_NAME, f"unknown layer `{st.name}`", st.span,
                      hint=hint or "only a layer defined earlier in this definition can be applied again")
-    inputs = [source(b, st.source, frame)]
     prim = PRIMITIVES[first.kind]
+    if prim.arity == 0:
+        raise b.fail(E.WRONG_TYPE, f"`{st.name}` is a learned tensor, so it is not applied again", st.span,
+                     hint=f"use it by its name: `multiply({st.name})`, `conv_with({st.name})`")
+    inputs = [source(b, st.source, frame)]
+    if prim.operands is not None:  # `conv_with(w)` again: the same weights on the new input
+        inputs += first.inputs[1:]
     was, now = b.shapes[first.inputs[0]], b.shapes.get(inputs[0])
     if prim.has_params and now is not None and (len(now), now[0]) != (len(was), was[0]):
         if inputs[0] in b.tainted:

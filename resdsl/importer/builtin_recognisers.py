@@ -270,18 +270,25 @@ register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_
 # ---------------------------------------------------------------- dataflow
 
 
-def _recognise_binary(symbol: str):
-    """``a + b`` (and ``+=``, ``torch.add``) of two tensors; a number on one side is not this op."""
+def _recognise_binary(name: str, methods: tuple[str, ...]):
+    """``a + b`` (and ``+=``, ``torch.add``, ``x.add(…)``) of two tensors, or of a tensor and
+    a number (``x * 0.5``, ``1.0 - x``: the op's ``constant`` and ``constant_at``)."""
     def recognise(call: Call) -> dict | None:
         import operator
 
         import torch
 
-        name = {"+": "add", "*": "mul", "-": "sub"}[symbol]
-        functions = {getattr(operator, name), getattr(operator, f"i{name}"), getattr(torch, name)}
-        ok = (call.function in functions or call.method in (name, f"{name}_")) and \
-            call.args[:2] == (TENSOR, TENSOR) and len(call.args) == 2 and not call.kwargs
-        return {} if ok else None
+        functions = {getattr(operator, name), getattr(operator, f"i{name}"),
+                     *(getattr(torch, m) for m in methods)}
+        if not (call.function in functions or call.method in (*methods, *(f"{m}_" for m in methods))) \
+                or len(call.args) != 2 or call.kwargs:  # torch.div's rounding_mode is not this op
+            return None
+        numbers = [i for i, a in enumerate(call.args) if type(a) in (int, float)]
+        if call.args.count(TENSOR) == 2:
+            return {}
+        if call.args.count(TENSOR) == 1 and len(numbers) == 1:
+            return {"constant": float(call.args[numbers[0]]), "constant_at": numbers[0]}
+        return None
     return recognise
 
 
@@ -383,10 +390,71 @@ def _recognise_pad(call: Call) -> dict | None:
     return None if p is None else {"padding": p, "value": float(value or 0.0)}
 
 
-for _kind, _symbol in (("add", "+"), ("multiply", "*"), ("subtract", "-")):
-    register_recogniser(_kind, _recognise_binary(_symbol), origin="builtin")
+for _kind, _name, _methods in (("add", "add", ("add",)), ("multiply", "mul", ("mul", "multiply")),
+                               ("subtract", "sub", ("sub", "subtract")),
+                               ("divide", "truediv", ("div", "divide", "true_divide"))):
+    register_recogniser(_kind, _recognise_binary(_name, _methods), origin="builtin")
 register_recogniser("identity", lambda call: {} if class_name(call.module) == "Identity"
                     and not list(call.module.children()) else None, origin="builtin")
 register_recogniser("zeropad", lambda call: {"stride": int(call.arg(1, "stride")),
                                              "out_channels": int(call.arg(2, "out_channels"))}
                     if call.is_generated("zero_pad") else None, origin="builtin")
+
+
+# ---------------------------------------------------------------- reductions, element-wise functions
+
+
+def _reduction_axes(call: Call) -> tuple[int, ...] | None:
+    """A reduction's torch ``dim`` as per-sample axes (the batch dim is never one), or None."""
+    dims = call.arg(1, "dim")
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
+    rank = len(call.in_shapes[0]) + 1
+    if not dims or not all(type(d) is int and -rank <= d < rank for d in dims) or \
+            any(d % rank == 0 for d in dims):
+        return None
+    return tuple(sorted(d % rank - 1 for d in dims))
+
+
+def _recognise_reduction(name: str, spread: bool):
+    """``x.mean((2, 3))``, ``torch.sum(x, 1, keepdim=True)``, ``x.var(dim, unbiased=False)``…"""
+    def recognise(call: Call) -> dict | None:
+        import torch
+
+        if not (call.method == name or call.function is getattr(torch, name)) or call.args[:1] != (TENSOR,) \
+                or call.kwargs.get("dtype") is not None:
+            return None
+        allowed = {"dim", "keepdim"} | ({"unbiased", "correction"} if spread else set())
+        if set(call.kwargs) - allowed or len(call.args) > 3:
+            return None
+        axes = _reduction_axes(call)
+        keep = call.arg(2, "keepdim", False)
+        if axes is None or not isinstance(keep, bool):
+            return None
+        attrs: dict = {"axes": axes, "keepdim": keep}
+        if spread:
+            correction = call.kwargs.get("correction", 1 if call.kwargs.get("unbiased", True) else 0)
+            if type(correction) not in (int, float) or correction != int(correction) or correction < 0:
+                return None
+            attrs["correction"] = int(correction)
+        return attrs
+    return recognise
+
+
+for _kind, _name, _spread in (("mean", "mean", False), ("reduce_sum", "sum", False), ("var", "var", True),
+                              ("std", "std", True)):
+    register_recogniser(_kind, _recognise_reduction(_name, _spread), origin="builtin")
+
+
+def _recognise_function(name: str):
+    """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``)."""
+    def recognise(call: Call) -> dict | None:
+        import torch
+
+        ok = (call.function is getattr(torch, name) or call.method in (name, f"{name}_")) and \
+            call.args == (TENSOR,) and not call.kwargs
+        return {} if ok else None
+    return recognise
+
+
+for _name in ("sqrt", "rsqrt", "reciprocal"):
+    register_recogniser(_name, _recognise_function(_name), origin="builtin")

@@ -292,6 +292,8 @@ class Writer:
                     continue
                 if prim.arity is None:
                     exprs = [ref(i) for i in ins]
+                    if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`
+                        exprs.insert(op.attrs["constant_at"], repr(float(op.attrs["constant"])))
                     lines.append([f"{op.kind}({', '.join(exprs)})"])
                     current = op.id
                 else:

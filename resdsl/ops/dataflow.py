@@ -1,7 +1,7 @@
 """Dataflow: joining, splitting and passing tensors on, and the option-A shortcut.
 
-``add``, ``multiply``, ``subtract`` and ``concat`` take their inputs as tensor
-arguments; ``split`` yields one part of its input's channels (a spec's
+``concat`` takes its inputs as tensor arguments (the arithmetic, ``add`` and its kin, is
+in :mod:`resdsl.ops.elementwise`); ``split`` yields one part of its input's channels (a spec's
 ``parts: split(4)`` becomes one op per part, with ``sizes`` and ``index``). None has
 weights or counts MACs; dropout and drop-path are the identity at inference.
 """
@@ -14,63 +14,9 @@ from math import prod
 from ..errors import E
 from ..ir import Shape
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import at_least, feature_map, fmt, residual_join, same
-
-# ---------------------------------------------------------------- add, multiply, subtract
-
-
-def _add(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    at_least("add", shapes, 2)
-    for other in shapes[1:]:
-        residual_join("add", shapes[0], other)
-    return shapes[0], 0, 0
-
-
-def _multiply(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    at_least("multiply", shapes, 2)
-    if len(shapes) > MAX_PRODUCT:
-        raise ShapeError(E.TOO_LARGE, f"`multiply` of {len(shapes):,} tensors is over the limit of {MAX_PRODUCT}",
-                         hint="multiply fewer tensors at once, in several layers")
-    first = shapes[0]
-    for other in shapes[1:]:
-        if len(other) != len(first):
-            raise ShapeError(E.SIZE_MISMATCH, f"`multiply` joins a {fmt(first)} tensor with a {fmt(other)} one")
-        if not all(x == y or 1 in (x, y) for x, y in zip(first, other)):  # gating: one side may be C×1×1
-            raise ShapeError(E.SIZE_MISMATCH, f"`multiply` cannot broadcast {fmt(first)} with {fmt(other)}",
-                             hint="a gate must be C×1×1 or the same shape")
-        first = tuple(max(x, y) for x, y in zip(first, other))
-    return first, 0, 0
-
-
-def _subtract(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
-    if len(shapes) != 2:
-        raise ShapeError(E.UNKNOWN_PARAMETER, f"`subtract` takes two inputs, got {len(shapes)}",
-                         hint="`subtract(a, b)` is a - b")
-    residual_join("subtract", shapes[0], shapes[1])
-    return shapes[0], 0, 0
-
-
-#: The most inputs a product may have: the generated source's infix form has the same limit,
-#: and no builtin multiplies left to right from a start without an import.
-MAX_PRODUCT = 256
-
+from .shapes import at_least, feature_map, fmt, same
 
 _MERGE = Traits(merge=True)
-
-ADD = Primitive(
-    "add", (), _add, "element-wise sum of its inputs (the residual add)", arity=None, module=False,
-    traits=Traits(merge=True, residual=True), inplace=True, overwritable=True)
-
-MULTIPLY = Primitive(
-    "multiply", (), _multiply, "element-wise product; a C×1×1 gate broadcasts over H×W",
-    arity=None, module=False,
-    # not in place: a product's backward needs both factors
-    traits=_MERGE, overwritable=True)
-
-SUBTRACT = Primitive(
-    "subtract", (), _subtract, "element-wise difference `a - b` of two tensors of one shape",
-    arity=None, module=False,
-    traits=_MERGE, inplace=True, overwritable=True)
 
 # ---------------------------------------------------------------- concat, split
 

@@ -48,20 +48,73 @@ def part_text(op: Op) -> list[str] | None:
     return [f"part {index + 1} of {len(sizes)}", f"{sizes[index]} channels"]
 
 
+def layers_of_their_own(net: Network) -> dict[str, Scope]:
+    """op name → the outermost module instance it runs in that holds learned tensors of its
+    own (a ``param``: a norm or conv written in `.res`, such as ``evonorm_s0``). A figure
+    words such an instance as one layer, by its definition's name, as it words a primitive
+    norm: its reshapes, gates and sums are how it computes, not layers of the network."""
+    out: dict[str, Scope] = {}
+
+    def visit(scope: Scope) -> None:
+        for child in scope.children:
+            if child.role is Role.MODULE and any(isinstance(i, str) and traits(net.op(i)).batchless
+                                                 for i in child.items):
+                for name in child.op_names():
+                    out[name] = child
+            else:
+                visit(child)
+
+    visit(net.root)
+    return out
+
+
+def norm_like(net: Network, module: Scope) -> bool:
+    """An instance with learned tensors of its own that counts no MACs (a norm written in
+    `.res`): a figure folds or drops it as it does a primitive norm."""
+    return sum(net.op(n).macs for n in module.op_names()) == 0
+
+
+def _own_name(module: Scope) -> str:
+    return module.definition.replace("_", "-")
+
+
 def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
     (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
     activations or dataflow: split, concat, merges), a run of three or more equal ones as
     one line (``3×3 conv, 14 × 7``, Res2Net's hierarchy). With ``fold`` a BN or activation
-    joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box)."""
-    ops = [net.op(n) for n in names if not traits(net.op(n)).hidden]
+    joins whatever line comes before it (``1×1 conv, 256, BN``, a shortcut's box). An
+    instance with learned tensors of its own is one line, its definition's name."""
+    own = layers_of_their_own(net)
+    ops: list[Op | Scope] = []
+    for n in names:
+        op = net.op(n)
+        if n in own:
+            if not ops or ops[-1] is not own[n]:
+                ops.append(own[n])
+        # learned tensors and what is computed from them alone (a weight: no batch axis) belong
+        # to the layer that reads them (`conv with given weights`): no lines of their own
+        elif not traits(op).hidden and op.batched:
+            ops.append(op)
+
+    def folds(op: Op | Scope) -> bool:
+        return norm_like(net, op) if isinstance(op, Scope) else _folds_onto_line(op)
+
     if convs_only:
-        main = [op for op in ops if not (_folds_onto_line(op) or traits(op).merge)]
+        main = [op for op in ops if not (folds(op) or (isinstance(op, Op) and traits(op).merge))]
         if main:
             ops = main
     out: list[str] = []
     folding = False
     for op in ops:
+        if isinstance(op, Scope):
+            t = _own_name(op)
+            if folds(op) and (folding or fold) and out:
+                out[-1] += f", {t}"
+            else:
+                out.append(t)
+            folding = folds(op)
+            continue
         t = op_text(op)
         if _folds_onto_line(op) and (folding or fold) and out:
             out[-1] += f", {t}"
@@ -189,6 +242,7 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
     """The residual branch as a block figure names it: convs and pools with their widths,
     and each nested module by what it holds (:func:`module_lines`)."""
     owner = {n: c for c in block.children if c.role is not Role.SHORTCUT for n in c.op_names()}
+    own = layers_of_their_own(net)
     out: list[str] = []
     run: list[str] = []
     seen: set[str] = set()
@@ -201,7 +255,9 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
         run = []
         if child.path not in seen:
             seen.add(child.path)
-            out += module_lines(net, child)
+            # a norm written in .res is left out as a primitive norm is
+            if not (own.get(n) is child and norm_like(net, child)):
+                out += module_lines(net, child)
     out += _lines(net, run, convs_only=True) if run else []
     return _runs(out)
 

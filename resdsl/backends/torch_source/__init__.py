@@ -38,7 +38,7 @@ from ...stats import fmt_shape
 from ...version import __version__
 from .. import REPARAM, SEED, BackendError, declare, reparameterized, torch_builtins  # noqa: F401  (registers the built-ins' lowerings)
 from .classes import Literal, Lowering, _dependency_order
-from .helpers import _helper_text, _in_registry_order, _inits, _zero_init
+from .helpers import _helper_text, _in_registry_order, _inits, _tensor_inits, _zero_init
 from .interface import DEFAULT_CFG, INTERFACE_NAMES, TopView, _feature_ops, _interface, _interface_texts
 from .names import MODULE_NAMES, Namespace, _helper_names, attr_ref, camel, is_identifier, path_ref
 from .render import ClassView, Renderer, _annotation, _instances_doc
@@ -125,6 +125,7 @@ def render(net: Network, *, seed: int | None = None, features: tuple[str, ...] =
         helpers=[_helper_text(h) for h in helpers], wrapped=[n for h in helpers for n in h.wrap],
         uses_functional=any(h.functional for h in helpers)
         or any("F." in line for v in [*views, top] for line in v.forward),
-        inits=_inits(net), zero_init=_zero_init(low, net, ordered), api=api,
+        inits=_inits(net), zero_init=_zero_init(low, net, ordered), tensor_inits=_tensor_inits(low, net, ordered),
+        api=api,
         **(_interface_texts(top) if not features else {}))
     return Source(text, top_name, function)

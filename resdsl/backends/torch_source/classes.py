@@ -9,7 +9,7 @@ from enum import Enum
 from typing import NamedTuple, Union
 
 from ...ir import Attr, Network, Op, Role, Scope
-from .layers import _call, _channels, _inplace_statement, _is_zero_init, _reads_width, _typed
+from .layers import _call, _channels, _inplace_statement, _is_zero_init, _reads_width, _tensor_init, _typed
 from .names import MODULE_NAMES, Namespace, _helper_names, camel, is_identifier
 
 
@@ -55,6 +55,8 @@ class LeafSig:
     shortcut: bool
     zero_init: bool
     statement: bool  # `out += y`, not `out = out + y`
+    layout: tuple = ()  # the values of its call's structural arguments (`1.0 / x`, not `x / 1.0`)
+    init: str | None = None  # a tensor attribute's initialisation (reset_parameters)
 
 
 @dataclass(frozen=True)
@@ -225,8 +227,12 @@ class Lowering:
             else:
                 # `out += y` and `out = out + y` are different statements: different classes
                 statement = item.use is Use.FUNC and _inplace_statement(item.op)
+                layout = ()
+                if item.use is Use.FUNC:
+                    shapes = [self.net.shape_of(i) for i in item.op.inputs]
+                    layout = tuple(a.value(item.op, shapes) for a in _call(item.op, True).args if a.structural)
                 sig.append(LeafSig(item.use, item.local, item.op.kind, refs, item.shortcut,
-                                   _is_zero_init(item.op), statement))
+                                   _is_zero_init(item.op), statement, layout, _tensor_init(item.op)))
         signature = ClassSig(scope.role, scope.definition, tuple(sig))
         if scope is not self.net.root and not self.is_sequential(scope):
             cls = self.classes.setdefault(signature, Cls(signature))

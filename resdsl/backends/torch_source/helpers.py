@@ -8,7 +8,8 @@ from ...primitives import PRIMITIVES
 from ..source_format import Call, layout
 from ..torch_lowering import TORCH, SourceHelper, SourceInit
 from .classes import Cls, Lowering, Use
-from .layers import _is_zero_init
+from .layers import _is_zero_init, _tensor_init
+from .names import path_ref
 from .templates import _environment
 
 
@@ -26,6 +27,26 @@ def _zero_init(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[li
                     found.setdefault((cls is None, path, PRIMITIVES[leaf.op.kind].zero_init), []) \
                         .extend([] if cls is None else [cls.name])
     return [(_instance_test(classes) if classes else "", path, tensor) for (_, path, tensor), classes in found.items()]
+
+
+def _tensor_inits(low: Lowering, net: Network, ordered: list[Cls]) -> list[tuple[str, list[str]]]:
+    """Learned tensors (``param``): ("" for the network's own, or the test for the classes
+    that hold them; the statements initialising them)."""
+    found: dict[tuple[bool, tuple[str, ...]], list[str]] = {}
+    for cls in [None, *ordered]:
+        scope = net.root if cls is None else cls.instances[0]
+        owner = "self" if cls is None else "module"
+        lines = tuple(init.replace("{tensor}", _tensor_ref(owner, item.local)) for item in low.body(scope)
+                      if item.use is Use.LAYER and (init := _tensor_init(item.op)) is not None)
+        if lines:
+            found.setdefault((cls is None, lines), []).extend([] if cls is None else [cls.name])
+    return [(_instance_test(classes) if classes else "", list(lines)) for (_, lines), classes in found.items()]
+
+
+def _tensor_ref(owner: str, path: str) -> str:
+    """``self.gain``, or ``self.get_parameter("gains.0")`` where a part is no identifier."""
+    ref = path_ref(owner, path)
+    return ref.replace(".get_submodule(", ".get_parameter(", 1)
 
 
 def _instance_test(classes: list[str]) -> str:
@@ -54,6 +75,6 @@ def _inits(net: Network) -> list[SourceInit]:
     out: list[SourceInit] = []
     for kind in TORCH.kinds():
         init = TORCH.require(kind).init
-        if kind in kinds and init is not None and all(i.cls != init.cls for i in out):
+        if kind in kinds and isinstance(init, SourceInit) and all(i.cls != init.cls for i in out):
             out.append(init)
     return out

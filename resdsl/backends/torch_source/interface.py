@@ -65,6 +65,11 @@ DEFAULT_CFG = {"crop_pct": 0.875, "interpolation": "bilinear", "mean": (0.485, 0
                "std": (0.229, 0.224, 0.225)}
 
 
+def _width(shape: tuple[int, ...]) -> int:
+    """The leading size of a per-sample shape; 1 for a scalar per sample (a reduction over all axes)."""
+    return shape[0] if shape else 1
+
+
 def _interface(net: Network, top: TopView) -> dict:
     """The values of timm's model interface: class count, feature widths, feature_info and
     pretrained_cfg (as lines of source)."""
@@ -74,7 +79,7 @@ def _interface(net: Network, top: TopView) -> dict:
         num_classes, pre_logits = net.op(head.classifier).shape[0], head.pre_logits
     else:
         features = pre_logits = net.output
-        num_classes = net.output_shape[0]
+        num_classes = _width(net.output_shape)
     points = feature_points(net) if top.stages else []
     first_conv = next((op.module for op in net.ops if op.inputs and op.inputs[0] == INPUT and op.module
                        and PRIMITIVES[op.kind].traits.conv), None)
@@ -87,7 +92,7 @@ def _interface(net: Network, top: TopView) -> dict:
     if head is None:  # the output's size follows the input's only through global pooling
         cfg["fixed_input_size"] = True
     return {
-        "num_classes": num_classes, "num_features": shape[0], "head_hidden_size": net.shape_of(pre_logits)[0],
+        "num_classes": num_classes, "num_features": _width(shape), "head_hidden_size": _width(net.shape_of(pre_logits)),
         "points": len(points),
         "feature_info": [f'{{"num_chs": {p.channels}, "reduction": {p.reduction}, "module": {_quoted(p.module)}}}'
                          for p in points],

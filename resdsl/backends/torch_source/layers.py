@@ -7,7 +7,7 @@ from __future__ import annotations
 from ...ir import Attr, Op, Shape
 from ...primitives import PRIMITIVES, NoLowering
 from .. import BackendError
-from ..torch_lowering import INPUT_CHANNELS, NODEFAULT, TORCH, SourceArg, SourceCall
+from ..torch_lowering import INPUT_CHANNELS, NODEFAULT, TORCH, SourceArg, SourceCall, TensorInit
 
 
 def _call(op: Op, functional: bool) -> SourceCall:
@@ -30,6 +30,18 @@ def _inplace_statement(op: Op) -> bool:
     """The op runs in place as a statement of its own (``out += shortcut``)."""
     call = TORCH.require(op.kind).function
     return bool(dict(op.attrs).get("inplace")) and call is not None and call.render_inplace is not None
+
+
+def _is_tensor(op: Op) -> bool:
+    """The op's module form is a tensor attribute (a ``param``'s ``nn.Parameter``)."""
+    call = TORCH.require(op.kind).module
+    return call is not None and call.tensor
+
+
+def _tensor_init(op: Op) -> str | None:
+    """The line initialising a tensor attribute (``{tensor}`` for its reference), if any."""
+    init = TORCH.require(op.kind).init
+    return init.statement(op) if isinstance(init, TensorInit) and op.module is not None else None
 
 
 def _is_zero_init(op: Op) -> bool:

@@ -13,7 +13,7 @@ from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
 from .interface import INTERFACE_NAMES, TopView
-from .layers import _call, _inplace_statement, _reads_width, _typed
+from .layers import _call, _inplace_statement, _is_tensor, _reads_width, _typed
 from .names import Namespace, _quoted, attr_ref, is_identifier
 
 
@@ -50,7 +50,7 @@ class Containers:
     plain ``nn.Module``, created where its first child is, so modules are built in the
     order the in-process module builds them."""
 
-    def __init__(self, locals_: list[str]):
+    def __init__(self, locals_: list[str], tensors: frozenset[str] = frozenset()):
         children: dict[str, list[str]] = {}
         for local in locals_:
             parts = local.split(".")
@@ -60,6 +60,9 @@ class Containers:
                     names.append(parts[i])
         # appended in order, so `self.paths[i]` is `paths.i`
         self.lists = {p for p, names in children.items() if names == [str(i) for i in range(len(names))]}
+        # learned tensors (`gains.0`, `gains.1`) live in an nn.ParameterList
+        self.tensor_lists = {p for p in self.lists if all(f"{p}.{n}" in tensors for n in children[p])}
+        self.tensors = tensors
         self.made: set[str] = set()
 
     def ref(self, owner: str, local: str) -> str:
@@ -78,7 +81,9 @@ class Containers:
             path = ".".join(parts[:i])
             if path not in self.made:
                 self.made.add(path)
-                lines.append(self._set(owner, path, "nn.ModuleList()" if path in self.lists else "nn.Module()", indent))
+                kind = "nn.ParameterList()" if path in self.tensor_lists else \
+                    "nn.ModuleList()" if path in self.lists else "nn.Module()"
+                lines.append(self._set(owner, path, kind, indent))
         return [*lines, self._set(owner, local, expr, indent)]
 
     def _set(self, owner: str, path: str, expr: Expr, indent: str) -> str:
@@ -89,7 +94,8 @@ class Containers:
         if is_identifier(leaf):
             lead = f"{target}.{leaf} = "
             return lead + layout(expr, indent, lead)
-        return layout(Call(f"{target}.add_module", (_quoted(leaf), expr)), indent)
+        register = "register_parameter" if path in self.tensors else "add_module"
+        return layout(Call(f"{target}.{register}", (_quoted(leaf), expr)), indent)
 
 
 class Renderer:
@@ -123,6 +129,8 @@ class Renderer:
             cls = self.low.class_of[child.path]
             return Call(cls.name, tuple(f"{p.name}={self.position(next(forms), ref)}" for p in cls.params))
         call = _call(item.op, functional=False)
+        if call.render is not None:  # not a plain call: a learned tensor's `nn.Parameter(torch.empty(…))`
+            return call.render([], self.call_args(call, forms, ref))
         if call.skip_init:  # built once: reset_parameters initialises it (the `skip_init` helper)
             return Call("skip_init", (call.name, *self.call_args(call, forms, ref)))
         return Call(call.name, tuple(self.call_args(call, forms, ref)))
@@ -144,7 +152,9 @@ class Renderer:
             top = item.local.split(".")[0] if item.local is not None else None
             if top is not None and is_identifier(top) and top not in attrs:
                 attrs.claim(top)
-        self.containers = Containers([i.local for i in items if i.use.builds])
+        self.containers = Containers([i.local for i in items if i.use.builds],
+                                     frozenset(i.local for i in items if i.use.builds and i.op is not None
+                                               and _is_tensor(i.op)))
         stored: dict[str, str] = {}
 
         def init_ref(p: str) -> str:
@@ -316,19 +326,25 @@ class Renderer:
             last_use[resolve(value)] = len(items)
         var = {scope.input: "x"}
         live = {"x": scope.input}
+        held: set[str] = set()  # references to tensor attributes (`self.weight`): never overwritten
         lines = []
         for n, item in enumerate(items):
             if item.output in alias or n in dead:
+                continue
+            if item.op is not None and item.use is not Use.FUNC and _is_tensor(item.op):
+                # a learned tensor is read where it is used: `F.conv2d(x, self.weight)`
+                var[item.output] = self.containers.ref("self", item.local)
+                held.add(var[item.output])
                 continue
             ins = [var[resolve(v)] for v in item.inputs]
             for name, value in list(live.items()):
                 if last_use.get(value, -1) <= n:
                     del live[name]
-            first = resolve(item.inputs[0])
+            first = resolve(item.inputs[0]) if item.inputs else None
             if resolve(item.output) not in needed:  # run for its effect only: no name to leave unused
                 lines.append(self.expression(item, ins, calls.get(n, [])))
                 continue
-            if item.use is Use.FUNC and _inplace_statement(item.op):  # overwrites its first input
+            if first is not None and item.use is Use.FUNC and _inplace_statement(item.op):  # overwrites its first input
                 target = var[first]
                 live[target] = item.output
                 var[item.output] = target
@@ -336,7 +352,9 @@ class Renderer:
                 continue
             if item.shortcut:
                 target = _fresh_var("shortcut", live, self.low.names)
-            elif var[first] not in live:
+            elif item.op is not None and not item.op.batched:  # computed from learned tensors: its own name
+                target = _fresh_var(item.op.name.rsplit(".", 1)[-1].split("#")[0], live, self.low.names)
+            elif first is not None and var[first] not in live and var[first] not in held:
                 target = var[first]
             elif "out" not in live:
                 target = "out"

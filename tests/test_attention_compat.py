@@ -1,0 +1,92 @@
+"""Attention written in `.res` with the tensor ops (issue 22): std.byobnet's global-context
+block and the shipped gcresnet50t against timm's ByobNet models, in the reference environment.
+
+As in test_families_compat: timm's model gets random weights with its norms randomised, its
+``state_dict`` must load into our build with ``strict=True``, and the outputs must agree in
+process, from the generated PyTorch source and in onnxruntime; parameters must be timm's and
+MACs what torch's FLOP counter measures on timm's model (the attention pooling's matrix
+products included). Skipped (failed in CI's reference run) without timm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from test_families_compat import SIZE, _load, _macs  # noqa: E402
+from test_fuzz_backends import one_thread  # noqa: E402, F401  (autouse: small inputs, one thread)
+from test_torch_compat import _need, _randomize, timm  # noqa: E402
+from test_torch_source import import_source  # noqa: E402
+
+import resdsl  # noqa: E402
+from conftest import SPECS  # noqa: E402
+from resdsl.backends import onnx_graph  # noqa: E402
+from resdsl.backends.torch_source import emit  # noqa: E402
+
+_GCA = "attn = global_context with (fuse_add = true, fuse_scale = false)"
+
+#: timm's byobnet config (by model name, with changed fields) → the `.res` text of the same network.
+MEMBERS = {
+    # timm's GlobalContext as it defaults (the context scales the input through a gate), on
+    # gcresnet50t's network: no timm model name uses it, so the config is changed
+    "gcresnet50t-gc": ({"attn_layer": "gc"}, "import std.byobnet\nnetwork v = byobnet(attn = global_context)"),
+    "gcresnext26ts": ({}, "import std.byobnet\nnetwork v = byobnet(depths = [2, 2, 2, 2], group_size = 32, "
+                          f"stem_pool = true, act = silu, {_GCA})"),
+}
+
+
+def _reference(name: str, changes: dict) -> torch.nn.Module:
+    found = _need(timm, "timm")  # skipped without timm, failed where the reference is required
+    if not changes:
+        return found.create_model(name, pretrained=False)
+    from timm.models import byobnet
+
+    cfg = dataclasses.replace(byobnet.model_cfgs[name.split("-")[0]], **changes)
+    return byobnet.ByobNet(cfg)
+
+
+def _check(reference: torch.nn.Module, text: str, tmp_path, backends: bool) -> resdsl.Network:
+    reference = reference.eval()
+    _randomize(reference)
+    state = reference.state_dict()
+    net = _load(text)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    assert net.macs == _macs(reference, x)
+    ours = resdsl.build(net, seed=0).eval()
+    ours.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        expected = reference(x)
+        atol = 1e-5 * max(1.0, float(expected.abs().max()))
+        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
+        if backends:
+            generated = import_source(emit(net), tmp_path, net.name).small().eval()
+            generated.load_state_dict(state, strict=True)
+            torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
+    if backends:
+        ort = pytest.importorskip("onnxruntime")
+        session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {"input": x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+    return net
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_global_context_members_are_timms(name, tmp_path):
+    changes, text = MEMBERS[name]
+    _check(_reference(name, changes), text, tmp_path, backends=name.endswith("-gc"))
+
+
+#: Shipped specs, each timm's model of the same name.
+SHIPPED = ["gcresnet50t"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_spec_is_timms_model_in_process_source_and_onnxruntime(name, tmp_path):
+    text = (SPECS / f"{name}.res").read_text(encoding="utf-8")
+    _check(_reference(name, {}), text, tmp_path, backends=True)
+    # the count the spec's comment states is the spec's own
+    assert f"{resdsl.load(SPECS / f'{name}.res').params:,} parameters (timm 1.0.31)" in text
