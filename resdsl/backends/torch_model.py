@@ -35,6 +35,7 @@ from ..loader import described
 from ..passes import foldable_batchnorms
 from ..roles import FeaturePoint, feature_points
 from .fold import fold_conv_bn
+from .torch_lowering import TORCH
 from .torch_source import Source, render
 
 __all__ = ["FeatureInfo", "build", "fold_batchnorms", "load_source", "network_of", "values"]
@@ -173,17 +174,20 @@ def values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model`` on ``x`` and return the output of every op that has a module, by op
     name (a module applied twice gives ``relu`` and ``relu#2``), with ``input``: the IR's
     values, taken by forward hooks on the real modules (copies, so in-place layers after
-    them do not change them)."""
+    them do not change them); a learned tensor's is the parameter (no batch axis)."""
     net = network_of(model, "values")
     if not isinstance(x, torch.Tensor) or x.dim() != len(net.input_shape) + 1 or x.shape[1] != net.input_shape[0]:
         what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else described(x)
         raise TypeError(f"values: `x` is a batch of {net.name}'s input, a tensor (N, "
                         f"{', '.join(map(str, net.input_shape))}), not {what}")
     uses: dict[str, list[str]] = {}
-    for op in net.ops:
-        if op.module is not None:
-            uses.setdefault(op.module, []).append(op.name)
     found: dict[str, torch.Tensor] = {INPUT: x}
+    for op in net.ops:
+        if op.module is not None and TORCH.require(op.kind).module.tensor:
+            # a learned tensor (`param`): its value is the parameter itself, no batch axis
+            found[op.name] = model.get_parameter(op.module).detach().clone()
+        elif op.module is not None:
+            uses.setdefault(op.module, []).append(op.name)
     handles = []
     for path, names in uses.items():
         calls = iter(names)
