@@ -99,7 +99,7 @@ def feature_points(net: Network) -> list[FeaturePoint]:
         raise ValueError(f"{net.name} has no stem followed by stages")
     reduction = reductions(net)
     stem = net.op(net.stem_feature)
-    points = [(stem.name, stem.module or _made_by(net, stem.name))]
+    points = [(stem.name, stem.module or made_by(net, stem.name))]
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
@@ -107,7 +107,7 @@ def feature_points(net: Network) -> list[FeaturePoint]:
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
 
 
-def _made_by(net: Network, op: str) -> str:
+def made_by(net: Network, op: str) -> str:
     """The module whose output a functional op's value is: the innermost named instance
     ending with it (a conv written in `.res`, `stem.conv`), else the op's name."""
     found = op
