@@ -101,9 +101,7 @@ def feature_points(net: Network) -> list[FeaturePoint]:
     stem = net.op(net.stem_feature)
     # named as timm names it: the outermost instance that makes it (`stem`, `stem.conv1`),
     # else its layer (`act1`)
-    maker = next((s.path for s in net.root.walk() if s is not net.root and not s.inline
-                  and s.output == stem.name), None)
-    points = [(stem.name, maker or stem.module or stem.name)]
+    points = [(stem.name, made_by(net, stem.name, outermost=True, default=stem.module or stem.name))]
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
@@ -163,6 +161,19 @@ def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
             [m for m in dict.fromkeys(net.op(n).module for n in names) if m is not None]
         (groups[-1] if groups else before).extend(p for p in paths if p not in before)
     return groups or [[stage.path]]
+
+
+def made_by(net: Network, op: str, *, outermost: bool = False, default: str | None = None) -> str:
+    """The module whose output an op's value is: the innermost named instance ending with it
+    (a conv written in `.res`: `stem.conv`), or the outermost one; else ``default`` (the
+    op's name when not given)."""
+    found = default if default is not None else op
+    for scope in net.root.walk():  # parents come first: the last found is the innermost
+        if scope.output == op and not scope.inline and scope is not net.root:
+            found = scope.path
+            if outermost:
+                break
+    return found
 
 
 class Head(NamedTuple):

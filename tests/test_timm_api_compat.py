@@ -23,7 +23,7 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
               "resnet34", "resnet50", "resnet50_gn", "resnet50d", "resnetblur101d", "resnetrs101",
               "resnetv2_50x1_bit", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d", "seresnet50",
               "seresnext26t_32x4d", "skresnet34", "wide_resnet101_2", "wide_resnet50_2",
-              "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68"]
+              "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68", "gcresnet50t", "nf_resnet50"]
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
 #: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
 #: blocks sit in one `features` sequence, and its feature maps are named by a stage's last

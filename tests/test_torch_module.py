@@ -59,7 +59,7 @@ def test_parameter_count_and_every_shape_equal_the_ir(name):
         found = values(model, torch.randn(1, *net.input_shape))
     modules = [op for op in net.ops if op.module is not None]
     assert set(found) == {"input", *(op.name for op in modules)}
-    for op in modules:
+    for op in modules:  # a learned tensor (`param`) has no batch axis
         assert tuple(found[op.name].shape) == ((1,) if op.batched else ()) + op.shape, op.name
     assert model(torch.randn(1, *net.input_shape)).shape == (1, *net.output_shape)
 

@@ -36,6 +36,7 @@ from ..passes import foldable_batchnorms
 from ..passes import reparameterize as reparameterize_network
 from ..roles import FeaturePoint, feature_points
 from .fold import fold_conv_bn, reparameterize_arrays
+from .torch_lowering import TORCH
 from .torch_source import Source, render
 
 __all__ = ["FeatureInfo", "build", "fold_batchnorms", "load_source", "network_of", "reparameterize", "values"]
@@ -174,7 +175,7 @@ def values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model`` on ``x`` and return the output of every op that has a module, by op
     name (a module applied twice gives ``relu`` and ``relu#2``), with ``input``: the IR's
     values, taken by forward hooks on the real modules (copies, so in-place layers after
-    them do not change them). A learned tensor's value is the parameter (no batch axis)."""
+    them do not change them); a learned tensor's is the parameter (no batch axis)."""
     net = network_of(model, "values")
     if not isinstance(x, torch.Tensor) or x.dim() != len(net.input_shape) + 1 or x.shape[1] != net.input_shape[0]:
         what = f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else described(x)
@@ -183,8 +184,8 @@ def values(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     uses: dict[str, list[str]] = {}
     found: dict[str, torch.Tensor] = {INPUT: x}
     for op in net.ops:
-        if op.module is not None and not op.batched and not op.inputs:
-            # a learned tensor (`param`): its value is the parameter itself, without a batch axis
+        if op.module is not None and TORCH.require(op.kind).module.tensor:
+            # a learned tensor (`param`): its value is the parameter itself, no batch axis
             found[op.name] = model.get_parameter(op.module).detach().clone()
         elif op.module is not None:
             uses.setdefault(op.module, []).append(op.name)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from ...ir import INPUT, Network
 from ...primitives import PRIMITIVES
-from ...roles import feature_points, head_of
+from ...roles import feature_points, head_of, made_by
 from ..source_format import Call, layout
 from .names import _quoted, is_identifier, path_ref
 
@@ -81,8 +81,11 @@ def _interface(net: Network, top: TopView) -> dict:
         features = pre_logits = net.output
         num_classes = _width(net.output_shape)
     points = feature_points(net) if top.stages else []
-    first_conv = next((op.module for op in net.ops if op.inputs and op.inputs[0] == INPUT and op.module
-                       and PRIMITIVES[op.kind].traits.conv), None)
+    # the first conv reading the input; a functional one (`conv_with` in a conv written in
+    # `.res`) is the instance it ends (`stem.conv`)
+    first_conv = next((op.module or made_by(net, op.name) for op in net.ops if op.inputs and op.inputs[0] == INPUT
+                       and (op.module and PRIMITIVES[op.kind].traits.conv
+                            or op.module is None and PRIMITIVES[op.kind].traits.depth)), None)
     cfg: dict = {"architecture": net.name, "num_classes": num_classes, "input_size": tuple(net.input_shape)}
     shape = net.shape_of(features)
     if len(shape) == 3:
