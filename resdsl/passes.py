@@ -180,7 +180,7 @@ class Reparameterization:
 def _sums(op: Op) -> bool:
     """An element-wise sum of its inputs (the residual add): a node of a branch tree."""
     traits = PRIMITIVES[op.kind].traits
-    return traits.residual and traits.merge and not op.attrs
+    return traits.residual and traits.merge and dict(op.attrs).get("constant_at") is None
 
 
 def _passes_through(op: Op) -> bool:
@@ -405,8 +405,10 @@ def _merge(net: Network, at: Op, name: str, leaves: list[_Leaf], x: str,
             eps = float(net.op(norm_name).attr("eps"))
         branches.append(Branch(None if conv_name is None else net.op(conv_name).module,
                                None if norm_name is None else net.op(norm_name).module, eps, k, start, step))
-    new_attrs = tuple((key, True if key == "bias" else v) for key, v in template.attrs)
     prim = PRIMITIVES[template.kind]
+    if prim.traits.bias_attr is None:  # the merged conv needs a bias its kind cannot say it has
+        return None, None
+    new_attrs = tuple((key, True if key == prim.traits.bias_attr else v) for key, v in template.attrs)
     shape, params, macs = prim.infer(dict(new_attrs), [in_shape])
     if shape != out_shape:  # the taps line up but the sizes do not (padding past the input)
         return None, None

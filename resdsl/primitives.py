@@ -148,6 +148,9 @@ class Traits:
     resolution: str | None = None
     #: A conv that a batch norm right after it folds into (``fold_bn``).
     fold_target: bool = False
+    #: The boolean attribute that gives it a bias term (``"bias"``): a fold or a merge that
+    #: leaves it with a bias sets it.
+    bias_attr: str | None = None
     #: A batch norm that folds into the conv before it.
     folds: bool = False
     #: It returns its input unchanged, always (identity): lowerings may drop it.

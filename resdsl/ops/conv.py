@@ -56,7 +56,7 @@ _CONV_PARAMS = (param("out_channels", "int"), param("kernel_size", "int"), param
 
 
 #: A BN after a plain conv folds into it; a std_conv's weight is not the one it applies.
-_CONV_TRAITS = Traits(conv=True, depth=True, resolution="stride", fold_target=True)
+_CONV_TRAITS = Traits(conv=True, depth=True, resolution="stride", fold_target=True, bias_attr="bias")
 
 CONV = Primitive(
     "conv", _CONV_PARAMS, _conv_rule("conv"), "2-D convolution (torch.nn.Conv2d); square kernels",
