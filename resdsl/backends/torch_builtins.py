@@ -311,3 +311,27 @@ _builtin("transpose", function=SourceCall("transpose", (
 _builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
 _builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
                                         render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))
+
+
+def _slice_render(ins: list[str], args: list[str]) -> str:
+    """``x[:, :, 3:7]``: a ``:`` for every dim before the sliced one (its torch dim), Python's
+    own ``start:end:step``."""
+    dim, start, end, step = int(args[0]), args[1], args[2], args[3]
+    return f"{ins[0]}[{':, ' * dim}{start}:{end}{'' if step == '1' else ':' + step}]"
+
+
+_builtin("slice", function=SourceCall("slice", (
+    SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis") % len(shapes[0]))),
+    SourceArg("start"), SourceArg("end"), SourceArg("step")), render=_slice_render))
+
+
+def _pad_axis_render(ins: list[str], args: list[str]) -> str:
+    """``F.pad(x, [0, 0, 0, 1])``: F.pad lists (before, after) from the last dim backwards."""
+    after_it, before, after, value = int(args[0]), args[1], args[2], args[3]
+    pads = ", ".join(["0, 0"] * after_it + [f"{before}, {after}"])
+    return f"F.pad({ins[0]}, [{pads}]" + ("" if float(value) == 0 else f", value={value}") + ")"
+
+
+_builtin("pad_axis", function=SourceCall("pad_axis", (
+    SourceArg("after_it", compute=lambda op, shapes: len(shapes[0]) - 1 - op.attr("axis") % len(shapes[0])),
+    SourceArg("before"), SourceArg("after"), SourceArg("value")), render=_pad_axis_render))
