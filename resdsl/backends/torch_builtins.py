@@ -7,6 +7,8 @@ Each helper class or function the generated file may need is one template in
 
 from __future__ import annotations
 
+import re
+
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
 from ..ops.elementwise import reduced_axes
@@ -315,9 +317,11 @@ _builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=la
 
 def _slice_render(ins: list[str], args: list[str]) -> str:
     """``x[:, :, 3:7]``: a ``:`` for every dim before the sliced one (its torch dim), Python's
-    own ``start:end:step``."""
-    dim, start, end, step = int(args[0]), args[1], args[2], args[3]
-    return f"{ins[0]}[{':, ' * dim}{start}:{end}{'' if step == '1' else ':' + step}]"
+    own ``start:end:step``; spaced (``0 : self.end``) where a bound is a class's parameter,
+    as ruff formats it."""
+    dim, parts = int(args[0]), args[1:] if args[3] != "1" else args[1:3]
+    colon = ":" if all(re.fullmatch(r"-?\d+", p) for p in parts) else " : "
+    return f"{ins[0]}[{':, ' * dim}{colon.join(parts)}]"
 
 
 _builtin("slice", function=SourceCall("slice", (
