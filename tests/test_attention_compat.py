@@ -102,3 +102,33 @@ def test_shipped_spec_is_timms_model_in_process_source_and_onnxruntime(name, tmp
     _check(_reference(name, {}), text, tmp_path, backends=True)
     # the count the spec's comment states is the spec's own
     assert f"{resdsl.load(SPECS / f'{name}.res').params:,} parameters (timm 1.0.31)" in text
+
+
+@pytest.mark.parametrize("stride, scale_pos_embed", [(1, False), (2, True)])
+def test_bottleneck_attn_on_a_non_square_input_is_timms(stride, scale_pos_embed, tmp_path):
+    """The layer alone on 8×6 (its two tables of different lengths): timm's BottleneckAttn
+    with its weights, in process, from the generated source and in onnxruntime; MACs as torch
+    counts timm's (q·k, attention·v and the two tables' products)."""
+    _need(timm, "timm")
+    from timm.layers.bottleneck_attn import BottleneckAttn
+
+    reference = BottleneckAttn(64, feat_size=(8, 6), stride=stride, scale_pos_embed=scale_pos_embed).eval()
+    state = {f"attn.{k}": v for k, v in reference.state_dict().items()}
+    net = resdsl.loads(f"import std.byobnet\nnetwork t {{\n    input [64, 8, 6]\n    attn: bottleneck_attn("
+                       f"stride = {stride}, scale_pos_embed = {str(scale_pos_embed).lower()})\n}}\n",
+                       path=str(SPECS / "variant.res"))
+    x = torch.randn(2, 64, 8, 6, generator=torch.Generator().manual_seed(1))
+    assert net.params == sum(p.numel() for p in reference.parameters())
+    assert net.macs == _macs(reference, x)
+    ours = resdsl.build(net, seed=0).eval()
+    ours.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
+        generated = import_source(emit(net), tmp_path, net.name).t().eval()
+        generated.load_state_dict(state, strict=True)
+        torch.testing.assert_close(generated(x), expected, rtol=1e-5, atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-5)
