@@ -173,3 +173,7 @@ _builtin("permute", Look(lambda op: f"permute {list(op.attr('axes'))}"))
 _builtin("transpose", Look(lambda op: f"transpose {op.attr('a')}, {op.attr('b')}"))
 _builtin("matmul", Look(lambda op: "matmul", "merge", symbol="@"))
 _builtin("softmax", Look(lambda op: f"softmax over axis {op.attr('axis')}", "act"))
+_builtin("slice", Look(lambda op: f"slice {op.attr('start')}:{op.attr('end')}"
+                      + (f":{op.attr('step')}" if op.attr("step") != 1 else "") + f" of axis {op.attr('axis')}"))
+_builtin("pad_axis", Look(lambda op: f"pad axis {op.attr('axis')} by {op.attr('before')}, {op.attr('after')}"
+                          + (f" with {op.attr('value'):g}" if op.attr("value") else ""), "pad"))

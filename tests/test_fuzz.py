@@ -88,6 +88,8 @@ LAYERS = st.sampled_from([
     # tensor ops of any rank (issue 22)
     "reshape([{n}, -1])", "reshape([0, {n}, {n}])", "reshape({v})", "permute([{n}, 0, 1])", "permute({v})",
     "transpose({n}, {n})", "matmul({v})", "matmul({v}, {v})", "softmax()", "softmax(axis = {n})",
+    "slice({n}, {n}, {n})", "slice({n}, {n}, {n}, step = {n})", "pad_axis({n}, {n}, {n})",
+    "pad_axis({n}, after = {n}, value = {n})",
 ])
 
 

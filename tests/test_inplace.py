@@ -42,9 +42,11 @@ def reduced(name: str, blocks: int = 2) -> resdsl.Network:
 #: Templates without `depths` and `widths`: RegNet works its stages out itself (its first four
 #: blocks: stages of 48 and 128 channels, each with a projecting and an identity block); DLA
 #: keeps its trees (every wire) on narrower levels; DPN two blocks in its first stage, one in
-#: the others (each kind of dual-path block: projecting, normal, downsampling).
+#: the others (each kind of dual-path block: projecting, normal, downsampling). BoTNet's
+#: self-attention is sized by its input (timm's fixed input size): the small input is declared.
 OWN_REDUCTION = {"regnety_016": "depth = 4", "dla34": "channels = [16, 16, 32, 32, 64, 64]",
-                 "dpn68": "k_sec = [2, 1, 1, 1]"}
+                 "dpn68": "k_sec = [2, 1, 1, 1]",
+                 "botnet26t_256": "depths = [2, 2, 2, 2], widths = [32, 32, 64, 64], image_size = 32"}
 
 
 def training_step(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

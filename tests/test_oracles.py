@@ -32,7 +32,7 @@ TIMM = {"resnet200": 64_673_832, "resnet50d": 25_576_264, "seresnet50": 28_088_0
         "regnety_016": 11_202_430, "cspresnet50": 21_616_168, "repvgg_a0": 9_108_968, "dla34": 15_742_104,
         "dpn68": 12_611_602,
         # attention written with the tensor ops (issue 22: std.byobnet), timm 1.0.31 likewise
-        "gcresnet50t": 25_897_080,
+        "gcresnet50t": 25_897_080, "botnet26t_256": 12_488_672,
         # normalizer-free (issue 22: std.nfnet, param and conv_with), timm 1.0.31 likewise
         "nf_resnet50": 25_557_032,
         # EvoNorm-S0 written in .res (issue 22: std.resnetv2's evonorm_s0), timm 1.0.31 likewise

@@ -93,6 +93,8 @@ CASES: dict[str, tuple[str, str]] = {
     "matmul": ("[4, 6, 8]", "c: conv(4, 1)\nk: transpose(-1, -2)\na: matmul(c, k)\nmatmul(c)"),
     "softmax": ("[4, 6, 8]", "c: conv(4, 1)\ns: softmax()\nsoftmax(axis = 0)\nr: reshape([4, 1, -1])\n"
                              "softmax(1)"),
+    "slice": ("[4, 6, 8]", "c: conv(4, 1)\ns: slice(-1, 2, -1)\nslice(0, 1, 4, step = 2)"),
+    "pad_axis": ("[4, 6, 8]", "c: conv(4, 1)\np: pad_axis(-1, 1, 2)\npad_axis(0, after = 3, value = 0.5)"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Issue 22: the tensor ops of any rank (reshape, permute, transpose, matmul, softmax).
+"""Issue 22: the tensor ops of any rank (reshape, permute, transpose, matmul, softmax, slice,
+pad_axis).
 
 Each is checked against plain torch on the same input: from the in-process module
 (``resdsl.build``), from the generated source and in onnxruntime (symbolic batch and, where
@@ -53,10 +54,24 @@ CASES: dict[str, tuple[str, str, Callable]] = {
                 "x: reshape([0, -1]) from input\nmatmul(x, attn)\nreshape([0, 1, 1])",
                 lambda x: (x.flatten(2) @ x[:, :1].reshape(x.shape[0], 1, -1).softmax(-1).transpose(1, 2))
                 .reshape(x.shape[0], 8, 1, 1)),
+    "slice": ("[8, 4, 6]", "slice(0, 2, 5)", lambda x: x[:, 2:5]),
+    "slice_negative": ("[8, 4, 6]", "slice(-1, -4, -1)", lambda x: x[..., -4:-1]),
+    "slice_step": ("[8, 4, 6]", "slice(axis = 1, start = 1, end = 100, step = 2)", lambda x: x[:, :, 1::2]),
+    "pad_axis": ("[8, 4, 6]", "pad_axis(-1, after = 3)", lambda x: torch.nn.functional.pad(x, [0, 3])),
+    "pad_axis_channels": ("[8, 4, 6]", "pad_axis(0, 1, 2, value = -1.5)",
+                          lambda x: torch.nn.functional.pad(x, [0, 0, 0, 0, 1, 2], value=-1.5)),
+    # timm's rel_logits_1d (BoTNet): relative logits [n, W, 2W-1] shifted to absolute ones
+    # [n, W, W] by padding, reshaping and slicing out the padded elements (W = 4)
+    "rel_to_abs": ("[3, 4, 7]",
+                   "pad_axis(-1, after = 1)\nreshape([0, -1])\npad_axis(-1, after = 3)\nreshape([0, 5, 7])\n"
+                   "slice(-2, 0, 4)\nslice(-1, 3, 7)",
+                   lambda x: torch.nn.functional.pad(torch.nn.functional.pad(x, [0, 1]).flatten(2), [0, 3])
+                   .reshape(x.shape[0], 3, 5, 7)[:, :, :4, 3:]),
 }
 
 #: the cases whose ONNX graph keeps height and width symbolic (sizes as 0 and -1 only)
-DYNAMIC = ("reshape_flat", "permute", "transpose", "softmax_last", "softmax_channels", "context")
+DYNAMIC = ("reshape_flat", "permute", "transpose", "softmax_last", "softmax_channels", "context",
+           "slice", "slice_negative", "pad_axis", "pad_axis_channels")
 
 
 def spec(name: str) -> str:
@@ -95,6 +110,8 @@ def test_generated_source_reads_as_torch(tmp_path: Path):
     assert ".transpose(-1, -2)" in source and " @ " in source and ".softmax(dim=-1)" in source
     source = torch_source.emit(resdsl.loads(spec("permute"), path=str(tmp_path / "p.res")))
     assert ".permute(0, 2, 3, 1)" in source
+    source = torch_source.emit(resdsl.loads(spec("rel_to_abs"), path=str(tmp_path / "r.res")))
+    assert "F.pad(" in source and "[:, :, 0:4]" in source and "[:, :, :, 3:7]" in source
 
 
 def test_matmul_macs_are_torchs_flop_count(tmp_path: Path):

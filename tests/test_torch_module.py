@@ -45,6 +45,11 @@ def small(name: str) -> resdsl.Network:
 DEEP = {"resnet1202_cifar", "preact_resnet1001_cifar"}
 
 
+#: Specs whose learned tensors are sized by the input (BoTNet's relative position tables, as
+#: timm's): fewer parameters at 64×64 than published at their own size.
+INPUT_SIZED = {"botnet26t_256"}
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n
                                   for n in SPEC_NAMES])
 def test_parameter_count_and_every_shape_equal_the_ir(name):
@@ -53,7 +58,9 @@ def test_parameter_count_and_every_shape_equal_the_ir(name):
     # only shapes matter here
     with torch.device("meta"):
         model = build(net)
-    assert sum(p.numel() for p in model.parameters()) == load_spec(name).params  # == published
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    if name not in INPUT_SIZED:  # == published
+        assert net.params == load_spec(name).params
     model = model.to_empty(device="cpu").eval()
     with torch.no_grad():
         found = values(model, torch.randn(1, *net.input_shape))

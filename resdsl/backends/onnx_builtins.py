@@ -553,3 +553,28 @@ def _softmax_onnx(g, op: Op, xs: list[str], out: str) -> None:
     # opset 13's Softmax (the oldest this back end writes) is over one axis, as torch's
     rank = len(g.shape_of(op.inputs[0]))
     g.node("Softmax", [xs[0]], op.name, out, axis=op.attr("axis") % rank + len(_lead(op)))
+
+
+@_builtin("slice")
+def _slice_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    # the spec's start and end as written: ONNX's Slice counts negatives from the end and
+    # clamps as Python does, so a symbolic size stays symbolic
+    a = op.attr
+    rank = len(g.shape_of(op.inputs[0]))
+    ins = [xs[0], *(g.const(f"{op.name}/{k}", [v]) for k, v in
+                    (("starts", a("start")), ("ends", a("end")), ("axes", a("axis") % rank + len(_lead(op))),
+                     ("steps", a("step"))))]
+    g.node("Slice", ins, op.name, out)
+
+
+@_builtin("pad_axis")
+def _pad_axis_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    import numpy as np
+
+    rank = len(g.shape_of(op.inputs[0])) + len(_lead(op))
+    i = op.attr("axis") % len(g.shape_of(op.inputs[0])) + len(_lead(op))
+    begins, ends = [0] * rank, [0] * rank
+    begins[i], ends[i] = op.attr("before"), op.attr("after")
+    pads = g.const(f"{op.name}/pads", begins + ends)
+    value = g.const(f"{op.name}/value", float(op.attr("value")), np.float32)
+    g.node("Pad", [xs[0], pads, value], op.name, out)

@@ -7,6 +7,8 @@ Each helper class or function the generated file may need is one template in
 
 from __future__ import annotations
 
+import re
+
 from ..ir import Op, Shape
 from ..ops.dataflow import split_range
 from ..ops.elementwise import reduced_axes
@@ -311,3 +313,29 @@ _builtin("transpose", function=SourceCall("transpose", (
 _builtin("matmul", function=SourceCall("matmul", render=_infix("@")))
 _builtin("softmax", function=SourceCall("softmax", (SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis"))),),
                                         render=lambda ins, args: f"{ins[0]}.softmax(dim={args[0]})"))
+
+
+def _slice_render(ins: list[str], args: list[str]) -> str:
+    """``x[:, :, 3:7]``: a ``:`` for every dim before the sliced one (its torch dim), Python's
+    own ``start:end:step``; spaced (``0 : self.end``) where a bound is a class's parameter,
+    as ruff formats it."""
+    dim, parts = int(args[0]), args[1:] if args[3] != "1" else args[1:3]
+    colon = ":" if all(re.fullmatch(r"-?\d+", p) for p in parts) else " : "
+    return f"{ins[0]}[{':, ' * dim}{colon.join(parts)}]"
+
+
+_builtin("slice", function=SourceCall("slice", (
+    SourceArg("axis", compute=lambda op, shapes: _dim(op, op.attr("axis") % len(shapes[0]))),
+    SourceArg("start"), SourceArg("end"), SourceArg("step")), render=_slice_render))
+
+
+def _pad_axis_render(ins: list[str], args: list[str]) -> str:
+    """``F.pad(x, [0, 0, 0, 1])``: F.pad lists (before, after) from the last dim backwards."""
+    after_it, before, after, value = int(args[0]), args[1], args[2], args[3]
+    pads = ", ".join(["0, 0"] * after_it + [f"{before}, {after}"])
+    return f"F.pad({ins[0]}, [{pads}]" + ("" if float(value) == 0 else f", value={value}") + ")"
+
+
+_builtin("pad_axis", function=SourceCall("pad_axis", (
+    SourceArg("after_it", compute=lambda op, shapes: len(shapes[0]) - 1 - op.attr("axis") % len(shapes[0])),
+    SourceArg("before"), SourceArg("after"), SourceArg("value")), render=_pad_axis_render))

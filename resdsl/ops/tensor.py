@@ -1,4 +1,5 @@
-"""Tensor ops of any rank: reshape, permute, transpose, matmul, softmax over an axis.
+"""Tensor ops of any rank: reshape, permute, transpose, matmul, softmax over an axis, a slice
+of one axis and a constant pad of one axis.
 
 Shapes are per sample (the batch axis is never in them, and never named by an axis):
 axis 0 is the channels of a feature map, negative axes count from the end. With these an
@@ -177,4 +178,52 @@ SOFTMAX = Primitive(
     # not overwritable: its backward reads its output
     module=False, traits=Traits(activation=True))
 
-TENSOR_OPS = (RESHAPE, PERMUTE, TRANSPOSE, MATMUL, SOFTMAX)
+# ---------------------------------------------------------------- slice, pad_axis
+# Relative position logits (BoTNet's rel_logits_1d) shift rows by padding one axis, reshaping
+# and slicing out the padded elements.
+
+#: bounds of a slice and a pad: far above any axis, and short in a range diagnostic
+_BOUND = {"lo": -100_000, "hi": 100_000}
+
+
+def slice_range(a: Mapping, size: int) -> range:
+    """The indices ``slice(axis, start, end, step)`` keeps of an axis of ``size``: Python's
+    ``start:end:step`` (negative counted from the end, clamped to the axis)."""
+    return range(size)[a["start"]:a["end"]:a["step"]]
+
+
+def _slice(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    shape = shapes[0]
+    i = axis("slice", a["axis"], shape)
+    kept = slice_range(a, shape[i])
+    if not kept:
+        step = f":{a['step']}" if a["step"] != 1 else ""
+        raise ShapeError(E.OUT_OF_RANGE, f"`slice` {a['start']}:{a['end']}{step} of axis {a['axis']} "
+                         f"(size {shape[i]}) of a {dims(shape)} tensor keeps nothing",
+                         label=f"axis {a['axis']} has indices 0 to {shape[i] - 1}",
+                         hint="start before end, both within the axis (negative counts from the end)")
+    return (*shape[:i], len(kept), *shape[i + 1:]), 0, 0
+
+
+SLICE = Primitive(
+    "slice", (param("axis", "int", **_AXIS), param("start", "int", **_BOUND), param("end", "int", **_BOUND),
+              param("step", "int", 1, lo=1, hi=_BOUND["hi"])), _slice,
+    "the elements `start:end:step` of one axis, as Python's slice (`x[..., start:end:step, ...]`; "
+    "negative counts from the end)",
+    module=False, traits=Traits(hidden=True))
+
+
+def _pad_axis(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
+    shape = shapes[0]
+    i = axis("pad_axis", a["axis"], shape)
+    return (*shape[:i], shape[i] + a["before"] + a["after"], *shape[i + 1:]), 0, 0
+
+
+PAD_AXIS = Primitive(
+    "pad_axis", (param("axis", "int", **_AXIS), param("before", "int", 0, lo=0, hi=_BOUND["hi"]),
+                 param("after", "int", 0, lo=0, hi=_BOUND["hi"]), param("value", "float", 0.0, lo=-1e9, hi=1e9)),
+    _pad_axis,
+    "`before` and `after` elements of `value` added at the two ends of one axis (`F.pad`)",
+    module=False, traits=Traits(hidden=True))
+
+TENSOR_OPS = (RESHAPE, PERMUTE, TRANSPOSE, MATMUL, SOFTMAX, SLICE, PAD_AXIS)
