@@ -23,7 +23,8 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
               "resnet34", "resnet50", "resnet50_gn", "resnet50d", "resnetblur101d", "resnetrs101",
               "resnetv2_50x1_bit", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d", "seresnet50",
               "seresnext26t_32x4d", "skresnet34", "wide_resnet101_2", "wide_resnet50_2",
-              "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68", "gcresnet50t", "nf_resnet50"]
+              "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68", "gcresnet50t", "nf_resnet50",
+              "botnet26t_256", "resnetv2_50d_evos"]
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
 #: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
 #: blocks sit in one `features` sequence, and its feature maps are named by a stage's last
@@ -63,7 +64,10 @@ def test_the_specs_timm_has_are_listed():
 @pytest.mark.parametrize("name", NAMES)
 def test_timm_interface_as_timms_model(name):
     theirs, ours = _pair(name)
-    x = torch.randn(2, 3, 64, 64)
+    # small inputs, but where timm's model is tied to its input size (BoTNet's position
+    # tables), that size
+    size = ours.pretrained_cfg["input_size"][1:] if theirs.pretrained_cfg.get("fixed_input_size") else (64, 64)
+    x = torch.randn(2, 3, *size)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4)
         a, b = ours.forward_features(x), theirs.forward_features(x)
