@@ -17,7 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_families_compat import SIZE, _load, _macs  # noqa: E402
+from test_families_compat import SIZE, _load, _macs, agrees_with  # noqa: E402
 from test_fuzz_backends import one_thread  # noqa: E402, F401  (autouse: small inputs, one thread)
 from test_torch_compat import _need, _randomize, timm  # noqa: E402
 from test_torch_source import import_source  # noqa: E402
@@ -63,26 +63,8 @@ def _reference(name: str, changes: dict) -> torch.nn.Module:
 def _check(reference: torch.nn.Module, text: str, tmp_path, backends: bool) -> resdsl.Network:
     reference = reference.eval()
     _randomize(reference)
-    state = reference.state_dict()
     net = _load(text)
-    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    assert net.params == sum(p.numel() for p in reference.parameters())
-    assert net.macs == _macs(reference, x)
-    ours = resdsl.build(net, seed=0).eval()
-    ours.load_state_dict(state, strict=True)
-    with torch.no_grad():
-        expected = reference(x)
-        atol = 1e-5 * max(1.0, float(expected.abs().max()))
-        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
-        if backends:
-            generated = import_source(emit(net), tmp_path, net.name).small().eval()
-            generated.load_state_dict(state, strict=True)
-            torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
-    if backends:
-        ort = pytest.importorskip("onnxruntime")
-        session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {"input": x.numpy()})
-        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+    agrees_with(net, reference, tmp_path, backends)
     return net
 
 

@@ -105,12 +105,13 @@ def _macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops() // 2
 
 
-def _check(name: str, text: str, tmp_path, kwargs=None, backends: bool = False) -> None:
-    reference = _need(timm, "timm").create_model(name.split("-")[0], pretrained=False, **(kwargs or {})).eval()
-    _randomize(reference)
+def agrees_with(net: resdsl.Network, reference: torch.nn.Module, tmp_path, backends: bool = False,
+                opsets: tuple[int | None, ...] = (None,)) -> None:
+    """``net`` is ``reference`` (eval mode, weights randomised by the caller): its parameter
+    count and MACs, its state_dict loaded strictly, and its outputs in process and, with
+    ``backends``, from the generated source and in onnxruntime (at each of ``opsets``)."""
     state = reference.state_dict()
-    net = _load(text)
-    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
     assert net.params == sum(p.numel() for p in reference.parameters())
     assert net.macs == _macs(reference, x)
     ours = resdsl.build(net, seed=0).eval()
@@ -120,14 +121,23 @@ def _check(name: str, text: str, tmp_path, kwargs=None, backends: bool = False) 
         atol = 1e-5 * max(1.0, float(expected.abs().max()))
         torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
         if backends:
-            generated = import_source(emit(net), tmp_path, net.name).small().eval()
+            generated = getattr(import_source(emit(net), tmp_path, net.name), net.name)().eval()
             generated.load_state_dict(state, strict=True)
             torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
     if backends:
         ort = pytest.importorskip("onnxruntime")
-        session = ort.InferenceSession(onnx_graph.emit(net, weights=state), providers=["CPUExecutionProvider"])
-        (got,) = session.run(None, {"input": x.numpy()})
-        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+        for opset in opsets:
+            extra = {} if opset is None else {"opset": opset}
+            session = ort.InferenceSession(onnx_graph.emit(net, weights=state, **extra),
+                                           providers=["CPUExecutionProvider"])
+            (got,) = session.run(None, {"input": x.numpy()})
+            torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+
+
+def _check(name: str, text: str, tmp_path, kwargs=None, backends: bool = False) -> None:
+    reference = _need(timm, "timm").create_model(name.split("-")[0], pretrained=False, **(kwargs or {})).eval()
+    _randomize(reference)
+    agrees_with(_load(text), reference, tmp_path, backends)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

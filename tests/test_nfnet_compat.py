@@ -15,15 +15,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_families_compat import _load, _macs  # noqa: E402
+from test_families_compat import _load, agrees_with  # noqa: E402
 from test_fuzz_backends import one_thread  # noqa: E402, F401  (autouse: small inputs, one thread)
 from test_torch_compat import _need, timm  # noqa: E402
-from test_torch_source import import_source  # noqa: E402
 
 import resdsl  # noqa: E402
 from conftest import SPECS  # noqa: E402
 from resdsl.backends import onnx_graph  # noqa: E402
-from resdsl.backends.torch_source import emit  # noqa: E402
 
 
 def _randomize_gains(model: torch.nn.Module) -> None:
@@ -39,28 +37,7 @@ def _randomize_gains(model: torch.nn.Module) -> None:
 def _compare(net: resdsl.Network, reference: torch.nn.Module, tmp_path, backends: bool = True) -> None:
     reference.eval()
     _randomize_gains(reference)
-    state = reference.state_dict()
-    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
-    assert net.params == sum(p.numel() for p in reference.parameters())
-    assert net.macs == _macs(reference, x)
-    ours = resdsl.build(net, seed=0).eval()
-    ours.load_state_dict(state, strict=True)
-    with torch.no_grad():
-        expected = reference(x)
-        atol = 1e-5 * max(1.0, float(expected.abs().max()))
-        torch.testing.assert_close(ours(x), expected, rtol=1e-4, atol=atol)
-        if backends:
-            module = import_source(emit(net), tmp_path, net.name)
-            generated = getattr(module, net.name)().eval()
-            generated.load_state_dict(state, strict=True)
-            torch.testing.assert_close(generated(x), expected, rtol=1e-4, atol=atol)
-    if backends:
-        ort = pytest.importorskip("onnxruntime")
-        for opset in (onnx_graph.MIN_OPSET, onnx_graph.MAX_OPSET):
-            session = ort.InferenceSession(onnx_graph.emit(net, weights=state, opset=opset),
-                                           providers=["CPUExecutionProvider"])
-            (got,) = session.run(None, {"input": x.numpy()})
-            torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-3, atol=atol)
+    agrees_with(net, reference, tmp_path, backends, opsets=(onnx_graph.MIN_OPSET, onnx_graph.MAX_OPSET))
 
 
 class _Wrap(torch.nn.Module):
