@@ -106,12 +106,14 @@ def _macs(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def agrees_with(net: resdsl.Network, reference: torch.nn.Module, tmp_path, backends: bool = False,
-                opsets: tuple[int | None, ...] = (None,)) -> None:
+                opsets: tuple[int | None, ...] = (None,), x: torch.Tensor | None = None) -> None:
     """``net`` is ``reference`` (eval mode, weights randomised by the caller): its parameter
     count and MACs, its state_dict loaded strictly, and its outputs in process and, with
-    ``backends``, from the generated source and in onnxruntime (at each of ``opsets``)."""
+    ``backends``, from the generated source and in onnxruntime (at each of ``opsets``), on
+    ``x`` (by default a standard normal batch of two)."""
     state = reference.state_dict()
-    x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
+    if x is None:
+        x = torch.randn(2, *net.input_shape, generator=torch.Generator().manual_seed(1))
     assert net.params == sum(p.numel() for p in reference.parameters())
     assert net.macs == _macs(reference, x)
     ours = resdsl.build(net, seed=0).eval()
