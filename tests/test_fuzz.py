@@ -90,6 +90,10 @@ LAYERS = st.sampled_from([
     "transpose({n}, {n})", "matmul({v})", "matmul({v}, {v})", "softmax()", "softmax(axis = {n})",
     "slice({n}, {n}, {n})", "slice({n}, {n}, {n}, step = {n})", "pad_axis({n}, {n}, {n})",
     "pad_axis({n}, after = {n}, value = {n})",
+    "mean([{n}, {n}], keepdim = true)", "reduce_sum({v})", "var([{n}], correction = {n})",
+    "std([0, 1, 2], groups = {n}, keepdim = true, eps = {n})", "sqrt()", "rsqrt()", "reciprocal()",
+    "divide({v}, {n})", "divide({n}, {v})", "add({v}, {n})", "multiply({n})",
+    "param([{n}, 1, 1])", 'param({v}, init = "{v}")', "conv_with({v}, stride = {n})",
 ])
 
 

@@ -211,7 +211,7 @@ def block_defs(draw, name: str) -> str:
     zero = draw(st.sampled_from(["true", "false", "zero_init_last"]))
     bias = draw(st.sampled_from(["true", "false"]))
     extra = draw(st.sampled_from(["", "dropout(0.1)", "drop_path(0.2)", "identity()", "se", "gain", "conv_with",
-                                  "gc"]))
+                                  "gc", "wstd", "gstd"]))
     shortcut = draw(st.sampled_from(["proj", "zeropad", "avgdown", "conv_only"]))
     reapply = draw(st.booleans())
     lines = [f"block {name}(planes, stride = 1, zero_init_last = false, expand = 1) {{",
@@ -243,6 +243,11 @@ def block_defs(draw, name: str) -> str:
     elif extra == "conv_with":  # a conv whose weight is computed from learned tensors
         lines += ['    w: param([out, out, 1, 1], init = "kaiming")', '    g: param([out, 1, 1, 1], init = "ones")',
                   "    scaled: multiply(w, g)", "    conv_with(scaled)"]
+    elif extra == "wstd":  # a weight-standardised conv written with reductions (NF-ResNet's)
+        lines += ["    wstd: standardised_conv(out)"]
+    elif extra == "gstd":  # divided by a grouped std, scaled by a number (EvoNorm's)
+        lines += ["    y = current", "    s: std([0, 1, 2], groups = 2 if out % 2 == 0 else 1, keepdim = true, "
+                  "correction = 0, eps = 1e-5)", "    divide(y, s)", "    multiply(0.5)"]
     elif extra:
         lines += [f"    {extra}"]
     if style != "plain":
