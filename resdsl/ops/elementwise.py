@@ -21,7 +21,7 @@ from math import prod
 from ..errors import E
 from ..ir import Attr, Shape
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import axis, broadcast, dims, divides, residual_join, same
+from .shapes import axis, broadcast, dims, divides, reduced, residual_join, same
 
 #: The most inputs a product may have: the generated source's infix form has the same limit,
 #: and no builtin multiplies left to right from a start without an import.
@@ -163,9 +163,7 @@ def _reduction(kind: str, spread: bool):
                              hint="reduce over more values, or use `correction = 0` (the biased estimate)")
         # over groups, every channel keeps its group's value: axis 0 stays
         gone = set(axes) - ({0} if g != 1 else set())
-        if a["keepdim"]:
-            return tuple(1 if i in gone else s for i, s in enumerate(shape)), 0, 0
-        return tuple(s for i, s in enumerate(shape) if i not in gone), 0, 0
+        return reduced(shape, gone, a["keepdim"]), 0, 0
     return infer
 
 
