@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from math import prod
 
 from ..errors import E
-from ..ir import Attr, Shape
+from ..ir import Attr, Shape, shown_names
 from ..primitives import Primitive, ShapeError, Traits, param
 from .shapes import axis, broadcast, dims, divides, reduced, residual_join, same
 
@@ -64,13 +64,14 @@ _SYMBOL = {"add": "+", "subtract": "−", "multiply": "×", "divide": "/"}
 
 def _joined(kind: str, shapes: list[Shape]) -> Shape:
     """The broadcast shape; two feature maps that cannot broadcast are a residual join's
-    mismatch (E012 for channels, E013 for sizes) with its projection hint."""
+    mismatch (E012 for channels, E013 for sizes) with its projection hint (three axes
+    named otherwise, [heads, HW, dqk], are no feature map: numpy's rule's message)."""
     out = shapes[0]
     for other in shapes[1:]:
         try:
             out = broadcast(kind, [out, other])
         except ShapeError:
-            if len(out) == len(other) == 3:
+            if len(out) == len(other) == 3 and shown_names(out) is None and shown_names(other) is None:
                 residual_join(kind, out, other)
             raise
     return out
