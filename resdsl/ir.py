@@ -54,9 +54,11 @@ def axis_names(shape: Shape) -> tuple[str | None, ...]:
 
 def shown_names(shape: Shape) -> tuple[str | None, ...] | None:
     """The names worth showing beside ``shape``'s sizes, or None: a feature map (three axes,
-    the last two H and W or unnamed) and a tensor without names show their sizes alone."""
+    the last two H and W, or each named as a feature map's or unnamed: a pooled C×1×1) and a
+    tensor without names show their sizes alone."""
     names = getattr(shape, "names", None)
-    if names is None or (len(names) == 3 and names[1] in ("H", None) and names[2] in ("W", None)):
+    if names is None or len(names) == 3 and (names[1:] == FEATURE_MAP_AXES[1:] or all(
+            n is None or n == f for n, f in zip(names, FEATURE_MAP_AXES))):
         return None
     return names if any(n is not None for n in names) else None
 

@@ -116,8 +116,12 @@ def picked(shape: Shape, order: Sequence[int]) -> Shape:
 
 
 def resized(shape: Shape, i: int, size: int) -> Shape:
-    """``shape`` with axis ``i`` of ``size``, keeping its name (slice, pad_axis)."""
-    return named((*shape[:i], size, *shape[i + 1:]), axis_names(shape))
+    """``shape`` with axis ``i`` of ``size`` (slice, pad_axis): a part or a padding of the
+    axis is not what its name says, so it keeps the name only at the same size."""
+    names = axis_names(shape)
+    if size != shape[i]:
+        names = (*names[:i], None, *names[i + 1:])
+    return named((*shape[:i], size, *shape[i + 1:]), names)
 
 
 def reduced(shape: Shape, gone: set[int], keepdim: bool) -> Shape:
