@@ -183,6 +183,8 @@ def reshape_names(shape: Shape, sizes: Sequence[int], out: Shape) -> tuple[str |
             else:
                 return tuple(names)
         missing = [k for k in go if names[k] is None]
+        if len(missing) > 1:  # the part written -1 is what the others leave: [4, -1] of C is C/4
+            missing = [k for k in missing if sizes[k] == -1] or missing
         if len(go) == 1 and missing:
             names[go[0]] = _joined([src[i] for i in gi])
         elif len(gi) == 1 and len(missing) == 1 and src[gi[0]] is not None:
