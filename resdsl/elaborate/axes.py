@@ -48,11 +48,21 @@ def name_axes(attrs: dict, key: str, args: tuple[Arg, ...], names: tuple[str, ..
     sizes = attrs.get(key)
     if type(sizes) is not tuple:
         return
-    at = names.index(key)
-    positional = [a for a in args if a.name is None]
-    arg = next((a for a in args if a.name == key), positional[at] if at < len(positional) else None)
-    if arg is None or type(arg.value) is not ListExpr or len(arg.value.items) != len(sizes):
+    at, i, arg = names.index(key), 0, None
+    for a in args:
+        if a.name == key or (a.name is None and i == at):
+            arg = a
+            break
+        i += a.name is None
+    if arg is None or type(arg.value) is not ListExpr:
         return
-    labels = tuple(_label(e, top=True) for e in arg.value.items)
-    if any(n is not None for n in labels):
+    node = arg.value
+    # a definition's statements run once per instance: label its lists once (kept on the
+    # frozen node, as the elaborator keeps a definition's parameter names)
+    labels = node.__dict__.get("_axis_labels")
+    if labels is None:
+        labels = tuple(_label(e, top=True) for e in node.items)
+        object.__setattr__(node, "_axis_labels", labels if any(n is not None for n in labels) else ())
+        labels = node.__dict__["_axis_labels"]
+    if labels and len(labels) == len(sizes):
         attrs[key] = NamedShape(sizes, labels)

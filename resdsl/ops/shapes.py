@@ -161,8 +161,11 @@ def reshape_names(shape: Shape, sizes: Sequence[int], out: Shape) -> tuple[str |
     and the output's are matched in runs of equal element counts (axes of size 1 aside): an
     axis that stays keeps its name, axes merged into one join theirs (H, W → ``HW``), and
     the one unnamed part of a split axis is what the named parts leave of it (``C/heads``)."""
+    given = getattr(sizes, "names", None)
+    if given is not None and None not in given:
+        return given  # every size written as a name
     src = axis_names(shape)
-    names = list(getattr(sizes, "names", None) or (None,) * len(out))
+    names = list(given or (None,) * len(out))
     for i, s in enumerate(sizes):
         if s == 0 and names[i] is None and i < len(src):
             names[i] = src[i]
