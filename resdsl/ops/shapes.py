@@ -90,6 +90,22 @@ def dims(shape: Shape) -> str:
     return "[" + ", ".join(axis_texts(shape)) + "]"
 
 
+class Phrase:
+    """A diagnostic's phrase about shapes, written (with :func:`dims`) only when a message
+    formats it: a rule runs at every layer, and almost none fails."""
+
+    __slots__ = ("text", "shapes")
+
+    def __init__(self, text: str, *shapes: Shape) -> None:
+        self.text, self.shapes = text, shapes
+
+    def __format__(self, spec: str) -> str:
+        return format(self.text.format(*(dims(s) for s in self.shapes)), spec)
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
 # ---------------------------------------------------------------- axis names
 # Names are for people (diagnostics, figures): every rule computes its sizes as before and
 # passes them through one of these, which only attach names.
@@ -165,10 +181,11 @@ def reshape_names(shape: Shape, sizes: Sequence[int], out: Shape) -> tuple[str |
     if given is not None and None not in given:
         return given  # every size written as a name
     src = axis_names(shape)
-    names = list(given or (None,) * len(out))
-    for i, s in enumerate(sizes):
-        if s == 0 and names[i] is None and i < len(src):
-            names[i] = src[i]
+    names = list(given) if given is not None else [None] * len(out)
+    if 0 in sizes:
+        for i, s in enumerate(sizes):
+            if s == 0 and names[i] is None and i < len(src):
+                names[i] = src[i]
     ins = [i for i, n in enumerate(shape) if n != 1]
     outs = [i for i, n in enumerate(out) if n != 1]
     p = q = 0

@@ -18,7 +18,7 @@ from math import prod
 from ..errors import E
 from ..ir import Shape, axis_names
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import at_least, axis, broadcast_names, dims, named, picked, reshape_names, resized
+from .shapes import Phrase, at_least, axis, broadcast_names, dims, named, picked, reshape_names, resized
 
 #: The most axes a tensor may have: far above any network's, and what ONNX runtimes handle.
 MAX_RANK = 8
@@ -47,7 +47,7 @@ def reshape_sizes(sizes: tuple[int, ...], shape: Shape) -> Shape:
 
 def _reshape(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     sizes, shape = tuple(a["shape"]), shapes[0]
-    what = f"`reshape` of {dims(shape)} to {dims(sizes)}"
+    what = Phrase("`reshape` of {} to {}", shape, sizes)
     if not sizes:
         raise ShapeError(E.OUT_OF_RANGE, f"{what}: the new shape has no axes",
                          hint="give at least one size: `reshape([-1])` is a flat vector")
@@ -138,7 +138,7 @@ def _matmul(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
         raise ShapeError(E.UNKNOWN_PARAMETER, f"`matmul` multiplies two tensors, got {len(shapes)}",
                          hint="`matmul(k)` is current · k, `matmul(q, k)` is q · k")
     x, y = shapes
-    what = f"`matmul` of {dims(x)} and {dims(y)}"
+    what = Phrase("`matmul` of {} and {}", x, y)
     if len(x) < 2 or len(y) < 2:
         raise ShapeError(E.WRONG_TENSOR_KIND, f"{what}: each operand needs at least two axes",
                          hint="reshape a vector of n to [1, n] (a row) or [n, 1] (a column)")
@@ -157,7 +157,7 @@ def _matmul(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
                              hint="the axes before the last two must be equal or 1 (they broadcast)")
         lead.append(max(p, q))
     xn, yn = axis_names(x), axis_names(y)
-    names = broadcast_names([(x[:-2], xn[:-2]), (y[:-2], yn[:-2])], tuple(lead))
+    names = broadcast_names([(x[:-2], xn[:-2]), (y[:-2], yn[:-2])], tuple(lead)) if lead else ()
     out = named((*lead, x[-2], y[-1]), (*names, xn[-2], yn[-1]))
     return out, 0, prod(out) * x[-1]
 
