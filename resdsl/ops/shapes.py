@@ -229,6 +229,8 @@ def broadcast(kind: str, shapes: list[Shape]) -> Shape:
     aligned at their last axes, and each pair of sizes must be equal or one of them 1. Each
     axis is named by the first operand whose size there is the result's."""
     out: Shape = shapes[0]
+    if len(shapes) == 2 and type(out) is tuple and type(shapes[1]) is tuple and out == shapes[1]:
+        return out  # the residual add: two plain shapes alike
     for other in shapes[1:]:
         rank = max(len(out), len(other))
         a, b = (1,) * (rank - len(out)) + tuple(out), (1,) * (rank - len(other)) + tuple(other)
@@ -241,9 +243,10 @@ def broadcast(kind: str, shapes: list[Shape]) -> Shape:
                              hint="sizes must be equal or 1 at each axis, counted from the last "
                                   "(a gate is C×1×1; reshape a C vector to [C, 1, 1])")
         out = tuple(max(x, y) for x, y in zip(a, b))
-    if all(type(s) is tuple and len(s) == len(out) for s in shapes):
-        return out  # plain operands of the result's rank: the default names (the residual add)
-    return named(out, _aligned_names([(s, axis_names(s)) for s in shapes], out))
+    for s in shapes:
+        if type(s) is not tuple or len(s) != len(out):
+            return named(out, _aligned_names([(s, axis_names(s)) for s in shapes], out))
+    return out  # plain operands of the result's rank: the default names
 
 
 def broadcast_names(shapes: Sequence[tuple[Shape, Sequence[str | None]]], out: Shape) -> list[str | None]:
