@@ -1,6 +1,6 @@
 """Front-end load time of two checkouts, side by side: did a change slow `resdsl.load` down?
 
-    python benchmarks/compare_frontend.py BEFORE_TREE AFTER_TREE [--rounds 16]
+    python benchmarks/compare_frontend.py BEFORE_TREE AFTER_TREE [--rounds 16] [--specs resnet152 …]
 
 Each sample is a fresh process that imports resdsl from one tree, loads the spec once (so
 the standard library is parsed, as in any process that loads several specs) and then takes
@@ -39,10 +39,12 @@ def main() -> None:
     parser.add_argument("before")
     parser.add_argument("after")
     parser.add_argument("--rounds", type=int, default=16)
+    parser.add_argument("--specs", nargs="+", default=list(SPECS), metavar="SPEC",
+                        help=f"shipped specs to load (default: {' '.join(SPECS)})")
     args = parser.parse_args()
     trees = {"before": args.before, "after": args.after}
     print("| spec | before, ms | after, ms | after / before | rounds |\n|---|---|---|---|---|")
-    for spec in SPECS:
+    for spec in args.specs:
         times: dict[str, list[float]] = {k: [] for k in trees}
         ratios = []
         for r in range(args.rounds):

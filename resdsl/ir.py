@@ -18,8 +18,59 @@ from typing import Union
 
 from .diagnostics import Span
 
-#: A per-sample tensor shape: (C, H, W) for feature maps, (F,) after flatten.
+#: A per-sample tensor shape: (C, H, W) for feature maps, (F,) after flatten. A shape may
+#: be a :class:`NamedShape`, whose axes carry names for diagnostics and figures.
 Shape = tuple[int, ...]
+
+#: The axis names a plain tuple of three sizes has: a feature map's.
+FEATURE_MAP_AXES = ("C", "H", "W")
+
+
+class NamedShape(tuple):
+    """A shape whose axes carry names (``[heads, C/heads, HW]``), for people only: it equals,
+    hashes and prints as the plain tuple of its sizes, so no shape comparison, parameter
+    count or lowering can tell it from one. A plain tuple has the default names
+    (:func:`axis_names`); shape rules make named ones through :mod:`resdsl.ops.shapes`."""
+
+    names: tuple[str | None, ...]
+
+    def __new__(cls, sizes: tuple[int, ...], names: tuple[str | None, ...]) -> NamedShape:
+        self = super().__new__(cls, sizes)
+        self.names = names
+        return self
+
+    def __reduce__(self):
+        return NamedShape, (tuple(self), self.names)
+
+
+def axis_names(shape: Shape) -> tuple[str | None, ...]:
+    """The names of ``shape``'s axes: its own, or by default a feature map's ``C, H, W`` for
+    three axes and none (``None``) otherwise."""
+    names = getattr(shape, "names", None)
+    if names is not None:
+        return names
+    return FEATURE_MAP_AXES if len(shape) == 3 else (None,) * len(shape)
+
+
+def shown_names(shape: Shape) -> tuple[str | None, ...] | None:
+    """The names worth showing beside ``shape``'s sizes, or None: a feature map (three axes,
+    the last two H and W, or each named as a feature map's or unnamed: a pooled C×1×1) and a
+    tensor without names show their sizes alone."""
+    names = getattr(shape, "names", None)
+    if names is None or len(names) == 3 and (names[1:] == FEATURE_MAP_AXES[1:] or all(
+            n is None or n == f for n, f in zip(names, FEATURE_MAP_AXES))):
+        return None
+    return names if any(n is not None for n in names) else None
+
+
+def axis_texts(shape: Shape) -> list[str]:
+    """Each axis of ``shape`` as people read it: its size, or ``name: size`` where
+    :func:`shown_names` shows names (``["heads: 4", "HW: 256", "64"]``)."""
+    names = shown_names(shape)
+    if names is None:
+        return [str(s) for s in shape]
+    return [f"{n}: {s}" if n else str(s) for s, n in zip(shape, names)]
+
 #: Attribute values are plain data, so IR values compare, hash and print simply.
 Attr = Union[int, float, bool, str, None, tuple]
 

@@ -81,6 +81,9 @@ class PrimParam:
     hi: float | None = None
     #: For a "str": the values it accepts (a `param`'s `init`).
     choices: tuple[str, ...] = ()
+    #: For an "ints": the list is the output's sizes, one per axis, so the expressions a
+    #: spec writes for them name the axes (``reshape([heads, -1])``); names change nothing else.
+    axes: bool = False
 
 
 #: The accepted range (inclusive) a parameter gets by its name unless its entry gives one:
@@ -103,13 +106,14 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def param(name: str, type_: str, default: object = REQUIRED, doc: str = "", *,
-          lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> PrimParam:
+          lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = (),
+          axes: bool = False) -> PrimParam:
     """A :class:`PrimParam`; its range defaults to the one :data:`RANGES` gives the name."""
     if type_ not in PARAM_TYPES:
         raise ValueError(f"parameter `{name}`: unknown type `{type_}` (one of {', '.join(PARAM_TYPES)})")
     known = RANGES.get(name, (None, None))
     return PrimParam(name, type_, default, doc, known[0] if lo is None else lo, known[1] if hi is None else hi,
-                     choices)
+                     choices, axes)
 
 
 # ---------------------------------------------------------------- what a primitive is
@@ -215,6 +219,15 @@ class Primitive:
     overwritable: bool = False
     #: Where it came from: "builtin", or the plugin that registered it.
     origin: str = "builtin"
+
+    @property
+    def axes_param(self) -> str | None:
+        """The parameter whose list names the output's axes (:attr:`PrimParam.axes`), if any."""
+        found = self.__dict__.get("_axes_param", ())
+        if found == ():
+            found = next((p.name for p in self.params if p.axes), None)
+            object.__setattr__(self, "_axes_param", found)  # once per entry: a layer asks each time
+        return found
 
     @property
     def has_params(self) -> bool:

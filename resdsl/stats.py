@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from .grid import grid
-from .ir import Network, Role, Scope, Shape
+from .ir import Network, Role, Scope, Shape, axis_texts, shown_names
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,10 @@ def sections(net: Network) -> list[Section]:
 
 
 def fmt_shape(shape: Shape) -> str:
-    return "×".join(str(s) for s in shape)
+    """``256×14×14``; a tensor whose axes have names other than a feature map's shows them:
+    ``heads: 4 × HW: 256 × dqk: 64``."""
+    texts = axis_texts(shape)
+    return (" × " if shown_names(shape) else "×").join(texts)
 
 
 def fmt_count(n: int) -> str:

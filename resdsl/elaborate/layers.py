@@ -11,6 +11,7 @@ from ..ir import INPUT, Op
 from ..ops.shapes import dims
 from ..primitives import PRIMITIVES, PluginError, Primitive, ShapeError
 from ..syntax import Layer, Reuse
+from .axes import name_axes
 from .evaluation import as_int, bind, eval_args
 from .frames import Frame, Skip
 from .labels import bind_label, source, stand_in, tensor_args
@@ -38,6 +39,8 @@ def primitive(b: Build, st: Layer, callee: PrimValue, name: str | None, frame: F
     else:
         inputs = [source(b, st.source, frame)]
         attrs = bind(b, callee, eval_args(b, st.call.args, env), st.call.span)
+    if prim.axes_param is not None:  # `reshape([heads, -1])`: the sizes' expressions name the axes
+        name_axes(attrs, prim.axes_param, st.call.args, callee.param_names)
     if name is None and prim.has_params:
         raise b.fail(E.NEEDS_A_NAME, f"a `{prim.kind}` layer has weights, so it needs a name",
                      st.span, hint=f"write `name: {prim.kind}(...)`; the name becomes its "

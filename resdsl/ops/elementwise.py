@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from math import prod
 
 from ..errors import E
-from ..ir import Attr, Shape
+from ..ir import Attr, Shape, shown_names
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import axis, broadcast, dims, divides, residual_join, same
+from .shapes import axis, broadcast, dims, divides, reduced, residual_join, same
 
 #: The most inputs a product may have: the generated source's infix form has the same limit,
 #: and no builtin multiplies left to right from a start without an import.
@@ -64,13 +64,14 @@ _SYMBOL = {"add": "+", "subtract": "−", "multiply": "×", "divide": "/"}
 
 def _joined(kind: str, shapes: list[Shape]) -> Shape:
     """The broadcast shape; two feature maps that cannot broadcast are a residual join's
-    mismatch (E012 for channels, E013 for sizes) with its projection hint."""
+    mismatch (E012 for channels, E013 for sizes) with its projection hint (three axes
+    named otherwise, [heads, HW, dqk], are no feature map: numpy's rule's message)."""
     out = shapes[0]
     for other in shapes[1:]:
         try:
             out = broadcast(kind, [out, other])
         except ShapeError:
-            if len(out) == len(other) == 3:
+            if len(out) == len(other) == 3 and shown_names(out) is None and shown_names(other) is None:
                 residual_join(kind, out, other)
             raise
     return out
@@ -163,9 +164,7 @@ def _reduction(kind: str, spread: bool):
                              hint="reduce over more values, or use `correction = 0` (the biased estimate)")
         # over groups, every channel keeps its group's value: axis 0 stays
         gone = set(axes) - ({0} if g != 1 else set())
-        if a["keepdim"]:
-            return tuple(1 if i in gone else s for i, s in enumerate(shape)), 0, 0
-        return tuple(s for i, s in enumerate(shape) if i not in gone), 0, 0
+        return reduced(shape, gone, a["keepdim"]), 0, 0
     return infer
 
 

@@ -20,7 +20,7 @@ from .. import limits
 from ..errors import E
 from ..ir import Shape
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import dims, feature_map, out_size
+from .shapes import dims, feature_map, out_size, written
 
 # ---------------------------------------------------------------- param
 
@@ -44,11 +44,11 @@ def _param(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
         raise ShapeError(E.OUT_OF_RANGE, f"`init = \"kaiming\"` needs a weight of 2 axes or more, got {dims(shape)}",
                          hint="Kaiming's rule reads the fan of a conv or linear weight "
                               "([out, in, kh, kw]); use \"normal\" with a `std` for a vector")
-    return shape, n, 0
+    return written(a["shape"]), n, 0
 
 
 PARAM = Primitive(
-    "param", (param("shape", "ints", doc="its sizes; any rank, no batch axis"),
+    "param", (param("shape", "ints", doc="its sizes; any rank, no batch axis", axes=True),
               param("init", "str", "zeros", "how it starts: " + ", ".join(INITS), choices=INITS),
               param("std", "float", 1.0, "the standard deviation of `normal` and `trunc_normal`", lo=0.0, hi=1e3),
               param("value", "float", 0.0, "the value of `constant`", lo=-1e6, hi=1e6)),

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from math import prod
 
 from ..errors import E
-from ..ir import Shape
+from ..ir import Shape, axis_names
 from ..primitives import Primitive, ShapeError, Traits, param
-from .shapes import at_least, axis, dims
+from .shapes import Phrase, at_least, axis, broadcast_names, dims, named, picked, reshape_names, resized
 
 #: The most axes a tensor may have: far above any network's, and what ONNX runtimes handle.
 MAX_RANK = 8
@@ -47,7 +47,7 @@ def reshape_sizes(sizes: tuple[int, ...], shape: Shape) -> Shape:
 
 def _reshape(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     sizes, shape = tuple(a["shape"]), shapes[0]
-    what = f"`reshape` of {dims(shape)} to {dims(sizes)}"
+    what = Phrase("`reshape` of {} to {}", shape, sizes)
     if not sizes:
         raise ShapeError(E.OUT_OF_RANGE, f"{what}: the new shape has no axes",
                          hint="give at least one size: `reshape([-1])` is a flat vector")
@@ -74,11 +74,13 @@ def _reshape(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
         raise ShapeError(E.SIZE_MISMATCH, f"{what}: {total:,} elements cannot take a shape of {known:,}",
                          label=f"{' × '.join(str(s) for s in kept)} = {known:,}",
                          hint="the sizes must multiply to the input's element count; write -1 for one of them")
-    return reshape_sizes(sizes, shape), 0, 0
+    out = reshape_sizes(sizes, shape)
+    return named(out, reshape_names(shape, a["shape"], out)), 0, 0
 
 
 RESHAPE = Primitive(
-    "reshape", (param("shape", "ints", doc="the new per-sample sizes; -1 infers one, 0 keeps the input's"),),
+    "reshape", (param("shape", "ints", doc="the new per-sample sizes; -1 infers one, 0 keeps the input's",
+                      axes=True),),
     _reshape, "the same elements in a new per-sample shape (`torch.reshape`; -1 infers one size, "
     "0 keeps the input's size at that axis)",
     module=False, traits=Traits(hidden=True))
@@ -103,7 +105,7 @@ def permutation(kind: str, axes: tuple[int, ...], shape: Shape) -> tuple[int, ..
 def _permute(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     shape = shapes[0]
     order = permutation("permute", tuple(a["axes"]), shape)
-    return tuple(shape[i] for i in order), 0, 0
+    return picked(shape, order), 0, 0
 
 
 def transposition(a: Mapping, shape: Shape) -> tuple[int, ...]:
@@ -116,7 +118,7 @@ def transposition(a: Mapping, shape: Shape) -> tuple[int, ...]:
 
 def _transpose(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     shape = shapes[0]
-    return tuple(shape[i] for i in transposition(a, shape)), 0, 0
+    return picked(shape, transposition(a, shape)), 0, 0
 
 
 PERMUTE = Primitive(
@@ -136,7 +138,7 @@ def _matmul(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
         raise ShapeError(E.UNKNOWN_PARAMETER, f"`matmul` multiplies two tensors, got {len(shapes)}",
                          hint="`matmul(k)` is current · k, `matmul(q, k)` is q · k")
     x, y = shapes
-    what = f"`matmul` of {dims(x)} and {dims(y)}"
+    what = Phrase("`matmul` of {} and {}", x, y)
     if len(x) < 2 or len(y) < 2:
         raise ShapeError(E.WRONG_TENSOR_KIND, f"{what}: each operand needs at least two axes",
                          hint="reshape a vector of n to [1, n] (a row) or [n, 1] (a column)")
@@ -154,7 +156,9 @@ def _matmul(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
             raise ShapeError(E.SIZE_MISMATCH, f"{what}: batch sizes {p} and {q} differ at axis {i - rank - 2}",
                              hint="the axes before the last two must be equal or 1 (they broadcast)")
         lead.append(max(p, q))
-    out = (*lead, x[-2], y[-1])
+    xn, yn = axis_names(x), axis_names(y)
+    names = broadcast_names([(x[:-2], xn[:-2]), (y[:-2], yn[:-2])], tuple(lead)) if lead else ()
+    out = named((*lead, x[-2], y[-1]), (*names, xn[-2], yn[-1]))
     return out, 0, prod(out) * x[-1]
 
 
@@ -202,7 +206,7 @@ def _slice(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
                          f"(size {shape[i]}) of a {dims(shape)} tensor keeps nothing",
                          label=f"axis {a['axis']} has indices 0 to {shape[i] - 1}",
                          hint="start before end, both within the axis (negative counts from the end)")
-    return (*shape[:i], len(kept), *shape[i + 1:]), 0, 0
+    return resized(shape, i, len(kept)), 0, 0
 
 
 SLICE = Primitive(
@@ -216,7 +220,7 @@ SLICE = Primitive(
 def _pad_axis(a: Mapping, shapes: list[Shape]) -> tuple[Shape, int, int]:
     shape = shapes[0]
     i = axis("pad_axis", a["axis"], shape)
-    return (*shape[:i], shape[i] + a["before"] + a["after"], *shape[i + 1:]), 0, 0
+    return resized(shape, i, shape[i] + a["before"] + a["after"]), 0, 0
 
 
 PAD_AXIS = Primitive(

@@ -242,7 +242,8 @@ class _Dot:
         return "<BR/>".join(parts) or " "
 
     def shape(self, shape: Sequence[int]) -> str | None:
-        return text(fmt_shape(tuple(shape))) if self.o.shapes else None
+        # a shape keeps its axis names (a tuple already); a list of sizes has none
+        return text(fmt_shape(shape if isinstance(shape, tuple) else tuple(shape))) if self.o.shapes else None
 
     def stats(self, params: int, macs: int) -> list[str]:
         out = []
