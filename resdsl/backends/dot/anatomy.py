@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ... import builtin_looks  # noqa: F401  (registers the built-ins' looks)
 from ...grid import runs
-from ...ir import Network, Op, Role, Scope
+from ...ir import INPUT, Network, Op, Role, Scope
 from ...looks import Look, look_of
 from ...primitives import PRIMITIVES, Traits
 from ...roles import parallel_steps, radix_of, stage_parts
@@ -139,7 +139,9 @@ class BlockParts:
     paths read), ``body`` is the residual branch, ``merge`` the residual add, ``post``
     what follows it (the ReLU of a post-activation block); ``shortcut`` is the shortcut
     scope when it has layers (``None`` for the identity) and ``skip_from`` the tensor it
-    reads.
+    reads. ``skip_in`` is the merge's operand that the skip brings (the block input, the
+    shortcut's output, or a part of either: DPN's residual path); ``None`` when no operand
+    is one, a sum of parallel branches (RepVGG's), drawn with no skip.
     """
 
     block: Scope
@@ -148,32 +150,59 @@ class BlockParts:
     merge: str | None
     post: tuple[str, ...]
     shortcut: Scope | None
-    skip_from: str
+    skip_from: str | None
+    skip_in: str | None = None
+
+
+def _carried(net: Network, value: str, ends: set[str]) -> bool:
+    """``value`` is one of ``ends`` or a part of one: reached through ops that pass their one
+    input on (identity, a split's part) and nothing else."""
+    while value not in ends:
+        if value == INPUT:
+            return False
+        op = net.op(value)
+        t = traits(op)
+        if len(op.inputs) != 1 or not (t.identity or t.hidden or (t.merge and not t.residual)):
+            return False
+        value = op.inputs[0]
+    return True
 
 
 def block_parts(net: Network, block: Scope) -> BlockParts:
-    """Split ``block`` into branch point, residual branch, merge, shortcut and tail."""
-    shortcut = next((c for c in block.children if c.role is Role.SHORTCUT and any(True for _ in c.op_names())),
+    """Split ``block`` into branch point, residual branch, merge, shortcut and tail.
+
+    The rule is the dataflow's: a skip is drawn only into a residual add one of whose
+    operands is the block's input or its shortcut's output (a scope of role ``shortcut``),
+    or a part of either; the last such add is the merge. A block whose sums add only
+    branches that compute (RepVGG's 3×3, 1×1 and BN branches) has no skip: its last sum
+    is the merge, drawn without one."""
+    inner = block
+    while len(inner.items) == 1 and isinstance(inner.items[0], Scope) and inner.items[0].role is Role.BLOCK:
+        inner = inner.items[0]  # a block that only calls another (byob_block): the callee's parts
+    shortcut = next((c for c in inner.children if c.role is Role.SHORTCUT and any(True for _ in c.op_names())),
                     None)
     short_ops = set(shortcut.op_names()) if shortcut else set()
     main = [n for n in block.op_names() if n not in short_ops]
     adds = [n for n in main if traits(net.op(n)).residual]
     if not adds:
-        return BlockParts(block, (), tuple(main), None, (), shortcut, block.input)
-    merge = adds[-1]
+        return BlockParts(block, (), tuple(main), None, (), shortcut, None)
+    ends = {shortcut.output} if shortcut is not None else {block.input}
+    skipped = [(n, x) for n in adds for x in net.op(n).inputs if _carried(net, x, ends)]
+    if not skipped:  # a sum of branches, no skip
+        merge = adds[-1]
+        i = main.index(merge)
+        return BlockParts(block, (), tuple(main[:i]), merge, tuple(main[i + 1:]), shortcut, None)
+    merge, skip_in = skipped[-1]
     i = main.index(merge)
     before, post = main[:i], tuple(main[i + 1:])
-    if shortcut is not None:
-        skip_from = shortcut.input
-    else:
-        branch_end = before[-1] if before else None
-        others = [x for x in net.op(merge).inputs if x != branch_end]
-        skip_from = others[0] if others else block.input
+    skip_from = shortcut.input if shortcut is not None else block.input
     if skip_from in before:
         k = before.index(skip_from)
         return BlockParts(block, tuple(before[:k + 1]), tuple(before[k + 1:]), merge, post, shortcut,
-                          skip_from)
-    return BlockParts(block, (), tuple(before), merge, post, shortcut, skip_from)
+                          skip_from, skip_in)
+    # what only the skip reads (a part of the input, DPN's) is not in the residual branch
+    body = tuple(n for n in before if not _carried(net, n, ends))
+    return BlockParts(block, (), body, merge, post, shortcut, skip_from, skip_in)
 
 
 def block_signature(net: Network, block: Scope) -> tuple:
@@ -236,6 +265,60 @@ def shortcut_kind(net: Network, parts: BlockParts) -> str:
         return "zero-padding shortcut"
     return f"{parts.shortcut.definition} shortcut"
 
+
+
+def sum_branches(net: Network, parts: BlockParts) -> list[list[str]]:
+    """The branches a block without a skip sums (RepVGG's 3×3, 1×1 and BN branches): the
+    merge's operands, nested sums opened, each with the body's ops only it reads, in body
+    order; ``[]`` for a block with a skip or no sum."""
+    if parts.merge is None or parts.skip_in is not None:
+        return []
+    body = set(parts.body)
+    operands: list[str] = []
+    sums = {parts.merge}
+    todo = list(net.op(parts.merge).inputs)
+    while todo:
+        x = todo.pop(0)
+        if x in body and traits(net.op(x)).residual and len(net.op(x).inputs) > 1:
+            todo[:0] = net.op(x).inputs
+            sums.add(x)
+        else:
+            operands.append(x)
+    body -= sums
+
+    def upstream(x: str) -> set[str]:
+        seen, stack = set(), [x]
+        while stack:
+            n = stack.pop()
+            if n in body and n not in seen:
+                seen.add(n)
+                stack.extend(net.op(n).inputs)
+        return seen
+
+    ups = [upstream(x) for x in operands]
+    out = []
+    for k, up in enumerate(ups):
+        shared = set().union(*(u for j, u in enumerate(ups) if j != k))
+        out.append([n for n in parts.body if n in up and n not in shared])
+    # weighted branches first, then in the order they run (not the order the sum names them)
+    return sorted((b for b in out if b), key=lambda b: (not any(traits(net.op(n)).depth for n in b),
+                                                     parts.body.index(b[0])))
+
+
+def branch_lines(net: Network, block: Scope, parts: BlockParts) -> list[str]:
+    """The residual branch's lines (:func:`_body_lines`); for a sum of branches without a
+    skip, each branch's, the second and later marked ``‖`` ("in parallel with"), a branch
+    without convs by its layers (RepVGG's identity ``BN``)."""
+    branches = sum_branches(net, parts)
+    if len(branches) < 2:
+        return _body_lines(net, block, parts.body)
+    inside = {n for b in branches for n in b}
+    sums = {n for n in parts.body if traits(net.op(n)).residual}
+    lines = _body_lines(net, block, [n for n in parts.body if n not in inside | sums])
+    for k, branch in enumerate(branches):
+        words = _body_lines(net, block, branch) or _lines(net, branch) or ["identity"]
+        lines += [("‖ " if k and not j else "") + w for j, w in enumerate(words)]
+    return lines
 
 
 def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:

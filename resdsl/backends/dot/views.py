@@ -7,7 +7,7 @@ from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
+from .anatomy import _lines, block_groups, block_parts, branch_lines, look, op_text
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -163,7 +163,7 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
     first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    return block.definition, _body_lines(net, block, block_parts(net, block).body), sub
+    return block.definition, branch_lines(net, block, block_parts(net, block)), sub
 
 
 def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
@@ -239,7 +239,9 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
                margin=0, fillcolor="white")
     g.edge(body, merge)
     # weight 0: the main path stays straight, and the skips bend around it
-    if parts.shortcut is not None:
+    if parts.skip_from is None:  # a sum of parallel branches: no skip to draw
+        pass
+    elif parts.shortcut is not None:
         sc = block.path + "/shortcut"
         g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names())),
                fillcolor=st.fill("shortcut"), group="shortcuts")
@@ -280,9 +282,8 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
             continue
         if item.role is Role.BLOCK:
             parts = block_parts(net, item)
-            if parts.merge is not None:
-                tail = parts.shortcut.output if parts.shortcut else parts.skip_from
-                skips[(tail, parts.merge)] = parts.shortcut is not None
+            if parts.skip_in is not None:
+                skips[(parts.skip_in, parts.merge)] = parts.shortcut is not None
                 if parts.shortcut is not None:  # into and through the shortcut
                     for n in parts.shortcut.op_names():
                         for i in net.op(n).inputs:
