@@ -233,3 +233,26 @@ def radix_of(module: Scope, net: Network) -> int:
     """The radix of a softmax over radix groups in ``module`` (ResNeSt's split attention), or 0."""
     return next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
                  if "radix" in dict(net.op(n).attrs)), 0)
+
+
+def conv_view(net: Network, op: Op) -> Op:
+    """``op`` as figures and tables word it: a convolution whose weight is an operand
+    (``Traits.weight_operand``: NF-ResNet's weight-standardised conv written in `.res`) as
+    the ``conv`` it computes, its kernel and width read from the weight's shape; any other
+    op as it is."""
+    w = PRIMITIVES[op.kind].traits.weight_operand
+    if w is None or w >= len(op.inputs):
+        return op
+    shape = net.shape_of(op.inputs[w])
+    if len(shape) != 4 or shape[2] != shape[3]:
+        return op
+    attrs = dict(op.attrs)
+    return replace(op, kind="conv", attrs=(("out_channels", shape[0]), ("kernel_size", shape[2]),
+                                           ("stride", attrs.get("stride", 1)), ("groups", attrs.get("groups", 1)),
+                                           ("dilation", attrs.get("dilation", 1))))
+
+
+def conv_like(op: Op) -> bool:
+    """A convolution, primitive or with its weight as an operand (:func:`conv_view`)."""
+    traits = PRIMITIVES[op.kind].traits
+    return traits.conv or traits.weight_operand is not None

@@ -33,7 +33,7 @@ from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
 from .looks import look_of
 from .primitives import PRIMITIVES, Traits
-from .roles import parallel_steps, radix_of, stage_parts
+from .roles import conv_like, conv_view, parallel_steps, radix_of, stage_parts
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -74,8 +74,9 @@ def _traits(op: Op) -> Traits:
 
 def _is_layer(op: Op) -> bool:
     """A layer a paper table lists as a line of its own: a convolution. What is listed comes
-    from the registry's traits; only the words come from the look."""
-    return _traits(op).conv
+    from the registry's traits; only the words come from the look. A conv whose weight is
+    an operand (``conv_with`` in NF-ResNet's ``scaled_std_conv``) is one too."""
+    return conv_like(op)
 
 
 def _is_pool(op: Op) -> bool:
@@ -134,7 +135,7 @@ def depth_label(net: Network) -> int | str:
 
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
-    op = net.op(name)
+    op = conv_view(net, net.op(name))
     return look_of(op).table_text(op, with_stride)
 
 
@@ -166,20 +167,21 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
 
 def _module_lines(net: Network, module: Scope) -> list[str]:
     names = [n for n in module.op_names() if _is_layer(net.op(n))]
-    attention = [n for n in names if net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)]
+    attention = [n for n in names if net.op(n).shape[1:] == (1, 1)
+                 and "out_channels" in dict(conv_view(net, net.op(n)).attrs)]
     main = [n for n in names if n not in attention]
     radix = radix_of(module, net)
 
     def text(n: str) -> str:
         conv = _conv(net, n)
-        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        groups = int(dict(conv_view(net, net.op(n)).attrs).get("groups", 1))
         if radix and groups % radix == 0:
             conv = re.sub(r", C=\d+", "", conv) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
         return conv
 
     out = [" ‖ ".join(text(n) for n in step) for step in parallel_steps(net, module, main)]
     if attention:
-        out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in attention) + "]")
+        out.append("fc, [" + ", ".join(str(conv_view(net, net.op(n)).attr("out_channels")) for n in attention) + "]")
     return out
 
 
@@ -232,9 +234,9 @@ def build(nets: Sequence[Network]) -> Table:
                         words.append(look_of(op).head_text(op))
                         if _is_pool(op):
                             size = _size(op.shape)
-                    elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(op.attrs):
+                    elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(conv_view(net, op).attrs):
                         # a classifier written as a 1×1 conv (BiT's head.fc) is still the fc row
-                        words.append(f"{op.attr('out_channels')}-d fc (1×1 conv)")
+                        words.append(f"{conv_view(net, op).attr('out_channels')}-d fc (1×1 conv)")
                 rows[""] = (size, (", ".join(words),) if words else ())
         per_net.append(rows)
         for key in rows:

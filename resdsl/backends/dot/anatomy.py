@@ -3,6 +3,7 @@ and tail; which blocks are identical; how a paper words a layer."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ from ...grid import runs
 from ...ir import INPUT, Network, Op, Role, Scope
 from ...looks import Look, look_of
 from ...primitives import PRIMITIVES, Traits
-from ...roles import parallel_steps, radix_of, stage_parts
+from ...roles import conv_like, conv_view, parallel_steps, radix_of, stage_parts
 
 
 def look(op: Op) -> Look:
@@ -78,6 +79,15 @@ def _own_name(module: Scope) -> str:
     return module.definition.replace("_", "-")
 
 
+def _own_text(net: Network, module: Scope) -> str:
+    """An instance with learned tensors of its own as one line: its definition's name, with
+    the kernel and width of the one conv it computes (``3×3 scaled-std-conv, 64``)."""
+    convs = [conv_view(net, net.op(n)) for n in module.op_names() if conv_like(net.op(n))]
+    if len(convs) == 1 and traits(convs[0]).conv:
+        return op_text(convs[0]).replace(" conv,", f" {_own_name(module)},", 1)
+    return _own_name(module)
+
+
 def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: bool = False) -> list[str]:
     """One line per layer, with consecutive BN/activations folded onto one line
     (``BN, ReLU``); ``convs_only`` keeps just the layers a block figure names (no norms,
@@ -108,7 +118,7 @@ def _lines(net: Network, names: Iterable[str], convs_only: bool = False, fold: b
     folding = False
     for op in ops:
         if isinstance(op, Scope):
-            t = _own_name(op)
+            t = _own_text(net, op)
             if folds(op) and (folding or fold) and out:
                 out[-1] += f", {t}"
             else:
@@ -215,9 +225,41 @@ def block_signature(net: Network, block: Scope) -> tuple:
             return "<input>"
         return name[len(base):] if name.startswith(base) else name
 
-    layers = tuple((rel(n), op.kind, op.attrs, op.shape, tuple(rel(i) for i in op.inputs))
+    # equal up to the numbers among an op's operands (NF-ResNet's β per block): a figure groups
+    # such blocks and writes the number as a range (:func:`group_lines`)
+    layers = tuple((rel(n), op.kind, tuple((k, "<constant>" if k == "constant" else v) for k, v in op.attrs),
+                    op.shape, tuple(rel(i) for i in op.inputs))
                    for n in block.op_names() for op in [net.op(n)])
-    return (block.definition, block.args, net.shape_of(block.input), layers)
+    args = tuple((k, "<number>" if isinstance(v, float) else v) for k, v in block.args)
+    return (block.definition, args, net.shape_of(block.input), layers)
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
+def group_lines(per_block: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a group of blocks equal up to constants: the first block's, each number
+    that differs between them written as its range (``× 0.908–0.981``)."""
+    first = list(per_block[0])
+    if len(per_block) == 1 or any(len(lines) != len(first) for lines in per_block):
+        return first
+    out = []
+    for k, line in enumerate(first):
+        others = [lines[k] for lines in per_block]
+        shapes = {_NUMBER.sub("#", x) for x in others}
+        if len(set(others)) == 1 or len(shapes) != 1:
+            out.append(line)
+            continue
+        numbers = [[float(m) for m in _NUMBER.findall(x)] for x in others]
+        parts = iter(range(len(numbers[0])))
+
+        def ranged(m: re.Match, parts=parts, numbers=numbers) -> str:
+            i = next(parts)
+            lo, hi = min(v[i] for v in numbers), max(v[i] for v in numbers)
+            return m.group() if lo == hi else f"{lo:.3g}–{hi:.3g}"
+
+        out.append(_NUMBER.sub(ranged, line))
+    return out
 
 
 def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
@@ -321,6 +363,11 @@ def branch_lines(net: Network, block: Scope, parts: BlockParts) -> list[str]:
     return lines
 
 
+def _scaling(op: Op) -> bool:
+    """An element-wise op of one tensor and a number (``x * 0.2``): a layer of its own."""
+    return len(op.inputs) == 1 and "constant" in dict(op.attrs)
+
+
 def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
     """The residual branch as a block figure names it: convs and pools with their widths,
     and each nested module by what it holds (:func:`module_lines`)."""
@@ -328,21 +375,34 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
     own = layers_of_their_own(net)
     out: list[str] = []
     run: list[str] = []
+    bare: list[str] = []
     seen: set[str] = set()
+
+    def flush() -> None:
+        # the block's own layers: convs, pools and scalings by a constant (NF-ResNet's α and
+        # 1/β), not norms, activations or merges, as beside a conv; a run of those alone
+        # (NF-ResNet's ReLU between its convs) is left out, unless nothing else is there
+        lines = [op_text(conv_view(net, op)) for n in run for op in [net.op(n)]
+                 if op.batched and not (traits(op).hidden or _folds_onto_line(op))
+                 and (not traits(op).merge or _scaling(op))]
+        out.extend(lines)
+        if not lines:
+            bare.extend(run)
+        run.clear()
+
     for n in names:
         child = owner.get(n)
         if child is None:
             run.append(n)
             continue
-        out += _lines(net, run, convs_only=True) if run else []
-        run = []
+        flush()
         if child.path not in seen:
             seen.add(child.path)
             # a norm written in .res is left out as a primitive norm is
             if not (own.get(n) is child and norm_like(net, child)):
                 out += module_lines(net, child)
-    out += _lines(net, run, convs_only=True) if run else []
-    return _runs(out)
+    flush()
+    return _runs(out or (_lines(net, bare, convs_only=True) if bare else []))
 
 
 def module_lines(net: Network, module: Scope) -> list[str]:
@@ -352,7 +412,7 @@ def module_lines(net: Network, module: Scope) -> list[str]:
     kernel's paths) marked ``‖``, under the module's name when it is more than a
     wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
     attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
-    convs = [n for n in module.op_names() if traits(net.op(n)).conv]
+    convs = [n for n in module.op_names() if conv_like(net.op(n))]
     attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
     main = [n for n in convs if n not in attention]
     name = module.definition.replace("_", "-")
@@ -361,8 +421,11 @@ def module_lines(net: Network, module: Scope) -> list[str]:
     radix = radix_of(module, net)
 
     def words(n: str) -> str:
-        text = op_text(net.op(n))
-        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        op = conv_view(net, net.op(n))
+        text = op_text(op)
+        if op is not net.op(n) and len(main) == 1:  # a conv written in .res: its definition's name
+            text = text.replace(" conv,", f" {name},", 1)
+        groups = int(dict(op.attrs).get("groups", 1))
         if radix and groups % radix == 0:
             text = text.replace(f"groups {groups}", f"radix {radix}" + (f", groups {groups // radix}"
                                                                         if groups > radix else ""))

@@ -7,7 +7,7 @@ from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _lines, block_groups, block_parts, branch_lines, look, op_text
+from .anatomy import _lines, block_groups, block_parts, branch_lines, group_lines, look, op_text
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -163,7 +163,7 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
     first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    return block.definition, branch_lines(net, block, block_parts(net, block)), sub
+    return block.definition, group_lines([branch_lines(net, b, block_parts(net, b)) for b in group]), sub
 
 
 def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
