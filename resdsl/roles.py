@@ -256,3 +256,30 @@ def conv_like(op: Op) -> bool:
     """A convolution, primitive or with its weight as an operand (:func:`conv_view`)."""
     traits = PRIMITIVES[op.kind].traits
     return traits.conv or traits.weight_operand is not None
+
+
+def attention_convs(net: Network, module: Scope) -> list[str]:
+    """The convs of ``module`` that compute weights, not features: on a 1×1 map (SE's
+    fcs) or to a single channel (a weight per position: GC's attention pooling). Figures
+    and tables name such a module rather than list these as layers, and depth skips them."""
+    out = []
+    for n in module.op_names():
+        op = net.op(n)
+        if conv_like(op) and len(op.shape) == 3 and (op.shape[1:] == (1, 1) or op.shape[0] == 1):
+            out.append(n)
+    return out
+
+
+def computes_itself(net: Network, module: Scope) -> bool:
+    """``module`` computes more than its layers do in a chain: it has tensor ops of its own
+    (a matmul, a softmax, a reshape: self-attention's) beside convs, norms, activations and
+    pools, so a figure or table names it."""
+    for n in module.op_names():
+        op = net.op(n)
+        t = PRIMITIVES[op.kind].traits
+        if not op.batched or conv_like(op):
+            continue
+        if not (t.norm or t.activation or t.pool or t.pad or t.hidden or t.identity or t.eval_identity
+                or t.classifier):
+            return True
+    return False

@@ -33,7 +33,15 @@ from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
 from .looks import look_of
 from .primitives import PRIMITIVES, Traits
-from .roles import conv_like, conv_view, parallel_steps, radix_of, stage_parts
+from .roles import (
+    attention_convs,
+    computes_itself,
+    conv_like,
+    conv_view,
+    parallel_steps,
+    radix_of,
+    stage_parts,
+)
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -91,23 +99,51 @@ def _in_head_row(op: Op) -> bool:
 
 def depth(net: Network) -> int:
     """Weighted layers on the main path, as the papers count them: 18 for ResNet-18, 50 for
-    ResNet-50. Shortcuts and attention modules (their convs act on 1×1 maps: SE, ECA) do
-    not count; a module that stands in for a conv (selective kernel, split attention)
-    counts once, and so does a numbered list of convs (Res2Net's ``convs.{i}``)."""
+    ResNet-50. Shortcuts and attention modules (convs that compute weights: on 1×1 maps, SE,
+    ECA, or to one channel, global context's pooling) do not count; a module that stands in
+    for a conv (selective kernel, split attention, a conv written in `.res`) counts once, and
+    so does a numbered list of convs (Res2Net's ``convs.{i}``); branches side by side in a
+    block (RepVGG's 3×3 and 1×1, summed) are one layer, as the paper's deploy form is."""
     blocks = [s for s in net.root.walk() if s.role is Role.BLOCK]
     scopes = {s.path for s in net.root.walk()}
     skip = {n for b in blocks for s in b.walk() if s.role is Role.SHORTCUT for n in s.op_names()}
-    units: set[str] = set()
+    units: dict[str, str] = {}  # unit → its first weighted op
     for module in (s for b in blocks for s in b.walk() if s.role is Role.MODULE):
         names = [n for n in module.op_names() if n not in skip]
         skip.update(names)
-        if any(_traits(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
-            units.add(module.path)
+        attention = set(attention_convs(net, module))
+        weighted = [n for n in names if _traits(net.op(n)).depth and n not in attention]
+        if weighted:
+            units.setdefault(module.path, weighted[0])
     for op in net.ops:
         if _traits(op).depth and op.name not in skip:
             parent, _, last = (op.module or op.name).rpartition(".")
-            units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
-    return len(units)
+            units.setdefault(parent if last.isdigit() and parent and parent not in scopes else op.name, op.name)
+    # within a block, a unit that reads none of the step before it joins that step
+    order = {op.name: k for k, op in enumerate(net.ops)}
+    block_of = {n: b.path for b in blocks for n in b.op_names()}
+    steps: list[list[str]] = []
+    for first in sorted(units.values(), key=order.__getitem__):
+        prev = steps[-1] if steps else []
+        if prev and block_of.get(first) is not None and block_of.get(prev[0]) == block_of.get(first) \
+                and not _reads_any(net, first, set(prev), block_of):
+            prev.append(first)
+        else:
+            steps.append([first])
+    return len(steps)
+
+
+def _reads_any(net: Network, name: str, targets: set[str], block_of: dict[str, str]) -> bool:
+    """``name`` depends on one of ``targets`` through ops of its own block."""
+    block, seen, todo = block_of.get(name), set(), [name]
+    while todo:
+        for i in net.op(todo.pop()).inputs:
+            if i in targets:
+                return True
+            if i not in seen and block_of.get(i) == block:
+                seen.add(i)
+                todo.append(i)
+    return False
 
 
 #: How far the depth a name states may be from the counted one and still be the name's
@@ -167,8 +203,7 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
 
 def _module_lines(net: Network, module: Scope) -> list[str]:
     names = [n for n in module.op_names() if _is_layer(net.op(n))]
-    attention = [n for n in names if net.op(n).shape[1:] == (1, 1)
-                 and "out_channels" in dict(conv_view(net, net.op(n)).attrs)]
+    attention = attention_convs(net, module)
     main = [n for n in names if n not in attention]
     radix = radix_of(module, net)
 
@@ -179,9 +214,18 @@ def _module_lines(net: Network, module: Scope) -> list[str]:
             conv = re.sub(r", C=\d+", "", conv) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
         return conv
 
-    out = [" ‖ ".join(text(n) for n in step) for step in parallel_steps(net, module, main)]
-    if attention:
-        out.append("fc, [" + ", ".join(str(conv_view(net, net.op(n)).attr("out_channels")) for n in attention) + "]")
+    steps = parallel_steps(net, module, main)
+    out = [" ‖ ".join(text(n) for n in step) for step in steps]
+    fcs = [n for n in attention if net.op(n).shape[1:] == (1, 1)]
+    if fcs:
+        out.append("fc, [" + ", ".join(str(conv_view(net, net.op(n)).attr("out_channels")) for n in fcs) + "]")
+    # a module that is more than an SE-like gate or a chain of its convs (global context's
+    # attention pooling, self-attention's matmuls) is named: `global_context: fc, [8, 64]`
+    if out and (len(fcs) < len(attention) or (all(len(s) == 1 for s in steps) and not fcs
+                                               and computes_itself(net, module))):
+        out[0] = f"{module.definition}: {out[0]}"
+    elif not out and attention:
+        out = [module.definition]
     return out
 
 

@@ -12,7 +12,15 @@ from ...grid import runs
 from ...ir import INPUT, Network, Op, Role, Scope
 from ...looks import Look, look_of
 from ...primitives import PRIMITIVES, Traits
-from ...roles import conv_like, conv_view, parallel_steps, radix_of, stage_parts
+from ...roles import (
+    attention_convs,
+    computes_itself,
+    conv_like,
+    conv_view,
+    parallel_steps,
+    radix_of,
+    stage_parts,
+)
 
 
 def look(op: Op) -> Look:
@@ -407,13 +415,13 @@ def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
 
 def module_lines(net: Network, module: Scope) -> list[str]:
     """A nested module in a block's box. An attention module that only reweights (its convs
-    act on a 1×1 map: SE, ECA) is its definition's name; a module that computes the
+    act on a 1×1 map or make one channel: SE, ECA, global context) is its definition's name; a module that computes the
     branch keeps its widths: its convs, one line per step, convs side by side (selective
     kernel's paths) marked ``‖``, under the module's name when it is more than a
     wrapper (it has paths or attention); a softmax over radix groups (ResNeSt's split
     attention) turns its grouped conv's ``groups 2`` into ``radix 2``."""
     convs = [n for n in module.op_names() if conv_like(net.op(n))]
-    attention = [n for n in convs if net.op(n).shape[1:] == (1, 1)]
+    attention = attention_convs(net, module)
     main = [n for n in convs if n not in attention]
     name = module.definition.replace("_", "-")
     if not main:
@@ -435,5 +443,6 @@ def module_lines(net: Network, module: Scope) -> list[str]:
     # paths side by side: the first as is, each other on a line of its own marked ‖ ("in
     # parallel with"), which keeps the box as narrow as its widest conv
     lines = [line for step in steps for line in [step[0], *(f"‖ {w}" for w in step[1:])]]
-    wrapper = not attention and all(len(step) == 1 for step in steps)
+    # named when more than a chain of its convs (paths, attention, self-attention's matmuls)
+    wrapper = not attention and all(len(step) == 1 for step in steps) and not computes_itself(net, module)
     return lines if wrapper else [name, *lines]
