@@ -170,6 +170,10 @@ class BlockParts:
     shortcut: Scope | None
     skip_from: str | None
     skip_in: str | None = None
+    #: A join after the merge that also takes a part of the input (DPN's dense path: the
+    #: concat of the sum, the input's other part and the branch's), drawn with its own skip;
+    #: ``post`` then runs after it.
+    dense: str | None = None
 
 
 def _carried(net: Network, value: str, ends: set[str]) -> bool:
@@ -220,7 +224,11 @@ def block_parts(net: Network, block: Scope) -> BlockParts:
                           skip_from, skip_in)
     # what only the skip reads (a part of the input, DPN's) is not in the residual branch
     body = tuple(n for n in before if not _carried(net, n, ends))
-    return BlockParts(block, (), body, merge, post, shortcut, skip_from, skip_in)
+    dense = next((n for n in post if traits(net.op(n)).merge and len(net.op(n).inputs) > 1
+                  and any(_carried(net, x, ends) for x in net.op(n).inputs)), None)
+    if dense is not None:
+        post = tuple(n for n in post if n != dense and not _carried(net, n, ends))
+    return BlockParts(block, (), body, merge, post, shortcut, skip_from, skip_in, dense)
 
 
 def block_signature(net: Network, block: Scope) -> tuple:

@@ -230,7 +230,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.close()
         return body
     merge = block.path + "/merge"
-    post = ", ".join(_lines(net, parts.post))
+    post = ", ".join(_lines(net, parts.post)) if parts.dense is None else ""
     if post:  # what follows the add (the ReLU) is written in its node, not floating beside it
         g.node(merge, f"<B>+</B> {text(post)}", main=True, height=0.2, margin="0.05,0.01", style="rounded",
                fillcolor="white")
@@ -253,6 +253,14 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.edge(body, sc, style="invis")
     else:
         g.skip(skip_src, merge, False, weight=0)
+    if parts.dense is not None:  # DPN's dense path: the input's other part joins after the sum
+        dense = block.path + "/dense"
+        words = ", ".join([op_text(net.op(parts.dense)), *_lines(net, parts.post)])
+        g.node(dense, text(words), main=True, height=0.2, margin="0.05,0.01", style="rounded", fillcolor="white")
+        g.edge(merge, dense)
+        g.skip(block.path + "/shortcut" if parts.shortcut is not None else skip_src, dense,
+               parts.shortcut is not None, weight=0)
+        merge = dense
     g.close()
     return merge
 
@@ -284,6 +292,10 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
             parts = block_parts(net, item)
             if parts.skip_in is not None:
                 skips[(parts.skip_in, parts.merge)] = parts.shortcut is not None
+            if parts.dense is not None:  # the dense path's part of the input
+                for x in net.op(parts.dense).inputs:
+                    if x != parts.merge and x not in parts.body:
+                        skips[(x, parts.dense)] = parts.shortcut is not None
                 if parts.shortcut is not None:  # into and through the shortcut
                     for n in parts.shortcut.op_names():
                         for i in net.op(n).inputs:
