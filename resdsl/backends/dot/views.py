@@ -296,10 +296,10 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
                 for x in net.op(parts.dense).inputs:
                     if x != parts.merge and x not in parts.body:
                         skips[(x, parts.dense)] = parts.shortcut is not None
-                if parts.shortcut is not None:  # into and through the shortcut
-                    for n in parts.shortcut.op_names():
-                        for i in net.op(n).inputs:
-                            skips[(i, n)] = True
+            if parts.skip_in is not None and parts.shortcut is not None:  # into and through the shortcut
+                for n in parts.shortcut.op_names():
+                    for i in net.op(n).inputs:
+                        skips[(i, n)] = True
         title = item.name if item.role in (Role.STAGE, Role.BLOCK) else f"{item.name}: {item.definition}"
         lines, sub = [title], None
         if item.role is Role.STAGE:
