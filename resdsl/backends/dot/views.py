@@ -7,7 +7,7 @@ from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _lines, block_groups, block_parts, branch_lines, group_lines, look, op_text
+from .anatomy import _lines, block_groups, block_parts, branch_lines, group_lines, look, op_text, traits
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -105,9 +105,11 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         firsts.setdefault(lanes[i], top)
         prev = top
         tied[lanes[i]].append([top])
-        for group in block_groups(net, stage):
+        groups = block_groups(net, stage)
+        for group in groups:
             prev = _block_node(net, g, group, prev)
             tied[lanes[i]][-1].append(group[0].path + "/body")
+        _cross_links(net, g, groups)
         # and one at its bottom, outside any plate: the stage's way out
         g.node(stage.path + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
@@ -118,6 +120,25 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
     g.edge(prev, "output")
     if len(firsts) > 1:
         _tie_lanes(g, tied, firsts)
+
+
+def _cross_links(net: Network, g: _Dot, groups: list[list[Scope]]) -> None:
+    """A join in a stage's own layers that also reads a part before the one drawn above it
+    (CSP's concat of the half that bypassed the blocks) is drawn as such: a skip from that
+    part's box into the join's."""
+    where = {n: k for k, group in enumerate(groups) for block in group for n in block.op_names()}
+    for k, group in enumerate(groups):
+        part = group[0]
+        if part.role is Role.BLOCK:
+            continue
+        for n in part.op_names():
+            op = net.op(n)
+            if not (traits(op).merge and len(op.inputs) > 1):
+                continue
+            for x in op.inputs:
+                j = where.get(x)
+                if j is not None and j < k - 1:
+                    g.skip(groups[j][0].path + "/body", part.path + "/body", False, weight=0)
 
 
 def _lanes(secs: list, columns: int, rankdir: str) -> list[int]:
