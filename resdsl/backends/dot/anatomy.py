@@ -190,6 +190,14 @@ def _carried(net: Network, value: str, ends: set[str]) -> bool:
     return True
 
 
+def callee(block: Scope) -> Scope:
+    """The block that ``block`` only calls (byob_block's chosen bottleneck or self-attention
+    block, inlined), or ``block`` itself: what its figure draws."""
+    while len(block.items) == 1 and isinstance(block.items[0], Scope) and block.items[0].role is Role.BLOCK:
+        block = block.items[0]
+    return block
+
+
 def block_parts(net: Network, block: Scope) -> BlockParts:
     """Split ``block`` into branch point, residual branch, merge, shortcut and tail.
 
@@ -198,9 +206,7 @@ def block_parts(net: Network, block: Scope) -> BlockParts:
     or a part of either; the last such add is the merge. A block whose sums add only
     branches that compute (RepVGG's 3×3, 1×1 and BN branches) has no skip: its last sum
     is the merge, drawn without one."""
-    inner = block
-    while len(inner.items) == 1 and isinstance(inner.items[0], Scope) and inner.items[0].role is Role.BLOCK:
-        inner = inner.items[0]  # a block that only calls another (byob_block): the callee's parts
+    inner = callee(block)
     shortcut = next((c for c in inner.children if c.role is Role.SHORTCUT and any(True for _ in c.op_names())),
                     None)
     short_ops = set(shortcut.op_names()) if shortcut else set()
@@ -387,7 +393,7 @@ def _scaling(op: Op) -> bool:
 def _body_lines(net: Network, block: Scope, names: Sequence[str]) -> list[str]:
     """The residual branch as a block figure names it: convs and pools with their widths,
     and each nested module by what it holds (:func:`module_lines`)."""
-    owner = {n: c for c in block.children if c.role is not Role.SHORTCUT for n in c.op_names()}
+    owner = {n: c for c in callee(block).children if c.role is not Role.SHORTCUT for n in c.op_names()}
     own = layers_of_their_own(net)
     out: list[str] = []
     run: list[str] = []

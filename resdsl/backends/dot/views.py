@@ -7,7 +7,17 @@ from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _lines, block_groups, block_parts, branch_lines, group_lines, look, op_text, traits
+from .anatomy import (
+    _lines,
+    block_groups,
+    block_parts,
+    branch_lines,
+    callee,
+    group_lines,
+    look,
+    op_text,
+    traits,
+)
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -184,7 +194,8 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
     first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    return block.definition, group_lines([branch_lines(net, b, block_parts(net, b)) for b in group]), sub
+    lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in group])
+    return callee(block).definition, lines, sub
 
 
 def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
