@@ -174,6 +174,9 @@ class BlockParts:
     #: concat of the sum, the input's other part and the branch's), drawn with its own skip;
     #: ``post`` then runs after it.
     dense: str | None = None
+    #: The skip passes through layers outside the block (DLA's projection of the tree's
+    #: input, added after the block): drawn solid, as a projection is.
+    skip_projected: bool = False
 
 
 def _carried(net: Network, value: str, ends: set[str]) -> bool:
@@ -184,7 +187,8 @@ def _carried(net: Network, value: str, ends: set[str]) -> bool:
             return False
         op = net.op(value)
         t = traits(op)
-        if len(op.inputs) != 1 or not (t.identity or t.hidden or (t.merge and not t.residual)):
+        # a split's part passes its input on; a scaling by a number (one input too) computes
+        if len(op.inputs) != 1 or _scaling(op) or not (t.identity or t.hidden or (t.merge and not t.residual)):
             return False
         value = op.inputs[0]
     return True
@@ -196,6 +200,23 @@ def callee(block: Scope) -> Scope:
     while len(block.items) == 1 and isinstance(block.items[0], Scope) and block.items[0].role is Role.BLOCK:
         block = block.items[0]
     return block
+
+
+def _added_after(net: Network, block: Scope, body: tuple[str, ...]) -> BlockParts | None:
+    """A block without an add of its own whose output only a residual add reads, with an
+    operand computed without the block (DLA's trees add the block's input, or its
+    projection, after the block): that add is the block's merge, its skip that operand."""
+    readers = [op for op in net.ops if block.output in op.inputs]
+    if len(readers) != 1 or not traits(readers[0]).residual or len(readers[0].inputs) != 2:
+        return None
+    merge = readers[0]
+    other = next(x for x in merge.inputs if x != block.output)
+    if other in set(block.op_names()):
+        return None
+    after = [op for op in net.ops if merge.name in op.inputs]
+    post = (after[0].name,) if len(after) == 1 and _folds_onto_line(after[0]) else ()
+    return BlockParts(block, (), body, merge.name, post, None, block.input, other,
+                      skip_projected=not _carried(net, other, {block.input}))
 
 
 def block_parts(net: Network, block: Scope) -> BlockParts:
@@ -213,7 +234,7 @@ def block_parts(net: Network, block: Scope) -> BlockParts:
     main = [n for n in block.op_names() if n not in short_ops]
     adds = [n for n in main if traits(net.op(n)).residual]
     if not adds:
-        return BlockParts(block, (), tuple(main), None, (), shortcut, None)
+        return _added_after(net, block, tuple(main)) or BlockParts(block, (), tuple(main), None, (), shortcut, None)
     ends = {shortcut.output} if shortcut is not None else {block.input}
     skipped = [(n, x) for n in adds for x in net.op(n).inputs if _carried(net, x, ends)]
     if not skipped:  # a sum of branches, no skip

@@ -284,7 +284,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.same_rank([body, sc])
         g.edge(body, sc, style="invis")
     else:
-        g.skip(skip_src, merge, False, weight=0)
+        g.skip(skip_src, merge, parts.skip_projected, weight=0)
     if parts.dense is not None:  # DPN's dense path: the input's other part joins after the sum
         dense = block.path + "/dense"
         words = ", ".join([op_text(net.op(parts.dense)), *_lines(net, parts.post)])
