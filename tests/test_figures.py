@@ -162,7 +162,12 @@ def _stage_boxes(d: Drawing, spec: str) -> dict[str, tuple[float, float, float, 
     return {t: d.box(g) for t, g in d.groups("cluster").items() if t in stages}
 
 
-@pytest.mark.parametrize("spec", _shipped(DISTINCT_BLOCKS))
+#: Drawn truthfully but off the columns' axis: DLA's first tree reads the tree's input while its
+#: projection sits beside it, which widens that stage's cluster by a few points.
+OFF_AXIS = {"dla34": "the projection beside level2's first tree widens its cluster: 4 pt off the column's axis"}
+
+
+@pytest.mark.parametrize("spec", _shipped(DISTINCT_BLOCKS | OFF_AXIS))
 def test_every_block_view_fits_text_width(spec: str) -> None:
     """Every shipped spec's block view at `--fit text`: within 6.75 in, text ≥ 7 pt and
     no taller than 1.4 widths, its stages wrapped into columns where one would be taller;

@@ -116,8 +116,12 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         prev = top
         tied[lanes[i]].append([top])
         groups = block_groups(net, stage)
+        # where each part's output is drawn: a part reads the one it reads, not always the
+        # one above it (DLA's tree1 reads the tree's input, not the projection beside it)
+        exits = {stage.input: top}
         for group in groups:
-            prev = _block_node(net, g, group, prev)
+            prev = _block_node(net, g, group, exits.get(group[0].input, prev), exits)
+            exits[group[-1].output] = prev
             tied[lanes[i]][-1].append(group[0].path + "/body")
         _cross_links(net, g, groups)
         # and one at its bottom, outside any plate: the stage's way out
@@ -214,7 +218,7 @@ def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
     return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
-def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
+def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dict[str, str] | None = None) -> str:
     """Draw a group of identical blocks as one; returns the node its output leaves from.
     A group of several is drawn once inside a plate marked ``× n``, its skip starting
     inside the plate: one skip per block, as in the network, never one arc over the group."""
@@ -284,7 +288,9 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.same_rank([body, sc])
         g.edge(body, sc, style="invis")
     else:
-        g.skip(skip_src, merge, parts.skip_projected, weight=0)
+        # a projection drawn as a part of its own (DLA's) is where the skip starts
+        src = (exits or {}).get(parts.skip_in, skip_src) if parts.skip_projected else skip_src
+        g.skip(src, merge, parts.skip_projected, weight=0)
     if parts.dense is not None:  # DPN's dense path: the input's other part joins after the sum
         dense = block.path + "/dense"
         words = ", ".join([op_text(net.op(parts.dense)), *_lines(net, parts.post)])
