@@ -186,19 +186,45 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
     convs side by side in a module (selective kernel's paths) are one line joined by
     ``‖``; a grouped conv under a softmax over radix groups (ResNeSt's split attention)
     says ``radix 2``, not ``C=2``; a run of three or more equal convs (Res2Net's scales) is
-    one line, ``3×3, 14 (×7)``."""
-    out: list[str] = []
+    one line, ``3×3, 14 (×7)``; a block's own branches side by side (RepVGG's 3×3 and 1×1,
+    summed) are one line joined by ``‖`` too."""
+    units: list[tuple[str | None, list[str]]] = []  # (the add its output is summed into, its lines)
     for item in block.items:
         if isinstance(item, str):
             if _is_layer(net.op(item)):
-                out.append(_conv(net, item))
+                units.append((_summed_into(net, block, item), [_conv(net, item)]))
         elif item.role is Role.SHORTCUT:
             continue
         elif item.role is Role.MODULE:
-            out += _module_lines(net, item)
+            lines = _module_lines(net, item)
+            if lines:
+                units.append((_summed_into(net, block, item.output), lines))
         else:
-            out += block_convs(net, item)
+            units += [(None, [line]) for line in block_convs(net, item)]  # a block it calls: as it lists
+    out: list[str] = []
+    for k, (sink, lines) in enumerate(units):
+        # summed into the same add as the unit before: branches side by side
+        if k and sink is not None and units[k - 1][0] == sink and len(lines) == 1 and out:
+            out[-1] += f" ‖ {lines[0]}"
+        else:
+            out += lines
     return _runs(out)
+
+
+def _summed_into(net: Network, block: Scope, value: str) -> str | None:
+    """The add of ``block`` that ``value`` is an operand of, through its norms and
+    activations (a conv-norm branch's), or ``None``."""
+    ops = [net.op(n) for n in block.op_names()]  # a block's few ops, not the network's
+    while True:
+        readers = [op for op in ops if value in op.inputs]
+        if len(readers) != 1:
+            return None
+        t = _traits(readers[0])
+        if t.residual and len(readers[0].inputs) > 1:
+            return readers[0].name
+        if not (t.norm or t.activation) or len(readers[0].inputs) != 1:
+            return None
+        value = readers[0].name
 
 
 def _module_lines(net: Network, module: Scope) -> list[str]:

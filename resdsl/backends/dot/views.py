@@ -198,7 +198,9 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
     first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in group])
+    # blocks called with the same arguments compute the same numbers: the first's lines do
+    varied = group if any(b.args != block.args for b in group) else [block]
+    lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in varied])
     return callee(block).definition, lines, sub
 
 
