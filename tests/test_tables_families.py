@@ -180,6 +180,18 @@ block scaled_block(beta = 1.0) {
     assert "blocks 0–2" in dot.emit(net, detail="block")
 
 
+def test_block_figure_panels_name_what_each_block_has() -> None:
+    """A panel's name says the block's skip as the dataflow has it: RepVGG's blocks sum
+    branches (no identity skip); DLA's first tree block is projected by the tree, its
+    second gets the identity; BoTNet's rel_to_abs (a block inside a block) is no panel."""
+    assert dot.panel_names([load_spec("repvgg_a0")]) == [
+        "repvgg_block:sum-of-branches@stem",
+        "repvgg_block:sum-of-branches@stages.0.1",
+    ]
+    assert dot.panel_names([load_spec("dla34")]) == ["dla_basic:projection", "dla_basic:identity"]
+    assert not any("rel_to_abs" in name for name in dot.panel_names([load_spec("botnet26t_256")]))
+
+
 def test_a_conv_written_in_res_is_a_conv_in_tables_and_figures() -> None:
     net = load_spec("nf_resnet50")
     r50 = load_spec("resnet50")

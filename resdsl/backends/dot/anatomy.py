@@ -327,12 +327,17 @@ def block_types(net: Network) -> list[Scope]:
     """The first block of each distinct type: definition, shortcut kind and the kinds of
     its layers in order (channel counts and strides do not make a new type)."""
     seen: dict[tuple, Scope] = {}
-    for scope in net.root.walk():
-        if scope.role is not Role.BLOCK:
-            continue
+    outermost: list[Scope] = []
+
+    def visit(scope: Scope) -> None:  # a block inside a block (BoTNet's rel_to_abs) is part of it
+        for child in scope.children:
+            (outermost.append if child.role is Role.BLOCK else visit)(child)
+
+    visit(net.root)
+    for scope in outermost:
         parts = block_parts(net, scope)
         key = (scope.definition, parts.shortcut.definition if parts.shortcut else "identity",
-               bool(parts.pre), tuple(net.op(n).kind for n in scope.op_names()))
+               bool(parts.pre), tuple(net.op(n).kind for n in scope.op_names()), shortcut_kind(net, parts))
         seen.setdefault(key, scope)
     return list(seen.values())
 
@@ -340,9 +345,12 @@ def block_types(net: Network) -> list[Scope]:
 def shortcut_kind(net: Network, parts: BlockParts) -> str:
     """``identity shortcut``, ``projection shortcut`` (it has a conv), ``pool + projection
     shortcut`` (a pool drawn before it: ResNet-D's at a stride), ``zero-padding shortcut``
-    (option A), or the shortcut definition's name."""
+    (option A), or the shortcut definition's name; ``sum of branches`` for a block whose add
+    has no skip (RepVGG's), ``no shortcut`` for one without an add."""
+    if parts.skip_in is None:  # no skip: a sum of branches (RepVGG's), or a plain chain
+        return "sum of branches" if parts.merge is not None else "no shortcut"
     if parts.shortcut is None:
-        return "identity shortcut"
+        return "projection shortcut" if parts.skip_projected else "identity shortcut"
     ops = [traits(net.op(n)) for n in parts.shortcut.op_names() if not traits(net.op(n)).hidden]
     if any(t.conv for t in ops):
         return "pool + projection shortcut" if any(t.pool for t in ops) else "projection shortcut"

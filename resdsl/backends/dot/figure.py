@@ -25,8 +25,8 @@ from .writer import _Dot, text
 def panel_name(net: Network, block: Scope, parts: BlockParts) -> str:
     """A panel's name for ``panels``: the block's definition and its shortcut's kind,
     ``bottleneck:projection``, ``basic:identity``, ``basic:zero-padding``,
-    ``bottleneck:pool-projection`` (:func:`shortcut_kind`)."""
-    kind = shortcut_kind(net, parts).removesuffix(" shortcut").replace(" + ", "-")
+    ``bottleneck:pool-projection``, ``repvgg_block:sum-of-branches`` (:func:`shortcut_kind`)."""
+    kind = shortcut_kind(net, parts).removesuffix(" shortcut").replace(" + ", "-").replace(" ", "-")
     return f"{block.definition}:{kind}"
 
 
