@@ -211,6 +211,14 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
     return _runs(out)
 
 
+def _owner_block(net: Network, name: str) -> Scope | None:
+    """The outermost block that runs op ``name``, if any."""
+    for scope in net.root.walk():
+        if scope.role is Role.BLOCK and name in set(scope.op_names()):
+            return scope
+    return None
+
+
 def _summed_into(net: Network, block: Scope, value: str) -> str | None:
     """The add of ``block`` that ``value`` is an operand of, through its norms and
     activations (a conv-norm branch's), or ``None``."""
@@ -286,9 +294,16 @@ def build(nets: Sequence[Network]) -> Table:
             if sec.role is Role.STEM:
                 names = [n for n in sec.ops if n not in net.stem_pool]
                 lines: list[str | Composition] = []
+                sink = None
                 for n in names:
                     if _is_layer(net.op(n)):
-                        lines.append(_conv(net, n, with_stride=True))
+                        # convs summed into one add (RepVGG's stem block) side by side, as in a block
+                        into = _summed_into(net, _owner_block(net, n) or net.root, n)
+                        if into is not None and into == sink and lines and isinstance(lines[-1], str):
+                            lines[-1] += f" ‖ {_conv(net, n, with_stride=True)}"
+                        else:
+                            lines.append(_conv(net, n, with_stride=True))
+                        sink = into
                     elif _is_pool(net.op(n)):
                         lines.append(_pool(net, n))
                 rows["conv1"] = (_size(net.op(names[-1]).shape), tuple(lines))

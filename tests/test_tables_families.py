@@ -192,6 +192,17 @@ def test_block_figure_panels_name_what_each_block_has() -> None:
     assert not any("rel_to_abs" in name for name in dot.panel_names([load_spec("botnet26t_256")]))
 
 
+def test_repvgg_branches_side_by_side_in_table_and_stem() -> None:
+    """RepVGG's 3×3 and 1×1 are summed, not chained: one table line each block and in the
+    stem row, and the stem box of the figures lists them side by side before the sum."""
+    net = load_spec("repvgg_a0")
+    table = tables.build([net])
+    rows = {r.name: r.cells[0] for r in table.rows}
+    assert rows["conv1"] == ("3×3, 48, stride 2 ‖ 1×1, 48, stride 2",)
+    assert rows["conv2_x"] == (tables.Composition(("3×3, 48 ‖ 1×1, 48",), 2),)
+    assert "3×3 conv, 48, /2<BR/>‖ 1×1 conv, 48, /2<BR/>+ ReLU" in dot.emit(net, detail="block")
+
+
 def test_a_conv_written_in_res_is_a_conv_in_tables_and_figures() -> None:
     net = load_spec("nf_resnet50")
     r50 = load_spec("resnet50")

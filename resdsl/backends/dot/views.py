@@ -53,7 +53,7 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
             nid, fill = sec.scope.path, st.fill("stage")
             tied[lanes[i]].append([nid])
         else:
-            lines, nid, fill = _lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
+            lines, nid, fill = _section_lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
         g.node(nid, g.label(sec.name, lines + g.stats(sec.params, sec.macs)), main=True, fillcolor=fill)
         # the edge that carries a lane to the next one does not rank it after it
         g.edge(prev, nid, g.shape(prev_shape), **({"constraint": "false"} if wrap else {}))
@@ -63,6 +63,31 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
     g.edge(prev, "output", g.shape(prev_shape))
     if len(firsts) > 1:
         _tie_lanes(g, tied, firsts)
+
+
+def _section_lines(net: Network, ops: list[str] | tuple[str, ...]) -> list[str]:
+    """A stem's or head's layers, one line each; a block without a skip among them
+    (RepVGG's stem: a sum of branches) by its branches side by side, then its sum."""
+    inside = set(ops)
+    blocks = [b for b in net.root.walk() if b.role is Role.BLOCK and set(b.op_names()) <= inside]
+    owner = {n: b for b in blocks for n in b.op_names()}
+    if not any(block_parts(net, b).skip_in is None and block_parts(net, b).merge for b in blocks):
+        return _lines(net, ops)
+    out: list[str] = []
+    run: list[str] = []
+    seen: set[str] = set()
+    for n in ops:
+        block = owner.get(n)
+        if block is None:
+            run.append(n)
+            continue
+        out += _lines(net, run)
+        run = []
+        if block.path not in seen:
+            seen.add(block.path)
+            parts = block_parts(net, block)
+            out += branch_lines(net, block, parts) + (["+ " + ", ".join(_lines(net, parts.post))] if parts.merge else [])
+    return out + _lines(net, run)
 
 
 def stage_count(net: Network) -> int:
@@ -96,7 +121,7 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         if sec.role is not Role.STAGE:
             nid = f"{sec.name}/{sec.ops[0]}"
             shape = g.shape(sec.shape)
-            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
+            g.node(nid, g.label(sec.name, _section_lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
                    main=True, fillcolor=st.fill("section"))
             # the edge that carries a lane to the next one does not rank it after it
             g.edge(prev, nid, **({"constraint": "false"} if wrap else {}))
