@@ -163,6 +163,9 @@ class Traits:
     eval_identity: bool = False
     #: Its output is a learned tensor, the same for every sample (``param``): no batch axis.
     batchless: bool = False
+    #: The operand that is its weight, ``[out, in / groups, kh, kw]`` (``conv_with``'s 1): a
+    #: convolution whose weight is computed in `.res`, worded as a conv by tables and figures.
+    weight_operand: int | None = None
 
 
 #: ``attrs → the values of parameters left none that follow from the others``.

@@ -233,3 +233,53 @@ def radix_of(module: Scope, net: Network) -> int:
     """The radix of a softmax over radix groups in ``module`` (ResNeSt's split attention), or 0."""
     return next((int(dict(net.op(n).attrs)["radix"]) for n in module.op_names()
                  if "radix" in dict(net.op(n).attrs)), 0)
+
+
+def conv_view(net: Network, op: Op) -> Op:
+    """``op`` as figures and tables word it: a convolution whose weight is an operand
+    (``Traits.weight_operand``: NF-ResNet's weight-standardised conv written in `.res`) as
+    the ``conv`` it computes, its kernel and width read from the weight's shape; any other
+    op as it is."""
+    w = PRIMITIVES[op.kind].traits.weight_operand
+    if w is None or w >= len(op.inputs):
+        return op
+    shape = net.shape_of(op.inputs[w])
+    if len(shape) != 4 or shape[2] != shape[3]:
+        return op
+    attrs = dict(op.attrs)
+    return replace(op, kind="conv", attrs=(("out_channels", shape[0]), ("kernel_size", shape[2]),
+                                           ("stride", attrs.get("stride", 1)), ("groups", attrs.get("groups", 1)),
+                                           ("dilation", attrs.get("dilation", 1))))
+
+
+def conv_like(op: Op) -> bool:
+    """A convolution, primitive or with its weight as an operand (:func:`conv_view`)."""
+    traits = PRIMITIVES[op.kind].traits
+    return traits.conv or traits.weight_operand is not None
+
+
+def attention_convs(net: Network, module: Scope) -> list[str]:
+    """The convs of ``module`` that compute weights, not features: on a 1×1 map (SE's
+    fcs) or to a single channel (a weight per position: GC's attention pooling). Figures
+    and tables name such a module rather than list these as layers, and depth skips them."""
+    out = []
+    for n in module.op_names():
+        op = net.op(n)
+        if conv_like(op) and len(op.shape) == 3 and (op.shape[1:] == (1, 1) or op.shape[0] == 1):
+            out.append(n)
+    return out
+
+
+def computes_itself(net: Network, module: Scope) -> bool:
+    """``module`` computes more than its layers do in a chain: it has tensor ops of its own
+    (a matmul, a softmax, a reshape: self-attention's) beside convs, norms, activations and
+    pools, so a figure or table names it."""
+    for n in module.op_names():
+        op = net.op(n)
+        t = PRIMITIVES[op.kind].traits
+        if not op.batched or conv_like(op):
+            continue
+        if not (t.norm or t.activation or t.pool or t.pad or t.hidden or t.identity or t.eval_identity
+                or t.classifier):
+            return True
+    return False

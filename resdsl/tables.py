@@ -33,7 +33,15 @@ from .grid import grid, runs
 from .ir import Network, Op, Role, Scope
 from .looks import look_of
 from .primitives import PRIMITIVES, Traits
-from .roles import parallel_steps, radix_of, stage_parts
+from .roles import (
+    attention_convs,
+    computes_itself,
+    conv_like,
+    conv_view,
+    parallel_steps,
+    radix_of,
+    stage_parts,
+)
 from .stats import sections
 
 FORMATS = ("markdown", "latex", "csv")
@@ -74,8 +82,9 @@ def _traits(op: Op) -> Traits:
 
 def _is_layer(op: Op) -> bool:
     """A layer a paper table lists as a line of its own: a convolution. What is listed comes
-    from the registry's traits; only the words come from the look."""
-    return _traits(op).conv
+    from the registry's traits; only the words come from the look. A conv whose weight is
+    an operand (``conv_with`` in NF-ResNet's ``scaled_std_conv``) is one too."""
+    return conv_like(op)
 
 
 def _is_pool(op: Op) -> bool:
@@ -90,23 +99,51 @@ def _in_head_row(op: Op) -> bool:
 
 def depth(net: Network) -> int:
     """Weighted layers on the main path, as the papers count them: 18 for ResNet-18, 50 for
-    ResNet-50. Shortcuts and attention modules (their convs act on 1×1 maps: SE, ECA) do
-    not count; a module that stands in for a conv (selective kernel, split attention)
-    counts once, and so does a numbered list of convs (Res2Net's ``convs.{i}``)."""
+    ResNet-50. Shortcuts and attention modules (convs that compute weights: on 1×1 maps, SE,
+    ECA, or to one channel, global context's pooling) do not count; a module that stands in
+    for a conv (selective kernel, split attention, a conv written in `.res`) counts once, and
+    so does a numbered list of convs (Res2Net's ``convs.{i}``); branches side by side in a
+    block (RepVGG's 3×3 and 1×1, summed) are one layer, as the paper's deploy form is."""
     blocks = [s for s in net.root.walk() if s.role is Role.BLOCK]
     scopes = {s.path for s in net.root.walk()}
     skip = {n for b in blocks for s in b.walk() if s.role is Role.SHORTCUT for n in s.op_names()}
-    units: set[str] = set()
+    units: dict[str, str] = {}  # unit → its first weighted op
     for module in (s for b in blocks for s in b.walk() if s.role is Role.MODULE):
         names = [n for n in module.op_names() if n not in skip]
         skip.update(names)
-        if any(_traits(net.op(n)).depth and net.op(n).shape[1:] != (1, 1) for n in names):
-            units.add(module.path)
+        attention = set(attention_convs(net, module))
+        weighted = [n for n in names if _traits(net.op(n)).depth and n not in attention]
+        if weighted:
+            units.setdefault(module.path, weighted[0])
     for op in net.ops:
         if _traits(op).depth and op.name not in skip:
             parent, _, last = (op.module or op.name).rpartition(".")
-            units.add(parent if last.isdigit() and parent and parent not in scopes else op.name)
-    return len(units)
+            units.setdefault(parent if last.isdigit() and parent and parent not in scopes else op.name, op.name)
+    # within a block, a unit that reads none of the step before it joins that step
+    order = {op.name: k for k, op in enumerate(net.ops)}
+    block_of = {n: b.path for b in blocks for n in b.op_names()}
+    steps: list[list[str]] = []
+    for first in sorted(units.values(), key=order.__getitem__):
+        prev = steps[-1] if steps else []
+        if prev and block_of.get(first) is not None and block_of.get(prev[0]) == block_of.get(first) \
+                and not _reads_any(net, first, set(prev), block_of):
+            prev.append(first)
+        else:
+            steps.append([first])
+    return len(steps)
+
+
+def _reads_any(net: Network, name: str, targets: set[str], block_of: dict[str, str]) -> bool:
+    """``name`` depends on one of ``targets`` through ops of its own block."""
+    block, seen, todo = block_of.get(name), set(), [name]
+    while todo:
+        for i in net.op(todo.pop()).inputs:
+            if i in targets:
+                return True
+            if i not in seen and block_of.get(i) == block:
+                seen.add(i)
+                todo.append(i)
+    return False
 
 
 #: How far the depth a name states may be from the counted one and still be the name's
@@ -134,7 +171,7 @@ def depth_label(net: Network) -> int | str:
 
 
 def _conv(net: Network, name: str, with_stride: bool = False) -> str:
-    op = net.op(name)
+    op = conv_view(net, net.op(name))
     return look_of(op).table_text(op, with_stride)
 
 
@@ -149,37 +186,80 @@ def block_convs(net: Network, block: Scope) -> tuple[str, ...]:
     convs side by side in a module (selective kernel's paths) are one line joined by
     ``‖``; a grouped conv under a softmax over radix groups (ResNeSt's split attention)
     says ``radix 2``, not ``C=2``; a run of three or more equal convs (Res2Net's scales) is
-    one line, ``3×3, 14 (×7)``."""
-    out: list[str] = []
+    one line, ``3×3, 14 (×7)``; a block's own branches side by side (RepVGG's 3×3 and 1×1,
+    summed) are one line joined by ``‖`` too."""
+    units: list[tuple[str | None, list[str]]] = []  # (the add its output is summed into, its lines)
     for item in block.items:
         if isinstance(item, str):
             if _is_layer(net.op(item)):
-                out.append(_conv(net, item))
+                units.append((_summed_into(net, block, item), [_conv(net, item)]))
         elif item.role is Role.SHORTCUT:
             continue
         elif item.role is Role.MODULE:
-            out += _module_lines(net, item)
+            lines = _module_lines(net, item)
+            if lines:
+                units.append((_summed_into(net, block, item.output), lines))
         else:
-            out += block_convs(net, item)
+            units += [(None, [line]) for line in block_convs(net, item)]  # a block it calls: as it lists
+    out: list[str] = []
+    for k, (sink, lines) in enumerate(units):
+        # summed into the same add as the unit before: branches side by side
+        if k and sink is not None and units[k - 1][0] == sink and len(lines) == 1 and out:
+            out[-1] += f" ‖ {lines[0]}"
+        else:
+            out += lines
     return _runs(out)
+
+
+def _owner_block(net: Network, name: str) -> Scope | None:
+    """The outermost block that runs op ``name``, if any."""
+    for scope in net.root.walk():
+        if scope.role is Role.BLOCK and name in set(scope.op_names()):
+            return scope
+    return None
+
+
+def _summed_into(net: Network, block: Scope, value: str) -> str | None:
+    """The add of ``block`` that ``value`` is an operand of, through its norms and
+    activations (a conv-norm branch's), or ``None``."""
+    ops = [net.op(n) for n in block.op_names()]  # a block's few ops, not the network's
+    while True:
+        readers = [op for op in ops if value in op.inputs]
+        if len(readers) != 1:
+            return None
+        t = _traits(readers[0])
+        if t.residual and len(readers[0].inputs) > 1:
+            return readers[0].name
+        if not (t.norm or t.activation) or len(readers[0].inputs) != 1:
+            return None
+        value = readers[0].name
 
 
 def _module_lines(net: Network, module: Scope) -> list[str]:
     names = [n for n in module.op_names() if _is_layer(net.op(n))]
-    attention = [n for n in names if net.op(n).shape[1:] == (1, 1) and "out_channels" in dict(net.op(n).attrs)]
+    attention = attention_convs(net, module)
     main = [n for n in names if n not in attention]
     radix = radix_of(module, net)
 
     def text(n: str) -> str:
         conv = _conv(net, n)
-        groups = int(dict(net.op(n).attrs).get("groups", 1))
+        groups = int(dict(conv_view(net, net.op(n)).attrs).get("groups", 1))
         if radix and groups % radix == 0:
             conv = re.sub(r", C=\d+", "", conv) + f", radix {radix}" + (f", C={groups // radix}" if groups > radix else "")
         return conv
 
-    out = [" ‖ ".join(text(n) for n in step) for step in parallel_steps(net, module, main)]
-    if attention:
-        out.append("fc, [" + ", ".join(str(net.op(n).attr("out_channels")) for n in attention) + "]")
+    steps = parallel_steps(net, module, main)
+    out = [" ‖ ".join(text(n) for n in step) for step in steps]
+    fcs = [n for n in attention if net.op(n).shape[1:] == (1, 1)]
+    if fcs:
+        out.append("fc, [" + ", ".join(str(conv_view(net, net.op(n)).attr("out_channels")) for n in fcs) + "]")
+    # a module that is more than an SE-like gate or a chain of its convs (global context's
+    # attention pooling, self-attention's matmuls) is named: `global_context: fc, [8, 64]`
+    if out and (len(fcs) < len(attention) or (all(len(s) == 1 for s in steps) and not fcs
+                                               and computes_itself(net, module))):
+        out[0] = f"{module.definition}: {out[0]}"
+    elif not out and attention:
+        out = [module.definition]
     return out
 
 
@@ -214,9 +294,16 @@ def build(nets: Sequence[Network]) -> Table:
             if sec.role is Role.STEM:
                 names = [n for n in sec.ops if n not in net.stem_pool]
                 lines: list[str | Composition] = []
+                sink = None
                 for n in names:
                     if _is_layer(net.op(n)):
-                        lines.append(_conv(net, n, with_stride=True))
+                        # convs summed into one add (RepVGG's stem block) side by side, as in a block
+                        into = _summed_into(net, _owner_block(net, n) or net.root, n)
+                        if into is not None and into == sink and lines and isinstance(lines[-1], str):
+                            lines[-1] += f" ‖ {_conv(net, n, with_stride=True)}"
+                        else:
+                            lines.append(_conv(net, n, with_stride=True))
+                        sink = into
                     elif _is_pool(net.op(n)):
                         lines.append(_pool(net, n))
                 rows["conv1"] = (_size(net.op(names[-1]).shape), tuple(lines))
@@ -232,9 +319,9 @@ def build(nets: Sequence[Network]) -> Table:
                         words.append(look_of(op).head_text(op))
                         if _is_pool(op):
                             size = _size(op.shape)
-                    elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(op.attrs):
+                    elif _is_layer(op) and op.shape[1:] == (1, 1) and "out_channels" in dict(conv_view(net, op).attrs):
                         # a classifier written as a 1×1 conv (BiT's head.fc) is still the fc row
-                        words.append(f"{op.attr('out_channels')}-d fc (1×1 conv)")
+                        words.append(f"{conv_view(net, op).attr('out_channels')}-d fc (1×1 conv)")
                 rows[""] = (size, (", ".join(words),) if words else ())
         per_net.append(rows)
         for key in rows:

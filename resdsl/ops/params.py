@@ -94,4 +94,4 @@ CONV_WITH = Primitive(
     _conv_with, "2-D convolution of the running value with a weight and an optional bias given as "
                 "learned tensors (torch.nn.functional.conv2d): `conv_with(w, b, stride = 2, padding = 1)`",
     arity=None, operands=(1, 2), module=False,
-    traits=Traits(depth=True, resolution="stride"), overwritable=True)
+    traits=Traits(depth=True, resolution="stride", weight_operand=1), overwritable=True)

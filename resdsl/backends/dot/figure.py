@@ -25,8 +25,8 @@ from .writer import _Dot, text
 def panel_name(net: Network, block: Scope, parts: BlockParts) -> str:
     """A panel's name for ``panels``: the block's definition and its shortcut's kind,
     ``bottleneck:projection``, ``basic:identity``, ``basic:zero-padding``,
-    ``bottleneck:pool-projection`` (:func:`shortcut_kind`)."""
-    kind = shortcut_kind(net, parts).removesuffix(" shortcut").replace(" + ", "-")
+    ``bottleneck:pool-projection``, ``repvgg_block:sum-of-branches`` (:func:`shortcut_kind`)."""
+    kind = shortcut_kind(net, parts).removesuffix(" shortcut").replace(" + ", "-").replace(" ", "-")
     return f"{block.definition}:{kind}"
 
 
@@ -158,7 +158,7 @@ def _figure_block(net: Network, g: _Dot, block: Scope, parts: BlockParts, prefix
     for n in names:
         for i in map(shown, net.op(n).inputs):
             src = inp if i == block.input else nid(i)
-            is_skip = n == parts.merge and i == shown(parts.shortcut.output if parts.shortcut else parts.skip_from)
+            is_skip = parts.skip_in is not None and n == parts.merge and i == shown(parts.skip_in)
             if is_skip or n in short:
                 g.skip(src, nid(n), parts.shortcut is not None)
             else:

@@ -7,7 +7,17 @@ from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
 from ...stats import fmt_shape, sections
 from .. import OptionError
-from .anatomy import _body_lines, _lines, block_groups, block_parts, look, op_text
+from .anatomy import (
+    _lines,
+    block_groups,
+    block_parts,
+    branch_lines,
+    callee,
+    group_lines,
+    look,
+    op_text,
+    traits,
+)
 from .writer import _Dot, text, text_width
 
 # ---------------------------------------------------------------- detail levels
@@ -43,7 +53,7 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
             nid, fill = sec.scope.path, st.fill("stage")
             tied[lanes[i]].append([nid])
         else:
-            lines, nid, fill = _lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
+            lines, nid, fill = _section_lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
         g.node(nid, g.label(sec.name, lines + g.stats(sec.params, sec.macs)), main=True, fillcolor=fill)
         # the edge that carries a lane to the next one does not rank it after it
         g.edge(prev, nid, g.shape(prev_shape), **({"constraint": "false"} if wrap else {}))
@@ -53,6 +63,31 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
     g.edge(prev, "output", g.shape(prev_shape))
     if len(firsts) > 1:
         _tie_lanes(g, tied, firsts)
+
+
+def _section_lines(net: Network, ops: list[str] | tuple[str, ...]) -> list[str]:
+    """A stem's or head's layers, one line each; a block without a skip among them
+    (RepVGG's stem: a sum of branches) by its branches side by side, then its sum."""
+    inside = set(ops)
+    blocks = [b for b in net.root.walk() if b.role is Role.BLOCK and set(b.op_names()) <= inside]
+    owner = {n: b for b in blocks for n in b.op_names()}
+    if not any(block_parts(net, b).skip_in is None and block_parts(net, b).merge for b in blocks):
+        return _lines(net, ops)
+    out: list[str] = []
+    run: list[str] = []
+    seen: set[str] = set()
+    for n in ops:
+        block = owner.get(n)
+        if block is None:
+            run.append(n)
+            continue
+        out += _lines(net, run)
+        run = []
+        if block.path not in seen:
+            seen.add(block.path)
+            parts = block_parts(net, block)
+            out += branch_lines(net, block, parts) + (["+ " + ", ".join(_lines(net, parts.post))] if parts.merge else [])
+    return out + _lines(net, run)
 
 
 def stage_count(net: Network) -> int:
@@ -86,7 +121,7 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         if sec.role is not Role.STAGE:
             nid = f"{sec.name}/{sec.ops[0]}"
             shape = g.shape(sec.shape)
-            g.node(nid, g.label(sec.name, _lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
+            g.node(nid, g.label(sec.name, _section_lines(net, sec.ops) + g.stats(sec.params, sec.macs), small=shape),
                    main=True, fillcolor=st.fill("section"))
             # the edge that carries a lane to the next one does not rank it after it
             g.edge(prev, nid, **({"constraint": "false"} if wrap else {}))
@@ -105,9 +140,15 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         firsts.setdefault(lanes[i], top)
         prev = top
         tied[lanes[i]].append([top])
-        for group in block_groups(net, stage):
-            prev = _block_node(net, g, group, prev)
+        groups = block_groups(net, stage)
+        # where each part's output is drawn: a part reads the one it reads, not always the
+        # one above it (DLA's tree1 reads the tree's input, not the projection beside it)
+        exits = {stage.input: top}
+        for group in groups:
+            prev = _block_node(net, g, group, exits.get(group[0].input, prev), exits)
+            exits[group[-1].output] = prev
             tied[lanes[i]][-1].append(group[0].path + "/body")
+        _cross_links(net, g, groups)
         # and one at its bottom, outside any plate: the stage's way out
         g.node(stage.path + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
@@ -118,6 +159,25 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
     g.edge(prev, "output")
     if len(firsts) > 1:
         _tie_lanes(g, tied, firsts)
+
+
+def _cross_links(net: Network, g: _Dot, groups: list[list[Scope]]) -> None:
+    """A join in a stage's own layers that also reads a part before the one drawn above it
+    (CSP's concat of the half that bypassed the blocks) is drawn as such: a skip from that
+    part's box into the join's."""
+    where = {n: k for k, group in enumerate(groups) for block in group for n in block.op_names()}
+    for k, group in enumerate(groups):
+        part = group[0]
+        if part.role is Role.BLOCK:
+            continue
+        for n in part.op_names():
+            op = net.op(n)
+            if not (traits(op).merge and len(op.inputs) > 1):
+                continue
+            for x in op.inputs:
+                j = where.get(x)
+                if j is not None and j < k - 1:
+                    g.skip(groups[j][0].path + "/body", part.path + "/body", False, weight=0)
 
 
 def _lanes(secs: list, columns: int, rankdir: str) -> list[int]:
@@ -163,7 +223,10 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
     first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    return block.definition, _body_lines(net, block, block_parts(net, block).body), sub
+    # blocks called with the same arguments compute the same numbers: the first's lines do
+    varied = group if any(b.args != block.args for b in group) else [block]
+    lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in varied])
+    return callee(block).definition, lines, sub
 
 
 def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
@@ -182,7 +245,7 @@ def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
     return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
-def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
+def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dict[str, str] | None = None) -> str:
     """Draw a group of identical blocks as one; returns the node its output leaves from.
     A group of several is drawn once inside a plate marked ``× n``, its skip starting
     inside the plate: one skip per block, as in the network, never one arc over the group."""
@@ -230,7 +293,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.close()
         return body
     merge = block.path + "/merge"
-    post = ", ".join(_lines(net, parts.post))
+    post = ", ".join(_lines(net, parts.post)) if parts.dense is None else ""
     if post:  # what follows the add (the ReLU) is written in its node, not floating beside it
         g.node(merge, f"<B>+</B> {text(post)}", main=True, height=0.2, margin="0.05,0.01", style="rounded",
                fillcolor="white")
@@ -239,7 +302,9 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
                margin=0, fillcolor="white")
     g.edge(body, merge)
     # weight 0: the main path stays straight, and the skips bend around it
-    if parts.shortcut is not None:
+    if parts.skip_from is None:  # a sum of parallel branches: no skip to draw
+        pass
+    elif parts.shortcut is not None:
         sc = block.path + "/shortcut"
         g.node(sc, g.label(None, _lines(net, parts.shortcut.op_names())),
                fillcolor=st.fill("shortcut"), group="shortcuts")
@@ -250,7 +315,17 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str) -> str:
         g.same_rank([body, sc])
         g.edge(body, sc, style="invis")
     else:
-        g.skip(skip_src, merge, False, weight=0)
+        # a projection drawn as a part of its own (DLA's) is where the skip starts
+        src = (exits or {}).get(parts.skip_in, skip_src) if parts.skip_projected else skip_src
+        g.skip(src, merge, parts.skip_projected, weight=0)
+    if parts.dense is not None:  # DPN's dense path: the input's other part joins after the sum
+        dense = block.path + "/dense"
+        words = ", ".join([op_text(net.op(parts.dense)), *_lines(net, parts.post)])
+        g.node(dense, text(words), main=True, height=0.2, margin="0.05,0.01", style="rounded", fillcolor="white")
+        g.edge(merge, dense)
+        g.skip(block.path + "/shortcut" if parts.shortcut is not None else skip_src, dense,
+               parts.shortcut is not None, weight=0)
+        merge = dense
     g.close()
     return merge
 
@@ -280,13 +355,16 @@ def _layer_ops(net: Network, g: _Dot, scope: Scope, named: bool, skips: dict[tup
             continue
         if item.role is Role.BLOCK:
             parts = block_parts(net, item)
-            if parts.merge is not None:
-                tail = parts.shortcut.output if parts.shortcut else parts.skip_from
-                skips[(tail, parts.merge)] = parts.shortcut is not None
-                if parts.shortcut is not None:  # into and through the shortcut
-                    for n in parts.shortcut.op_names():
-                        for i in net.op(n).inputs:
-                            skips[(i, n)] = True
+            if parts.skip_in is not None:
+                skips[(parts.skip_in, parts.merge)] = parts.shortcut is not None
+            if parts.dense is not None:  # the dense path's part of the input
+                for x in net.op(parts.dense).inputs:
+                    if x != parts.merge and x not in parts.body:
+                        skips[(x, parts.dense)] = parts.shortcut is not None
+            if parts.skip_in is not None and parts.shortcut is not None:  # into and through the shortcut
+                for n in parts.shortcut.op_names():
+                    for i in net.op(n).inputs:
+                        skips[(i, n)] = True
         title = item.name if item.role in (Role.STAGE, Role.BLOCK) else f"{item.name}: {item.definition}"
         lines, sub = [title], None
         if item.role is Role.STAGE:
