@@ -112,6 +112,8 @@ def _recognise_bn(call: Call):
     from torch import nn
 
     m = call.module
+    if m is None:
+        return _batch_norm_function(call)
     if not isinstance(m, nn.BatchNorm2d) or not m.affine or not m.track_running_stats:
         return None
     return _with_act(call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)},
@@ -245,6 +247,7 @@ def _recognise_gap(call: Call):
         dims = call.arg(1, "dim")
         dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
         if call.args[:1] != (TENSOR,) or len(call.in_shapes[0]) != 3 or call.kwargs.get("dtype") is not None or \
+                call.offsets[:1] not in ([], [1]) or call.batchless[:1] == [True] or \
                 sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
             return None
         return {} if call.arg(2, "keepdim", False) else [("global_avgpool", {}), ("flatten", {})]
@@ -408,11 +411,11 @@ def _reduction_axes(call: Call) -> tuple[int, ...] | None:
     """A reduction's torch ``dim`` as per-sample axes (the batch dim is never one), or None."""
     dims = call.arg(1, "dim")
     dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
-    rank = len(call.in_shapes[0]) + 1
-    if not dims or not all(type(d) is int and -rank <= d < rank for d in dims) or \
-            any(d % rank == 0 for d in dims):
+    rank = len(call.in_shapes[0])
+    axes = [call.axis(d) for d in dims]
+    if not dims or None in axes:
         return None
-    return tuple(sorted(d % rank - 1 for d in dims))
+    return tuple(sorted(a % rank for a in axes))
 
 
 def _recognise_reduction(name: str, spread: bool):
@@ -458,3 +461,141 @@ def _recognise_function(name: str):
 
 for _name in ("sqrt", "rsqrt", "reciprocal"):
     register_recogniser(_name, _recognise_function(_name), origin="builtin")
+
+
+# ---------------------------------------------------------------- tensor ops
+# Axes are read through Call.axis: a torch dim of a tensor with a batch axis is one less, of
+# a learned tensor the same; the batch dim itself is never an op's axis.
+
+
+@_builtin("softmax")
+def _recognise_softmax(call: Call) -> dict | None:
+    import torch
+
+    functions = (torch.softmax, torch.nn.functional.softmax)
+    if not (call.function in functions or call.method == "softmax") or call.args[:1] != (TENSOR,) or \
+            call.tensors != 1 or call.kwargs.get("dtype") is not None:
+        return None
+    axis = call.axis(call.arg(1, "dim"))
+    return None if axis is None else {"axis": axis}
+
+
+@_builtin("matmul")
+def _recognise_matmul(call: Call) -> dict | None:
+    import operator
+
+    import torch
+
+    ok = call.function in (operator.matmul, torch.matmul, torch.bmm) or call.method in ("matmul", "bmm")
+    if not ok or call.args != (TENSOR, TENSOR) or call.kwargs:
+        return None
+    # the batch (or a batch merged with an axis) lines up in both, or one has none
+    offsets = {o for o, b in zip(call.offsets, call.batchless) if not b}
+    return {} if len(offsets) <= 1 else None
+
+
+@_builtin("permute")
+def _recognise_permute(call: Call) -> dict | None:
+    import torch
+
+    if not (call.function is torch.permute or call.method == "permute") or call.args[:1] != (TENSOR,):
+        return None
+    dims = call.arg(1, "dims")
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else tuple(call.args[1:])
+    rank = len(call.in_shapes[0]) + call.offsets[0] if not call.batchless[0] else len(call.in_shapes[0])
+    if len(dims) != rank or not all(type(d) is int for d in dims):
+        return None
+    dims = tuple(d % rank for d in dims)
+    if not call.batchless[0]:
+        if dims[0] != 0:  # the batch stays first
+            return None
+        dims = dims[1:]
+    axes = [call.axis(d) for d in dims]
+    if None in axes:
+        return None
+    return {"axes": [a % len(call.in_shapes[0]) for a in axes]}
+
+
+@_builtin("transpose")
+def _recognise_transpose(call: Call) -> dict | None:
+    import torch
+
+    if not (call.function is torch.transpose or call.method == "transpose") or call.args[:1] != (TENSOR,):
+        return None
+    a, b = call.axis(call.arg(1, "dim0")), call.axis(call.arg(2, "dim1"))
+    return None if a is None or b is None else {"a": a, "b": b}
+
+
+@_builtin("pad_axis")
+def _recognise_pad_axis(call: Call) -> dict | None:
+    """``F.pad(x, [0, 1])``: constant padding of one axis (the last pair of pads is the first axis)."""
+    import torch
+
+    if call.function is not torch.nn.functional.pad or call.args[:1] != (TENSOR,) or \
+            call.arg(2, "mode", "constant") != "constant":
+        return None
+    pads = call.arg(1, "pad")
+    if not isinstance(pads, (list, tuple)) or len(pads) % 2 or not all(type(p) is int and p >= 0 for p in pads):
+        return None
+    cut = [(k, pads[2 * k], pads[2 * k + 1]) for k in range(len(pads) // 2) if pads[2 * k] or pads[2 * k + 1]]
+    if len(cut) != 1 or cut[0][0] >= len(call.in_shapes[0]):
+        return None
+    k, before, after = cut[0]
+    return {"axis": -1 - k, "before": before, "after": after, "value": float(call.arg(3, "value", 0.0) or 0.0)}
+
+
+@_builtin("conv_with")
+def _recognise_conv_with(call: Call) -> dict | None:
+    """``F.conv2d(x, w, b, …)`` with a weight (and a bias) computed or read as tensors (timm's
+    ScaledStdConv2d standardises its weight in its forward)."""
+    import torch
+
+    if call.function is not torch.nn.functional.conv2d or call.args[:2] != (TENSOR, TENSOR):
+        return None
+    bias = call.arg(2, "bias")
+    if bias is not None and bias is not TENSOR:
+        return None
+    attrs = {}
+    for i, name, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1), (6, "groups", 1)):
+        v = square(call.arg(i, name, default))
+        if v is None:
+            return None
+        attrs[name] = v
+    return attrs if all(call.batchless[1:]) else None
+
+
+def _batch_norm_function(call: Call):
+    """``F.batch_norm`` with the statistics of its input (``training=True``, no running
+    statistics) over a tensor without a batch axis (timm's ScaledStdConv2d standardises its
+    weight so): mean and biased variance over every axis but axis 1, then the scale and shift."""
+    import torch
+
+    if call.function is not torch.nn.functional.batch_norm or call.args[:1] != (TENSOR,):
+        return None
+    if call.arg(1, "running_mean") is not None or call.arg(2, "running_var") is not None or \
+            call.arg(5, "training", False) is not True or not call.batchless[0]:
+        return None
+    shape = call.in_shapes[0]
+    if len(shape) < 2:
+        return None
+    axes = [a for a in range(len(shape)) if a != 1]
+    per_channel = [-1] + [1] * (len(shape) - 2)
+    eps = float(call.arg(7, "eps", 1e-5))
+    x = -1
+    graph: list = [
+        ("mean", {"axes": axes, "keepdim": True}, [x]),
+        ("subtract", {}, [x, 0]),
+        ("var", {"axes": axes, "keepdim": True, "correction": 0}, [x]),
+        ("add", {"constant": eps, "constant_at": 1}, [2]),
+        ("rsqrt", {}, [3]),
+        ("multiply", {}, [1, 4]),
+    ]
+    for i, name, kind in ((3, "weight", "multiply"), (4, "bias", "add")):
+        k = call.tensor_at(i, name)
+        if call.arg(i, name) is None:
+            continue
+        if k is None:
+            return None
+        graph.append(("reshape", {"shape": per_channel}, [-1 - k]))
+        graph.append((kind, {}, [len(graph) - 2, len(graph) - 1]))
+    return graph

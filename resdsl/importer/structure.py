@@ -79,8 +79,10 @@ class Writer:
         self.alias: dict[int, int] = {}
         # identities vanish; flattens are re-made before linear layers, and kept where the
         # model's output is flat (a 1×1 conv head), not where a pooled vector goes on (ECA)
+        shapes = {INPUT_ID: traced.input_shape, **{op.id: op.shape for op in traced.ops}}
         for op in traced.ops:
-            if op.kind == "identity":
+            # identities vanish, and so do reshapes to the shape their input has in the spec
+            if op.kind == "identity" or (op.kind == "reshape" and shapes[self.resolve(op.inputs[0])] == op.shape):
                 self.alias[op.id] = self.resolve(op.inputs[0])
         kept = self.resolve(traced.output)
         for op in traced.ops:
@@ -290,11 +292,29 @@ class Writer:
                             lines.append([f"{name}: split(", ("sizes", sizes), ")"])
                         current = -2  # a split leaves no running value
                     continue
-                if prim.arity is None:
-                    exprs = [ref(i) for i in ins]
-                    if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`
-                        exprs.insert(op.attrs["constant_at"], repr(float(op.attrs["constant"])))
-                    lines.append([f"{op.kind}({', '.join(exprs)})"])
+                if op.batchless:
+                    # a learned tensor, or computed from learned tensors alone: it leaves the
+                    # running value as it was, so it is named and read by its name
+                    if label is None:
+                        n = len(names) + 1
+                        while f"t{n}" in taken:
+                            n += 1
+                        label = f"t{n}"
+                        taken.add(label)
+                    if prim.arity is None:
+                        lines.append([f"{label}: ", *self.call(op, self.operand_exprs(op, ins, ref))])
+                    elif prim.arity == 0:
+                        lines.append([f"{label}: ", *self.call(op)])
+                    else:
+                        lines.append([f"{label}: ", *self.call(op), f" from {ref(ins[0])}"])
+                    names[op.id] = label
+                elif prim.arity is None:
+                    if prim.operands is not None:  # `conv_with(w, b, …)`: the running value and its tensors
+                        move(ins[0])
+                        exprs = [ref(i) for i in ins[1:]]
+                    else:
+                        exprs = self.operand_exprs(op, ins, ref)
+                    lines.append([*((f"{label}: ",) if label else ()), *self.call(op, exprs)])
                     current = op.id
                 else:
                     move(ins[0])
@@ -371,15 +391,23 @@ class Writer:
     def child_label(self, scope: Scope, base: str) -> str:
         return scope.path[len(base) + 1 :] if base else scope.path
 
-    def call(self, op: TOp) -> list:
-        """``kind(…)``: required values as slots, optional ones as slots left out when, in
-        the definition, they are their default (so a stride-1 and a stride-2 use share it)."""
+    @staticmethod
+    def operand_exprs(op: TOp, ins: list[int], ref) -> list[str]:
+        exprs = [ref(i) for i in ins]
+        if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`
+            exprs.insert(op.attrs["constant_at"], repr(float(op.attrs["constant"])))
+        return exprs
+
+    def call(self, op: TOp, operands: list[str] | tuple = ()) -> list:
+        """``kind(…)``: the ``operands`` (tensors' names), then required values as slots,
+        optional ones as slots left out when, in the definition, they are their default (so
+        a stride-1 and a stride-2 use share it)."""
         prim = PRIMITIVES[op.kind]
         a = dict(op.attrs)
-        parts: list = [f"{op.kind}("]
-        first = True
+        parts: list = [f"{op.kind}({', '.join(operands)}"]
+        first = not operands
         for p in prim.params:
-            if p.name not in a or p.name in ("zero_init", "momentum"):
+            if p.name not in a or p.name in ("zero_init", "momentum", "constant", "constant_at"):
                 continue
             v = a[p.name]
             if (
