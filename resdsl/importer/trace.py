@@ -216,6 +216,7 @@ class _Builder:
         self.batchless = False  # the ops being added have no batch axis
         self.state = set(model.state_dict())
         self.reshapes: dict[str, int] = {}
+        self.expanded: dict[str, Shape] = {}  # node name of an expand → the shape it expands to
         self.materialise = False
         self.scope_now: tuple[str, ...] = ()
         self.in_offsets: list[int] = []
@@ -415,6 +416,35 @@ class _Builder:
             self.reshapes[key] = made
         return made
 
+    def _regroup(self, src: int, expanded: Shape, target: Shape) -> int | None:
+        """EvoNorm's group_std: a feature map reshaped to ``[groups, C / groups, H, W]``, reduced
+        over all but the groups (keepdim), maybe shifted and rooted, expanded back and reshaped
+        to the feature map is the same reduction with ``groups``, each channel its group's value."""
+        chain = []
+        op = src
+        while op != INPUT_ID and self.ops[op].kind not in ("mean", "var", "std", "reduce_sum"):
+            o = self.ops[op]
+            if len(o.inputs) != 1 or PRIMITIVES[o.kind].has_params or o.kind in ("reshape", "slice", "pad_axis"):
+                return None
+            chain.append(o)
+            op = o.inputs[0]
+        if op == INPUT_ID or self.ops[op].inputs[0] == INPUT_ID:
+            return None
+        red, grouped = self.ops[op], self.ops[self.ops[op].inputs[0]]
+        x = grouped.inputs[0] if grouped.kind == "reshape" else None
+        if x is None or red.attrs.get("groups", 1) != 1 or not red.attrs["keepdim"]:
+            return None
+        xs, gs = self.shape(x), grouped.shape
+        if not (len(xs) == 3 and len(gs) == 4 and gs[0] * gs[1] == xs[0] and gs[2:] == xs[1:] and
+                tuple(red.attrs["axes"]) == (1, 2, 3) and tuple(target) == tuple(xs) and tuple(expanded) == gs):
+            return None
+        self.batchless = False
+        out = self._add(red.kind, {**red.attrs, "axes": [0, 1, 2], "groups": gs[0]}, [x], None, red.scope,
+                        (xs[0], 1, 1))
+        for o in reversed(chain):
+            out = self._add(o.kind, dict(o.attrs), [out], None, o.scope, (xs[0], 1, 1))
+        return out
+
     def _align(self, node, ids: list[int]) -> list[int]:
         """Tensors without a batch axis whose leading 1s torch aligns with the batch of the
         others (timm's ``v.view(1, -1, 1, 1)`` times a feature map) lose those 1s."""
@@ -521,12 +551,19 @@ class _Builder:
         if args[:1] == (TENSOR,) and (method in PASS_METHODS or method in EXPAND_METHODS):
             self.value[node.name] = ids[0]
             self.offset[node.name] = offsets[0]
+            if method in EXPAND_METHODS:
+                self.expanded[node.name] = shape
             return
         flatten = method == "flatten" or function is torch.flatten
         if args[:1] == (TENSOR,) and (method in LAYOUT_METHODS or function in (torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze)) and not (
             flatten and offsets[0] == 1 and call_flattens(args, kwargs, method)
         ):
-            if shape == self.shape(ids[0]):
+            grouped = None
+            if getattr(node.args[0], "name", None) in self.expanded:
+                grouped = self._regroup(ids[0], self.expanded[node.args[0].name], shape)
+            if grouped is not None:
+                self.value[node.name] = grouped
+            elif shape == self.shape(ids[0]):
                 self.value[node.name] = ids[0]
             else:
                 self.value[node.name] = self._reshape(ids[0], shape, node.name)
