@@ -513,6 +513,8 @@ def _recognise_permute(call: Call) -> dict | None:
     axes = [call.axis(d) for d in dims]
     if None in axes:
         return None
+    if not call.batchless[0] and call.offsets[0] == 0:  # the axis merged with the batch stays first
+        axes = [0, *axes]
     return {"axes": [a % len(call.in_shapes[0]) for a in axes]}
 
 

@@ -122,7 +122,6 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     """Trace ``model`` (in eval mode) on a random input of ``input_size`` (C, H, W)."""
     import torch
     from torch import fx, nn
-    from torch.fx.passes.shape_prop import ShapeProp
 
     # recognised before tracing: while fx traces, reading a module's parameter (`m.bias is
     # not None`) would record a node
@@ -168,7 +167,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     x = torch.randn(BATCH, *input_size)
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(x)
+            _Sizes(gm).propagate(x)
     except Exception as err:
         raise ImportFailure(
             E.TORCH_UNTRACEABLE,
@@ -177,6 +176,24 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
             hint="give the input size the model expects (--input-size C,H,W)",
         ) from None
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
+
+
+def _Sizes(gm):
+    """torch.fx's ShapeProp that also keeps the numbers a forward computes from sizes
+    (``W - 1`` in ``F.pad(x, [0, W - 1])``), for the recognisers."""
+    import torch
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    class Sizes(ShapeProp):
+        def run_node(self, n):
+            result = super().run_node(n)
+            if type(result) in (int, float) or (
+                isinstance(result, tuple) and all(type(v) in (int, float) for v in result)
+            ) and not isinstance(result, torch.Tensor):
+                n.meta["size_value"] = result
+            return result
+
+    return Sizes(gm)
 
 
 def _generated_helpers(model: Any) -> tuple:
@@ -272,6 +289,8 @@ class _Builder:
                     ids.append(got)
                     self.in_offsets.append(self.offset.get(v.name, 1))
                     return TENSOR
+                if isinstance(got, tuple) and got[:1] == ("size",):
+                    return got[1]
                 if self.materialise and self._is_stack(got) and got[2] is not None:
                     ids.append(self._reshape(got[2], got[3], v.name))
                     self.in_offsets.append(1)
@@ -281,6 +300,8 @@ class _Builder:
                 return type(v)(conv(i) for i in v)
             if isinstance(v, dict):
                 return {k: conv(i) for k, i in v.items()}
+            if isinstance(v, slice):
+                return slice(conv(v.start), conv(v.stop), conv(v.step))
             return v
 
         args = conv(tuple(node.args))
@@ -495,7 +516,7 @@ class _Builder:
         method = node.target if node.op == "call_method" else None
         function = node.target if node.op == "call_function" else None
         if shape is None and (function is getattr or method in SIZE_METHODS):
-            self.value[node.name] = None  # a size: only reshapes read it
+            self.value[node.name] = ("size", node.meta.get("size_value"))  # a size: its value as traced
             return
         if shape is None:
             # sizes and tuples: a split's parts are kept for the getitem that picks one
@@ -523,7 +544,7 @@ class _Builder:
                 return
             if ids:
                 raise self._fail_call(node, _call_text(node))
-            self.value[node.name] = None  # a size: only reshapes read it
+            self.value[node.name] = ("size", node.meta.get("size_value"))  # a size: its value as traced
             return
         if function is operator.getitem and isinstance(args[0], tuple) and args[0][:1] == ("parts",):
             _, sizes, src, scope, group = args[0]
