@@ -430,6 +430,10 @@ class _Builder:
     def _reshape(self, src: int, shape: Shape, key: str) -> int:
         """A reshape of ``src`` to ``shape`` (the same op for the same ``key`` read twice)."""
         made = self.reshapes.get(key)
+        while src != INPUT_ID and self.ops[src].kind == "reshape":  # a reshape of a reshape: one
+            src = self.ops[src].inputs[0]
+        if made is None and shape == self.shape(src):
+            return src
         if made is None:
             self.batchless = self.ops[src].batchless if src != INPUT_ID else False
             made = self._add("reshape", {"shape": reshape_target(shape, self.shape(src))}, [src], None,
