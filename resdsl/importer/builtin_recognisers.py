@@ -581,7 +581,9 @@ def _batch_norm_function(call: Call):
     if len(shape) < 2:
         return None
     axes = [a for a in range(len(shape)) if a != 1]
-    per_channel = [-1] + [1] * (len(shape) - 2)
+    def per_channel(weight):  # a scale or shift of one value per channel, along axis 1
+        return [weight[0]] + [1] * (len(shape) - 2)
+
     eps = float(call.arg(7, "eps", 1e-5))
     x = -1
     graph: list = [
@@ -598,6 +600,6 @@ def _batch_norm_function(call: Call):
             continue
         if k is None:
             return None
-        graph.append(("reshape", {"shape": per_channel}, [-1 - k]))
+        graph.append(("reshape", {"shape": per_channel(call.in_shapes[k])}, [-1 - k]))
         graph.append((kind, {}, [len(graph) - 2, len(graph) - 1]))
     return graph

@@ -392,19 +392,22 @@ class Writer:
         return scope.path[len(base) + 1 :] if base else scope.path
 
     @staticmethod
-    def operand_exprs(op: TOp, ins: list[int], ref) -> list[str]:
-        exprs = [ref(i) for i in ins]
-        if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`
-            exprs.insert(op.attrs["constant_at"], repr(float(op.attrs["constant"])))
+    def operand_exprs(op: TOp, ins: list[int], ref) -> list:
+        exprs: list = [ref(i) for i in ins]
+        if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`, a slot
+            exprs.insert(op.attrs["constant_at"], ("constant", float(op.attrs["constant"])))
         return exprs
 
-    def call(self, op: TOp, operands: list[str] | tuple = ()) -> list:
+    def call(self, op: TOp, operands: list | tuple = ()) -> list:
         """``kind(…)``: the ``operands`` (tensors' names), then required values as slots,
         optional ones as slots left out when, in the definition, they are their default (so
         a stride-1 and a stride-2 use share it)."""
         prim = PRIMITIVES[op.kind]
         a = dict(op.attrs)
-        parts: list = [f"{op.kind}({', '.join(operands)}"]
+        parts: list = [f"{op.kind}("]
+        for k, operand in enumerate(operands):
+            parts += [", "] if k else []
+            parts.append(operand)
         first = not operands
         for p in prim.params:
             if p.name not in a or p.name in ("zero_init", "momentum", "constant", "constant_at"):
@@ -419,7 +422,16 @@ class Writer:
             if p.name == "stride" and op.kind in ("maxpool", "avgpool") and v == a["kernel_size"]:
                 continue
             sep = "" if first else ", "
-            if p.default is REQUIRED:
+            if p.default is REQUIRED and p.name == "shape" and isinstance(v, (list, tuple)):
+                # each size a slot of its own, so that sizes that vary become parameters
+                # related to each other (`param([channels, channels // 4, 3, 3])`)
+                parts += [sep, "["]
+                for k, size in enumerate(v):
+                    parts += [", "] if k else []
+                    parts.append(("size", size))
+                parts.append("]")
+                first = False
+            elif p.default is REQUIRED:
                 parts += [sep, (p.name, v)]
                 first = False
             else:

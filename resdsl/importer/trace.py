@@ -436,7 +436,7 @@ class _Builder:
             return src
         if made is None:
             self.batchless = self.ops[src].batchless if src != INPUT_ID else False
-            made = self._add("reshape", {"shape": reshape_target(shape, self.shape(src))}, [src], None,
+            made = self._add("reshape", {"shape": list(shape)}, [src], None,
                              self.scope_now, shape)
             self.reshapes[key] = made
         return made
@@ -773,16 +773,6 @@ def _fits(kind: str, attrs: dict, shape: Shape) -> bool:
     except Exception:  # the registry's shape rule refuses it
         return False
     return True
-
-
-def reshape_target(shape: Shape, source: Shape) -> list[int]:
-    """The sizes a spec's ``reshape`` writes: 0 where an axis keeps the input's size, -1 for
-    the largest other, so that one definition serves instances of other widths."""
-    out = [0 if i < len(source) and v == source[i] and v > 1 else v for i, v in enumerate(shape)]
-    free = [i for i, v in enumerate(out) if v > 1]
-    if free:
-        out[max(free, key=lambda i: out[i])] = -1
-    return out
 
 
 def call_flattens(args: tuple, kwargs: dict, method: str | None) -> bool:
