@@ -342,9 +342,15 @@ class ScaledStd(nn.Module):  # timm's ScaledStdConv2d: F.batch_norm of the weigh
         self.gain = nn.Parameter(torch.rand(4, 1, 1, 1) + 0.5)
 
     def forward(self, x):
-        w = torch.nn.functional.batch_norm(self.weight.reshape(1, 4, -1), None, None,
-                                           weight=(self.gain * 0.5).view(-1), training=True, momentum=0.0,
-                                           eps=1e-6).reshape_as(self.weight)
+        w = torch.nn.functional.batch_norm(
+            self.weight.reshape(1, 4, -1),
+            None,
+            None,
+            weight=(self.gain * 0.5).view(-1),
+            training=True,
+            momentum=0.0,
+            eps=1e-6,
+        ).reshape_as(self.weight)
         return torch.nn.functional.conv2d(x, w, self.bias, 2, 1)
 
 
@@ -367,17 +373,27 @@ class RelLogits(nn.Module):  # BoTNet's rel_logits_1d: the batch merged with an 
         y = (q @ self.rel.transpose(-1, -2)).reshape(-1, w, 2 * w - 1)
         y = torch.nn.functional.pad(y, [0, 1]).flatten(1)
         y = torch.nn.functional.pad(y, [0, w - 1]).reshape(-1, w + 1, 2 * w - 1)
-        return y[:, :w, w - 1:].reshape(b, h, w, w)
+        return y[:, :w, w - 1 :].reshape(b, h, w, w)
 
 
-@pytest.mark.parametrize("module, kinds", [
-    (Context, ("reshape(", "softmax(", "matmul(")),
-    (Learned, ("scale: param([8, 1, 1])", "permute(", "transpose(", "mean([", "var([", "rsqrt()")),
-    (ScaledStd, ("weight: param([4, 8, 3, 3])", "gain: param(", "var([0, 2], keepdim = true, correction = 0)",
-                 "conv_with(")),
-    (GroupStd, ("groups = 2", "sqrt()", "divide(")),
-    (RelLogits, ("pad_axis(", "slice(", "rel: param([15, 8])")),
-])
+@pytest.mark.parametrize(
+    "module, kinds",
+    [
+        (Context, ("reshape(", "softmax(", "matmul(")),
+        (Learned, ("scale: param([8, 1, 1])", "permute(", "transpose(", "mean([", "var([", "rsqrt()")),
+        (
+            ScaledStd,
+            (
+                "weight: param([4, 8, 3, 3])",
+                "gain: param(",
+                "var([0, 2], keepdim = true, correction = 0)",
+                "conv_with(",
+            ),
+        ),
+        (GroupStd, ("groups = 2", "sqrt()", "divide(")),
+        (RelLogits, ("pad_axis(", "slice(", "rel: param([15, 8])")),
+    ],
+)
 def test_tensor_ops_import(module, kinds):
     text = _imports(module().eval())
     for kind in kinds:

@@ -63,8 +63,11 @@ class Call:
     def tensor_at(self, i: int, name: str) -> int | None:
         """Which tensor input (0, 1…) positional argument ``i`` or keyword ``name`` is, or None."""
         flat = [v for v in self.args] + [self.kwargs[k] for k in self.kwargs]
-        where = i if i < len(self.args) else (len(self.args) + list(self.kwargs).index(name)
-                                               if name in self.kwargs else None)
+        where = (
+            i
+            if i < len(self.args)
+            else (len(self.args) + list(self.kwargs).index(name) if name in self.kwargs else None)
+        )
         if where is None or flat[where] is not TENSOR:
             return None
         return sum(1 for v in flat[:where] if v is TENSOR)
