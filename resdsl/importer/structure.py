@@ -327,7 +327,13 @@ class Writer:
                         lines.append([*((f"{label}: ",) if label else ()), *self.call(op)])
                     current = op.id
             produced = out_of[k]
-            later = [r for r in readers.get(produced, []) if r != k + 1]
+            # the next item that reads the running value (tensors without a batch axis, made
+            # in between, leave it as it was)
+            following = next(
+                (j for j in range(k + 1, len(items)) if not (isinstance(items[j], TOp) and items[j].batchless)),
+                k + 1,
+            )
+            later = [r for r in readers.get(produced, []) if r != following]
             if (
                 later or len(readers.get(produced, [])) > 1 or (produced == final and k != len(items) - 1)
             ) and produced not in names:
