@@ -410,3 +410,15 @@ def test_an_op_no_primitive_computes_names_the_function_and_module():
         resdsl.from_torch(model, SIZE)
     assert err.value.code == "E070"
     assert "`torch.cumsum`" in err.value.message and "`1`" in err.value.message
+
+
+class Powers(nn.Module):  # x.square(), x ** 0.5, torch.pow(x, -0.5), x.pow(-1): products and roots
+    def forward(self, x):
+        y = x.square().mean(dim=(2, 3), keepdim=True) + 1.0
+        return x * y**0.5 + torch.pow(y, -0.5) - (y + 1.0).pow(-1)
+
+
+def test_powers_import():
+    text = _imports(Powers().eval())
+    for kind in ("multiply(current, current)", "sqrt()", "rsqrt()", "reciprocal()"):
+        assert kind in text, text

@@ -393,7 +393,30 @@ def _recognise_pad(call: Call) -> dict | None:
     return None if p is None else {"padding": p, "value": float(value or 0.0)}
 
 
-for _kind, _name, _methods in (("add", "add", ("add",)), ("multiply", "mul", ("mul", "multiply")),
+def _exponent(call: Call) -> float | None:
+    """The number of ``x ** p``, ``torch.pow(x, p)``, ``x.pow(p)``; ``x.square()`` is 2."""
+    import operator
+
+    import torch
+
+    if (call.method == "square" or call.function is torch.square) and call.args == (TENSOR,) and not call.kwargs:
+        return 2.0
+    if not (call.function in (operator.pow, torch.pow) or call.method == "pow") or call.kwargs or \
+            len(call.args) != 2 or call.args[0] is not TENSOR or type(call.args[1]) not in (int, float):
+        return None
+    return float(call.args[1])
+
+
+_multiply = _recognise_binary("mul", ("mul", "multiply"))
+
+
+@_builtin("multiply")
+def _recognise_multiply(call: Call):
+    # a square is the tensor times itself
+    return [("multiply", {}, [-1, -1])] if _exponent(call) == 2.0 else _multiply(call)
+
+
+for _kind, _name, _methods in (("add", "add", ("add",)),
                                ("subtract", "sub", ("sub", "subtract")),
                                ("divide", "truediv", ("div", "divide", "true_divide"))):
     register_recogniser(_kind, _recognise_binary(_name, _methods), origin="builtin")
@@ -448,19 +471,19 @@ for _kind, _name, _spread in (("mean", "mean", False), ("reduce_sum", "sum", Fal
     register_recogniser(_kind, _recognise_reduction(_name, _spread), origin="builtin")
 
 
-def _recognise_function(name: str):
-    """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``)."""
+def _recognise_function(name: str, exponent: float):
+    """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``), ``x ** 0.5``."""
     def recognise(call: Call) -> dict | None:
         import torch
 
         ok = (call.function is getattr(torch, name) or call.method in (name, f"{name}_")) and \
             call.args == (TENSOR,) and not call.kwargs
-        return {} if ok else None
+        return {} if ok or _exponent(call) == exponent else None
     return recognise
 
 
-for _name in ("sqrt", "rsqrt", "reciprocal"):
-    register_recogniser(_name, _recognise_function(_name), origin="builtin")
+for _name, _power in (("sqrt", 0.5), ("rsqrt", -0.5), ("reciprocal", -1.0)):
+    register_recogniser(_name, _recognise_function(_name, _power), origin="builtin")
 
 
 # ---------------------------------------------------------------- tensor ops
