@@ -15,6 +15,7 @@ def _builtin(kind: str):
     def register(fn):
         register_recogniser(kind, fn, origin="builtin")
         return fn
+
     return register
 
 
@@ -28,8 +29,15 @@ def _module_conv_attrs(m) -> dict | None:
         padding = (k - 1) * dilation // 2
     if None in (k, stride, dilation, padding) or m.padding_mode != "zeros":
         return None
-    return {"out_channels": m.out_channels, "kernel_size": k, "stride": stride, "padding": padding,
-            "dilation": dilation, "groups": m.groups, "bias": m.bias is not None}
+    return {
+        "out_channels": m.out_channels,
+        "kernel_size": k,
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": m.groups,
+        "bias": m.bias is not None,
+    }
 
 
 @_builtin("conv")
@@ -46,8 +54,12 @@ def _recognise_std_conv(call: Call) -> dict | None:
     from torch import nn
 
     m = call.module
-    if not isinstance(m, nn.Conv2d) or class_name(m) != "StdConv2d" or hasattr(m, "gain") or \
-            not isinstance(getattr(m, "eps", None), float):
+    if (
+        not isinstance(m, nn.Conv2d)
+        or class_name(m) != "StdConv2d"
+        or hasattr(m, "gain")
+        or not isinstance(getattr(m, "eps", None), float)
+    ):
         return None
     a = _module_conv_attrs(m)
     return None if a is None else {**a, "eps": m.eps}
@@ -60,12 +72,20 @@ def _recognise_channel_conv(call: Call) -> dict | None:
     from torch import nn
 
     m = call.module
-    if not isinstance(m, nn.Conv1d) or (type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"):
+    if not isinstance(m, nn.Conv1d) or (
+        type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"
+    ):
         return None
     k = square(m.kernel_size)
-    if (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None) or k is None or k % 2 == 0 or \
-            square(m.stride) != 1 or square(m.dilation) != 1 or square(m.padding) != (k - 1) // 2 or \
-            m.padding_mode != "zeros":
+    if (
+        (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None)
+        or k is None
+        or k % 2 == 0
+        or square(m.stride) != 1
+        or square(m.dilation) != 1
+        or square(m.padding) != (k - 1) // 2
+        or m.padding_mode != "zeros"
+    ):
         return None
     return {"kernel_size": k}
 
@@ -116,8 +136,9 @@ def _recognise_bn(call: Call):
         return _batch_norm_function(call)
     if not isinstance(m, nn.BatchNorm2d) or not m.affine or not m.track_running_stats:
         return None
-    return _with_act(call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)},
-                     nn.BatchNorm2d)
+    return _with_act(
+        call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)}, nn.BatchNorm2d
+    )
 
 
 @_builtin("groupnorm")
@@ -157,9 +178,13 @@ def _recognise_act(kind: str, module: str, function: str):
         if call.method is not None:
             return {} if call.method in (kind, f"{kind}_") and len(call.args) == 1 else None
         owner, _, name = function.partition(".")
-        functions = {getattr(torch.nn.functional if owner == "F" else torch, name),
-                     getattr(torch, kind, None), getattr(torch.nn.functional, kind, None)}
+        functions = {
+            getattr(torch.nn.functional if owner == "F" else torch, name),
+            getattr(torch, kind, None),
+            getattr(torch.nn.functional, kind, None),
+        }
         return {} if call.function in functions - {None} and call.args[:1] == (TENSOR,) else None
+
     return recognise
 
 
@@ -191,9 +216,15 @@ def _recognise_group_softmax(call: Call) -> dict | None:
 
 
 #: kind → its torch.nn class and function.
-_ACTS = {"relu": ("ReLU", "F.relu"), "relu6": ("ReLU6", "F.relu6"), "gelu": ("GELU", "F.gelu"),
-         "silu": ("SiLU", "F.silu"), "hardswish": ("Hardswish", "F.hardswish"),
-         "sigmoid": ("Sigmoid", "torch.sigmoid"), "tanh": ("Tanh", "torch.tanh")}
+_ACTS = {
+    "relu": ("ReLU", "F.relu"),
+    "relu6": ("ReLU6", "F.relu6"),
+    "gelu": ("GELU", "F.gelu"),
+    "silu": ("SiLU", "F.silu"),
+    "hardswish": ("Hardswish", "F.hardswish"),
+    "sigmoid": ("Sigmoid", "torch.sigmoid"),
+    "tanh": ("Tanh", "torch.tanh"),
+}
 for _kind, (_module, _function) in _ACTS.items():
     register_recogniser(_kind, _recognise_act(_kind, _module, _function), origin="builtin")
 
@@ -215,13 +246,18 @@ def _pool_attrs(call: Call, module_cls: str, function: str, avg: bool) -> dict |
             return None
         ceil = bool(m.ceil_mode)
     elif call.function is getattr(torch.nn.functional, function) and call.args[:1] == (TENSOR,):
-        k, s, p = (square(call.arg(i, n, d)) for i, n, d in ((1, "kernel_size", None), (2, "stride", None),
-                                                             (3, "padding", 0)))
+        k, s, p = (
+            square(call.arg(i, n, d))
+            for i, n, d in ((1, "kernel_size", None), (2, "stride", None), (3, "padding", 0))
+        )
         if s is None:
             s = k
         ceil = bool(call.arg(5 if not avg else 4, "ceil_mode", False))
-        extra = {"count_include_pad": bool(call.arg(5, "count_include_pad", True))} if avg else \
-            {"dilation": square(call.arg(4, "dilation", 1))}
+        extra = (
+            {"count_include_pad": bool(call.arg(5, "count_include_pad", True))}
+            if avg
+            else {"dilation": square(call.arg(4, "dilation", 1))}
+        )
         if avg and call.arg(6, "divisor_override") is not None or call.kwargs.get("return_indices"):
             return None
     else:
@@ -246,9 +282,14 @@ def _recognise_gap(call: Call):
     if call.method == "mean" or call.function is torch.mean:
         dims = call.arg(1, "dim")
         dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
-        if call.args[:1] != (TENSOR,) or len(call.in_shapes[0]) != 3 or call.kwargs.get("dtype") is not None or \
-                call.offsets[:1] not in ([], [1]) or call.batchless[:1] == [True] or \
-                sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+        if (
+            call.args[:1] != (TENSOR,)
+            or len(call.in_shapes[0]) != 3
+            or call.kwargs.get("dtype") is not None
+            or call.offsets[:1] not in ([], [1])
+            or call.batchless[:1] == [True]
+            or sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]
+        ):
             return None
         return {} if call.arg(2, "keepdim", False) else [("global_avgpool", {}), ("flatten", {})]
     return None
@@ -266,8 +307,12 @@ def _recognise_blurpool(call: Call) -> dict | None:
     return None if f is None or s is None else {"stride": s, "filt_size": f}
 
 
-register_recogniser("maxpool", lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False), origin="builtin")
-register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True), origin="builtin")
+register_recogniser(
+    "maxpool", lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False), origin="builtin"
+)
+register_recogniser(
+    "avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True), origin="builtin"
+)
 
 
 # ---------------------------------------------------------------- dataflow
@@ -276,15 +321,22 @@ register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_
 def _recognise_binary(name: str, methods: tuple[str, ...]):
     """``a + b`` (and ``+=``, ``torch.add``, ``x.add(…)``) of two tensors, or of a tensor and
     a number (``x * 0.5``, ``1.0 - x``: the op's ``constant`` and ``constant_at``)."""
+
     def recognise(call: Call) -> dict | None:
         import operator
 
         import torch
 
-        functions = {getattr(operator, name), getattr(operator, f"i{name}"),
-                     *(getattr(torch, m) for m in methods)}
-        if not (call.function in functions or call.method in (*methods, *(f"{m}_" for m in methods))) \
-                or len(call.args) != 2 or call.kwargs:  # torch.div's rounding_mode is not this op
+        functions = {
+            getattr(operator, name),
+            getattr(operator, f"i{name}"),
+            *(getattr(torch, m) for m in methods),
+        }
+        if (
+            not (call.function in functions or call.method in (*methods, *(f"{m}_" for m in methods)))
+            or len(call.args) != 2
+            or call.kwargs
+        ):  # torch.div's rounding_mode is not this op
             return None
         numbers = [i for i, a in enumerate(call.args) if type(a) in (int, float)]
         if call.args.count(TENSOR) == 2:
@@ -292,6 +344,7 @@ def _recognise_binary(name: str, methods: tuple[str, ...]):
         if call.args.count(TENSOR) == 1 and len(numbers) == 1:
             return {"constant": float(call.args[numbers[0]]), "constant_at": numbers[0]}
         return None
+
     return recognise
 
 
@@ -305,8 +358,12 @@ def _recognise_concat(call: Call) -> dict | None:
     import torch
 
     parts = call.arg(0, "tensors")
-    ok = call.function in (torch.cat, torch.concat) and isinstance(parts, (list, tuple)) and \
-        all(p is TENSOR for p in parts) and _channel_dim(call, 1)
+    ok = (
+        call.function in (torch.cat, torch.concat)
+        and isinstance(parts, (list, tuple))
+        and all(p is TENSOR for p in parts)
+        and _channel_dim(call, 1)
+    )
     return {} if ok else None
 
 
@@ -342,7 +399,11 @@ def _recognise_flatten(call: Call) -> dict | None:
         m = call.module
         return {} if stock(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1 else None
     if call.function is torch.flatten or call.method == "flatten":
-        ok = call.args[:1] == (TENSOR,) and call.arg(1, "start_dim", 0) == 1 and call.arg(2, "end_dim", -1) == -1
+        ok = (
+            call.args[:1] == (TENSOR,)
+            and call.arg(1, "start_dim", 0) == 1
+            and call.arg(2, "end_dim", -1) == -1
+        )
         return {} if ok else None
     return None
 
@@ -399,10 +460,19 @@ def _exponent(call: Call) -> float | None:
 
     import torch
 
-    if (call.method == "square" or call.function is torch.square) and call.args == (TENSOR,) and not call.kwargs:
+    if (
+        (call.method == "square" or call.function is torch.square)
+        and call.args == (TENSOR,)
+        and not call.kwargs
+    ):
         return 2.0
-    if not (call.function in (operator.pow, torch.pow) or call.method == "pow") or call.kwargs or \
-            len(call.args) != 2 or call.args[0] is not TENSOR or type(call.args[1]) not in (int, float):
+    if (
+        not (call.function in (operator.pow, torch.pow) or call.method == "pow")
+        or call.kwargs
+        or len(call.args) != 2
+        or call.args[0] is not TENSOR
+        or type(call.args[1]) not in (int, float)
+    ):
         return None
     return float(call.args[1])
 
@@ -416,15 +486,26 @@ def _recognise_multiply(call: Call):
     return [("multiply", {}, [-1, -1])] if _exponent(call) == 2.0 else _multiply(call)
 
 
-for _kind, _name, _methods in (("add", "add", ("add",)),
-                               ("subtract", "sub", ("sub", "subtract")),
-                               ("divide", "truediv", ("div", "divide", "true_divide"))):
+for _kind, _name, _methods in (
+    ("add", "add", ("add",)),
+    ("subtract", "sub", ("sub", "subtract")),
+    ("divide", "truediv", ("div", "divide", "true_divide")),
+):
     register_recogniser(_kind, _recognise_binary(_name, _methods), origin="builtin")
-register_recogniser("identity", lambda call: {} if class_name(call.module) == "Identity"
-                    and not list(call.module.children()) else None, origin="builtin")
-register_recogniser("zeropad", lambda call: {"stride": int(call.arg(1, "stride")),
-                                             "out_channels": int(call.arg(2, "out_channels"))}
-                    if call.is_generated("zero_pad") else None, origin="builtin")
+register_recogniser(
+    "identity",
+    lambda call: {} if class_name(call.module) == "Identity" and not list(call.module.children()) else None,
+    origin="builtin",
+)
+register_recogniser(
+    "zeropad",
+    lambda call: (
+        {"stride": int(call.arg(1, "stride")), "out_channels": int(call.arg(2, "out_channels"))}
+        if call.is_generated("zero_pad")
+        else None
+    ),
+    origin="builtin",
+)
 
 
 # ---------------------------------------------------------------- reductions, element-wise functions
@@ -443,11 +524,15 @@ def _reduction_axes(call: Call) -> tuple[int, ...] | None:
 
 def _recognise_reduction(name: str, spread: bool):
     """``x.mean((2, 3))``, ``torch.sum(x, 1, keepdim=True)``, ``x.var(dim, unbiased=False)``…"""
+
     def recognise(call: Call) -> dict | None:
         import torch
 
-        if not (call.method == name or call.function is getattr(torch, name)) or call.args[:1] != (TENSOR,) \
-                or call.kwargs.get("dtype") is not None:
+        if (
+            not (call.method == name or call.function is getattr(torch, name))
+            or call.args[:1] != (TENSOR,)
+            or call.kwargs.get("dtype") is not None
+        ):
             return None
         allowed = {"dim", "keepdim"} | ({"unbiased", "correction"} if spread else set())
         if set(call.kwargs) - allowed or len(call.args) > 3:
@@ -463,22 +548,32 @@ def _recognise_reduction(name: str, spread: bool):
                 return None
             attrs["correction"] = int(correction)
         return attrs
+
     return recognise
 
 
-for _kind, _name, _spread in (("mean", "mean", False), ("reduce_sum", "sum", False), ("var", "var", True),
-                              ("std", "std", True)):
+for _kind, _name, _spread in (
+    ("mean", "mean", False),
+    ("reduce_sum", "sum", False),
+    ("var", "var", True),
+    ("std", "std", True),
+):
     register_recogniser(_kind, _recognise_reduction(_name, _spread), origin="builtin")
 
 
 def _recognise_function(name: str, exponent: float):
     """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``), ``x ** 0.5``."""
+
     def recognise(call: Call) -> dict | None:
         import torch
 
-        ok = (call.function is getattr(torch, name) or call.method in (name, f"{name}_")) and \
-            call.args == (TENSOR,) and not call.kwargs
+        ok = (
+            (call.function is getattr(torch, name) or call.method in (name, f"{name}_"))
+            and call.args == (TENSOR,)
+            and not call.kwargs
+        )
         return {} if ok or _exponent(call) == exponent else None
+
     return recognise
 
 
@@ -496,8 +591,12 @@ def _recognise_softmax(call: Call) -> dict | None:
     import torch
 
     functions = (torch.softmax, torch.nn.functional.softmax)
-    if not (call.function in functions or call.method == "softmax") or call.args[:1] != (TENSOR,) or \
-            call.tensors != 1 or call.kwargs.get("dtype") is not None:
+    if (
+        not (call.function in functions or call.method == "softmax")
+        or call.args[:1] != (TENSOR,)
+        or call.tensors != 1
+        or call.kwargs.get("dtype") is not None
+    ):
         return None
     axis = call.axis(call.arg(1, "dim"))
     return None if axis is None else {"axis": axis}
@@ -556,17 +655,29 @@ def _recognise_pad_axis(call: Call) -> dict | None:
     """``F.pad(x, [0, 1])``: constant padding of one axis (the last pair of pads is the first axis)."""
     import torch
 
-    if call.function is not torch.nn.functional.pad or call.args[:1] != (TENSOR,) or \
-            call.arg(2, "mode", "constant") != "constant":
+    if (
+        call.function is not torch.nn.functional.pad
+        or call.args[:1] != (TENSOR,)
+        or call.arg(2, "mode", "constant") != "constant"
+    ):
         return None
     pads = call.arg(1, "pad")
-    if not isinstance(pads, (list, tuple)) or len(pads) % 2 or not all(type(p) is int and p >= 0 for p in pads):
+    if (
+        not isinstance(pads, (list, tuple))
+        or len(pads) % 2
+        or not all(type(p) is int and p >= 0 for p in pads)
+    ):
         return None
     cut = [(k, pads[2 * k], pads[2 * k + 1]) for k in range(len(pads) // 2) if pads[2 * k] or pads[2 * k + 1]]
     if len(cut) != 1 or cut[0][0] >= len(call.in_shapes[0]):
         return None
     k, before, after = cut[0]
-    return {"axis": -1 - k, "before": before, "after": after, "value": float(call.arg(3, "value", 0.0) or 0.0)}
+    return {
+        "axis": -1 - k,
+        "before": before,
+        "after": after,
+        "value": float(call.arg(3, "value", 0.0) or 0.0),
+    }
 
 
 @_builtin("conv_with")
@@ -597,13 +708,18 @@ def _batch_norm_function(call: Call):
 
     if call.function is not torch.nn.functional.batch_norm or call.args[:1] != (TENSOR,):
         return None
-    if call.arg(1, "running_mean") is not None or call.arg(2, "running_var") is not None or \
-            call.arg(5, "training", False) is not True or not call.batchless[0]:
+    if (
+        call.arg(1, "running_mean") is not None
+        or call.arg(2, "running_var") is not None
+        or call.arg(5, "training", False) is not True
+        or not call.batchless[0]
+    ):
         return None
     shape = call.in_shapes[0]
     if len(shape) < 2:
         return None
     axes = [a for a in range(len(shape)) if a != 1]
+
     def per_channel(weight):  # a scale or shift of one value per channel, along axis 1
         return [weight[0]] + [1] * (len(shape) - 2)
 

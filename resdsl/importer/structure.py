@@ -82,7 +82,9 @@ class Writer:
         shapes = {INPUT_ID: traced.input_shape, **{op.id: op.shape for op in traced.ops}}
         for op in traced.ops:
             # identities vanish, and so do reshapes to the shape their input has in the spec
-            if op.kind == "identity" or (op.kind == "reshape" and shapes[self.resolve(op.inputs[0])] == op.shape):
+            if op.kind == "identity" or (
+                op.kind == "reshape" and shapes[self.resolve(op.inputs[0])] == op.shape
+            ):
                 self.alias[op.id] = self.resolve(op.inputs[0])
         kept = self.resolve(traced.output)
         for op in traced.ops:
@@ -243,7 +245,9 @@ class Writer:
             op = self.ops[i]
             if op.kind == "split":
                 return f"{split_labels[op.group]}[{op.part}]"
-            raise ImportFailure(E.TORCH_NOT_WRITABLE, f"the tensor of `{op.module or op.kind}` is read before it is made")
+            raise ImportFailure(
+                E.TORCH_NOT_WRITABLE, f"the tensor of `{op.module or op.kind}` is read before it is made"
+            )
 
         def move(i: int) -> None:
             nonlocal current
@@ -330,7 +334,11 @@ class Writer:
             # the next item that reads the running value (tensors without a batch axis, made
             # in between, leave it as it was)
             following = next(
-                (j for j in range(k + 1, len(items)) if not (isinstance(items[j], TOp) and items[j].batchless)),
+                (
+                    j
+                    for j in range(k + 1, len(items))
+                    if not (isinstance(items[j], TOp) and items[j].batchless)
+                ),
                 k + 1,
             )
             later = [r for r in readers.get(produced, []) if r != following]

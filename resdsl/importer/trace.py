@@ -187,9 +187,11 @@ def _Sizes(gm):
     class Sizes(ShapeProp):
         def run_node(self, n):
             result = super().run_node(n)
-            if type(result) in (int, float) or (
-                isinstance(result, tuple) and all(type(v) in (int, float) for v in result)
-            ) and not isinstance(result, torch.Tensor):
+            if (
+                type(result) in (int, float)
+                or (isinstance(result, tuple) and all(type(v) in (int, float) for v in result))
+                and not isinstance(result, torch.Tensor)
+            ):
                 n.meta["size_value"] = result
             return result
 
@@ -217,8 +219,10 @@ def _generated_helpers(model: Any) -> tuple:
 def _module_stack(node) -> list[tuple[str, type]]:
     """The (module path, class) pairs a traced node sits in, outermost first. torch ≥ 2.2
     keeps ``{key: (path, class)}`` in ``nn_module_stack``; torch 2.1 kept ``{path: class}``."""
-    return [value if isinstance(value, tuple) else (key, value)
-            for key, value in node.meta.get("nn_module_stack", {}).items()]
+    return [
+        value if isinstance(value, tuple) else (key, value)
+        for key, value in node.meta.get("nn_module_stack", {}).items()
+    ]
 
 
 class _Builder:
@@ -273,7 +277,9 @@ class _Builder:
         path = self._where(node)
         module = self.model.get_submodule(path) if path else self.model
         owner = f"`{path}` ({_describe(module)})" if path else f"the forward of {_describe(self.model)}"
-        return ImportFailure(E.TORCH_UNSUPPORTED, f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT)
+        return ImportFailure(
+            E.TORCH_UNSUPPORTED, f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT
+        )
 
     def _args(self, node, values) -> tuple[tuple, dict, list[int], list[Shape]]:
         """The call's arguments with tensors as TENSOR, the ids of its tensor inputs, their shapes."""
@@ -416,9 +422,14 @@ class _Builder:
         at its own path, which is its ``state_dict`` key."""
         path = str(node.target)
         if path not in self.state:
-            raise self._fail_call(node, f"a direct use of the tensor `{path}`, which is not in the state_dict")
-        t = self.model.get_parameter(path) if path in dict(self.model.named_parameters()) else \
-            self.model.get_buffer(path)
+            raise self._fail_call(
+                node, f"a direct use of the tensor `{path}`, which is not in the state_dict"
+            )
+        t = (
+            self.model.get_parameter(path)
+            if path in dict(self.model.named_parameters())
+            else self.model.get_buffer(path)
+        )
         parts = path.split(".")[:-1]
         scope = tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
         for p in scope:
@@ -436,8 +447,7 @@ class _Builder:
             return src
         if made is None:
             self.batchless = self.ops[src].batchless if src != INPUT_ID else False
-            made = self._add("reshape", {"shape": list(shape)}, [src], None,
-                             self.scope_now, shape)
+            made = self._add("reshape", {"shape": list(shape)}, [src], None, self.scope_now, shape)
             self.reshapes[key] = made
         return made
 
@@ -449,7 +459,11 @@ class _Builder:
         op = src
         while op != INPUT_ID and self.ops[op].kind not in ("mean", "var", "std", "reduce_sum"):
             o = self.ops[op]
-            if len(o.inputs) != 1 or PRIMITIVES[o.kind].has_params or o.kind in ("reshape", "slice", "pad_axis"):
+            if (
+                len(o.inputs) != 1
+                or PRIMITIVES[o.kind].has_params
+                or o.kind in ("reshape", "slice", "pad_axis")
+            ):
                 return None
             chain.append(o)
             op = o.inputs[0]
@@ -460,12 +474,20 @@ class _Builder:
         if x is None or red.attrs.get("groups", 1) != 1 or not red.attrs["keepdim"]:
             return None
         xs, gs = self.shape(x), grouped.shape
-        if not (len(xs) == 3 and len(gs) == 4 and gs[0] * gs[1] == xs[0] and gs[2:] == xs[1:] and
-                tuple(red.attrs["axes"]) == (1, 2, 3) and tuple(target) == tuple(xs) and tuple(expanded) == gs):
+        if not (
+            len(xs) == 3
+            and len(gs) == 4
+            and gs[0] * gs[1] == xs[0]
+            and gs[2:] == xs[1:]
+            and tuple(red.attrs["axes"]) == (1, 2, 3)
+            and tuple(target) == tuple(xs)
+            and tuple(expanded) == gs
+        ):
             return None
         self.batchless = False
-        out = self._add(red.kind, {**red.attrs, "axes": [0, 1, 2], "groups": gs[0]}, [x], None, red.scope,
-                        (xs[0], 1, 1))
+        out = self._add(
+            red.kind, {**red.attrs, "axes": [0, 1, 2], "groups": gs[0]}, [x], None, red.scope, (xs[0], 1, 1)
+        )
         for o in reversed(chain):
             out = self._add(o.kind, dict(o.attrs), [out], None, o.scope, (xs[0], 1, 1))
         return out
@@ -480,10 +502,14 @@ class _Builder:
         out = []
         for k, i in enumerate(ids):
             shape = self.shape(i)
-            if i != INPUT_ID and self.ops[i].batchless and len(shape) > rank and \
-                    all(v == 1 for v in shape[: len(shape) - rank]):
+            if (
+                i != INPUT_ID
+                and self.ops[i].batchless
+                and len(shape) > rank
+                and all(v == 1 for v in shape[: len(shape) - rank])
+            ):
                 keep = self.batchless
-                i = self._reshape(i, shape[len(shape) - rank:], f"{node.name}.{k}")
+                i = self._reshape(i, shape[len(shape) - rank :], f"{node.name}.{k}")
                 self.batchless = keep
             out.append(i)
         return out
@@ -510,7 +536,9 @@ class _Builder:
             if chain is None:
                 path = node.target
                 raise ImportFailure(
-                    E.TORCH_UNSUPPORTED, f"no primitive computes `{path}` ({_describe(module)})", hint=REGISTER_HINT
+                    E.TORCH_UNSUPPORTED,
+                    f"no primitive computes `{path}` ({_describe(module)})",
+                    hint=REGISTER_HINT,
                 )
             if len(ids) != 1 or shape is None:
                 raise self._fail_call(node, f"`{node.target}` called on {len(ids)} tensors")
@@ -580,8 +608,13 @@ class _Builder:
                 self.expanded[node.name] = shape
             return
         flatten = method == "flatten" or function is torch.flatten
-        if args[:1] == (TENSOR,) and (method in LAYOUT_METHODS or function in (torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze)) and not (
-            flatten and offsets[0] == 1 and call_flattens(args, kwargs, method)
+        if (
+            args[:1] == (TENSOR,)
+            and (
+                method in LAYOUT_METHODS
+                or function in (torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze)
+            )
+            and not (flatten and offsets[0] == 1 and call_flattens(args, kwargs, method))
         ):
             grouped = None
             if getattr(node.args[0], "name", None) in self.expanded:
@@ -711,21 +744,33 @@ class _Builder:
                 continue
             shape = self.shape(out)
             axis = d - offset
-            if not 0 <= axis < len(shape) or any(type(v) not in (int, type(None)) for v in
-                                                   (cut.start, cut.stop, cut.step)):
+            if not 0 <= axis < len(shape) or any(
+                type(v) not in (int, type(None)) for v in (cut.start, cut.stop, cut.step)
+            ):
                 raise self._fail_call(node, "a slice of an axis other than the sample's, or by a tensor")
             start, stop, step = cut.indices(shape[axis])
-            new = (*shape[:axis], len(range(start, stop, step)), *shape[axis + 1:])
+            new = (*shape[:axis], len(range(start, stop, step)), *shape[axis + 1 :])
             self.batchless = src != INPUT_ID and self.ops[src].batchless
-            out = self._add("slice", {"axis": axis, "start": start, "end": stop, "step": step}, [out], None,
-                            self.scope_now, new)
+            out = self._add(
+                "slice",
+                {"axis": axis, "start": start, "end": stop, "step": step},
+                [out],
+                None,
+                self.scope_now,
+                new,
+            )
         return out
 
     def _slice(self, node, index, src: int, shape: Shape) -> int:
         """``x[:, a:b]``: a part of a split of the channels (the generated source's splits);
         other slices are `slice` ops."""
-        if not (len(self.shape(src)) == 3 and self.offset.get(node.args[0].name, 1) == 1 and
-                isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)):
+        if not (
+            len(self.shape(src)) == 3
+            and self.offset.get(node.args[0].name, 1) == 1
+            and isinstance(index, tuple)
+            and len(index) == 2
+            and index[0] == slice(None)
+        ):
             return self._slices(node, index, src, self.offset.get(node.args[0].name, 1))
         c = self.shape(src)[0] if self.shape(src) else 0
         ok = (
