@@ -167,7 +167,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     x = torch.randn(BATCH, *input_size)
     try:
         with torch.no_grad():
-            _Sizes(gm).propagate(x)
+            _size_recorder(gm).propagate(x)
     except Exception as err:
         raise ImportFailure(
             E.TORCH_UNTRACEABLE,
@@ -178,20 +178,17 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
 
 
-def _Sizes(gm):
+def _size_recorder(gm):
     """torch.fx's ShapeProp that also keeps the numbers a forward computes from sizes
-    (``W - 1`` in ``F.pad(x, [0, W - 1])``), for the recognisers."""
-    import torch
+    (``W - 1`` in ``F.pad(x, [0, W - 1])``), for the recognisers. One computed from the
+    batch size is the traced batch's: the output comparison refuses a spec that used it."""
     from torch.fx.passes.shape_prop import ShapeProp
 
     class Sizes(ShapeProp):
         def run_node(self, n):
             result = super().run_node(n)
-            if (
-                type(result) in (int, float)
-                or (isinstance(result, tuple) and all(type(v) in (int, float) for v in result))
-                and not isinstance(result, torch.Tensor)
-            ):
+            numbers = isinstance(result, tuple) and all(type(v) in (int, float) for v in result)
+            if type(result) in (int, float) or numbers:  # a torch.Size is a tuple of ints
                 n.meta["size_value"] = result
             return result
 
