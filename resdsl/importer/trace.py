@@ -25,7 +25,18 @@ from .recognisers import RECOGNISERS
 #: Methods that only change how a tensor's elements are laid out (no arithmetic): between
 #: recognised ops they pass their input through; the outputs are compared afterwards anyway.
 LAYOUT_METHODS = frozenset(
-    {"view", "reshape", "expand_as", "expand", "unsqueeze", "squeeze", "view_as", "reshape_as", "flatten"}
+    {
+        "view",
+        "reshape",
+        "expand_as",
+        "expand",
+        "unsqueeze",
+        "squeeze",
+        "view_as",
+        "reshape_as",
+        "flatten",
+        "unflatten",
+    }
 )
 #: Methods that change nothing of a float32 tensor: its input passes through.
 PASS_METHODS = frozenset({"contiguous", "float", "to", "type_as"})
@@ -198,7 +209,8 @@ def _size_recorder(gm):
 def _generated_helpers(model: Any) -> tuple:
     """The helper functions of resdsl-generated sources the model's classes come from
     (``group_softmax``, ``blur_pool``…): calls of them stay calls, for their primitive's
-    recogniser, instead of being traced through."""
+    recogniser, instead of being traced through (``grouped`` and ``ungrouped``, which only
+    lay out a grouped reduction, are read by the builder)."""
     import sys
     import types
 
@@ -427,10 +439,9 @@ class _Builder:
             if path in dict(self.model.named_parameters())
             else self.model.get_buffer(path)
         )
-        parts = path.split(".")[:-1]
-        scope = tuple(".".join(parts[: i + 1]) for i in range(len(parts)))
-        for p in scope:
-            self.classes.setdefault(p, type(self.model.get_submodule(p)).__name__)
+        # it sits where the forward that reads it runs (a container iterated, never called,
+        # is no scope), inside the modules on its path
+        scope = tuple(p for p in self._scope(node, False) if path.startswith(p + "."))
         self.batchless = True
         self.offset[node.name] = 0
         self.value[node.name] = self._add("param", {"shape": list(t.shape)}, [], path, scope, tuple(t.shape))
@@ -471,14 +482,18 @@ class _Builder:
         if x is None or red.attrs.get("groups", 1) != 1 or not red.attrs["keepdim"]:
             return None
         xs, gs = self.shape(x), grouped.shape
+        # expanded over the channels of each group (and over H, W or not), then the groups
+        # flattened back into the channels
         if not (
             len(xs) == 3
             and len(gs) == 4
             and gs[0] * gs[1] == xs[0]
             and gs[2:] == xs[1:]
             and tuple(red.attrs["axes"]) == (1, 2, 3)
-            and tuple(target) == tuple(xs)
-            and tuple(expanded) == gs
+            and len(expanded) == 4
+            and tuple(expanded[:2]) == gs[:2]
+            and tuple(expanded[2:]) in (gs[2:], (1, 1))
+            and tuple(target) == (xs[0], *expanded[2:])
         ):
             return None
         self.batchless = False
@@ -622,6 +637,23 @@ class _Builder:
                 self.value[node.name] = ids[0]
             else:
                 self.value[node.name] = self._reshape(ids[0], shape, node.name)
+            return
+        helper = Call(function=function)
+        if helper.is_generated("grouped") and args[:1] == (TENSOR,):  # [C, …] as [groups, C / groups, …]
+            self.value[node.name] = self._reshape(ids[0], shape, node.name)
+            return
+        if helper.is_generated("ungrouped") and args[:2] == (
+            TENSOR,
+            TENSOR,
+        ):  # a group's value to its channels
+            stat = self.shape(ids[0])
+            expanded = (stat[0], shape[0] // max(stat[0], 1), *stat[2:])
+            grouped = self._regroup(ids[0], expanded, shape)
+            if grouped is None:
+                raise self._fail_call(
+                    node, "a statistic given to channel groups other than a grouped reduction's"
+                )
+            self.value[node.name] = grouped
             return
         ids = self._align(node, ids)
         in_shapes = [self.shape(i) for i in ids]
