@@ -422,3 +422,13 @@ def test_powers_import():
     text = _imports(Powers().eval())
     for kind in ("multiply(current, current)", "sqrt()", "rsqrt()", "reciprocal()"):
         assert kind in text, text
+
+
+class Slopes(nn.Module):  # the functions of LeakyReLU and ELU, with their slopes
+    def forward(self, x):
+        return torch.nn.functional.leaky_relu(x, 0.2) + torch.nn.functional.elu(x, alpha=0.5)
+
+
+def test_activation_functions_with_slopes_import():
+    text = _imports(Slopes().eval())
+    assert "leaky_relu(negative_slope = 0.2)" in text and "elu(alpha = 0.5)" in text, text

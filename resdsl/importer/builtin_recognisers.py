@@ -188,18 +188,31 @@ def _recognise_act(kind: str, module: str, function: str):
     return recognise
 
 
-@_builtin("leaky_relu")
-def _recognise_leaky(call: Call) -> dict | None:
-    from torch import nn
+def _recognise_slope(kind: str, cls: str, name: str, default: float):
+    """``nn.LeakyReLU`` / ``nn.ELU`` and their functions ``F.leaky_relu(x, 0.1)``, ``F.elu(x, 1.0)``."""
 
-    return {"negative_slope": float(call.module.negative_slope)} if stock(call.module, nn.LeakyReLU) else None
+    def recognise(call: Call) -> dict | None:
+        import torch
+        from torch import nn
+
+        if call.module is not None:
+            return {name: float(getattr(call.module, name))} if stock(call.module, getattr(nn, cls)) else None
+        if (
+            call.function is not getattr(torch.nn.functional, kind)
+            or call.args[:1] != (TENSOR,)
+            or call.tensors != 1
+        ):
+            return None
+        value = call.arg(1, name, default)
+        return {name: float(value)} if type(value) in (int, float) else None
+
+    return recognise
 
 
-@_builtin("elu")
-def _recognise_elu(call: Call) -> dict | None:
-    from torch import nn
-
-    return {"alpha": float(call.module.alpha)} if stock(call.module, nn.ELU) else None
+register_recogniser(
+    "leaky_relu", _recognise_slope("leaky_relu", "LeakyReLU", "negative_slope", 0.01), origin="builtin"
+)
+register_recogniser("elu", _recognise_slope("elu", "ELU", "alpha", 1.0), origin="builtin")
 
 
 @_builtin("group_softmax")
