@@ -682,6 +682,7 @@ def _recognise_pad_axis(call: Call) -> dict | None:
     ):
         return None
     cut = [(k, pads[2 * k], pads[2 * k + 1]) for k in range(len(pads) // 2) if pads[2 * k] or pads[2 * k + 1]]
+    cut = cut or [(0, 0, 0)]  # padding by nothing (BoTNet's W - 1 on a 1×1 map)
     if len(cut) != 1 or cut[0][0] >= len(call.in_shapes[0]):
         return None
     k, before, after = cut[0]
