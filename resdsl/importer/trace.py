@@ -178,7 +178,12 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     x = torch.randn(BATCH, *input_size)
     try:
         with torch.no_grad():
-            _size_recorder(gm).propagate(x)
+            try:  # sizes without arithmetic: fake tensors
+                from torch._subclasses.fake_tensor import FakeTensorMode
+
+                _size_recorder(gm, FakeTensorMode()).propagate(x)
+            except Exception:  # an op fake tensors cannot run: the real forward tells
+                _size_recorder(gm).propagate(x)
     except Exception as err:
         raise ImportFailure(
             E.TORCH_UNTRACEABLE,
@@ -189,7 +194,7 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
 
 
-def _size_recorder(gm):
+def _size_recorder(gm, fake_mode=None):
     """torch.fx's ShapeProp that also keeps the numbers a forward computes from sizes
     (``W - 1`` in ``F.pad(x, [0, W - 1])``), for the recognisers. One computed from the
     batch size is the traced batch's: the output comparison refuses a spec that used it."""
@@ -203,7 +208,7 @@ def _size_recorder(gm):
                 n.meta["size_value"] = result
             return result
 
-    return Sizes(gm)
+    return Sizes(gm, fake_mode=fake_mode)
 
 
 def _generated_helpers(model: Any) -> tuple:
