@@ -15,6 +15,7 @@ def _builtin(kind: str):
     def register(fn):
         register_recogniser(kind, fn, origin="builtin")
         return fn
+
     return register
 
 
@@ -28,8 +29,15 @@ def _module_conv_attrs(m) -> dict | None:
         padding = (k - 1) * dilation // 2
     if None in (k, stride, dilation, padding) or m.padding_mode != "zeros":
         return None
-    return {"out_channels": m.out_channels, "kernel_size": k, "stride": stride, "padding": padding,
-            "dilation": dilation, "groups": m.groups, "bias": m.bias is not None}
+    return {
+        "out_channels": m.out_channels,
+        "kernel_size": k,
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": m.groups,
+        "bias": m.bias is not None,
+    }
 
 
 @_builtin("conv")
@@ -46,8 +54,12 @@ def _recognise_std_conv(call: Call) -> dict | None:
     from torch import nn
 
     m = call.module
-    if not isinstance(m, nn.Conv2d) or class_name(m) != "StdConv2d" or hasattr(m, "gain") or \
-            not isinstance(getattr(m, "eps", None), float):
+    if (
+        not isinstance(m, nn.Conv2d)
+        or class_name(m) != "StdConv2d"
+        or hasattr(m, "gain")
+        or not isinstance(getattr(m, "eps", None), float)
+    ):
         return None
     a = _module_conv_attrs(m)
     return None if a is None else {**a, "eps": m.eps}
@@ -60,12 +72,20 @@ def _recognise_channel_conv(call: Call) -> dict | None:
     from torch import nn
 
     m = call.module
-    if not isinstance(m, nn.Conv1d) or (type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"):
+    if not isinstance(m, nn.Conv1d) or (
+        type(m).forward is not nn.Conv1d.forward and class_name(m) != "ChannelConv"
+    ):
         return None
     k = square(m.kernel_size)
-    if (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None) or k is None or k % 2 == 0 or \
-            square(m.stride) != 1 or square(m.dilation) != 1 or square(m.padding) != (k - 1) // 2 or \
-            m.padding_mode != "zeros":
+    if (
+        (m.in_channels, m.out_channels, m.groups, m.bias) != (1, 1, 1, None)
+        or k is None
+        or k % 2 == 0
+        or square(m.stride) != 1
+        or square(m.dilation) != 1
+        or square(m.padding) != (k - 1) // 2
+        or m.padding_mode != "zeros"
+    ):
         return None
     return {"kernel_size": k}
 
@@ -112,10 +132,13 @@ def _recognise_bn(call: Call):
     from torch import nn
 
     m = call.module
+    if m is None:
+        return _batch_norm_function(call)
     if not isinstance(m, nn.BatchNorm2d) or not m.affine or not m.track_running_stats:
         return None
-    return _with_act(call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)},
-                     nn.BatchNorm2d)
+    return _with_act(
+        call, "batchnorm", {"eps": float(m.eps), "momentum": float(m.momentum or 0.1)}, nn.BatchNorm2d
+    )
 
 
 @_builtin("groupnorm")
@@ -155,24 +178,41 @@ def _recognise_act(kind: str, module: str, function: str):
         if call.method is not None:
             return {} if call.method in (kind, f"{kind}_") and len(call.args) == 1 else None
         owner, _, name = function.partition(".")
-        functions = {getattr(torch.nn.functional if owner == "F" else torch, name),
-                     getattr(torch, kind, None), getattr(torch.nn.functional, kind, None)}
+        functions = {
+            getattr(torch.nn.functional if owner == "F" else torch, name),
+            getattr(torch, kind, None),
+            getattr(torch.nn.functional, kind, None),
+        }
         return {} if call.function in functions - {None} and call.args[:1] == (TENSOR,) else None
+
     return recognise
 
 
-@_builtin("leaky_relu")
-def _recognise_leaky(call: Call) -> dict | None:
-    from torch import nn
+def _recognise_slope(kind: str, cls: str, name: str, default: float):
+    """``nn.LeakyReLU`` / ``nn.ELU`` and their functions ``F.leaky_relu(x, 0.1)``, ``F.elu(x, 1.0)``."""
 
-    return {"negative_slope": float(call.module.negative_slope)} if stock(call.module, nn.LeakyReLU) else None
+    def recognise(call: Call) -> dict | None:
+        import torch
+        from torch import nn
+
+        if call.module is not None:
+            return {name: float(getattr(call.module, name))} if stock(call.module, getattr(nn, cls)) else None
+        if (
+            call.function is not getattr(torch.nn.functional, kind)
+            or call.args[:1] != (TENSOR,)
+            or call.tensors != 1
+        ):
+            return None
+        value = call.arg(1, name, default)
+        return {name: float(value)} if type(value) in (int, float) else None
+
+    return recognise
 
 
-@_builtin("elu")
-def _recognise_elu(call: Call) -> dict | None:
-    from torch import nn
-
-    return {"alpha": float(call.module.alpha)} if stock(call.module, nn.ELU) else None
+register_recogniser(
+    "leaky_relu", _recognise_slope("leaky_relu", "LeakyReLU", "negative_slope", 0.01), origin="builtin"
+)
+register_recogniser("elu", _recognise_slope("elu", "ELU", "alpha", 1.0), origin="builtin")
 
 
 @_builtin("group_softmax")
@@ -189,9 +229,15 @@ def _recognise_group_softmax(call: Call) -> dict | None:
 
 
 #: kind → its torch.nn class and function.
-_ACTS = {"relu": ("ReLU", "F.relu"), "relu6": ("ReLU6", "F.relu6"), "gelu": ("GELU", "F.gelu"),
-         "silu": ("SiLU", "F.silu"), "hardswish": ("Hardswish", "F.hardswish"),
-         "sigmoid": ("Sigmoid", "torch.sigmoid"), "tanh": ("Tanh", "torch.tanh")}
+_ACTS = {
+    "relu": ("ReLU", "F.relu"),
+    "relu6": ("ReLU6", "F.relu6"),
+    "gelu": ("GELU", "F.gelu"),
+    "silu": ("SiLU", "F.silu"),
+    "hardswish": ("Hardswish", "F.hardswish"),
+    "sigmoid": ("Sigmoid", "torch.sigmoid"),
+    "tanh": ("Tanh", "torch.tanh"),
+}
 for _kind, (_module, _function) in _ACTS.items():
     register_recogniser(_kind, _recognise_act(_kind, _module, _function), origin="builtin")
 
@@ -213,13 +259,18 @@ def _pool_attrs(call: Call, module_cls: str, function: str, avg: bool) -> dict |
             return None
         ceil = bool(m.ceil_mode)
     elif call.function is getattr(torch.nn.functional, function) and call.args[:1] == (TENSOR,):
-        k, s, p = (square(call.arg(i, n, d)) for i, n, d in ((1, "kernel_size", None), (2, "stride", None),
-                                                             (3, "padding", 0)))
+        k, s, p = (
+            square(call.arg(i, n, d))
+            for i, n, d in ((1, "kernel_size", None), (2, "stride", None), (3, "padding", 0))
+        )
         if s is None:
             s = k
         ceil = bool(call.arg(5 if not avg else 4, "ceil_mode", False))
-        extra = {"count_include_pad": bool(call.arg(5, "count_include_pad", True))} if avg else \
-            {"dilation": square(call.arg(4, "dilation", 1))}
+        extra = (
+            {"count_include_pad": bool(call.arg(5, "count_include_pad", True))}
+            if avg
+            else {"dilation": square(call.arg(4, "dilation", 1))}
+        )
         if avg and call.arg(6, "divisor_override") is not None or call.kwargs.get("return_indices"):
             return None
     else:
@@ -244,8 +295,14 @@ def _recognise_gap(call: Call):
     if call.method == "mean" or call.function is torch.mean:
         dims = call.arg(1, "dim")
         dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
-        if call.args[:1] != (TENSOR,) or len(call.in_shapes[0]) != 3 or call.kwargs.get("dtype") is not None or \
-                sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]:
+        if (
+            call.args[:1] != (TENSOR,)
+            or len(call.in_shapes[0]) != 3
+            or call.kwargs.get("dtype") is not None
+            or call.offsets[:1] not in ([], [1])
+            or call.batchless[:1] == [True]
+            or sorted(d % 4 for d in dims if isinstance(d, int)) != [2, 3]
+        ):
             return None
         return {} if call.arg(2, "keepdim", False) else [("global_avgpool", {}), ("flatten", {})]
     return None
@@ -263,8 +320,12 @@ def _recognise_blurpool(call: Call) -> dict | None:
     return None if f is None or s is None else {"stride": s, "filt_size": f}
 
 
-register_recogniser("maxpool", lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False), origin="builtin")
-register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True), origin="builtin")
+register_recogniser(
+    "maxpool", lambda call: _pool_attrs(call, "MaxPool2d", "max_pool2d", False), origin="builtin"
+)
+register_recogniser(
+    "avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_pool2d", True), origin="builtin"
+)
 
 
 # ---------------------------------------------------------------- dataflow
@@ -273,15 +334,22 @@ register_recogniser("avgpool", lambda call: _pool_attrs(call, "AvgPool2d", "avg_
 def _recognise_binary(name: str, methods: tuple[str, ...]):
     """``a + b`` (and ``+=``, ``torch.add``, ``x.add(…)``) of two tensors, or of a tensor and
     a number (``x * 0.5``, ``1.0 - x``: the op's ``constant`` and ``constant_at``)."""
+
     def recognise(call: Call) -> dict | None:
         import operator
 
         import torch
 
-        functions = {getattr(operator, name), getattr(operator, f"i{name}"),
-                     *(getattr(torch, m) for m in methods)}
-        if not (call.function in functions or call.method in (*methods, *(f"{m}_" for m in methods))) \
-                or len(call.args) != 2 or call.kwargs:  # torch.div's rounding_mode is not this op
+        functions = {
+            getattr(operator, name),
+            getattr(operator, f"i{name}"),
+            *(getattr(torch, m) for m in methods),
+        }
+        if (
+            not (call.function in functions or call.method in (*methods, *(f"{m}_" for m in methods)))
+            or len(call.args) != 2
+            or call.kwargs
+        ):  # torch.div's rounding_mode is not this op
             return None
         numbers = [i for i, a in enumerate(call.args) if type(a) in (int, float)]
         if call.args.count(TENSOR) == 2:
@@ -289,6 +357,7 @@ def _recognise_binary(name: str, methods: tuple[str, ...]):
         if call.args.count(TENSOR) == 1 and len(numbers) == 1:
             return {"constant": float(call.args[numbers[0]]), "constant_at": numbers[0]}
         return None
+
     return recognise
 
 
@@ -302,8 +371,12 @@ def _recognise_concat(call: Call) -> dict | None:
     import torch
 
     parts = call.arg(0, "tensors")
-    ok = call.function in (torch.cat, torch.concat) and isinstance(parts, (list, tuple)) and \
-        all(p is TENSOR for p in parts) and _channel_dim(call, 1)
+    ok = (
+        call.function in (torch.cat, torch.concat)
+        and isinstance(parts, (list, tuple))
+        and all(p is TENSOR for p in parts)
+        and _channel_dim(call, 1)
+    )
     return {} if ok else None
 
 
@@ -339,7 +412,11 @@ def _recognise_flatten(call: Call) -> dict | None:
         m = call.module
         return {} if stock(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1 else None
     if call.function is torch.flatten or call.method == "flatten":
-        ok = call.args[:1] == (TENSOR,) and call.arg(1, "start_dim", 0) == 1 and call.arg(2, "end_dim", -1) == -1
+        ok = (
+            call.args[:1] == (TENSOR,)
+            and call.arg(1, "start_dim", 0) == 1
+            and call.arg(2, "end_dim", -1) == -1
+        )
         return {} if ok else None
     return None
 
@@ -390,15 +467,58 @@ def _recognise_pad(call: Call) -> dict | None:
     return None if p is None else {"padding": p, "value": float(value or 0.0)}
 
 
-for _kind, _name, _methods in (("add", "add", ("add",)), ("multiply", "mul", ("mul", "multiply")),
-                               ("subtract", "sub", ("sub", "subtract")),
-                               ("divide", "truediv", ("div", "divide", "true_divide"))):
+def _exponent(call: Call) -> float | None:
+    """The number of ``x ** p``, ``torch.pow(x, p)``, ``x.pow(p)``; ``x.square()`` is 2."""
+    import operator
+
+    import torch
+
+    if (
+        (call.method == "square" or call.function is torch.square)
+        and call.args == (TENSOR,)
+        and not call.kwargs
+    ):
+        return 2.0
+    if (
+        not (call.function in (operator.pow, torch.pow) or call.method == "pow")
+        or call.kwargs
+        or len(call.args) != 2
+        or call.args[0] is not TENSOR
+        or type(call.args[1]) not in (int, float)
+    ):
+        return None
+    return float(call.args[1])
+
+
+_multiply = _recognise_binary("mul", ("mul", "multiply"))
+
+
+@_builtin("multiply")
+def _recognise_multiply(call: Call):
+    # a square is the tensor times itself
+    return [("multiply", {}, [-1, -1])] if _exponent(call) == 2.0 else _multiply(call)
+
+
+for _kind, _name, _methods in (
+    ("add", "add", ("add",)),
+    ("subtract", "sub", ("sub", "subtract")),
+    ("divide", "truediv", ("div", "divide", "true_divide")),
+):
     register_recogniser(_kind, _recognise_binary(_name, _methods), origin="builtin")
-register_recogniser("identity", lambda call: {} if class_name(call.module) == "Identity"
-                    and not list(call.module.children()) else None, origin="builtin")
-register_recogniser("zeropad", lambda call: {"stride": int(call.arg(1, "stride")),
-                                             "out_channels": int(call.arg(2, "out_channels"))}
-                    if call.is_generated("zero_pad") else None, origin="builtin")
+register_recogniser(
+    "identity",
+    lambda call: {} if class_name(call.module) == "Identity" and not list(call.module.children()) else None,
+    origin="builtin",
+)
+register_recogniser(
+    "zeropad",
+    lambda call: (
+        {"stride": int(call.arg(1, "stride")), "out_channels": int(call.arg(2, "out_channels"))}
+        if call.is_generated("zero_pad")
+        else None
+    ),
+    origin="builtin",
+)
 
 
 # ---------------------------------------------------------------- reductions, element-wise functions
@@ -408,20 +528,24 @@ def _reduction_axes(call: Call) -> tuple[int, ...] | None:
     """A reduction's torch ``dim`` as per-sample axes (the batch dim is never one), or None."""
     dims = call.arg(1, "dim")
     dims = tuple(dims) if isinstance(dims, (list, tuple)) else (dims,)
-    rank = len(call.in_shapes[0]) + 1
-    if not dims or not all(type(d) is int and -rank <= d < rank for d in dims) or \
-            any(d % rank == 0 for d in dims):
+    rank = len(call.in_shapes[0])
+    axes = [call.axis(d) for d in dims]
+    if not dims or None in axes:
         return None
-    return tuple(sorted(d % rank - 1 for d in dims))
+    return tuple(sorted(a % rank for a in axes))
 
 
 def _recognise_reduction(name: str, spread: bool):
     """``x.mean((2, 3))``, ``torch.sum(x, 1, keepdim=True)``, ``x.var(dim, unbiased=False)``…"""
+
     def recognise(call: Call) -> dict | None:
         import torch
 
-        if not (call.method == name or call.function is getattr(torch, name)) or call.args[:1] != (TENSOR,) \
-                or call.kwargs.get("dtype") is not None:
+        if (
+            not (call.method == name or call.function is getattr(torch, name))
+            or call.args[:1] != (TENSOR,)
+            or call.kwargs.get("dtype") is not None
+        ):
             return None
         allowed = {"dim", "keepdim"} | ({"unbiased", "correction"} if spread else set())
         if set(call.kwargs) - allowed or len(call.args) > 3:
@@ -437,24 +561,198 @@ def _recognise_reduction(name: str, spread: bool):
                 return None
             attrs["correction"] = int(correction)
         return attrs
+
     return recognise
 
 
-for _kind, _name, _spread in (("mean", "mean", False), ("reduce_sum", "sum", False), ("var", "var", True),
-                              ("std", "std", True)):
+for _kind, _name, _spread in (
+    ("mean", "mean", False),
+    ("reduce_sum", "sum", False),
+    ("var", "var", True),
+    ("std", "std", True),
+):
     register_recogniser(_kind, _recognise_reduction(_name, _spread), origin="builtin")
 
 
-def _recognise_function(name: str):
-    """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``)."""
+def _recognise_function(name: str, exponent: float):
+    """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``), ``x ** 0.5``."""
+
     def recognise(call: Call) -> dict | None:
         import torch
 
-        ok = (call.function is getattr(torch, name) or call.method in (name, f"{name}_")) and \
-            call.args == (TENSOR,) and not call.kwargs
-        return {} if ok else None
+        ok = (
+            (call.function is getattr(torch, name) or call.method in (name, f"{name}_"))
+            and call.args == (TENSOR,)
+            and not call.kwargs
+        )
+        return {} if ok or _exponent(call) == exponent else None
+
     return recognise
 
 
-for _name in ("sqrt", "rsqrt", "reciprocal"):
-    register_recogniser(_name, _recognise_function(_name), origin="builtin")
+for _name, _power in (("sqrt", 0.5), ("rsqrt", -0.5), ("reciprocal", -1.0)):
+    register_recogniser(_name, _recognise_function(_name, _power), origin="builtin")
+
+
+# ---------------------------------------------------------------- tensor ops
+# Axes are read through Call.axis: a torch dim of a tensor with a batch axis is one less, of
+# a learned tensor the same; the batch dim itself is never an op's axis.
+
+
+@_builtin("softmax")
+def _recognise_softmax(call: Call) -> dict | None:
+    import torch
+
+    functions = (torch.softmax, torch.nn.functional.softmax)
+    if (
+        not (call.function in functions or call.method == "softmax")
+        or call.args[:1] != (TENSOR,)
+        or call.tensors != 1
+        or call.kwargs.get("dtype") is not None
+    ):
+        return None
+    axis = call.axis(call.arg(1, "dim"))
+    return None if axis is None else {"axis": axis}
+
+
+@_builtin("matmul")
+def _recognise_matmul(call: Call) -> dict | None:
+    import operator
+
+    import torch
+
+    ok = call.function in (operator.matmul, torch.matmul, torch.bmm) or call.method in ("matmul", "bmm")
+    if not ok or call.args != (TENSOR, TENSOR) or call.kwargs:
+        return None
+    # the batch (or a batch merged with an axis) lines up in both, or one has none
+    offsets = {o for o, b in zip(call.offsets, call.batchless) if not b}
+    return {} if len(offsets) <= 1 else None
+
+
+@_builtin("permute")
+def _recognise_permute(call: Call) -> dict | None:
+    import torch
+
+    if not (call.function is torch.permute or call.method == "permute") or call.args[:1] != (TENSOR,):
+        return None
+    dims = call.arg(1, "dims")
+    dims = tuple(dims) if isinstance(dims, (list, tuple)) else tuple(call.args[1:])
+    rank = len(call.in_shapes[0]) + call.offsets[0] if not call.batchless[0] else len(call.in_shapes[0])
+    if len(dims) != rank or not all(type(d) is int for d in dims):
+        return None
+    dims = tuple(d % rank for d in dims)
+    if not call.batchless[0]:
+        if dims[0] != 0:  # the batch stays first
+            return None
+        dims = dims[1:]
+    axes = [call.axis(d) for d in dims]
+    if None in axes:
+        return None
+    if not call.batchless[0] and call.offsets[0] == 0:  # the axis merged with the batch stays first
+        axes = [0, *axes]
+    return {"axes": [a % len(call.in_shapes[0]) for a in axes]}
+
+
+@_builtin("transpose")
+def _recognise_transpose(call: Call) -> dict | None:
+    import torch
+
+    if not (call.function is torch.transpose or call.method == "transpose") or call.args[:1] != (TENSOR,):
+        return None
+    a, b = call.axis(call.arg(1, "dim0")), call.axis(call.arg(2, "dim1"))
+    return None if a is None or b is None else {"a": a, "b": b}
+
+
+@_builtin("pad_axis")
+def _recognise_pad_axis(call: Call) -> dict | None:
+    """``F.pad(x, [0, 1])``: constant padding of one axis (the last pair of pads is the first axis)."""
+    import torch
+
+    if (
+        call.function is not torch.nn.functional.pad
+        or call.args[:1] != (TENSOR,)
+        or call.arg(2, "mode", "constant") != "constant"
+    ):
+        return None
+    pads = call.arg(1, "pad")
+    if (
+        not isinstance(pads, (list, tuple))
+        or len(pads) % 2
+        or not all(type(p) is int and p >= 0 for p in pads)
+    ):
+        return None
+    cut = [(k, pads[2 * k], pads[2 * k + 1]) for k in range(len(pads) // 2) if pads[2 * k] or pads[2 * k + 1]]
+    cut = cut or [(0, 0, 0)]  # padding by nothing (BoTNet's W - 1 on a 1×1 map)
+    if len(cut) != 1 or cut[0][0] >= len(call.in_shapes[0]):
+        return None
+    k, before, after = cut[0]
+    return {
+        "axis": -1 - k,
+        "before": before,
+        "after": after,
+        "value": float(call.arg(3, "value", 0.0) or 0.0),
+    }
+
+
+@_builtin("conv_with")
+def _recognise_conv_with(call: Call) -> dict | None:
+    """``F.conv2d(x, w, b, …)`` with a weight (and a bias) computed or read as tensors (timm's
+    ScaledStdConv2d standardises its weight in its forward)."""
+    import torch
+
+    if call.function is not torch.nn.functional.conv2d or call.args[:2] != (TENSOR, TENSOR):
+        return None
+    bias = call.arg(2, "bias")
+    if bias is not None and bias is not TENSOR:
+        return None
+    attrs = {}
+    for i, name, default in ((3, "stride", 1), (4, "padding", 0), (5, "dilation", 1), (6, "groups", 1)):
+        v = square(call.arg(i, name, default))
+        if v is None:
+            return None
+        attrs[name] = v
+    return attrs if all(call.batchless[1:]) else None
+
+
+def _batch_norm_function(call: Call):
+    """``F.batch_norm`` with the statistics of its input (``training=True``, no running
+    statistics) over a tensor without a batch axis (timm's ScaledStdConv2d standardises its
+    weight so): mean and biased variance over every axis but axis 1, then the scale and shift."""
+    import torch
+
+    if call.function is not torch.nn.functional.batch_norm or call.args[:1] != (TENSOR,):
+        return None
+    if (
+        call.arg(1, "running_mean") is not None
+        or call.arg(2, "running_var") is not None
+        or call.arg(5, "training", False) is not True
+        or not call.batchless[0]
+    ):
+        return None
+    shape = call.in_shapes[0]
+    if len(shape) < 2:
+        return None
+    axes = [a for a in range(len(shape)) if a != 1]
+
+    def per_channel(weight):  # a scale or shift of one value per channel, along axis 1
+        return [weight[0]] + [1] * (len(shape) - 2)
+
+    eps = float(call.arg(7, "eps", 1e-5))
+    x = -1
+    graph: list = [
+        ("mean", {"axes": axes, "keepdim": True}, [x]),
+        ("subtract", {}, [x, 0]),
+        ("var", {"axes": axes, "keepdim": True, "correction": 0}, [x]),
+        ("add", {"constant": eps, "constant_at": 1}, [2]),
+        ("rsqrt", {}, [3]),
+        ("multiply", {}, [1, 4]),
+    ]
+    for i, name, kind in ((3, "weight", "multiply"), (4, "bias", "add")):
+        k = call.tensor_at(i, name)
+        if call.arg(i, name) is None:
+            continue
+        if k is None:
+            return None
+        graph.append(("reshape", {"shape": per_channel(call.in_shapes[k])}, [-1 - k]))
+        graph.append((kind, {}, [len(graph) - 2, len(graph) - 1]))
+    return graph

@@ -38,6 +38,39 @@ class Call:
     out_shape: Shape = ()
     #: Recognises a submodule (a norm layer's activation): its chain of ``(kind, attrs)``, or None.
     recognise_module: Callable[[Any], list | None] = lambda module: None
+    #: Per tensor input, how many leading torch dims are not per-sample axes: 1 where dim 0
+    #: is the batch, 0 where the tensor has no batch axis (a parameter, or computed from
+    #: parameters alone) or dim 0 holds the batch merged with an axis (``x.reshape(-1, W, k)``).
+    offsets: list[int] = field(default_factory=list)
+    #: Per tensor input: it has no batch axis.
+    batchless: list[bool] = field(default_factory=list)
+
+    def axis(self, dim: Any, i: int = 0) -> int | None:
+        """Torch ``dim`` of tensor input ``i`` as a per-sample axis (negative stays from the
+        end), or None where it is not an int or is the batch (or a merged batch) dim."""
+        if type(dim) is not int or i >= len(self.in_shapes):
+            return None
+        rank = len(self.in_shapes[i])
+        offset = self.offsets[i] if i < len(self.offsets) else 1
+        batchless = self.batchless[i] if i < len(self.batchless) else False
+        if dim < 0:
+            return dim if -dim <= rank else None
+        if not batchless and dim == 0:
+            return None
+        axis = dim - offset
+        return axis if 0 <= axis < rank else None
+
+    def tensor_at(self, i: int, name: str) -> int | None:
+        """Which tensor input (0, 1…) positional argument ``i`` or keyword ``name`` is, or None."""
+        flat = [v for v in self.args] + [self.kwargs[k] for k in self.kwargs]
+        where = (
+            i
+            if i < len(self.args)
+            else (len(self.args) + list(self.kwargs).index(name) if name in self.kwargs else None)
+        )
+        if where is None or flat[where] is not TENSOR:
+            return None
+        return sum(1 for v in flat[:where] if v is TENSOR)
 
     def arg(self, i: int, name: str, default: Any = None) -> Any:
         """Positional argument ``i`` or keyword ``name``."""

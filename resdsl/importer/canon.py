@@ -6,8 +6,8 @@ elements out, and the same inputs, recursively: each op gets a key built from it
 facts and its inputs' keys (a Merkle hash), so the comparison does not depend on the order
 in which a forward happens to run independent branches, nor on the names of layers without
 weights (timm's ``global_pool`` is resdsl's ``avgpool``). Ops that pass their input through
-in eval mode (identity, dropout, drop-path) and flattens are left out: they change nothing
-a checkpoint or an output can tell.
+in eval mode (identity, dropout, drop-path), flattens and reshapes are left out: they change
+nothing a checkpoint can tell, and the import's output comparison checks the layout.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .trace import INPUT_ID, Traced
 
 #: Attributes that say how a layer starts or runs, not what it computes.
 IGNORED = frozenset({"zero_init", "inplace", "momentum"})
-SKIPPED = frozenset({"flatten"})
+SKIPPED = frozenset({"flatten", "reshape"})
 COMMUTATIVE = frozenset({"add", "multiply"})
 
 

@@ -79,8 +79,12 @@ class Writer:
         self.alias: dict[int, int] = {}
         # identities vanish; flattens are re-made before linear layers, and kept where the
         # model's output is flat (a 1×1 conv head), not where a pooled vector goes on (ECA)
+        shapes = {INPUT_ID: traced.input_shape, **{op.id: op.shape for op in traced.ops}}
         for op in traced.ops:
-            if op.kind == "identity":
+            # identities vanish, and so do reshapes to the shape their input has in the spec
+            if op.kind == "identity" or (
+                op.kind == "reshape" and shapes[self.resolve(op.inputs[0])] == op.shape
+            ):
                 self.alias[op.id] = self.resolve(op.inputs[0])
         kept = self.resolve(traced.output)
         for op in traced.ops:
@@ -241,7 +245,9 @@ class Writer:
             op = self.ops[i]
             if op.kind == "split":
                 return f"{split_labels[op.group]}[{op.part}]"
-            raise ImportFailure(E.TORCH_NOT_WRITABLE, f"the tensor of `{op.module or op.kind}` is read before it is made")
+            raise ImportFailure(
+                E.TORCH_NOT_WRITABLE, f"the tensor of `{op.module or op.kind}` is read before it is made"
+            )
 
         def move(i: int) -> None:
             nonlocal current
@@ -290,11 +296,29 @@ class Writer:
                             lines.append([f"{name}: split(", ("sizes", sizes), ")"])
                         current = -2  # a split leaves no running value
                     continue
-                if prim.arity is None:
-                    exprs = [ref(i) for i in ins]
-                    if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`
-                        exprs.insert(op.attrs["constant_at"], repr(float(op.attrs["constant"])))
-                    lines.append([f"{op.kind}({', '.join(exprs)})"])
+                if op.batchless:
+                    # a learned tensor, or computed from learned tensors alone: it leaves the
+                    # running value as it was, so it is named and read by its name
+                    if label is None:
+                        n = len(names) + 1
+                        while f"t{n}" in taken:
+                            n += 1
+                        label = f"t{n}"
+                        taken.add(label)
+                    if prim.arity is None:
+                        lines.append([f"{label}: ", *self.call(op, self.operand_exprs(op, ins, ref))])
+                    elif prim.arity == 0:
+                        lines.append([f"{label}: ", *self.call(op)])
+                    else:
+                        lines.append([f"{label}: ", *self.call(op), f" from {ref(ins[0])}"])
+                    names[op.id] = label
+                elif prim.arity is None:
+                    if prim.operands is not None:  # `conv_with(w, b, …)`: the running value and its tensors
+                        move(ins[0])
+                        exprs = [ref(i) for i in ins[1:]]
+                    else:
+                        exprs = self.operand_exprs(op, ins, ref)
+                    lines.append([*((f"{label}: ",) if label else ()), *self.call(op, exprs)])
                     current = op.id
                 else:
                     move(ins[0])
@@ -307,7 +331,17 @@ class Writer:
                         lines.append([*((f"{label}: ",) if label else ()), *self.call(op)])
                     current = op.id
             produced = out_of[k]
-            later = [r for r in readers.get(produced, []) if r != k + 1]
+            # the next item that reads the running value (tensors without a batch axis, made
+            # in between, leave it as it was)
+            following = next(
+                (
+                    j
+                    for j in range(k + 1, len(items))
+                    if not (isinstance(items[j], TOp) and items[j].batchless)
+                ),
+                k + 1,
+            )
+            later = [r for r in readers.get(produced, []) if r != following]
             if (
                 later or len(readers.get(produced, [])) > 1 or (produced == final and k != len(items) - 1)
             ) and produced not in names:
@@ -371,15 +405,26 @@ class Writer:
     def child_label(self, scope: Scope, base: str) -> str:
         return scope.path[len(base) + 1 :] if base else scope.path
 
-    def call(self, op: TOp) -> list:
-        """``kind(…)``: required values as slots, optional ones as slots left out when, in
-        the definition, they are their default (so a stride-1 and a stride-2 use share it)."""
+    @staticmethod
+    def operand_exprs(op: TOp, ins: list[int], ref) -> list:
+        exprs: list = [ref(i) for i in ins]
+        if op.attrs.get("constant_at") is not None:  # a number among the operands: `x * 0.5`, a slot
+            exprs.insert(op.attrs["constant_at"], ("constant", float(op.attrs["constant"])))
+        return exprs
+
+    def call(self, op: TOp, operands: list | tuple = ()) -> list:
+        """``kind(…)``: the ``operands`` (tensors' names), then required values as slots,
+        optional ones as slots left out when, in the definition, they are their default (so
+        a stride-1 and a stride-2 use share it)."""
         prim = PRIMITIVES[op.kind]
         a = dict(op.attrs)
         parts: list = [f"{op.kind}("]
-        first = True
+        for k, operand in enumerate(operands):
+            parts += [", "] if k else []
+            parts.append(operand)
+        first = not operands
         for p in prim.params:
-            if p.name not in a or p.name in ("zero_init", "momentum"):
+            if p.name not in a or p.name in ("zero_init", "momentum", "constant", "constant_at"):
                 continue
             v = a[p.name]
             if (
@@ -391,7 +436,16 @@ class Writer:
             if p.name == "stride" and op.kind in ("maxpool", "avgpool") and v == a["kernel_size"]:
                 continue
             sep = "" if first else ", "
-            if p.default is REQUIRED:
+            if p.default is REQUIRED and p.name == "shape" and isinstance(v, (list, tuple)):
+                # each size a slot of its own, so that sizes that vary become parameters
+                # related to each other (`param([channels, channels // 4, 3, 3])`)
+                parts += [sep, "["]
+                for k, size in enumerate(v):
+                    parts += [", "] if k else []
+                    parts.append(("size", size))
+                parts.append("]")
+                first = False
+            elif p.default is REQUIRED:
                 parts += [sep, (p.name, v)]
                 first = False
             else:

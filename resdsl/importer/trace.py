@@ -25,8 +25,26 @@ from .recognisers import RECOGNISERS
 #: Methods that only change how a tensor's elements are laid out (no arithmetic): between
 #: recognised ops they pass their input through; the outputs are compared afterwards anyway.
 LAYOUT_METHODS = frozenset(
-    {"view", "reshape", "contiguous", "expand_as", "expand", "unsqueeze", "squeeze", "view_as", "reshape_as"}
+    {
+        "view",
+        "reshape",
+        "expand_as",
+        "expand",
+        "unsqueeze",
+        "squeeze",
+        "view_as",
+        "reshape_as",
+        "flatten",
+        "unflatten",
+    }
 )
+#: Methods that change nothing of a float32 tensor: its input passes through.
+PASS_METHODS = frozenset({"contiguous", "float", "to", "type_as"})
+#: ``expand`` passes its input through: the op that reads it broadcasts it again.
+EXPAND_METHODS = frozenset({"expand", "expand_as"})
+#: The batch the model is traced with: 2, so that a reshape that merges the batch with an
+#: axis (``x.reshape(-1, W, k)``) shows in the traced sizes.
+BATCH = 2
 #: Calls whose results are sizes, not tensors (``x.shape[0]``, ``x.size(1)``).
 SIZE_METHODS = frozenset({"size", "dim"})
 
@@ -69,6 +87,7 @@ class TOp:
     group: str | None = None
     part: int = 0
     apply: int = 0  # how many times its module ran before (a ReLU applied again)
+    batchless: bool = False  # a learned tensor, or computed from learned tensors alone
 
 
 INPUT_ID = -1
@@ -95,7 +114,9 @@ def recognise(call: Call) -> list[tuple[str, dict]] | None:
             found = None
         if found is None:
             continue
-        return [(kind, dict(found))] if isinstance(found, dict) else [(k, dict(a)) for k, a in found]
+        if isinstance(found, dict):
+            return [(kind, dict(found))]
+        return [(e[0], dict(e[1]), *e[2:]) for e in found]
     return None
 
 
@@ -112,7 +133,6 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     """Trace ``model`` (in eval mode) on a random input of ``input_size`` (C, H, W)."""
     import torch
     from torch import fx, nn
-    from torch.fx.passes.shape_prop import ShapeProp
 
     # recognised before tracing: while fx traces, reading a module's parameter (`m.bias is
     # not None`) would record a node
@@ -155,10 +175,15 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
             "as a leaf",
         ) from None
     gm = fx.GraphModule(model, graph)
-    x = torch.randn(1, *input_size)
+    x = torch.randn(BATCH, *input_size)
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(x)
+            try:  # sizes without arithmetic: fake tensors
+                from torch._subclasses.fake_tensor import FakeTensorMode
+
+                _size_recorder(gm, FakeTensorMode()).propagate(x)
+            except Exception:  # an op fake tensors cannot run: the real forward tells
+                _size_recorder(gm).propagate(x)
     except Exception as err:
         raise ImportFailure(
             E.TORCH_UNTRACEABLE,
@@ -169,10 +194,28 @@ def trace(model: Any, input_size: tuple[int, ...]) -> Traced:
     return _Builder(gm, model, tuple(input_size), leaf_chain).build()
 
 
+def _size_recorder(gm, fake_mode=None):
+    """torch.fx's ShapeProp that also keeps the numbers a forward computes from sizes
+    (``W - 1`` in ``F.pad(x, [0, W - 1])``), for the recognisers. One computed from the
+    batch size is the traced batch's: the output comparison refuses a spec that used it."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    class Sizes(ShapeProp):
+        def run_node(self, n):
+            result = super().run_node(n)
+            numbers = isinstance(result, tuple) and all(type(v) in (int, float) for v in result)
+            if type(result) in (int, float) or numbers:  # a torch.Size is a tuple of ints
+                n.meta["size_value"] = result
+            return result
+
+    return Sizes(gm, fake_mode=fake_mode)
+
+
 def _generated_helpers(model: Any) -> tuple:
     """The helper functions of resdsl-generated sources the model's classes come from
     (``group_softmax``, ``blur_pool``…): calls of them stay calls, for their primitive's
-    recogniser, instead of being traced through."""
+    recogniser, instead of being traced through (``grouped`` and ``ungrouped``, which only
+    lay out a grouped reduction, are read by the builder)."""
     import sys
     import types
 
@@ -190,8 +233,10 @@ def _generated_helpers(model: Any) -> tuple:
 def _module_stack(node) -> list[tuple[str, type]]:
     """The (module path, class) pairs a traced node sits in, outermost first. torch ≥ 2.2
     keeps ``{key: (path, class)}`` in ``nn_module_stack``; torch 2.1 kept ``{path: class}``."""
-    return [value if isinstance(value, tuple) else (key, value)
-            for key, value in node.meta.get("nn_module_stack", {}).items()]
+    return [
+        value if isinstance(value, tuple) else (key, value)
+        for key, value in node.meta.get("nn_module_stack", {}).items()
+    ]
 
 
 class _Builder:
@@ -202,14 +247,33 @@ class _Builder:
         self.applied: dict[str, int] = {}
         self.slices: dict[int, list] = {}  # source op id → the channel slices taken of it
         self.classes: dict[str, str] = {}
+        self.offset: dict[str, int] = {}  # node name → leading torch dims that are not axes (Call.offsets)
+        self.batchless = False  # the ops being added have no batch axis
+        self.state = set(model.state_dict())
+        self.reshapes: dict[str, int] = {}
+        self.expanded: dict[str, Shape] = {}  # node name of an expand → the shape it expands to
+        self.materialise = False
+        self.scope_now: tuple[str, ...] = ()
+        self.in_offsets: list[int] = []
 
     # ------------------------------------------------------------ helpers
-    @staticmethod
-    def _meta_shape(node) -> Shape | None:
+    def _meta_shape(self, node, ids: list[int]) -> Shape | None:
+        """The per-sample shape of ``node``'s tensor (None: not a tensor); sets its offset and
+        whether the ops made for it are batchless (every tensor input is)."""
         from torch.fx.passes.shape_prop import TensorMetadata
 
         meta = node.meta.get("tensor_meta")
-        return tuple(meta.shape[1:]) if isinstance(meta, TensorMetadata) else None
+        if not isinstance(meta, TensorMetadata):
+            return None
+        full = tuple(meta.shape)
+        self.batchless = bool(ids) and all(i != INPUT_ID and self.ops[i].batchless for i in ids)
+        if self.batchless:
+            self.offset[node.name] = 0
+            return full
+        if not full or full[0] % BATCH:
+            raise self._fail_call(node, f"a tensor of sizes {list(full)} whose first axis is not the batch")
+        self.offset[node.name] = 1 if full[0] == BATCH else 0
+        return full[1:] if full[0] == BATCH else (full[0] // BATCH, *full[1:])
 
     def _scope(self, node, leaf: bool) -> tuple[str, ...]:
         stack = [path for path, _ in _module_stack(node)]
@@ -227,25 +291,37 @@ class _Builder:
         path = self._where(node)
         module = self.model.get_submodule(path) if path else self.model
         owner = f"`{path}` ({_describe(module)})" if path else f"the forward of {_describe(self.model)}"
-        return ImportFailure(E.TORCH_UNSUPPORTED, f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT)
+        return ImportFailure(
+            E.TORCH_UNSUPPORTED, f"no primitive computes {what}, called in {owner}", hint=REGISTER_HINT
+        )
 
     def _args(self, node, values) -> tuple[tuple, dict, list[int], list[Shape]]:
         """The call's arguments with tensors as TENSOR, the ids of its tensor inputs, their shapes."""
         from torch import fx
 
         ids: list[int] = []
+        self.in_offsets: list[int] = []
 
         def conv(v):
             if isinstance(v, fx.Node):
                 got = self.value.get(v.name)
                 if isinstance(got, int):
                     ids.append(got)
+                    self.in_offsets.append(self.offset.get(v.name, 1))
+                    return TENSOR
+                if isinstance(got, tuple) and got[:1] == ("size",):
+                    return got[1]
+                if self.materialise and self._is_stack(got) and got[2] is not None:
+                    ids.append(self._reshape(got[2], got[3], v.name))
+                    self.in_offsets.append(1)
                     return TENSOR
                 return got  # a size, or a split's parts (a tuple of ids)
             if isinstance(v, (list, tuple)):
                 return type(v)(conv(i) for i in v)
             if isinstance(v, dict):
                 return {k: conv(i) for k, i in v.items()}
+            if isinstance(v, slice):
+                return slice(conv(v.start), conv(v.stop), conv(v.step))
             return v
 
         args = conv(tuple(node.args))
@@ -267,11 +343,35 @@ class _Builder:
         part=0,
         apply=0,
     ) -> int:
-        op = TOp(len(self.ops), kind, attrs, inputs, module, scope, shape, group, part, apply)
+        op = TOp(len(self.ops), kind, attrs, inputs, module, scope, shape, group, part, apply, self.batchless)
         self.ops.append(op)
         return op.id
 
+    def _unviewed(self, ids: list[int], chain: list) -> list[int]:
+        """A module given a reshaped input its op does not take (timm's ECA runs its Conv1d on
+        the pooled channels laid out as a sequence) reads the tensor before the reshapes."""
+        kind, attrs = chain[0]
+        src = ids[0]
+        while not _fits(kind, attrs, self.shape(src)):
+            if src == INPUT_ID or self.ops[src].kind not in ("reshape", "flatten"):
+                return ids
+            src = self.ops[src].inputs[0]
+        return [src]
+
+    def _graph(self, node, graph, ids, scope, shape) -> int:
+        """A call computed by several ops reading each other (``F.batch_norm`` with the batch's
+        statistics): entries ``(kind, attrs, inputs)``, an input ``j ≥ 0`` the j-th entry,
+        ``-1 - k`` the call's k-th tensor."""
+        made: list[int] = []
+        for j, (kind, attrs, inputs) in enumerate(graph):
+            srcs = [made[i] if i >= 0 else ids[-1 - i] for i in inputs]
+            out_shape = shape if j == len(graph) - 1 else _infer(kind, attrs, [self.shape(i) for i in srcs])
+            made.append(self._add(kind, dict(attrs), srcs, None, scope, out_shape))
+        return made[-1]
+
     def _chain(self, node, chain, ids, module, scope, shape) -> int:
+        if chain and len(chain[0]) == 3:
+            return self._graph(node, chain, ids, scope, shape)
         current = ids
         out = INPUT_ID
         apply = 0
@@ -323,7 +423,7 @@ class _Builder:
                         hint="import a module whose forward returns one tensor (not a tuple or dict)",
                     )
             elif node.op == "get_attr":
-                raise self._fail_call(node, f"a direct use of the parameter or buffer `{node.target}`")
+                self._param(node)
             else:
                 self._node(node)
         assert output is not None
@@ -331,27 +431,141 @@ class _Builder:
             raise ImportFailure(E.TORCH_UNSUPPORTED, "the model returns its input unchanged")
         return Traced(self.ops, output, self.input_size, self.classes)
 
+    def _param(self, node) -> None:
+        """A parameter or buffer read by a forward (timm's ``pos_embed.height_rel``): a `param`
+        at its own path, which is its ``state_dict`` key."""
+        path = str(node.target)
+        if path not in self.state:
+            raise self._fail_call(
+                node, f"a direct use of the tensor `{path}`, which is not in the state_dict"
+            )
+        t = (
+            self.model.get_parameter(path)
+            if path in dict(self.model.named_parameters())
+            else self.model.get_buffer(path)
+        )
+        # it sits where the forward that reads it runs (a container iterated, never called,
+        # is no scope), inside the modules on its path
+        scope = tuple(p for p in self._scope(node, False) if path.startswith(p + "."))
+        self.batchless = True
+        self.offset[node.name] = 0
+        self.value[node.name] = self._add("param", {"shape": list(t.shape)}, [], path, scope, tuple(t.shape))
+
+    def _reshape(self, src: int, shape: Shape, key: str) -> int:
+        """A reshape of ``src`` to ``shape`` (the same op for the same ``key`` read twice)."""
+        made = self.reshapes.get(key)
+        while src != INPUT_ID and self.ops[src].kind == "reshape":  # a reshape of a reshape: one
+            src = self.ops[src].inputs[0]
+        if made is None and shape == self.shape(src):
+            return src
+        if made is None:
+            self.batchless = self.ops[src].batchless if src != INPUT_ID else False
+            made = self._add("reshape", {"shape": list(shape)}, [src], None, self.scope_now, shape)
+            self.reshapes[key] = made
+        return made
+
+    def _regroup(self, src: int, expanded: Shape, target: Shape) -> int | None:
+        """EvoNorm's group_std: a feature map reshaped to ``[groups, C / groups, H, W]``, reduced
+        over all but the groups (keepdim), maybe shifted and rooted, expanded back and reshaped
+        to the feature map is the same reduction with ``groups``, each channel its group's value."""
+        chain = []
+        op = src
+        while op != INPUT_ID and self.ops[op].kind not in ("mean", "var", "std", "reduce_sum"):
+            o = self.ops[op]
+            if (
+                len(o.inputs) != 1
+                or PRIMITIVES[o.kind].has_params
+                or o.kind in ("reshape", "slice", "pad_axis")
+            ):
+                return None
+            chain.append(o)
+            op = o.inputs[0]
+        if op == INPUT_ID or self.ops[op].inputs[0] == INPUT_ID:
+            return None
+        red, grouped = self.ops[op], self.ops[self.ops[op].inputs[0]]
+        x = grouped.inputs[0] if grouped.kind == "reshape" else None
+        if x is None or red.attrs.get("groups", 1) != 1 or not red.attrs["keepdim"]:
+            return None
+        xs, gs = self.shape(x), grouped.shape
+        # expanded over the channels of each group (and over H, W or not), then the groups
+        # flattened back into the channels
+        if not (
+            len(xs) == 3
+            and len(gs) == 4
+            and gs[0] * gs[1] == xs[0]
+            and gs[2:] == xs[1:]
+            and tuple(red.attrs["axes"]) == (1, 2, 3)
+            and len(expanded) == 4
+            and tuple(expanded[:2]) == gs[:2]
+            and tuple(expanded[2:]) in (gs[2:], (1, 1))
+            and tuple(target) == (xs[0], *expanded[2:])
+        ):
+            return None
+        self.batchless = False
+        out = self._add(
+            red.kind, {**red.attrs, "axes": [0, 1, 2], "groups": gs[0]}, [x], None, red.scope, (xs[0], 1, 1)
+        )
+        for o in reversed(chain):
+            out = self._add(o.kind, dict(o.attrs), [out], None, o.scope, (xs[0], 1, 1))
+        return out
+
+    def _align(self, node, ids: list[int]) -> list[int]:
+        """Tensors without a batch axis whose leading 1s torch aligns with the batch of the
+        others (timm's ``v.view(1, -1, 1, 1)`` times a feature map) lose those 1s."""
+        batched = [len(self.shape(i)) for i in ids if i == INPUT_ID or not self.ops[i].batchless]
+        if not batched:
+            return ids
+        rank = max(batched)
+        out = []
+        for k, i in enumerate(ids):
+            shape = self.shape(i)
+            if (
+                i != INPUT_ID
+                and self.ops[i].batchless
+                and len(shape) > rank
+                and all(v == 1 for v in shape[: len(shape) - rank])
+            ):
+                keep = self.batchless
+                i = self._reshape(i, shape[len(shape) - rank :], f"{node.name}.{k}")
+                self.batchless = keep
+            out.append(i)
+        return out
+
     def _node(self, node) -> None:
-        shape = self._meta_shape(node)
+        import torch
+
+        self.materialise = False
+        self.scope_now = self._scope(node, node.op == "call_module")
         args, kwargs, ids, in_shapes = self._args(node, self.value)
+        offsets = list(self.in_offsets)
+        shape = self._meta_shape(node, ids)
         if node.op != "call_module" and self._stacked(node, args, kwargs, ids, shape):
             return
+        if any(self._is_stack(a) for a in (*args, *kwargs.values())):
+            # paths along a new axis read by anything else: the reshape that made them
+            self.materialise = True
+            args, kwargs, ids, in_shapes = self._args(node, self.value)
+            offsets = list(self.in_offsets)
+            shape = self._meta_shape(node, ids)
         if node.op == "call_module":
             module = self.model.get_submodule(node.target)
             chain = self.leaf_chain(module)
             if chain is None:
                 path = node.target
                 raise ImportFailure(
-                    E.TORCH_UNSUPPORTED, f"no primitive computes `{path}` ({_describe(module)})", hint=REGISTER_HINT
+                    E.TORCH_UNSUPPORTED,
+                    f"no primitive computes `{path}` ({_describe(module)})",
+                    hint=REGISTER_HINT,
                 )
             if len(ids) != 1 or shape is None:
                 raise self._fail_call(node, f"`{node.target}` called on {len(ids)} tensors")
+            ids = self._unviewed(ids, chain)
             self.value[node.name] = self._chain(node, chain, ids, node.target, self._scope(node, True), shape)
             return
         method = node.target if node.op == "call_method" else None
         function = node.target if node.op == "call_function" else None
         if shape is None and (function is getattr or method in SIZE_METHODS):
-            self.value[node.name] = None  # a size: only reshapes read it
+            self.value[node.name] = ("size", node.meta.get("size_value"))  # a size: its value as traced
             return
         if shape is None:
             # sizes and tuples: a split's parts are kept for the getitem that picks one
@@ -379,7 +593,7 @@ class _Builder:
                 return
             if ids:
                 raise self._fail_call(node, _call_text(node))
-            self.value[node.name] = None  # a size: only reshapes read it
+            self.value[node.name] = ("size", node.meta.get("size_value"))  # a size: its value as traced
             return
         if function is operator.getitem and isinstance(args[0], tuple) and args[0][:1] == ("parts",):
             _, sizes, src, scope, group = args[0]
@@ -404,9 +618,50 @@ class _Builder:
         if function is operator.getitem and args[:1] == (TENSOR,):
             self.value[node.name] = self._slice(node, args[1], ids[0], shape)
             return
-        if method in LAYOUT_METHODS and args[:1] == (TENSOR,):
+        if args[:1] == (TENSOR,) and (method in PASS_METHODS or method in EXPAND_METHODS):
             self.value[node.name] = ids[0]
+            self.offset[node.name] = offsets[0]
+            if method in EXPAND_METHODS:
+                self.expanded[node.name] = shape
             return
+        flatten = method == "flatten" or function is torch.flatten
+        if (
+            args[:1] == (TENSOR,)
+            and (
+                method in LAYOUT_METHODS
+                or function in (torch.reshape, torch.flatten, torch.unsqueeze, torch.squeeze)
+            )
+            and not (flatten and offsets[0] == 1 and call_flattens(args, kwargs, method))
+        ):
+            grouped = None
+            if getattr(node.args[0], "name", None) in self.expanded:
+                grouped = self._regroup(ids[0], self.expanded[node.args[0].name], shape)
+            if grouped is not None:
+                self.value[node.name] = grouped
+            elif shape == self.shape(ids[0]):
+                self.value[node.name] = ids[0]
+            else:
+                self.value[node.name] = self._reshape(ids[0], shape, node.name)
+            return
+        helper = Call(function=function)
+        if helper.is_generated("grouped") and args[:1] == (TENSOR,):  # [C, …] as [groups, C / groups, …]
+            self.value[node.name] = self._reshape(ids[0], shape, node.name)
+            return
+        if helper.is_generated("ungrouped") and args[:2] == (
+            TENSOR,
+            TENSOR,
+        ):  # a group's value to its channels
+            stat = self.shape(ids[0])
+            expanded = (stat[0], shape[0] // max(stat[0], 1), *stat[2:])
+            grouped = self._regroup(ids[0], expanded, shape)
+            if grouped is None:
+                raise self._fail_call(
+                    node, "a statistic given to channel groups other than a grouped reduction's"
+                )
+            self.value[node.name] = grouped
+            return
+        ids = self._align(node, ids)
+        in_shapes = [self.shape(i) for i in ids]
         call = Call(
             function=function,
             method=method,
@@ -415,6 +670,8 @@ class _Builder:
             in_shapes=in_shapes,
             out_shape=shape,
             recognise_module=recognise_module,
+            offsets=offsets,
+            batchless=[i != INPUT_ID and self.ops[i].batchless for i in ids],
         )
         found = recognise(call)
         if found is None or not ids:
@@ -452,7 +709,7 @@ class _Builder:
             )
             for i in range(n)
         ]
-        return ("stack", parts, src)
+        return ("stack", parts, src, (n, *part_shape))
 
     def _stacked(self, node, args, kwargs, ids, shape) -> bool:
         import torch
@@ -466,7 +723,7 @@ class _Builder:
             and isinstance(first, (list, tuple))
             and all(a is TENSOR for a in first)
         ):
-            self.value[node.name] = ("stack", list(ids), None)
+            self.value[node.name] = ("stack", list(ids), None, None)
             return True
         reshape = method in ("view", "reshape") or fn is torch.reshape
         if (
@@ -474,13 +731,15 @@ class _Builder:
             and first is TENSOR
             and shape is not None
             and len(shape) == 4
-            and prod_(shape) == prod_(self.shape(ids[0]))
+            and len(self.shape(ids[0])) == 3
+            and shape[0] * shape[1] == self.shape(ids[0])[0]
+            and shape[2:] == self.shape(ids[0])[1:]
         ):
             self.value[node.name] = self._paths(node, ids[0], shape[0], shape[1:])
             return True
         if not self._is_stack(first):
             return False
-        _, parts, src = first
+        parts, src = first[1], first[2]
         scope = self._scope(node, False)
         if (method == "sum" or fn is torch.sum) and self._dim(node, args, kwargs, 1) in (1, (1,)):
             self.value[node.name] = self._add("add", {}, list(parts), None, scope, shape)
@@ -499,15 +758,54 @@ class _Builder:
                     self._add("multiply", {}, [a, b], None, scope, shape[1:] if shape else self.shape(a))
                     for a, b in zip(parts, other[1])
                 ]
-                self.value[node.name] = ("stack", outs, None)
+                self.value[node.name] = ("stack", outs, None, None)
                 return True
         if method == "contiguous":
             self.value[node.name] = first
             return True
         return False
 
+    def _slices(self, node, index, src: int, offset: int) -> int:
+        """``x[:, :w, w - 1:]``: a `slice` op per axis cut (the batch dim is never cut)."""
+        index = index if isinstance(index, tuple) else (index,)
+        if not all(isinstance(i, slice) for i in index) or len(index) > len(self.shape(src)) + offset:
+            raise self._fail_call(node, "an indexing of a tensor other than slices of its axes")
+        if not (src != INPUT_ID and self.ops[src].batchless) and index[0] != slice(None):
+            raise self._fail_call(node, "a slice of the batch")
+        out = src
+        for d, cut in enumerate(index):
+            if cut == slice(None):
+                continue
+            shape = self.shape(out)
+            axis = d - offset
+            if not 0 <= axis < len(shape) or any(
+                type(v) not in (int, type(None)) for v in (cut.start, cut.stop, cut.step)
+            ):
+                raise self._fail_call(node, "a slice of an axis other than the sample's, or by a tensor")
+            start, stop, step = cut.indices(shape[axis])
+            new = (*shape[:axis], len(range(start, stop, step)), *shape[axis + 1 :])
+            self.batchless = src != INPUT_ID and self.ops[src].batchless
+            out = self._add(
+                "slice",
+                {"axis": axis, "start": start, "end": stop, "step": step},
+                [out],
+                None,
+                self.scope_now,
+                new,
+            )
+        return out
+
     def _slice(self, node, index, src: int, shape: Shape) -> int:
-        """``x[:, a:b]``: a part of a split of the channels (the generated source's splits)."""
+        """``x[:, a:b]``: a part of a split of the channels (the generated source's splits);
+        other slices are `slice` ops."""
+        if not (
+            len(self.shape(src)) == 3
+            and self.offset.get(node.args[0].name, 1) == 1
+            and isinstance(index, tuple)
+            and len(index) == 2
+            and index[0] == slice(None)
+        ):
+            return self._slices(node, index, src, self.offset.get(node.args[0].name, 1))
         c = self.shape(src)[0] if self.shape(src) else 0
         ok = (
             isinstance(index, tuple)
@@ -546,6 +844,21 @@ class _Builder:
                 if cuts.index(b) != op.part + 1:
                     raise self._fail_call(node, "overlapping slices of one tensor's channels")
         return op_id
+
+
+def _fits(kind: str, attrs: dict, shape: Shape) -> bool:
+    try:
+        _infer(kind, attrs, [shape])
+    except Exception:  # the registry's shape rule refuses it
+        return False
+    return True
+
+
+def call_flattens(args: tuple, kwargs: dict, method: str | None) -> bool:
+    """``x.flatten(1)`` / ``torch.flatten(x, 1)``: a feature map to a vector (the flatten op)."""
+    start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+    end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+    return start == 1 and end == -1
 
 
 def prod_(shape: Shape) -> int:
