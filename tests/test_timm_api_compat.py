@@ -28,13 +28,11 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
 #: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
 #: blocks sit in one `features` sequence, and its feature maps are named by a stage's last
-#: block); timm's DLA gives `level0` (its first feature map, which resdsl's stem makes) a
+#: block); and timm's DLA gives `level0` (its first feature map, which resdsl's stem makes) a
 #: layer-decay group of its own, where every other model's stem is one group with what comes
-#: before the first stage; and timm names both of RepVGG's first convolutions
-#: (`stem.conv_kxk.conv`, `stem.conv_1x1.conv`) as `first_conv` where resdsl names one.
+#: before the first stage.
 GAPS = {"dpn68": "no top-level `stage`",
-        "dla34": "timm's group_matcher puts level0, the stem's feature map, in a group of its own",
-        "repvgg_a0": "timm's first_conv is a pair of convolutions"}
+        "dla34": "timm's group_matcher puts level0, the stem's feature map, in a group of its own"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason=GAPS[n])] if n in GAPS else [])) for n in TIMM_NAMES]
 
@@ -88,6 +86,7 @@ def test_timm_interface_as_timms_model(name):
     assert {"input_size", "pool_size", "crop_pct", "interpolation", "mean", "std", "first_conv",
             "classifier", "num_classes"} <= set(cfg)
     assert (cfg["first_conv"], cfg["classifier"]) == (their_cfg["first_conv"], their_cfg["classifier"])
+    assert cfg.get("fixed_input_size", False) == their_cfg.get("fixed_input_size", False)
     assert ours.get_submodule(cfg["classifier"]) is ours.get_classifier()
     # timm's optimizer groups (layer-wise decay): every parameter in the same layer as timm's
     from timm.models import group_parameters

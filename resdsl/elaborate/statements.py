@@ -54,7 +54,8 @@ def run_body(b: Build, defn: Definition, frame: Frame, args: dict[str, Value]) -
     # A definition cannot declare parameters with these names (the loader says so), so
     # nothing the spec wrote is overwritten here.
     if shape is not None and len(shape) == 3:
-        frame.vars.update(in_channels=shape[0], in_height=shape[1], in_width=shape[2])
+        frame.vars["in_channels"] = shape[0]
+        frame.size = (shape[1], shape[2])  # `in_height`, `in_width`: looked up when read (evaluation.unbound)
     b.frames.append(frame)
     try:
         run_stmts(b, defn.body, frame)

@@ -81,26 +81,39 @@ def _interface(net: Network, top: TopView) -> dict:
         features = pre_logits = net.output
         num_classes = _width(net.output_shape)
     points = feature_points(net) if top.stages else []
-    # the first conv reading the input; a functional one (`conv_with` in a conv written in
-    # `.res`) is the instance it ends (`stem.conv`)
-    first_conv = next((op.module or made_by(net, op.name) for op in net.ops if op.inputs and op.inputs[0] == INPUT
-                       and (op.module and PRIMITIVES[op.kind].traits.conv
-                            or op.module is None and PRIMITIVES[op.kind].traits.depth)), None)
+    # every conv reading the input, as timm names them (RepVGG's two stem branches: a
+    # tuple); a functional one (`conv_with` in a conv written in `.res`) is the instance it
+    # ends (`stem.conv`)
+    convs = tuple(dict.fromkeys(op.module or made_by(net, op.name) for op in net.ops if op.inputs
+                                and op.inputs[0] == INPUT and (op.module and PRIMITIVES[op.kind].traits.conv
+                                                               or op.module is None and PRIMITIVES[op.kind].traits.depth)))
+    first_conv = convs[0] if len(convs) == 1 else convs
     cfg: dict = {"architecture": net.name, "num_classes": num_classes, "input_size": tuple(net.input_shape)}
     shape = net.shape_of(features)
     if len(shape) == 3:
         cfg["pool_size"] = tuple(shape[1:])
     cfg |= DEFAULT_CFG
     cfg |= {"first_conv": first_conv or "", "classifier": top.classifier}
-    if head is None:  # the output's size follows the input's only through global pooling
+    # the output's size follows the input's only through global pooling, and modules built
+    # from the input's height or width take no other size
+    if head is None or net.sized_by_input:
         cfg["fixed_input_size"] = True
     return {
         "num_classes": num_classes, "num_features": _width(shape), "head_hidden_size": _width(net.shape_of(pre_logits)),
         "points": len(points),
         "feature_info": [f'{{"num_chs": {p.channels}, "reduction": {p.reduction}, "module": {_quoted(p.module)}}}'
                          for p in points],
-        "cfg": [f"{_quoted(k)}: {_quoted(v) if isinstance(v, str) else repr(v)}" for k, v in cfg.items()],
+        "cfg": [f"{_quoted(k)}: {_value(v)}" for k, v in cfg.items()],
     }
+
+
+def _value(value: object) -> str:
+    """A configuration value as ruff formats it (strings in double quotes, in tuples too)."""
+    if isinstance(value, str):
+        return _quoted(value)
+    if isinstance(value, tuple) and value and all(isinstance(v, str) for v in value):
+        return "(" + ", ".join(map(_quoted, value)) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 def _tuple(texts: list[str], indent: str, lead: str) -> str:
