@@ -103,7 +103,9 @@ def test_timm_interface_on_every_spec(name):
     for key, _ in model.named_parameters():
         if any(key.startswith(p + ".") for p in model.stage_paths):
             assert sum(bool(b.match(key)) for b in blocks) == 1, key
-    assert len(model.group_matcher(coarse=True)["blocks"]) == len(model.stage_paths)
+    # coarse: one group per stage
+    keys = [k for k, _ in model.named_parameters() if any(k.startswith(p + ".") for p in model.stage_paths)]
+    assert len(set(group_ids(model, keys, coarse=True))) == len(model.stage_paths)
     assert model.no_weight_decay() == set()
     # a new head, none, and no pooling either
     model.eval()
@@ -533,3 +535,42 @@ def test_stage_definitions_are_stages_of_the_interface():
     torch.testing.assert_close(got, want)
     for key in grads:
         torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+
+
+def group_ids(model, keys: list[str], coarse: bool = False) -> list[int]:
+    """The layer-decay group of each parameter ``keys``, numbered as timm's
+    ``group_parameters`` numbers them (timm 1.0.31's ``_manipulate.group_with_matcher``): the
+    stem's pattern first, then the blocks' by their ordinals, what matches nothing last; the
+    groups that hold parameters are counted 0, 1, …, and a (99999,) group joins the one before."""
+    import re
+
+    matcher = model.group_matcher(coarse)
+    patterns = ([(matcher["stem"], (0,))] if matcher["stem"] else []) + \
+        [(p, (1, *o)) for p, o in matcher["blocks"]]
+
+    def ordinal(key: str) -> tuple:
+        return next((o for p, o in patterns if re.match(p, key)), (float("inf"),))
+
+    ordinals = {k: ordinal(k) for k, _ in model.named_parameters()}
+    ids, n = {}, -1
+    for o in sorted(set(ordinals.values())):
+        n += n < 0 or o[-1] != 99999
+        ids[o] = n
+    return [ids[ordinals[k]] for k in keys]
+
+
+def test_a_stem_feature_map_made_by_an_instance_of_its_own_is_a_group_of_its_own():
+    """timm's DLA: `level0`, the instance making the stem's feature map after `base_layer`,
+    is a layer-decay group between the stem and the first stage; a stem whose feature map is
+    its first instance's (RepVGG's `stem`), or a layer's (ResNet's `act1`), is one group."""
+    spec = STAGE_KINDS.split("network kinds")[0]
+    body = "\n    s1: named_blocks(8, 2)\n    global_avgpool()\n    flatten()\n    fc: linear(10)\n}\n"
+    level = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    base: two_convs(8)"
+                                      "\n    level0: two_convs(8)" + body), seed=0)
+    assert group_ids(level, ["base.0.weight", "level0.0.weight", "level0.1.bias", "s1.b1.conv1.weight",
+                             "s1.b2.conv1.weight", "fc.weight"]) == [0, 1, 1, 2, 3, 4]
+    assert group_ids(level, ["base.0.weight", "level0.0.weight", "s1.b2.conv1.weight"], coarse=True) == [0, 1, 2]
+    one = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    stem: two_convs(8)"
+                                    "\n    post: two_convs(8, stride = 2)" + body), seed=0)
+    assert one.feature_info[0]["module"] == "stem"  # before the stem's final downsampling
+    assert group_ids(one, ["stem.0.weight", "post.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]

@@ -28,11 +28,8 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
 #: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
 #: blocks sit in one `features` sequence, and its feature maps are named by a stage's last
-#: block); and timm's DLA gives `level0` (its first feature map, which resdsl's stem makes) a
-#: layer-decay group of its own, where every other model's stem is one group with what comes
-#: before the first stage.
-GAPS = {"dpn68": "no top-level `stage`",
-        "dla34": "timm's group_matcher puts level0, the stem's feature map, in a group of its own"}
+#: block).
+GAPS = {"dpn68": "no top-level `stage`"}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason=GAPS[n])] if n in GAPS else [])) for n in TIMM_NAMES]
 

@@ -49,6 +49,7 @@ class TopView:
     stem_feature: str = "x"
     stem_out: list[str] = field(default_factory=list)
     stem_modules: list[str] = field(default_factory=list)
+    stem_level: str = ""  # the instance making the stem's feature map, when a group of its own
     classifier: str = ""  # the classifier's module path
     new_classifier: Call | None = None  # its constructor for `num_classes` classes (timm's reset_classifier)
     post_modules: list[str] = field(default_factory=list)  # what prune_norm replaces
@@ -146,6 +147,7 @@ def _interface_texts(top: TopView) -> dict:
         "stage_blocks": blocks,
         "checkpoint": layout(Call("checkpoint_blocks", tuple(checkpoint)), " " * 12, "x = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
+        "level_regex": f'r"^{re.escape(top.stem_level)}\\."' if top.stem_level else "",
         "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
         "classifier_target": target,
         "new_classifier": layout(top.new_classifier, " " * 12, "classifier = ") if top.new_classifier else "",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ...ir import Network, Op, Role, Scope, Shape
 from ...primitives import PRIMITIVES
-from ...roles import head_of, stage_blocks
+from ...roles import head_of, made_by, stage_blocks
 from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
@@ -229,7 +229,13 @@ class Renderer:
             view.stages = [self.containers.ref("self", items[n].local) for n in stages]
             view.stage_paths = [items[n].local for n in stages]
             view.stage_blocks = [self.blocks_of(items[n].scope) for n in stages]
-            view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
+            view.stem_modules = list(dict.fromkeys(i.local for i in items[:first] if i.local))
+            # timm counts a stem feature map that an instance of its own makes after the stem's
+            # first module (DLA's level0 after base_layer) as a level: a layer-decay group
+            level = made_by(net, net.stem_feature, outermost=True, default="")
+            if level in view.stem_modules[1:]:
+                view.stem_modules.remove(level)
+                view.stem_level = level
             lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
             view.post = lines + _rename(out)
             view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
