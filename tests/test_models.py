@@ -562,7 +562,8 @@ def group_ids(model, keys: list[str], coarse: bool = False) -> list[int]:
 def test_a_stem_feature_map_made_by_an_instance_of_its_own_is_a_group_of_its_own():
     """timm's DLA: `level0`, the instance making the stem's feature map after `base_layer`,
     is a layer-decay group between the stem and the first stage; a stem whose feature map is
-    its first instance's (RepVGG's `stem`), or a layer's (ResNet's `act1`), is one group."""
+    its first instance's (RepVGG's `stem`), or made in the stem's container (byobnet's
+    `stem.conv2`), is one group."""
     spec = STAGE_KINDS.split("network kinds")[0]
     body = "\n    s1: named_blocks(8, 2)\n    global_avgpool()\n    flatten()\n    fc: linear(10)\n}\n"
     level = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    base: two_convs(8)"
@@ -574,3 +575,8 @@ def test_a_stem_feature_map_made_by_an_instance_of_its_own_is_a_group_of_its_own
                                     "\n    post: two_convs(8, stride = 2)" + body), seed=0)
     assert one.feature_info[0]["module"] == "stem"  # before the stem's final downsampling
     assert group_ids(one, ["stem.0.weight", "post.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]
+    # in one container with the rest of the stem (byobnet's stem.conv2), timm's `^stem`: one group
+    shared = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    stem.conv1: two_convs(8)"
+                                       "\n    stem.conv2: two_convs(8)" + body), seed=0)
+    assert shared.feature_info[0]["module"] == "stem.conv2"
+    assert group_ids(shared, ["stem.conv1.0.weight", "stem.conv2.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]

@@ -231,9 +231,11 @@ class Renderer:
             view.stage_blocks = [self.blocks_of(items[n].scope) for n in stages]
             view.stem_modules = list(dict.fromkeys(i.local for i in items[:first] if i.local))
             # timm counts a stem feature map that an instance of its own makes after the stem's
-            # first module (DLA's level0 after base_layer) as a level: a layer-decay group
+            # first module (DLA's level0 after base_layer) as a level: a layer-decay group;
+            # not one that shares a container with the rest (byobnet's stem.conv2)
             level = made_by(net, net.stem_feature, outermost=True, default="")
-            if level in view.stem_modules[1:]:
+            if level in view.stem_modules[1:] and not any(
+                    m.split(".")[0] == level.split(".")[0] for m in view.stem_modules if m != level):
                 view.stem_modules.remove(level)
                 view.stem_level = level
             lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
