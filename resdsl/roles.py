@@ -105,7 +105,8 @@ def feature_points(net: Network) -> list[FeaturePoint]:
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
-        points.append((item.output, item.path))
+        # an unnamed stage (timm's DPN) has no module: its map is named by its last block's
+        points.append((item.output, made_by(net, item.output, outermost=True) if item.inline else item.path))
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
 
 
@@ -146,7 +147,7 @@ def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
     instances of a ``block`` definition, or, with none, of any definition; the stage's other
     layers go with the block after them if they come before the first, else with the block
     before them (a cross stage's `conv_exp` with its first block, its transition with its
-    last). A stage with neither is one group."""
+    last). A stage with neither is one group: its path, or an unnamed stage's modules."""
     children = [i for i in stage.items if isinstance(i, Scope) and not i.inline]
     blocks = [c for c in children if c.role is Role.BLOCK] or children
     groups: list[list[str]] = []
@@ -160,6 +161,8 @@ def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
         paths = [item.path] if isinstance(item, Scope) and not item.inline else \
             [m for m in dict.fromkeys(net.op(n).module for n in names) if m is not None]
         (groups[-1] if groups else before).extend(p for p in paths if p not in before)
+    if not groups and stage.inline:
+        return [list(dict.fromkeys(m for n in stage.op_names() if (m := net.op(n).module) is not None))]
     return groups or [[stage.path]]
 
 

@@ -29,9 +29,9 @@ from resdsl.cli import main  # noqa: E402
 #: one of each layout by default (scripting a deep network takes long); the rest with -m slow
 QUICK = {"resnet18", "resnet20_cifar", "resnetv2_50x1_bit"}
 #: Specs without stages at the network's top level, where timm's interface (feature_info,
-#: forward_intermediates, the head's split) finds them: timm's DPN has no stage modules (its
-#: blocks sit in one `features` sequence), so std.dpn groups its blocks into no stage.
-NO_TOP_STAGES = {"dpn68"}
+#: forward_intermediates, the head's split) finds them. None now: timm's DPN has no stage
+#: modules (its blocks sit in one `features` sequence), and std.dpn's stages are unnamed.
+NO_TOP_STAGES: set[str] = set()
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason="no `stage` at the top level: timm's interface finds no stages")]
     if n in NO_TOP_STAGES else [])) for n in SPEC_NAMES if n not in DEEP]
@@ -100,12 +100,14 @@ def test_timm_interface_on_every_spec(name):
     matcher = model.group_matcher()
     import re
     blocks = [re.compile(p) for p, _ in matcher["blocks"]]
-    for key, _ in model.named_parameters():
-        if any(key.startswith(p + ".") for p in model.stage_paths):
-            assert sum(bool(b.match(key)) for b in blocks) == 1, key
+    # each stage's parameters (an unnamed stage's path is its modules', joined by `|`)
+    stage_keys = [[k for k, _ in model.named_parameters() if any(k.startswith(q + ".") for q in p.split("|"))]
+                  for p in model.stage_paths]
+    for key in [k for keys in stage_keys for k in keys]:
+        assert sum(bool(b.match(key)) for b in blocks) == 1, key
     # coarse: one group per stage
-    keys = [k for k, _ in model.named_parameters() if any(k.startswith(p + ".") for p in model.stage_paths)]
-    assert len(set(group_ids(model, keys, coarse=True))) == len(model.stage_paths)
+    coarse = [set(group_ids(model, keys, coarse=True)) for keys in stage_keys]
+    assert all(len(g) == 1 for g in coarse) and len(set.union(*coarse)) == len(model.stage_paths)
     assert model.no_weight_decay() == set()
     # a new head, none, and no pooling either
     model.eval()
@@ -580,3 +582,87 @@ def test_a_stem_feature_map_made_by_an_instance_of_its_own_is_a_group_of_its_own
                                        "\n    stem.conv2: two_convs(8)" + body), seed=0)
     assert shared.feature_info[0]["module"] == "stem.conv2"
     assert group_ids(shared, ["stem.conv1.0.weight", "stem.conv2.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]
+
+
+INLINED_STAGES = """
+block plain(planes, stride = 1) {
+    conv1: conv(planes, 3, stride = stride)
+    bn1: batchnorm()
+    relu: relu()
+}
+
+# timm's DPN: a stage's blocks named in the network's `features`, no stage module
+stage blocks(n, planes, depth) {
+    for j in range(depth) {
+        features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)
+    }
+}
+
+network n {
+    input [3, 32, 32]
+    features.conv1: conv(8, 3)
+    blocks(2, 8, 2)
+    blocks(3, 16, 3)
+    features.norm: batchnorm()
+    global_avgpool()
+    flatten()
+    fc: linear(10)
+}
+"""
+
+
+def test_unnamed_stages_are_inlined_and_still_the_networks_stages():
+    """An unnamed stage (timm's DPN) keeps its blocks' names at the network's level, and is a
+    stage of timm's interface: its last block's output is a feature map (named by that block),
+    its blocks are optimizer groups (the final norm joins the last stage's coarse group, as in
+    timm's DPN), checkpointing and pruning reach its blocks."""
+    net = resdsl.loads(INLINED_STAGES)
+    model = resdsl.build(net, seed=0).eval()
+    assert [k for k in model.state_dict() if k.endswith("conv1.weight")] == \
+        ["features.conv1.weight", *(f"features.conv{n}_{j}.conv1.weight" for n, d in ((2, 2), (3, 3))
+                                    for j in range(1, d + 1))]
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info] == \
+        [("features.conv1", 8, 1), ("features.conv2_2", 8, 2), ("features.conv3_3", 16, 4)]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    seen = {}
+    for path in ("features.conv2_2", "features.conv3_3"):
+        model.get_submodule(path).register_forward_hook(lambda m, i, o, path=path: seen.setdefault(path, o))
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        torch.testing.assert_close(final, model.forward_features(x))
+        torch.testing.assert_close(model.forward_head(final), model(x))
+    torch.testing.assert_close(maps[1], seen["features.conv2_2"])
+    torch.testing.assert_close(maps[2], seen["features.conv3_3"])
+    keys = ["features.conv1.weight", "features.conv2_1.conv1.weight", "features.conv2_2.bn1.bias",
+            "features.conv3_1.conv1.weight", "features.conv3_3.conv1.weight", "features.norm.weight", "fc.weight"]
+    assert group_ids(model, keys) == [0, 1, 2, 3, 5, 5, 6]
+    assert group_ids(model, keys, coarse=True) == [0, 1, 1, 2, 2, 2, 3]
+    model.train()
+    want, grads = _grads(model, x[:1])
+    model.set_grad_checkpointing()
+    got, again = _grads(model, x[:1])
+    torch.testing.assert_close(got, want)
+    for key in grads:
+        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    model.eval()
+    assert model.prune_intermediate_layers([0, 1]) == [0, 1]  # up to the first stage's map: the second goes
+    assert not any(k.startswith("features.conv3_") for k in model.state_dict())
+    assert any(k.startswith("features.conv2_") for k in model.state_dict())
+    with torch.no_grad():
+        assert [m.shape for m in model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)] == \
+            [m.shape for m in maps[:2]]
+
+
+def test_an_unnamed_stage_runs_only_its_modules_one_after_another():
+    # a layer without a module of its own, or one reading something else, cannot run as the
+    # stage's modules in turn: E052 at the call, with the way out
+    spec = INLINED_STAGES.replace("features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)",
+                                  "features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)\n"
+                                  "        relu()")
+    with pytest.raises(resdsl.SpecError) as err:
+        resdsl.loads(spec)
+    assert [(d.code, d.span.line) for d in err.value.diagnostics] == [("E052", 19), ("E052", 20)]  # each call
+    for d in err.value.diagnostics:
+        assert "runs `relu`, which is no module of its own" in d.message and "`s1: blocks(...)`" in d.hint

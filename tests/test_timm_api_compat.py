@@ -26,10 +26,8 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
               "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68", "gcresnet50t", "nf_resnet50",
               "botnet26t_256", "resnetv2_50d_evos"]
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
-#: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
-#: blocks sit in one `features` sequence, and its feature maps are named by a stage's last
-#: block).
-GAPS = {"dpn68": "no top-level `stage`"}
+#: Known gaps: none.
+GAPS: dict[str, str] = {}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason=GAPS[n])] if n in GAPS else [])) for n in TIMM_NAMES]
 

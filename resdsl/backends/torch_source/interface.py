@@ -36,8 +36,10 @@ class TopView:
     name: str
     init: list[str]
     stem: list[str]
-    stages: list[str] = field(default_factory=list)
+    stages: list[list[str]] = field(default_factory=list)  # each stage's lines (`x = self.layer1(x)`)
+    #: Each stage's module path; an unnamed stage's modules' paths, joined by `|`
     stage_paths: list[str] = field(default_factory=list)
+    stage_inline: list[bool] = field(default_factory=list)  # an unnamed stage: no module of its own
     #: Per stage, its blocks' module paths (:func:`resdsl.roles.stage_blocks`), or None where
     #: they are its children (an ``nn.Sequential`` of blocks)
     stage_blocks: list[list[list[str]] | None] = field(default_factory=list)
@@ -139,12 +141,21 @@ def _interface_texts(top: TopView) -> dict:
         lines = [_tuple([_quoted("|".join(g)) for g in groups], " " * 8, "") if groups else "()"
                  for groups in top.stage_blocks]
         blocks = "(\n" + "".join(f"        {line},\n" for line in lines) + "    )"
-    checkpoint = ["x", "[self.get_submodule(path) for path in self.stage_paths]"]
-    if blocks:  # the stages whose children are not their blocks are checkpointed whole
-        checkpoint.append(str(tuple(n for n, g in enumerate(top.stage_blocks) if g is not None)))
+    inline = any(top.stage_inline)
+    get = "stage_of(self, path)" if inline else "self.get_submodule(path)"
+    checkpoint = ["x", f"[{get} for path in self.stage_paths]"]
+    whole = tuple(n for n, g in enumerate(top.stage_blocks) if g is not None and not top.stage_inline[n])
+    if blocks and whole:  # the stages whose children are not their blocks are checkpointed whole
+        checkpoint.append(str(whole))
     return {
         "stage_paths": _tuple([_quoted(p) for p in top.stage_paths], "    ", "stage_paths = "),
         "stage_blocks": blocks,
+        "inline_stages": inline,
+        "get_stage": get,
+        # the final norm joins the last stage's coarse group too where that stage is unnamed:
+        # timm's DPN matches a stage by its blocks' common name (`features.conv5`), which the
+        # norm after them shares (`features.conv5_bn_ac`)
+        "post_coarse": bool(top.stage_inline) and top.stage_inline[-1],
         "checkpoint": layout(Call("checkpoint_blocks", tuple(checkpoint)), " " * 12, "x = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
         "level_regex": f'r"^{re.escape(top.stem_level)}\\."' if top.stem_level else "",
