@@ -129,7 +129,8 @@ SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
 NO_TOP_STAGES: set[str] = set()
 #: NF-ResNet-50 scales each block's input by its own β (1 / the expected standard deviation),
 #: so no two blocks are identical and none are grouped (`× n`): sixteen block boxes.
-DISTINCT_BLOCKS = {"nf_resnet50": "every block has its own β, so no blocks are grouped: 16 boxes"}
+DISTINCT_BLOCKS = {"nf_resnet50": "every block has its own β, so no blocks are grouped: 16 boxes",
+                   "dpn68": "each block reads a wider dense path, so no blocks are grouped: 22 boxes"}
 
 
 def _shipped(also: dict[str, str] | None = None) -> list:
