@@ -110,6 +110,42 @@ def feature_points(net: Network) -> list[FeaturePoint]:
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
 
 
+def stem_tail(net: Network) -> list[str] | None:
+    """The modules the stem runs after its feature map (its final pooling: timm's
+    ``prune_intermediate_layers`` drops them when only the stem's map is asked for): the
+    outermost instances made only of ops after it, and the other such ops' modules, in
+    order; ``None`` where one of those ops has no module of its own, or shares one with an op
+    before the map."""
+    stem = stem_ops(net.root)
+    if net.stem_feature not in stem:
+        return []
+    before = stem[:stem.index(net.stem_feature) + 1]
+    tail = set(stem[len(before):])
+    out: list[str] = []
+
+    def visit(scope: Scope) -> bool:
+        for item in scope.items:
+            if isinstance(item, str):
+                if item in tail:
+                    if net.op(item).module is None:
+                        return False
+                    out.append(net.op(item).module)
+                continue
+            ops = set(item.op_names())
+            if not item.inline and ops and ops <= tail:
+                out.append(item.path)
+            elif ops & tail and not visit(item):
+                return False
+        return True
+
+    if not visit(net.root):
+        return None
+    kept = {net.op(n).module for n in before}
+    if any(m in kept or any(k is not None and k.startswith(m + ".") for k in kept) for m in out):
+        return None
+    return list(dict.fromkeys(out))
+
+
 def stage_parts(net: Network, stage: Scope) -> list[Scope]:
     """What a stage runs, for figures and tables: its blocks and its other instances that
     hold instances themselves (a DLA subtree), in order; between them, each run of the

@@ -96,6 +96,28 @@ def test_timm_interface_as_timms_model(name):
             assert ours(x).shape == theirs(x).shape, args
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_prune_intermediate_layers_as_timms(name):
+    """Pruned to the stem's map, to the first two stages' (the head goes with the stages after
+    them), and to the last two maps with the final norm and the head: the same parameters are
+    left as in timm's model, the same widths, and the same outputs and feature maps."""
+    for indices, prune_norm, prune_head in (([0], False, False), ([1, 2], False, False), (2, True, True)):
+        theirs, ours = _pair(name)
+        size = ours.pretrained_cfg["input_size"][1:] if theirs.pretrained_cfg.get("fixed_input_size") else (64, 64)
+        x = torch.randn(2, 3, *size)
+        args = (indices, prune_norm, prune_head)
+        assert ours.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head) == \
+            theirs.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head), args
+        assert {k for k, _ in ours.named_parameters()} == {k for k, _ in theirs.named_parameters()}, args
+        for attr in ("num_classes", "num_features", "head_hidden_size"):
+            assert getattr(ours, attr) == getattr(theirs, attr), (attr, args)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4, msg=str(args))
+            for a, b in zip(ours.forward_intermediates(x, indices, intermediates_only=True),
+                            theirs.forward_intermediates(x, indices, intermediates_only=True), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=str(args))
+
+
 @pytest.mark.parametrize("name", ["resnet50d", "resnetv2_50x1_bit",
                                   pytest.param("res2net50_14w_8s", marks=pytest.mark.slow)])
 def test_gradients_checkpointing_script_and_fx_as_timm(name):

@@ -19,7 +19,7 @@ INTERFACE_NAMES = ("forward_features", "forward_head", "forward_intermediates", 
                    "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher",
                    "no_weight_decay", "num_classes", "num_features", "head_hidden_size", "global_pool",
                    "grad_checkpointing", "feature_info", "pretrained_cfg", "default_cfg", "forward_norm",
-                   "stage_paths", "stage_blocks")
+                   "stage_paths", "stage_blocks", "norm_pruned")
 
 
 @dataclass
@@ -54,7 +54,11 @@ class TopView:
     stem_level: str = ""  # the instance making the stem's feature map, when a group of its own
     classifier: str = ""  # the classifier's module path
     new_classifier: Call | None = None  # its constructor for `num_classes` classes (timm's reset_classifier)
-    post_modules: list[str] = field(default_factory=list)  # what prune_norm replaces
+    post_modules: list[str] = field(default_factory=list)  # what pruning replaces
+    post_norm: bool = False  # what follows the stages holds a norm: timm's prune_norm prunes it
+    #: the stem's modules after its feature map (:func:`resdsl.roles.stem_tail`), which
+    #: pruning to the stem's map replaces; None where they cannot be replaced
+    stem_tail: list[str] | None = field(default_factory=list)
 
     @property
     def forward(self) -> list[str]:
@@ -156,13 +160,17 @@ def _interface_texts(top: TopView) -> dict:
         # timm's DPN matches a stage by its blocks' common name (`features.conv5`), which the
         # norm after them shares (`features.conv5_bn_ac`)
         "post_coarse": bool(top.stage_inline) and top.stage_inline[-1],
+        "post_norm": top.post_norm,
         "checkpoint": layout(Call("checkpoint_blocks", tuple(checkpoint)), " " * 12, "x = "),
         "stem_regex": f'r"^(?:{stem})\\."' if stem else "None",
         "level_regex": f'r"^{re.escape(top.stem_level)}\\."' if top.stem_level else "",
         "post_regex": f'r"^(?:{"|".join(re.escape(m) for m in top.post_modules)})\\."',
         "classifier_target": target,
         "new_classifier": layout(top.new_classifier, " " * 12, "classifier = ") if top.new_classifier else "",
-        "post_paths": _tuple([_quoted(p) for p in top.post_modules], "            ", "for path in ") if top.post_modules else "()",
+        "post_paths": _tuple([_quoted(p) for p in top.post_modules], "            ", "pruned += ")
+        if top.post_modules else "()",
+        "stem_tail": _tuple([_quoted(p) for p in top.stem_tail], "            ", "pruned += ")
+        if top.stem_tail else "",
     }
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ...ir import Network, Op, Role, Scope, Shape
 from ...primitives import PRIMITIVES
-from ...roles import head_of, made_by, stage_blocks
+from ...roles import head_of, made_by, stage_blocks, stem_tail
 from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
@@ -231,6 +231,7 @@ class Renderer:
                 view.stage_blocks.append(self.blocks_of(stage))
                 view.stage_inline.append(stage.inline)
             view.stem_modules = list(dict.fromkeys(i.local for i in items[:first] if i.local))
+            view.stem_tail = stem_tail(net)
             # timm counts a stem feature map that an instance of its own makes after the stem's
             # first module (DLA's level0 after base_layer) as a level: a layer-decay group;
             # not one that shares a container with the rest (byobnet's stem.conv2)
@@ -242,6 +243,11 @@ class Renderer:
             lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
             view.post = lines + _rename(out)
             view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
+            # a final norm: weights, but no multiply-accumulates (a norm written in `.res` too:
+            # EvoNorm); not NF-ResNet's final activation, nor a final conv
+            post = [n for i in items[last + 1:end]
+                    for n in ([i.op] if i.op is not None else [net.op(o) for o in i.scope.op_names()])]
+            view.post_norm = any(n.params for n in post) and not any(n.macs for n in post)
         else:
             lines, out = self.segment(scope, items, calls, 0, end, scope.input, target)
             view.stem = lines + _rename(out)
