@@ -136,6 +136,55 @@ def test_prune_intermediate_layers_keeps_what_the_indices_need():
         torch.testing.assert_close(model.forward_intermediates(x, indices=[1, 2], intermediates_only=True), want)
     with pytest.raises(ValueError, match="indices"):
         model.forward_intermediates(x, indices=[5])
+    # features ending before the last stage: their width, and the head goes even when asked to stay
+    assert model.num_features == model.head_hidden_size == 512
+    model = resdsl.build("resnet50", seed=0).eval()
+    model.prune_intermediate_layers([0], prune_head=False)  # the stem's map: before the max pool
+    assert isinstance(model.maxpool, nn.Identity) and isinstance(model.layer1, nn.Identity)
+    assert model.num_classes == 0 and model.num_features == 64
+    with torch.no_grad():
+        assert model(x).shape == (1, 64, 32, 32)
+
+
+def test_pruning_drops_what_follows_the_last_stage_and_a_final_norm():
+    """The final norm and its unnamed activation (BiT's `norm`, `relu`) go with the stages they
+    follow, and with `prune_norm`; a final activation alone (NF-ResNet's) stays with
+    `prune_norm`. A stem whose map is followed by a pooling without a module cannot be pruned
+    to that map (it would still run): a ValueError, never a wrong map."""
+    net = small("resnetv2_50x1_bit")
+    model = resdsl.build(net, seed=0).eval()
+    x = torch.randn(1, *net.input_shape)
+    with torch.no_grad():
+        want = model.forward_intermediates(x, indices=[2], intermediates_only=True)[0]
+        model.prune_intermediate_layers([2])
+        torch.testing.assert_close(model(x), want)  # no norm, no ReLU after the second stage
+    assert not any(k.startswith("norm.") for k in model.state_dict())
+    model = resdsl.build(net, seed=0).eval()
+    with torch.no_grad():
+        want = model.forward_intermediates(x, intermediates_only=True)[-1]
+        model.prune_intermediate_layers(1, prune_norm=True)
+        torch.testing.assert_close(model(x), want)
+    nf = resdsl.build(small("nf_resnet50"), seed=0).eval()
+    y = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = nf.forward_features(y)
+        nf.prune_intermediate_layers(1, prune_norm=True, prune_head=True)
+        torch.testing.assert_close(nf(y), want)  # the final activation stays
+    functional = resdsl.loads("""
+import std.resnet
+network n {
+    input [3, 32, 32]
+    conv1: conv(8, 3)
+    relu()
+    maxpool(3, stride = 2, padding = 1)
+    layer1: stage(basic, 1, planes = 8)
+    global_avgpool()
+    flatten()
+    fc: linear(10)
+}
+""")
+    with pytest.raises(ValueError, match="cannot be pruned to the stem's map"):
+        resdsl.build(functional, seed=0).prune_intermediate_layers([0])
 
 
 def test_the_generated_file_has_the_same_interface(tmp_path):
