@@ -193,6 +193,10 @@ class Network:
     output: str
     stem_pool: tuple[str, ...] = ()
     stem_feature: str | None = None
+    #: A definition read its input's height or width (``in_height``, ``in_width``): its
+    #: modules are built for the declared input size (BoTNet's position tables), so the
+    #: network takes no other (timm's ``fixed_input_size``).
+    sized_by_input: bool = False
 
     def __deepcopy__(self, memo: dict) -> Network:
         # immutable: a copy of a model (an EMA copy, fold_batchnorms) shares its network

@@ -105,8 +105,45 @@ def feature_points(net: Network) -> list[FeaturePoint]:
     for item in net.root.items[[isinstance(i, Scope) and i.role is Role.STAGE for i in net.root.items].index(True):]:
         if not (isinstance(item, Scope) and item.role is Role.STAGE):
             break
-        points.append((item.output, item.path))
+        # an unnamed stage (timm's DPN) has no module: its map is named by its last block's
+        points.append((item.output, made_by(net, item.output, outermost=True) if item.inline else item.path))
     return [FeaturePoint(op, module, net.shape_of(op)[0], reduction[op]) for op, module in points]
+
+
+def stem_tail(net: Network) -> list[str] | None:
+    """The modules the stem runs after its feature map (its final pooling: timm's
+    ``prune_intermediate_layers`` drops them when only the stem's map is asked for): the
+    outermost instances made only of ops after it, and the other such ops' modules, in
+    order; ``None`` where one of those ops has no module of its own, or shares one with an op
+    before the map."""
+    stem = stem_ops(net.root)
+    if net.stem_feature not in stem:
+        return []
+    before = stem[:stem.index(net.stem_feature) + 1]
+    tail = set(stem[len(before):])
+    out: list[str] = []
+
+    def visit(scope: Scope) -> bool:
+        for item in scope.items:
+            if isinstance(item, str):
+                if item in tail:
+                    if net.op(item).module is None:
+                        return False
+                    out.append(net.op(item).module)
+                continue
+            ops = set(item.op_names())
+            if not item.inline and ops and ops <= tail:
+                out.append(item.path)
+            elif ops & tail and not visit(item):
+                return False
+        return True
+
+    if not visit(net.root):
+        return None
+    kept = {net.op(n).module for n in before}
+    if any(m in kept or any(k is not None and k.startswith(m + ".") for k in kept) for m in out):
+        return None
+    return list(dict.fromkeys(out))
 
 
 def stage_parts(net: Network, stage: Scope) -> list[Scope]:
@@ -146,7 +183,7 @@ def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
     instances of a ``block`` definition, or, with none, of any definition; the stage's other
     layers go with the block after them if they come before the first, else with the block
     before them (a cross stage's `conv_exp` with its first block, its transition with its
-    last). A stage with neither is one group."""
+    last). A stage with neither is one group: its path, or an unnamed stage's modules."""
     children = [i for i in stage.items if isinstance(i, Scope) and not i.inline]
     blocks = [c for c in children if c.role is Role.BLOCK] or children
     groups: list[list[str]] = []
@@ -160,6 +197,8 @@ def stage_blocks(net: Network, stage: Scope) -> list[list[str]]:
         paths = [item.path] if isinstance(item, Scope) and not item.inline else \
             [m for m in dict.fromkeys(net.op(n).module for n in names) if m is not None]
         (groups[-1] if groups else before).extend(p for p in paths if p not in before)
+    if not groups and stage.inline:
+        return [list(dict.fromkeys(m for n in stage.op_names() if (m := net.op(n).module) is not None))]
     return groups or [[stage.path]]
 
 

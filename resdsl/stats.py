@@ -33,7 +33,9 @@ def sections(net: Network) -> list[Section]:
     seen_stage = False
     for item in net.root.items:
         if isinstance(item, Scope) and item.role is Role.STAGE:
-            groups.append((item.name, Role.STAGE, list(item.op_names()), item))
+            # an unnamed stage (std.dpn's) has no name of its own: its place, as timm's feature index
+            name = f"stage {sum(g[1] is Role.STAGE for g in groups) + 1}" if item.inline else item.name
+            groups.append((name, Role.STAGE, list(item.op_names()), item))
             seen_stage = True
             continue
         ops = [item] if isinstance(item, str) else list(item.op_names())

@@ -43,5 +43,5 @@ MODEL_ATTRIBUTES = frozenset({
     "forward_features", "forward_head", "forward_norm", "forward_intermediates", "prune_intermediate_layers",
     "get_classifier", "reset_classifier", "set_grad_checkpointing", "group_matcher", "no_weight_decay",
     "num_classes", "num_features", "head_hidden_size", "global_pool", "grad_checkpointing", "pretrained_cfg",
-    "default_cfg", "stage_paths", "stage_blocks", "transplant_report", "resdsl_recipe",
+    "default_cfg", "stage_paths", "stage_blocks", "transplant_report", "resdsl_recipe", "norm_pruned",
 })

@@ -123,13 +123,13 @@ def test_fit_text_wraps_stages_into_columns(spec: str) -> None:
 
 
 SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
-#: Specs without stages at the network's top level (timm's DPN has none, so std.dpn groups
-#: its blocks into no stage; as in test_models.py): the figures find no stages to wrap into
-#: columns, so these come out one column with a note that they are too tall.
-NO_TOP_STAGES = {"dpn68"}
-#: NF-ResNet-50 scales each block's input by its own β (1 / the expected standard deviation),
-#: so no two blocks are identical and none are grouped (`× n`): sixteen block boxes.
-DISTINCT_BLOCKS: dict[str, str] = {}  # nf_resnet50's blocks differ by β only: grouped, β as a range
+#: Specs without stages at the network's top level (as in test_models.py): the figures find
+#: no stages to wrap into columns, so these come out one column with a note that they are too
+#: tall. None now: std.dpn's stages are unnamed (inlined) stages.
+NO_TOP_STAGES: set[str] = set()
+#: Specs whose blocks cannot be grouped (`× n`) and so come out too tall (NF-ResNet's blocks
+#: differ by β only and are grouped, β as a range; DPN's each read a wider dense path).
+DISTINCT_BLOCKS = {"dpn68": "each block reads a wider dense path, so no blocks are grouped: 22 boxes"}
 
 
 def _shipped(also: dict[str, str] | None = None) -> list:

@@ -148,6 +148,32 @@ network n {
 }
 """)
     assert net.op("p.conv1").shape == (15, 12, 10)
+    assert net.sized_by_input  # it read the input's height and width
+
+
+def test_a_network_reading_no_input_size_is_not_sized_by_it():
+    # in_channels alone, as every conv does, leaves the network free of its input's size
+    net = resdsl.loads("""
+block probe(planes) {
+    conv1: conv(in_channels * planes, 1)
+}
+network n {
+    input [5, 12, 10]
+    p: probe(3)
+}
+""")
+    assert not net.sized_by_input and not resnet("block = basic, depths = [1, 1, 1, 1]").sized_by_input
+    # a local variable of that name is the body's own, not the input's
+    assert not resdsl.loads("""
+block probe(planes) {
+    in_height = 3
+    conv1: conv(in_height * planes, 1)
+}
+network n {
+    input [5, 12, 10]
+    p: probe(3)
+}
+""").sized_by_input
 
 
 def test_imports_resolve_relative_to_the_file(monkeypatch, tmp_path):

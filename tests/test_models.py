@@ -29,9 +29,9 @@ from resdsl.cli import main  # noqa: E402
 #: one of each layout by default (scripting a deep network takes long); the rest with -m slow
 QUICK = {"resnet18", "resnet20_cifar", "resnetv2_50x1_bit"}
 #: Specs without stages at the network's top level, where timm's interface (feature_info,
-#: forward_intermediates, the head's split) finds them: timm's DPN has no stage modules (its
-#: blocks sit in one `features` sequence), so std.dpn groups its blocks into no stage.
-NO_TOP_STAGES = {"dpn68"}
+#: forward_intermediates, the head's split) finds them. None now: timm's DPN has no stage
+#: modules (its blocks sit in one `features` sequence), and std.dpn's stages are unnamed.
+NO_TOP_STAGES: set[str] = set()
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason="no `stage` at the top level: timm's interface finds no stages")]
     if n in NO_TOP_STAGES else [])) for n in SPEC_NAMES if n not in DEEP]
@@ -84,7 +84,8 @@ def test_timm_interface_on_every_spec(name):
     cfg = model.pretrained_cfg
     assert model.default_cfg is cfg and cfg["input_size"] == tuple(net.input_shape)
     assert cfg["num_classes"] == model.num_classes and model.get_submodule(cfg["classifier"]) is model.get_classifier()
-    assert isinstance(model.get_submodule(cfg["first_conv"]), nn.Conv2d)
+    first = cfg["first_conv"]  # a tuple where several convs read the input (RepVGG's stem)
+    assert all(isinstance(model.get_submodule(c), nn.Conv2d) for c in ([first] if isinstance(first, str) else first))
     # activation checkpointing per block: the same outputs and gradients
     model.train()
     want, grads = _grads(model, x[:1])
@@ -99,10 +100,14 @@ def test_timm_interface_on_every_spec(name):
     matcher = model.group_matcher()
     import re
     blocks = [re.compile(p) for p, _ in matcher["blocks"]]
-    for key, _ in model.named_parameters():
-        if any(key.startswith(p + ".") for p in model.stage_paths):
-            assert sum(bool(b.match(key)) for b in blocks) == 1, key
-    assert len(model.group_matcher(coarse=True)["blocks"]) == len(model.stage_paths)
+    # each stage's parameters (an unnamed stage's path is its modules', joined by `|`)
+    stage_keys = [[k for k, _ in model.named_parameters() if any(k.startswith(q + ".") for q in p.split("|"))]
+                  for p in model.stage_paths]
+    for key in [k for keys in stage_keys for k in keys]:
+        assert sum(bool(b.match(key)) for b in blocks) == 1, key
+    # coarse: one group per stage
+    coarse = [set(group_ids(model, keys, coarse=True)) for keys in stage_keys]
+    assert all(len(g) == 1 for g in coarse) and len(set.union(*coarse)) == len(model.stage_paths)
     assert model.no_weight_decay() == set()
     # a new head, none, and no pooling either
     model.eval()
@@ -131,6 +136,55 @@ def test_prune_intermediate_layers_keeps_what_the_indices_need():
         torch.testing.assert_close(model.forward_intermediates(x, indices=[1, 2], intermediates_only=True), want)
     with pytest.raises(ValueError, match="indices"):
         model.forward_intermediates(x, indices=[5])
+    # features ending before the last stage: their width, and the head goes even when asked to stay
+    assert model.num_features == model.head_hidden_size == 512
+    model = resdsl.build("resnet50", seed=0).eval()
+    model.prune_intermediate_layers([0], prune_head=False)  # the stem's map: before the max pool
+    assert isinstance(model.maxpool, nn.Identity) and isinstance(model.layer1, nn.Identity)
+    assert model.num_classes == 0 and model.num_features == 64
+    with torch.no_grad():
+        assert model(x).shape == (1, 64, 32, 32)
+
+
+def test_pruning_drops_what_follows_the_last_stage_and_a_final_norm():
+    """The final norm and its unnamed activation (BiT's `norm`, `relu`) go with the stages they
+    follow, and with `prune_norm`; a final activation alone (NF-ResNet's) stays with
+    `prune_norm`. A stem whose map is followed by a pooling without a module cannot be pruned
+    to that map (it would still run): a ValueError, never a wrong map."""
+    net = small("resnetv2_50x1_bit")
+    model = resdsl.build(net, seed=0).eval()
+    x = torch.randn(1, *net.input_shape)
+    with torch.no_grad():
+        want = model.forward_intermediates(x, indices=[2], intermediates_only=True)[0]
+        model.prune_intermediate_layers([2])
+        torch.testing.assert_close(model(x), want)  # no norm, no ReLU after the second stage
+    assert not any(k.startswith("norm.") for k in model.state_dict())
+    model = resdsl.build(net, seed=0).eval()
+    with torch.no_grad():
+        want = model.forward_intermediates(x, intermediates_only=True)[-1]
+        model.prune_intermediate_layers(1, prune_norm=True)
+        torch.testing.assert_close(model(x), want)
+    nf = resdsl.build(small("nf_resnet50"), seed=0).eval()
+    y = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = nf.forward_features(y)
+        nf.prune_intermediate_layers(1, prune_norm=True, prune_head=True)
+        torch.testing.assert_close(nf(y), want)  # the final activation stays
+    functional = resdsl.loads("""
+import std.resnet
+network n {
+    input [3, 32, 32]
+    conv1: conv(8, 3)
+    relu()
+    maxpool(3, stride = 2, padding = 1)
+    layer1: stage(basic, 1, planes = 8)
+    global_avgpool()
+    flatten()
+    fc: linear(10)
+}
+""")
+    with pytest.raises(ValueError, match="cannot be pruned to the stem's map"):
+        resdsl.build(functional, seed=0).prune_intermediate_layers([0])
 
 
 def test_the_generated_file_has_the_same_interface(tmp_path):
@@ -532,3 +586,132 @@ def test_stage_definitions_are_stages_of_the_interface():
     torch.testing.assert_close(got, want)
     for key in grads:
         torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+
+
+def group_ids(model, keys: list[str], coarse: bool = False) -> list[int]:
+    """The layer-decay group of each parameter ``keys``, numbered as timm's
+    ``group_parameters`` numbers them (timm 1.0.31's ``_manipulate.group_with_matcher``): the
+    stem's pattern first, then the blocks' by their ordinals, what matches nothing last; the
+    groups that hold parameters are counted 0, 1, …, and a (99999,) group joins the one before."""
+    import re
+
+    matcher = model.group_matcher(coarse)
+    patterns = ([(matcher["stem"], (0,))] if matcher["stem"] else []) + \
+        [(p, (1, *o)) for p, o in matcher["blocks"]]
+
+    def ordinal(key: str) -> tuple:
+        return next((o for p, o in patterns if re.match(p, key)), (float("inf"),))
+
+    ordinals = {k: ordinal(k) for k, _ in model.named_parameters()}
+    ids, n = {}, -1
+    for o in sorted(set(ordinals.values())):
+        n += n < 0 or o[-1] != 99999
+        ids[o] = n
+    return [ids[ordinals[k]] for k in keys]
+
+
+def test_a_stem_feature_map_made_by_an_instance_of_its_own_is_a_group_of_its_own():
+    """timm's DLA: `level0`, the instance making the stem's feature map after `base_layer`,
+    is a layer-decay group between the stem and the first stage; a stem whose feature map is
+    its first instance's (RepVGG's `stem`), or made in the stem's container (byobnet's
+    `stem.conv2`), is one group."""
+    spec = STAGE_KINDS.split("network kinds")[0]
+    body = "\n    s1: named_blocks(8, 2)\n    global_avgpool()\n    flatten()\n    fc: linear(10)\n}\n"
+    level = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    base: two_convs(8)"
+                                      "\n    level0: two_convs(8)" + body), seed=0)
+    assert group_ids(level, ["base.0.weight", "level0.0.weight", "level0.1.bias", "s1.b1.conv1.weight",
+                             "s1.b2.conv1.weight", "fc.weight"]) == [0, 1, 1, 2, 3, 4]
+    assert group_ids(level, ["base.0.weight", "level0.0.weight", "s1.b2.conv1.weight"], coarse=True) == [0, 1, 2]
+    one = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    stem: two_convs(8)"
+                                    "\n    post: two_convs(8, stride = 2)" + body), seed=0)
+    assert one.feature_info[0]["module"] == "stem"  # before the stem's final downsampling
+    assert group_ids(one, ["stem.0.weight", "post.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]
+    # in one container with the rest of the stem (byobnet's stem.conv2), timm's `^stem`: one group
+    shared = resdsl.build(resdsl.loads(spec + "network n {\n    input [3, 32, 32]\n    stem.conv1: two_convs(8)"
+                                       "\n    stem.conv2: two_convs(8)" + body), seed=0)
+    assert shared.feature_info[0]["module"] == "stem.conv2"
+    assert group_ids(shared, ["stem.conv1.0.weight", "stem.conv2.0.weight", "s1.b1.conv1.weight"]) == [0, 0, 1]
+
+
+INLINED_STAGES = """
+block plain(planes, stride = 1) {
+    conv1: conv(planes, 3, stride = stride)
+    bn1: batchnorm()
+    relu: relu()
+}
+
+# timm's DPN: a stage's blocks named in the network's `features`, no stage module
+stage blocks(n, planes, depth) {
+    for j in range(depth) {
+        features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)
+    }
+}
+
+network n {
+    input [3, 32, 32]
+    features.conv1: conv(8, 3)
+    blocks(2, 8, 2)
+    blocks(3, 16, 3)
+    features.norm: batchnorm()
+    global_avgpool()
+    flatten()
+    fc: linear(10)
+}
+"""
+
+
+def test_unnamed_stages_are_inlined_and_still_the_networks_stages():
+    """An unnamed stage (timm's DPN) keeps its blocks' names at the network's level, and is a
+    stage of timm's interface: its last block's output is a feature map (named by that block),
+    its blocks are optimizer groups (the final norm joins the last stage's coarse group, as in
+    timm's DPN), checkpointing and pruning reach its blocks."""
+    net = resdsl.loads(INLINED_STAGES)
+    model = resdsl.build(net, seed=0).eval()
+    assert [k for k in model.state_dict() if k.endswith("conv1.weight")] == \
+        ["features.conv1.weight", *(f"features.conv{n}_{j}.conv1.weight" for n, d in ((2, 2), (3, 3))
+                                    for j in range(1, d + 1))]
+    assert [(f["module"], f["num_chs"], f["reduction"]) for f in model.feature_info] == \
+        [("features.conv1", 8, 1), ("features.conv2_2", 8, 2), ("features.conv3_3", 16, 4)]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x))
+    seen = {}
+    for path in ("features.conv2_2", "features.conv3_3"):
+        model.get_submodule(path).register_forward_hook(lambda m, i, o, path=path: seen.setdefault(path, o))
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        torch.testing.assert_close(final, model.forward_features(x))
+        torch.testing.assert_close(model.forward_head(final), model(x))
+    torch.testing.assert_close(maps[1], seen["features.conv2_2"])
+    torch.testing.assert_close(maps[2], seen["features.conv3_3"])
+    keys = ["features.conv1.weight", "features.conv2_1.conv1.weight", "features.conv2_2.bn1.bias",
+            "features.conv3_1.conv1.weight", "features.conv3_3.conv1.weight", "features.norm.weight", "fc.weight"]
+    assert group_ids(model, keys) == [0, 1, 2, 3, 5, 5, 6]
+    assert group_ids(model, keys, coarse=True) == [0, 1, 1, 2, 2, 2, 3]
+    model.train()
+    want, grads = _grads(model, x[:1])
+    model.set_grad_checkpointing()
+    got, again = _grads(model, x[:1])
+    torch.testing.assert_close(got, want)
+    for key in grads:
+        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    model.eval()
+    assert model.prune_intermediate_layers([0, 1]) == [0, 1]  # up to the first stage's map: the second goes
+    assert not any(k.startswith("features.conv3_") for k in model.state_dict())
+    assert any(k.startswith("features.conv2_") for k in model.state_dict())
+    with torch.no_grad():
+        assert [m.shape for m in model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)] == \
+            [m.shape for m in maps[:2]]
+
+
+def test_an_unnamed_stage_runs_only_its_modules_one_after_another():
+    # a layer without a module of its own, or one reading something else, cannot run as the
+    # stage's modules in turn: E052 at the call, with the way out
+    spec = INLINED_STAGES.replace("features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)",
+                                  "features.conv{n}_{j + 1}: plain(planes, stride = 2 if j == 0 else 1)\n"
+                                  "        relu()")
+    with pytest.raises(resdsl.SpecError) as err:
+        resdsl.loads(spec)
+    assert [(d.code, d.span.line) for d in err.value.diagnostics] == [("E052", 19), ("E052", 20)]  # each call
+    for d in err.value.diagnostics:
+        assert "runs `relu`, which is no module of its own" in d.message and "`s1: blocks(...)`" in d.hint

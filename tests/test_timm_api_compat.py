@@ -26,15 +26,8 @@ TIMM_NAMES = ["ecaresnet101d", "res2net50_14w_8s", "resnest50d", "resnet101", "r
               "cspresnet50", "dla34", "regnety_016", "repvgg_a0", "dpn68", "gcresnet50t", "nf_resnet50",
               "botnet26t_256", "resnetv2_50d_evos"]
 QUICK = {"resnet18", "resnet50d", "resnetv2_50x1_bit", "res2net50_14w_8s", "skresnet34"}
-#: Known gaps: DPN's stages are not top-level `stage`s (timm's DPN has no stage modules: its
-#: blocks sit in one `features` sequence, and its feature maps are named by a stage's last
-#: block); timm's DLA gives `level0` (its first feature map, which resdsl's stem makes) a
-#: layer-decay group of its own, where every other model's stem is one group with what comes
-#: before the first stage; and timm names both of RepVGG's first convolutions
-#: (`stem.conv_kxk.conv`, `stem.conv_1x1.conv`) as `first_conv` where resdsl names one.
-GAPS = {"dpn68": "no top-level `stage`",
-        "dla34": "timm's group_matcher puts level0, the stem's feature map, in a group of its own",
-        "repvgg_a0": "timm's first_conv is a pair of convolutions"}
+#: Known gaps: none.
+GAPS: dict[str, str] = {}
 NAMES = [n if n in QUICK else pytest.param(n, marks=[pytest.mark.slow] + (
     [pytest.mark.xfail(strict=True, reason=GAPS[n])] if n in GAPS else [])) for n in TIMM_NAMES]
 
@@ -88,6 +81,7 @@ def test_timm_interface_as_timms_model(name):
     assert {"input_size", "pool_size", "crop_pct", "interpolation", "mean", "std", "first_conv",
             "classifier", "num_classes"} <= set(cfg)
     assert (cfg["first_conv"], cfg["classifier"]) == (their_cfg["first_conv"], their_cfg["classifier"])
+    assert cfg.get("fixed_input_size", False) == their_cfg.get("fixed_input_size", False)
     assert ours.get_submodule(cfg["classifier"]) is ours.get_classifier()
     # timm's optimizer groups (layer-wise decay): every parameter in the same layer as timm's
     from timm.models import group_parameters
@@ -100,6 +94,28 @@ def test_timm_interface_as_timms_model(name):
             ours.reset_classifier(*args)
             theirs.reset_classifier(*args)
             assert ours(x).shape == theirs(x).shape, args
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prune_intermediate_layers_as_timms(name):
+    """Pruned to the stem's map, to the first two stages' (the head goes with the stages after
+    them), and to the last two maps with the final norm and the head: the same parameters are
+    left as in timm's model, the same widths, and the same outputs and feature maps."""
+    for indices, prune_norm, prune_head in (([0], False, False), ([1, 2], False, False), (2, True, True)):
+        theirs, ours = _pair(name)
+        size = ours.pretrained_cfg["input_size"][1:] if theirs.pretrained_cfg.get("fixed_input_size") else (64, 64)
+        x = torch.randn(2, 3, *size)
+        args = (indices, prune_norm, prune_head)
+        assert ours.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head) == \
+            theirs.prune_intermediate_layers(indices, prune_norm=prune_norm, prune_head=prune_head), args
+        assert {k for k, _ in ours.named_parameters()} == {k for k, _ in theirs.named_parameters()}, args
+        for attr in ("num_classes", "num_features", "head_hidden_size"):
+            assert getattr(ours, attr) == getattr(theirs, attr), (attr, args)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-4, atol=1e-4, msg=str(args))
+            for a, b in zip(ours.forward_intermediates(x, indices, intermediates_only=True),
+                            theirs.forward_intermediates(x, indices, intermediates_only=True), strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=str(args))
 
 
 @pytest.mark.parametrize("name", ["resnet50d", "resnetv2_50x1_bit",

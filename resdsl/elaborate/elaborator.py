@@ -93,7 +93,8 @@ class Elaborator:
         dead_layers(b, root, frame.current)
         if b.diags:
             return None
-        return roles.assign(Network(name, source, frame.input_shape, tuple(b.ops), root, frame.current))
+        return roles.assign(Network(name, source, frame.input_shape, tuple(b.ops), root, frame.current,
+                                    sized_by_input=b.reads_size))
 
 
 def dead_layers(b: Build, root: Scope, output: str) -> None:

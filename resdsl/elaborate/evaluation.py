@@ -34,6 +34,8 @@ from .values import CURRENT, FAILED, STAGE, Builtin, DefValue, PrimValue, Tensor
 
 #: Values whose comparison or joining costs steps in proportion to their length.
 _SEQ = (tuple, str)
+#: The sizes a body reads from its input besides ``in_channels``, in shape order.
+SIZE_NAMES = ("in_height", "in_width")
 
 
 def eval_expr(b: Build, e: Expr, env: Mapping[str, Value]) -> Value:
@@ -135,9 +137,15 @@ def unbound(b: Build, e: Name, env) -> Value:
         if type(value) is Tensor and value.op in b.tainted and value.op not in b.shapes:
             raise Skip()
         return value
+    size = getattr(env, "size", None)
+    if size is not None and e.id in SIZE_NAMES:
+        # a body that reads its input's height or width builds modules for that size: the
+        # network is tied to its input size (timm's fixed_input_size)
+        b.reads_size = True
+        return size[SIZE_NAMES.index(e.id)]
     value = BUILTINS.lookup(e.id)
     if value is MISSING:
-        names = [*env, *(tensors or ()), *BUILTINS]
+        names = [*env, *(tensors or ()), *(SIZE_NAMES if size is not None else ()), *BUILTINS]
         raise b.fail(E.UNKNOWN_NAME, f"unknown name `{e.id}`", e.span,
                      hint=did_you_mean(e.id, [k for k in names if "." not in k]), unknown=e.id)
     if value is CURRENT:

@@ -35,10 +35,13 @@ class BodyEnv(ChainMap):
     costs no extra miss."""
 
     tensors: dict[str, Any] = {}
+    #: the height and width of the tensor the body reads (``in_height``, ``in_width``)
+    size: tuple[int, int] | None = None
 
     def new_child(self, m=None, **kwargs):  # type: ignore[override]
         child = super().new_child(m, **kwargs)
         child.tensors = self.tensors
+        child.size = self.size
         return child
 
 
@@ -71,6 +74,7 @@ class Frame:
     split: tuple[str, Span, int] | None = None
     params: tuple[str, ...] = ()  # the definition's parameter names (for hints)
     env: Any = None  # the body's names (see env_of), made once
+    size: tuple[int, int] | None = None  # its input's height and width, when a feature map
 
 
 def env_of(frame: Frame) -> BodyEnv:
@@ -80,4 +84,5 @@ def env_of(frame: Frame) -> BodyEnv:
     if env is None:
         env = frame.env = BodyEnv(frame.vars, frame.module.names)
         env.tensors = frame.tensors
+        env.size = frame.size
     return env

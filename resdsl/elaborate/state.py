@@ -39,6 +39,8 @@ class Build:
     stmt_span: Span = NO_SPAN  # the layer statement being run (for `from` diagnostics)
     #: evaluation steps taken (expressions, statements, instances), against limits.MAX_STEPS
     steps: int = 0
+    #: a body read its input's height or width (``Network.sized_by_input``)
+    reads_size: bool = False
     exhausted: bool = False
     next_suffix: dict[str, int] = field(default_factory=dict)  # op name → last `#k` given to a repeat of it
     #: `unknown name` diagnostics → the name (kept after the loader takes the diagnostics:

@@ -54,7 +54,8 @@ def run_body(b: Build, defn: Definition, frame: Frame, args: dict[str, Value]) -
     # A definition cannot declare parameters with these names (the loader says so), so
     # nothing the spec wrote is overwritten here.
     if shape is not None and len(shape) == 3:
-        frame.vars.update(in_channels=shape[0], in_height=shape[1], in_width=shape[2])
+        frame.vars["in_channels"] = shape[0]
+        frame.size = (shape[1], shape[2])  # `in_height`, `in_width`: looked up when read (evaluation.unbound)
     b.frames.append(frame)
     try:
         run_stmts(b, defn.body, frame)
@@ -215,13 +216,35 @@ def definition(b: Build, st: Layer, callee: DefValue, name: str | None, frame: F
     if callee.kind == "network":
         raise b.fail(E.WRONG_TYPE, f"the network `{callee.name}` cannot be used as a layer",
                      st.call.func.span, hint="define the part you need as a `module`")
-    if callee.kind == "stage" and name is None:
-        raise b.fail(E.NEEDS_A_NAME, "a stage builds modules, so it needs a name", st.span,
-                     hint=f"write `layer1: {unparse(st.call.func)}(...)`")
     src = source(b, st.source, frame)
     scope = instantiate(b, callee, eval_args(b, st.call.args, env), name, src, frame,
                         st.call.span, st.span)
+    if scope.inline and scope.role is Role.STAGE:
+        check_inlined_stage(b, scope, unparse(st.call.func), st.span)
     attach(b, scope, name, frame, branch=st.source is not None)
+
+
+def check_inlined_stage(b: Build, scope: Scope, written: str, span: Span) -> None:
+    """An unnamed stage has no module of its own (timm's DPN: its blocks sit in the
+    network's `features`): running it is running its modules one after another, so its
+    body may hold only named instances and layers, each reading the one before."""
+    previous = scope.input
+    for item in scope.items:
+        if isinstance(item, str):
+            op = b.op_by_name[item]
+            ok, what, reads = op.module is not None, f"`{op.name.split('#')[0]}`", op.inputs
+        else:
+            ok, what, reads = not item.inline, f"the unnamed `{item.definition}`", (item.input,)
+        if not ok or reads != (previous,):
+            why = "is no module of its own" if not ok else "does not read what runs before it"
+            raise b.fail(E.NEEDS_A_NAME, f"the unnamed stage `{written}` runs {what}, which {why}: an "
+                         "unnamed stage runs its named blocks and layers one after another", span,
+                         hint=f"name the stage (`s1: {written}(...)`) to give it a module of its own")
+        previous = item if isinstance(item, str) else item.output
+    if previous != scope.output:
+        raise b.fail(E.NEEDS_A_NAME, f"the unnamed stage `{written}` does not end with its last block: "
+                     "an unnamed stage runs its named blocks and layers one after another", span,
+                     hint=f"name the stage (`s1: {written}(...)`) to give it a module of its own")
 
 
 def attach(b: Build, scope: Scope, name: str | None, frame: Frame, branch: bool = False) -> None:
@@ -253,7 +276,7 @@ def instantiate(b: Build, callee: DefValue, args, name: str | None, src: str, pa
     frame.tensors["input"] = src
     b.sites.append((callee.name, path, span))
     if is_stage:
-        b.stages.append(path)
+        b.stages.append(path if name is not None else callee.name)
     try:
         run_body(b, callee.definition, frame, bound)
     except Abort:

@@ -50,7 +50,7 @@ def network_level(net: Network, g: _Dot, columns: int = 1) -> None:
                 else:
                     groups.append([block.definition])
             lines = [d[0] + (f" × {len(d)}" if len(d) > 1 else "") for d in groups]
-            nid, fill = sec.scope.path, st.fill("stage")
+            nid, fill = sec.scope.path or sec.name, st.fill("stage")  # an unnamed stage: its section's name
             tied[lanes[i]].append([nid])
         else:
             lines, nid, fill = _section_lines(net, sec.ops), f"{sec.name}/{sec.ops[0]}", st.fill("section")
@@ -129,11 +129,12 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             prev = nid
             continue
         stage = sec.scope
+        key = stage.path or sec.name  # an unnamed stage (no path of its own): its section's name
         size = fmt_shape(sec.shape) if g.o.shapes else "×".join(str(d) for d in sec.shape[1:])
-        g.open_cluster(stage.path, g.label(None, [f"{stage.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
+        g.open_cluster(key, g.label(None, [f"{sec.name} · {size}"], " · ".join(g.stats(sec.params, sec.macs))))
         # an empty point at the top of every stage: the lane ties and a stage's first
         # skip start here, so each stage cluster is drawn alike
-        top = stage.path + "/top"
+        top = key + "/top"
         g.node(top, " ", True, shape="point", width=0.03, height=0.03, style="filled", fillcolor=st.edge,
                color=st.edge)
         g.edge(prev, top, **({"constraint": "false"} if wrap else {}))
@@ -150,10 +151,10 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             tied[lanes[i]][-1].append(group[0].path + "/body")
         _cross_links(net, g, groups)
         # and one at its bottom, outside any plate: the stage's way out
-        g.node(stage.path + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
+        g.node(key + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
-        g.edge(prev, stage.path + "/end", arrowhead="none")
-        prev = stage.path + "/end"
+        g.edge(prev, key + "/end", arrowhead="none")
+        prev = key + "/end"
         g.close()
     _terminal(g, "output", "output", g.shape(net.output_shape))
     g.edge(prev, "output")
@@ -406,6 +407,12 @@ def layer_level(net: Network, g: _Dot, scope_path: str | None, named: bool = Tru
         _terminal(g, INPUT, "input")
         # the stem and head are sections, not scopes, when inline: cluster them anyway
         for sec in sections(net):
+            if sec.role is Role.STAGE and sec.scope.inline:  # an unnamed stage: clustered by its section's name
+                g.open_cluster(sec.name, g.label(None, [f"{sec.name} · {'×'.join(map(str, sec.shape[1:]))}"],
+                                                 " · ".join(g.stats(sec.params, sec.macs))), fill=True)
+                _layer_ops(net, g, sec.scope, named, skips)
+                g.close()
+                continue
             if sec.role is Role.STAGE:
                 _layer_ops(net, g, Scope("", "", Role.NETWORK, "", (), (sec.scope,), "", "", sec.scope.span),
                            named, skips)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from ...ir import Network, Op, Role, Scope, Shape
 from ...primitives import PRIMITIVES
-from ...roles import head_of, stage_blocks
+from ...roles import head_of, made_by, stage_blocks, stem_tail
 from ..source_format import Call, Expr, Sequential, layout
 from ..torch_lowering import NODEFAULT, SourceCall, SourceHelper
 from .classes import Cls, Form, Item, Literal, Lowering, Use
@@ -210,29 +210,44 @@ class Renderer:
                                      and _contained(items[at[head.classifier]:], head.pre_logits)):
             head = None  # something after the pooling reads an earlier value: no head to split off
             end, target = len(items), scope.output
-        stages = [n for n, i in enumerate(items[:end]) if i.use is Use.SUB and i.scope.role is Role.STAGE]
-        if stages:
-            first, last = stages[0], stages[-1]
-            if not (stages == list(range(first, last + 1)) and net.stem_feature is not None
-                    and all(items[n].inputs == (items[n - 1].output,) for n in stages[1:])
-                    and _contained(items[:first], scope.input)
-                    and _contained(items[last + 1:end], items[last].output)):
-                stages = []  # not a stem, a chain of stages and what follows: no feature maps
+        stages = self.stage_ranges(scope, items, end)
         view = TopView(name, init, [])
         if stages:
+            first, last = stages[0][0], stages[-1][1] - 1
             source, features = items[first].inputs[0], items[last].output
             lines, out = self.segment(scope, items, calls, 0, first, scope.input, source)
             view.stem = lines + _rename(out)
             lines, out = self.segment(scope, items, calls, 0, first, scope.input, source, (net.stem_feature,))
             # the feature is taken before `x` is set to the stem's output, which may overwrite it
             view.intermediates, view.stem_feature, view.stem_out = lines, self.vars[net.stem_feature], _rename(out)
-            view.stages = [self.containers.ref("self", items[n].local) for n in stages]
-            view.stage_paths = [items[n].local for n in stages]
-            view.stage_blocks = [self.blocks_of(items[n].scope) for n in stages]
-            view.stem_modules = list(dict.fromkeys(i.local.split(".")[0] for i in items[:first] if i.local))
+            for stage, (a, b) in zip(self.top_stages(scope), stages):
+                if stage.inline:  # no module: its modules' calls, and their paths joined by `|`
+                    lines, out = self.segment(scope, items, calls, a, b, items[a].inputs[0], items[b - 1].output)
+                    view.stages.append(lines + _rename(out))
+                    view.stage_paths.append("|".join(i.local for i in items[a:b]))
+                else:
+                    view.stages.append([f"x = {self.containers.ref('self', items[a].local)}(x)"])
+                    view.stage_paths.append(items[a].local)
+                view.stage_blocks.append(self.blocks_of(stage))
+                view.stage_inline.append(stage.inline)
+            view.stem_modules = list(dict.fromkeys(i.local for i in items[:first] if i.local))
+            view.stem_tail = stem_tail(net)
+            # timm counts a stem feature map that an instance of its own makes after the stem's
+            # first module (DLA's level0 after base_layer) as a level: a layer-decay group;
+            # not one that shares a container with the rest (byobnet's stem.conv2)
+            level = made_by(net, net.stem_feature, outermost=True, default="")
+            if level in view.stem_modules[1:] and not any(
+                    m.split(".")[0] == level.split(".")[0] for m in view.stem_modules if m != level):
+                view.stem_modules.remove(level)
+                view.stem_level = level
             lines, out = self.segment(scope, items, calls, last + 1, end, features, target)
             view.post = lines + _rename(out)
             view.post_modules = [i.local for i in items[last + 1:end] if i.use.builds]
+            # a final norm: weights, but no multiply-accumulates (a norm written in `.res` too:
+            # EvoNorm); not NF-ResNet's final activation, nor a final conv
+            post = [n for i in items[last + 1:end]
+                    for n in ([i.op] if i.op is not None else [net.op(o) for o in i.scope.op_names()])]
+            view.post_norm = any(n.params for n in post) and not any(n.macs for n in post)
         else:
             lines, out = self.segment(scope, items, calls, 0, end, scope.input, target)
             view.stem = lines + _rename(out)
@@ -248,10 +263,40 @@ class Renderer:
             view.new_classifier = _new_classifier(op, [net.shape_of(i) for i in op.inputs])
         return view
 
+    def top_stages(self, scope: Scope) -> list[Scope]:
+        """The stage instances at the network's top level, in order."""
+        return [i for i in scope.items if isinstance(i, Scope) and i.role is Role.STAGE]
+
+    def stage_ranges(self, scope: Scope, items: list[Item], end: int) -> list[tuple[int, int]]:
+        """Each top-level stage's items ``items[a:b]`` before ``end`` (the head): a named stage
+        is one submodule, an unnamed one its modules; none unless the network is a stem, a
+        chain of stages, each reading the one before, and what follows them."""
+        ranges = []
+        for stage in self.top_stages(scope):
+            if stage.inline:
+                ops = set(stage.op_names())
+                at = [n for n, i in enumerate(items) if i.output in ops]
+            else:
+                at = [n for n, i in enumerate(items) if i.use is Use.SUB and i.scope is stage]
+            if not at or at != list(range(at[0], at[-1] + 1)) or at[-1] >= end:
+                return []
+            ranges.append((at[0], at[-1] + 1))
+        if not ranges or self.net.stem_feature is None or not _contained(items[:ranges[0][0]], scope.input):
+            return []
+        # one after another, each reading only the one before
+        if any(b != a or items[a].inputs[0] != items[b - 1].output for (_, b), (a, _) in zip(ranges, ranges[1:])):
+            return []
+        if not all(_contained(items[a:b], items[a].inputs[0]) for a, b in ranges):
+            return []
+        last = ranges[-1][1]
+        return ranges if _contained(items[last:end], items[last - 1].output) else []
+
     def blocks_of(self, stage: Scope) -> list[list[str]] | None:
         """The stage's blocks (:func:`resdsl.roles.stage_blocks`), or None where they are its
         children, as ``group_matcher`` finds them in an ``nn.Sequential``."""
         groups = stage_blocks(self.net, stage)
+        if stage.inline:  # no module, nor a body of its own (its path is the network's)
+            return groups
         if self.low.is_sequential(stage) and groups == [[f"{stage.path}.{n}"] for n in range(len(groups))] \
                 and len(groups) == len(self.low.body(stage)):
             return None
