@@ -259,6 +259,7 @@ def test_reduction_diagnostics(body, code, words):
 
 
 def test_import_writes_numbers_reductions_and_functions():
+    import torch.nn.functional as F
     from torch import nn
 
     class Model(nn.Module):
@@ -272,7 +273,7 @@ def test_import_writes_numbers_reductions_and_functions():
             g = self.pool(x)
             y = 1.0 - (x * 0.5 + g)
             y = y / (g + 2) + 1.0 / (y + 1e-5)
-            v = torch.rsqrt(x.var(1, keepdim=True) + 1)
+            v = torch.rsqrt(x.var(1, keepdim=True) + 1) + F.group_norm(x, 1, eps=1e-3) + F.layer_norm(x, (8, 8))
             s = torch.sum(x, dim=(2, 3), keepdim=True).reciprocal()
             return y * v + s - x.mean(1, keepdim=True) + x.std(dim=(2, 3), correction=0, keepdim=True).sqrt()
 
@@ -280,5 +281,6 @@ def test_import_writes_numbers_reductions_and_functions():
     text = resdsl.from_torch(Model(), input_size=(3, 8, 8))
     for line in ("multiply(x1, 0.5)", "subtract(1.0, current)", "divide(1.0, current)", "var([0], keepdim = true)",
                  "reduce_sum([1, 2], keepdim = true)", "rsqrt()", "reciprocal()", "sqrt()",
-                 "std([1, 2], keepdim = true, correction = 0)", "mean([0], keepdim = true)"):
+                 "std([1, 2], keepdim = true, correction = 0)", "mean([0], keepdim = true)",
+                 "standardize([0, 1, 2], eps = 0.001)", "standardize([1, 2])"):
         assert line in text, line
