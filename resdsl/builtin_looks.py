@@ -127,6 +127,8 @@ def _reduction(word: str):
 
 for _kind, _word in (("mean", "mean"), ("reduce_sum", "sum"), ("var", "variance"), ("std", "std")):
     _builtin(_kind, Look(_reduction(_word), "other"))
+_builtin("standardize", Look(lambda op: f"standardise over axes {', '.join(str(a) for a in op.attr('axes'))}",
+                             "norm"))
 for _kind, _text in (("sqrt", "√"), ("rsqrt", "1/√"), ("reciprocal", "1/x")):
     _builtin(_kind, Look(lambda op, t=_text: t, "act"))
 def _part_words(op: Op) -> str:

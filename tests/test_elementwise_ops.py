@@ -169,6 +169,46 @@ def test_reductions_over_channel_groups(call, torch_fn, tmp_path):
     assert "grouped(" in torch_source.emit(net)
 
 
+def _standardized(t, dims, eps=1e-5, correction=0):
+    """(t − mean) / √(var + eps) over ``dims``, in float64 (the reference, as a formula)."""
+    d = t.double()
+    out = (d - d.mean(dims, keepdim=True)) / torch.sqrt(d.var(dims, correction=correction, keepdim=True) + eps)
+    return out.float()
+
+
+@pytest.mark.parametrize("call, torch_fn", [
+    ("standardize([0, 1, 2])", lambda c: _standardized(c, (1, 2, 3))),  # F.group_norm(x, 1)
+    ("standardize([1, 2], eps = 1e-3)", lambda c: _standardized(c, (2, 3), 1e-3)),  # flattened rows
+    ("standardize([-1])", lambda c: _standardized(c, 3)),
+    ("standardize([0])", lambda c: _standardized(c, 1)),  # not the trailing axes: written out
+    ("standardize([0, 2], correction = 1, eps = 1e-4)", lambda c: _standardized(c, (1, 3), 1e-4, 1)),
+])
+def test_standardize_is_the_formula(call, torch_fn, tmp_path):
+    # off-centre, so a missing centring shows
+    net = _spec("[6, 5, 4]", f"c: conv(6, 3, padding = 1)\nadd(2.0)\nr: {call}")
+    assert net.macs == net.op("c").macs and net.params == net.op("c").params
+    check(net, lambda x, m: torch_fn(m.c(x) + 2.0), tmp_path)
+
+
+@pytest.mark.parametrize("axes, dims", [("[1, 2, 3]", (1, 2, 3)), ("[0, 1, 2, 3]", (0, 1, 2, 3)),
+                                        ("[2, 3]", (2, 3)), ("[0, 2]", (0, 2))])
+def test_standardize_of_a_learned_weight(axes, dims, tmp_path):
+    # a conv weight standardised each forward (NF-ResNet's), per output channel or otherwise
+    net = _spec("[4, 7, 7]", f"""
+        w: param([6, 4, 3, 3], init = "normal", std = 0.3)
+        s: standardize({axes}, eps = 1e-6) from w
+        conv_with(s, padding = 1)
+    """)
+    assert net.op("s").shape == (6, 4, 3, 3) and not net.op("s").batched
+
+    def ref(x, m):
+        return torch.nn.functional.conv2d(x, _standardized(m.w, dims, 1e-6), padding=1)
+
+    check(net, ref, tmp_path)
+    if axes == "[1, 2, 3]":  # one normalisation call, as timm's ScaledStdConv2d makes one
+        assert "F.group_norm(self.w, 1, eps=1e-06)" in torch_source.emit(net)
+
+
 @pytest.mark.parametrize("kind, torch_fn", [
     ("sqrt", torch.sqrt), ("rsqrt", torch.rsqrt), ("reciprocal", torch.reciprocal)])
 def test_functions_are_torchs(kind, torch_fn, tmp_path):
@@ -202,6 +242,11 @@ def test_group_std_without_centring_as_evonorm(tmp_path):
     ("mean()", "E021", "`mean` needs the argument `axes`"),
     ("mean([1, 2], groups = 2)", "E015", "`mean` over channel groups must reduce axis 0"),
     ("var([0], groups = 3)", "E014", "groups = 3 does not divide 4 channels"),
+    ("standardize([0, 3])", "E015", "`standardize` axis 3 does not exist in a [4, 8, 8] tensor"),
+    ("standardize([], eps = 1e-3)", "E015", "`standardize` over no axes"),
+    ("standardize([0], correction = 4)", "E015", "`standardize` of 4 values with correction 4 divides by 0"),
+    ("standardize([1], eps = 0)", "E015", "eps"),
+    ("standardize(eps = 1e-3)", "E021", "`standardize` needs the argument `axes`"),
 ])
 def test_reduction_diagnostics(body, code, words):
     with pytest.raises(resdsl.SpecError) as err:
@@ -214,6 +259,7 @@ def test_reduction_diagnostics(body, code, words):
 
 
 def test_import_writes_numbers_reductions_and_functions():
+    import torch.nn.functional as F
     from torch import nn
 
     class Model(nn.Module):
@@ -227,7 +273,7 @@ def test_import_writes_numbers_reductions_and_functions():
             g = self.pool(x)
             y = 1.0 - (x * 0.5 + g)
             y = y / (g + 2) + 1.0 / (y + 1e-5)
-            v = torch.rsqrt(x.var(1, keepdim=True) + 1)
+            v = torch.rsqrt(x.var(1, keepdim=True) + 1) + F.group_norm(x, 1, eps=1e-3) + F.layer_norm(x, (8, 8))
             s = torch.sum(x, dim=(2, 3), keepdim=True).reciprocal()
             return y * v + s - x.mean(1, keepdim=True) + x.std(dim=(2, 3), correction=0, keepdim=True).sqrt()
 
@@ -235,5 +281,6 @@ def test_import_writes_numbers_reductions_and_functions():
     text = resdsl.from_torch(Model(), input_size=(3, 8, 8))
     for line in ("multiply(x1, 0.5)", "subtract(1.0, current)", "divide(1.0, current)", "var([0], keepdim = true)",
                  "reduce_sum([1, 2], keepdim = true)", "rsqrt()", "reciprocal()", "sqrt()",
-                 "std([1, 2], keepdim = true, correction = 0)", "mean([0], keepdim = true)"):
+                 "std([1, 2], keepdim = true, correction = 0)", "mean([0], keepdim = true)",
+                 "standardize([0, 1, 2], eps = 0.001)", "standardize([1, 2])"):
         assert line in text, line

@@ -92,6 +92,7 @@ LAYERS = st.sampled_from([
     "pad_axis({n}, after = {n}, value = {n})",
     "mean([{n}, {n}], keepdim = true)", "reduce_sum({v})", "var([{n}], correction = {n})",
     "std([0, 1, 2], groups = {n}, keepdim = true, eps = {n})", "sqrt()", "rsqrt()", "reciprocal()",
+    "standardize([{n}, {n}], eps = {n})", "standardize({v}, correction = {n})",
     "divide({v}, {n})", "divide({n}, {v})", "add({v}, {n})", "multiply({n})",
     "param([{n}, 1, 1])", 'param({v}, init = "{v}")', "conv_with({v}, stride = {n})",
 ])

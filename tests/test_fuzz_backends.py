@@ -211,7 +211,7 @@ def block_defs(draw, name: str) -> str:
     zero = draw(st.sampled_from(["true", "false", "zero_init_last"]))
     bias = draw(st.sampled_from(["true", "false"]))
     extra = draw(st.sampled_from(["", "dropout(0.1)", "drop_path(0.2)", "identity()", "se", "gain", "conv_with",
-                                  "gc", "wstd", "gstd"]))
+                                  "gc", "wstd", "gstd", "std1", "fstd"]))
     shortcut = draw(st.sampled_from(["proj", "zeropad", "avgdown", "conv_only"]))
     reapply = draw(st.booleans())
     lines = [f"block {name}(planes, stride = 1, zero_init_last = false, expand = 1) {{",
@@ -245,6 +245,11 @@ def block_defs(draw, name: str) -> str:
                   "    scaled: multiply(w, g)", "    conv_with(scaled)"]
     elif extra == "wstd":  # a weight-standardised conv written with reductions (NF-ResNet's)
         lines += ["    wstd: standardised_conv(out)"]
+    elif extra == "std1":  # the same with `standardize`, over the weight's rows or other axes
+        axes = draw(st.sampled_from(["[1, 2, 3]", "[2, 3]", "[0, 1, 2, 3]", "[0, 2]", "[-1]"]))
+        lines += [f"    wstd: standardized_conv(out, axes = {axes}, correction = {draw(st.sampled_from([0, 0, 1]))})"]
+    elif extra == "fstd":  # a feature map standardised per sample, or over H and W
+        lines += [f"    standardize({draw(st.sampled_from(['[0, 1, 2]', '[1, 2]', '[0]']))}, eps = 1e-3)"]
     elif extra == "gstd":  # divided by a grouped std, scaled by a number (EvoNorm's)
         lines += ["    y = current", "    s: std([0, 1, 2], groups = 2 if out % 2 == 0 else 1, keepdim = true, "
                   "correction = 0, eps = 1e-5)", "    divide(y, s)", "    multiply(0.5)"]

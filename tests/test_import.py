@@ -356,6 +356,16 @@ class ScaledStd(nn.Module):  # timm's ScaledStdConv2d: F.batch_norm of the weigh
         return torch.nn.functional.conv2d(x, w, self.bias, 2, 1)
 
 
+class GroupNormStd(nn.Module):  # resdsl's own scaled_std_conv: F.group_norm of the weight, of the map
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 8, 3, 3))
+
+    def forward(self, x):
+        w = torch.nn.functional.group_norm(self.weight, 1, eps=1e-6)
+        return torch.nn.functional.group_norm(torch.nn.functional.conv2d(x, w, padding=1), 1)
+
+
 class GroupStd(nn.Module):  # EvoNorm's group_std: a grouped reshape, var, expand back
     def forward(self, x):
         b, c, h, w = x.shape
@@ -392,6 +402,8 @@ class RelLogits(nn.Module):  # BoTNet's rel_logits_1d: the batch merged with an 
                 "conv_with(",
             ),
         ),
+        # a parameter has no batch axis: group_norm's first dim is its output channels
+        (GroupNormStd, ("standardize([1, 2, 3], eps = 1e-06) from weight", "standardize([0, 1, 2])")),
         (GroupStd, ("groups = 2", "sqrt()", "divide(")),
         (RelLogits, ("pad_axis(", "slice(", "rel: param([15, 8])")),
     ],

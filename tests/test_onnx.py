@@ -143,7 +143,8 @@ def assert_valid(model: onnx.ModelProto, net: Network) -> None:
     for op in net.ops:
         tensor = "output" if op.name == net.output else op.name
         if tensor in produced:
-            assert shapes[tensor] == [batch, *op.shape], op.name
+            # a tensor computed from learned ones (a standardised weight) has no batch axis
+            assert shapes[tensor] == ([batch] if op.batched else []) + list(op.shape), op.name
     assert {n for n in produced if "/" not in n} <= names | {"output"}
 
 

@@ -73,6 +73,9 @@ CASES: dict[str, tuple[str, str]] = {
     "reduce_sum": ("[4, 8, 8]", "a: conv(4, 3)\nreduce_sum([0, 1, 2])"),
     "var": ("[4, 8, 8]", "a: conv(4, 3)\nv: var([-1], correction = 0)"),
     "std": ("[4, 8, 8]", "a: conv(4, 3)\ns: std([0, 1], keepdim = true, eps = 1e-5)\ndivide(a, s)"),
+    "standardize": ("[4, 8, 8]", 'a: conv(4, 3)\ns: standardize([1, 2], eps = 1e-3)\nstandardize([0], correction = 1)\n'
+                                 'w: param([4, 4, 3, 3], init = "kaiming")\nws: standardize([1, 2, 3]) from w\n'
+                                 "conv_with(ws, padding = 1)"),
     "sqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nsqrt()"),
     "rsqrt": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nr: rsqrt()"),
     "reciprocal": ("[4, 8, 8]", "a: conv(4, 3)\ns: sigmoid()\nreciprocal()"),

@@ -478,6 +478,24 @@ _builtin("var")(_reduction_onnx(_spread_stat(False)))
 _builtin("std")(_reduction_onnx(_spread_stat(True)))
 
 
+@_builtin("standardize")
+def _standardize_onnx(g, op: Op, xs: list[str], out: str) -> None:
+    """(x − mean) / √(Σ(x − mean)² / (n − correction) + eps) over the axes (the batch axis
+    never among them); over a learned tensor onnxruntime folds it to a constant."""
+    import numpy as np
+
+    a, name, shape = dict(op.attrs), op.name, g.shape_of(op.inputs[0])
+    axes = reduced_axes(op.kind, a, shape)
+    n = math.prod(shape[i] for i in axes)
+    dims = [i + int(op.batched) for i in axes]
+    mean = _reduce(g, "ReduceMean", xs[0], dims, True, f"{name}/mean")
+    d = g.node("Sub", [xs[0], mean], f"{name}/centred")
+    squares = _reduce(g, "ReduceSumSquare", d, dims, True, f"{name}/squares")
+    var = g.node("Div", [squares, g.const(f"{name}/count", float(n - a["correction"]), np.float32)], f"{name}/var")
+    var = g.node("Add", [var, g.const(f"{name}/eps", float(a["eps"]), np.float32)], f"{name}/plus_eps")
+    g.node("Div", [d, g.node("Sqrt", [var], f"{name}/std")], name, out)
+
+
 @_builtin("sqrt")
 def _sqrt_onnx(g, op: Op, xs: list[str], out: str) -> None:
     g.node("Sqrt", xs, op.name, out)

@@ -175,7 +175,7 @@ def _dims(op: Op, shapes: list[Shape]) -> int | tuple[int, ...]:
     """The torch dims of a reduction: its per-sample axes after the batch axis if it has one,
     and after the group axis of ``grouped(x, groups)`` over channel groups."""
     a = dict(op.attrs)
-    shift = op.batched + (a["groups"] != 1)
+    shift = op.batched + (a.get("groups", 1) != 1)
     dims = tuple(i + shift for i in reduced_axes(op.kind, a, shapes[0]))
     return dims[0] if len(dims) == 1 else dims
 
@@ -222,6 +222,37 @@ _builtin("reduce_sum", function=SourceCall("sum", _REDUCE_ARGS, render=_method("
 _builtin("var", function=SourceCall("var", (*_REDUCE_ARGS, *_SPREAD_ARGS), render=_method("var"), helpers=(_GROUPS,)))
 _builtin("std", function=SourceCall("std", (*_REDUCE_ARGS, *_SPREAD_ARGS, SourceArg("eps", "eps", 0.0)),
                                     render=_method("std"), helpers=(_GROUPS,)))
+
+
+def _trailing_from(op: Op, shapes: list[Shape]) -> int:
+    """The torch dim from which a standardisation covers every dim to the last, or -1 where
+    its dims are not the trailing ones (or the variance is not the biased one F.group_norm uses)."""
+    a = dict(op.attrs)
+    dims = [i + op.batched for i in reduced_axes(op.kind, a, shapes[0])]
+    start = len(shapes[0]) + op.batched - len(dims)
+    return start if a["correction"] == 0 and dims == list(range(start, start + len(dims))) else -1
+
+
+def _standardize_render(ins: list[str], args: list[str]) -> str:
+    """One ``F.group_norm`` of one group over the trailing dims (each leading index its own
+    sample): ``F.group_norm(w, 1, eps=1e-05)`` for a conv weight's rows; the mean and
+    variance written out otherwise."""
+    x, dim, eps, correction, start = ins[0], args[0], args[1], args[2], int(args[3])
+    if start == 0:  # every dim of a learned tensor
+        return f"F.group_norm({x}.unsqueeze(0), 1, eps={eps}).squeeze(0)"
+    if start == 1:
+        return f"F.group_norm({x}, 1, eps={eps})"
+    if start > 1:
+        return f"F.group_norm({x}.flatten(0, {start - 1}), 1, eps={eps}).reshape_as({x})"
+    return (f"({x} - {x}.mean({dim}, keepdim=True)) * torch.rsqrt({x}.var({dim}, correction={correction}, "
+            f"keepdim=True) + {eps})")
+
+
+_builtin("standardize", function=SourceCall("standardize", (
+    # the dims only where the mean and variance are written out
+    SourceArg("dim", compute=lambda op, shapes: _dims(op, shapes) if _trailing_from(op, shapes) < 0 else None),
+    SourceArg("eps"), SourceArg("correction", structural=True),
+    SourceArg("start", compute=_trailing_from, structural=True)), render=_standardize_render))
 for _kind in ("sqrt", "rsqrt", "reciprocal"):
     _builtin(_kind, function=SourceCall(f"torch.{_kind}"))
 

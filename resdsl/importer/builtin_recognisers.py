@@ -574,6 +574,35 @@ for _kind, _name, _spread in (
     register_recogniser(_kind, _recognise_reduction(_name, _spread), origin="builtin")
 
 
+@_builtin("standardize")
+def _recognise_standardize(call: Call) -> dict | None:
+    """A norm without scale and shift: ``F.group_norm(x, 1, eps=…)`` over each whole sample,
+    ``F.layer_norm(x, shape, eps=…)`` over the trailing axes ``shape`` names."""
+    import torch.nn.functional as F
+
+    if call.args[:1] != (TENSOR,) or call.tensors != 1:  # a tensor weight or bias: an affine norm
+        return None
+    shape = call.in_shapes[0]
+    if call.function is F.group_norm and set(call.kwargs) <= {"num_groups", "weight", "bias", "eps"} \
+            and len(call.args) <= 5 and call.arg(1, "num_groups") == 1:
+        # every torch dim after the first: a batched tensor's whole sample, a parameter's
+        # (no batch axis) each slice along its first axis (a conv weight's per output channel)
+        offset = 0 if call.batchless[:1] == [True] else (call.offsets[:1] or [1])[0]
+        axes, eps = tuple(range(1 - offset, len(shape))), call.arg(4, "eps", 1e-5)
+    elif call.function is F.layer_norm and set(call.kwargs) <= {"normalized_shape", "weight", "bias", "eps"} \
+            and len(call.args) <= 5:
+        sizes = call.arg(1, "normalized_shape")
+        sizes = tuple(sizes) if isinstance(sizes, (list, tuple)) else (sizes,)
+        if not sizes or len(sizes) > len(shape) or sizes != tuple(shape[len(shape) - len(sizes):]):
+            return None
+        axes, eps = tuple(range(len(shape) - len(sizes), len(shape))), call.arg(4, "eps", 1e-5)
+    else:
+        return None
+    if call.arg(2, "weight") is not None or call.arg(3, "bias") is not None or type(eps) is not float:
+        return None
+    return {"axes": axes, "eps": eps, "correction": 0}
+
+
 def _recognise_function(name: str, exponent: float):
     """``torch.sqrt(x)`` and ``x.sqrt()`` (and the in-place ``x.sqrt_()``), ``x ** 0.5``."""
 
