@@ -23,6 +23,7 @@ import shutil
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -31,6 +32,7 @@ from resdsl.backends import BackendError, OptionError, dot
 from resdsl.cli import main
 from resdsl.diagnostics import Note
 from resdsl.ir import Role, Scope
+from resdsl.stats import sections
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` is not installed (CI installs it)")
 
@@ -127,9 +129,10 @@ SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
 #: no stages to wrap into columns, so these come out one column with a note that they are too
 #: tall. None now: std.dpn's stages are unnamed (inlined) stages.
 NO_TOP_STAGES: set[str] = set()
-#: Specs whose blocks cannot be grouped (`× n`) and so come out too tall (NF-ResNet's blocks
-#: differ by β only and are grouped, β as a range; DPN's each read a wider dense path).
-DISTINCT_BLOCKS = {"dpn68": "each block reads a wider dense path, so no blocks are grouped: 22 boxes"}
+#: Specs whose blocks cannot be grouped (`× n`) and so come out too tall. None now:
+#: NF-ResNet's blocks differ by β only and are grouped, β as a range; DPN's differ only by
+#: their input's width (a wider dense path each) and are grouped too.
+DISTINCT_BLOCKS: dict[str, str] = {}
 
 
 def _shipped(also: dict[str, str] | None = None) -> list:
@@ -148,17 +151,19 @@ def _fitted(spec: str, **options) -> tuple[Drawing, list[str]]:
 
 
 def _stage_boxes(d: Drawing, spec: str) -> dict[str, tuple[float, float, float, float]]:
-    """The boxes of the spec's stages (its scopes with the stage role), by cluster name."""
-    stages: set[str] = set()
+    """The boxes of the spec's stages (its scopes with the stage role), by cluster name; an
+    unnamed stage (DPN's) by its section's name (`stage 1`)."""
+    net = load_spec(spec)
+    stages = {"cluster_" + (sec.scope.path or quote(sec.name)) for sec in sections(net) if sec.role is Role.STAGE}
 
     def walk(scope: Scope) -> None:
         for item in scope.items:
             if isinstance(item, Scope):
-                if item.role is Role.STAGE:
+                if item.role is Role.STAGE and item.path:
                     stages.add(f"cluster_{item.path}")
                 walk(item)
 
-    walk(load_spec(spec).root)
+    walk(net.root)
     return {t: d.box(g) for t, g in d.groups("cluster").items() if t in stages}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ...diagnostics import did_you_mean
 from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
@@ -222,10 +224,16 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     if block.role is not Role.BLOCK:
         return block.definition, _lines(net, block.op_names(), convs_only=True), ""
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
-    first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
+    first, last = block.path.rpartition(".")[2], group[-1].path.rpartition(".")[2]
+    # a range of numbered names says their stem once, as page ranges do: `conv4_2–12`
+    stem = re.match(r"(.*\D)\d+$", first)
+    if stem and last.startswith(stem[1]) and last[len(stem[1]):].isdigit():
+        last = last[len(stem[1]):]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    # blocks called with the same arguments compute the same numbers: the first's lines do
-    varied = group if any(b.args != block.args for b in group) else [block]
+    # blocks called with the same arguments on inputs as wide compute the same numbers: the
+    # first's lines do (a wider input, DPN's, may change a number the box shows: a range then)
+    shape = net.shape_of(block.input)
+    varied = group if any(b.args != block.args or net.shape_of(b.input) != shape for b in group) else [block]
     lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in varied])
     return callee(block).definition, lines, sub
 
