@@ -23,6 +23,7 @@ import shutil
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -31,6 +32,7 @@ from resdsl.backends import BackendError, OptionError, dot
 from resdsl.cli import main
 from resdsl.diagnostics import Note
 from resdsl.ir import Role, Scope
+from resdsl.stats import sections
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's `dot` is not installed (CI installs it)")
 
@@ -127,9 +129,10 @@ SHIPPED = sorted(p.stem for p in (ROOT / "specs").glob("*.res"))
 #: no stages to wrap into columns, so these come out one column with a note that they are too
 #: tall. None now: std.dpn's stages are unnamed (inlined) stages.
 NO_TOP_STAGES: set[str] = set()
-#: Specs whose blocks cannot be grouped (`× n`) and so come out too tall (NF-ResNet's blocks
-#: differ by β only and are grouped, β as a range; DPN's each read a wider dense path).
-DISTINCT_BLOCKS = {"dpn68": "each block reads a wider dense path, so no blocks are grouped: 22 boxes"}
+#: Specs whose blocks cannot be grouped (`× n`) and so come out too tall. None now:
+#: NF-ResNet's blocks differ by β only and are grouped, β as a range; DPN's differ only by
+#: their input's width (a wider dense path each) and are grouped too.
+DISTINCT_BLOCKS: dict[str, str] = {}
 
 
 def _shipped(also: dict[str, str] | None = None) -> list:
@@ -148,23 +151,27 @@ def _fitted(spec: str, **options) -> tuple[Drawing, list[str]]:
 
 
 def _stage_boxes(d: Drawing, spec: str) -> dict[str, tuple[float, float, float, float]]:
-    """The boxes of the spec's stages (its scopes with the stage role), by cluster name."""
-    stages: set[str] = set()
+    """The boxes of the spec's stages (its scopes with the stage role), by cluster name; an
+    unnamed stage (DPN's) by its section's name (`stage 1`)."""
+    net = load_spec(spec)
+    stages = {"cluster_" + (sec.scope.path or quote(sec.name)) for sec in sections(net) if sec.role is Role.STAGE}
 
     def walk(scope: Scope) -> None:
         for item in scope.items:
             if isinstance(item, Scope):
-                if item.role is Role.STAGE:
+                if item.role is Role.STAGE and item.path:
                     stages.add(f"cluster_{item.path}")
                 walk(item)
 
-    walk(load_spec(spec).root)
+    walk(net.root)
     return {t: d.box(g) for t, g in d.groups("cluster").items() if t in stages}
 
 
-#: Drawn truthfully but off the columns' axis: DLA's first tree reads the tree's input while its
-#: projection sits beside it, which widens that stage's cluster by a few points.
-OFF_AXIS = {"dla34": "the projection beside level2's first tree widens its cluster: 4 pt off the column's axis"}
+#: Drawn truthfully but off the columns' axis. None now: DLA's projection of a tree's input,
+#: a part of its stage that only the first tree block's add reads, is drawn beside that block
+#: as a shortcut is (it was on the main path, and the first tree's edge around it widened
+#: level2's cluster 4 pt off its column's axis).
+OFF_AXIS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("spec", _shipped(DISTINCT_BLOCKS | OFF_AXIS))
@@ -312,6 +319,22 @@ def test_stage_clusters_on_one_axis_left_to_right(spec: str) -> None:
     d = draw([spec], detail="block", rankdir="LR")
     bottoms = [d.box(g)[3] for t, g in d.groups("cluster").items() if re.fullmatch(r"cluster_layer\d", t)]
     assert len(bottoms) >= 3 and max(bottoms) - min(bottoms) <= 0.5, bottoms
+
+
+def test_a_stage_part_only_an_add_reads_is_drawn_beside_its_block() -> None:
+    """DLA's projection of a tree's input (a part of the stage, read by no part, only by the
+    first tree block's add) sits beside that block, to its right, as a block's own shortcut
+    does; the block reads the stage's input straight down the main path, and the projected
+    skip starts at the projection's box."""
+    d = draw(["dla34"], detail="block")
+    nodes, edges = d.groups("node"), d.groups("edge")
+    for level in ("level2", "level5"):
+        proj, body = d.box(nodes[f"{level}.downsample/body"]), d.box(nodes[f"{level}.tree1/body"])
+        top = d.box(nodes[f"{level}/top"])
+        assert abs((proj[1] + proj[3]) / 2 - (body[1] + body[3]) / 2) <= 0.5 and proj[0] > body[2], (proj, body)
+        assert body[0] <= (top[0] + top[2]) / 2 <= body[2], (top, body)  # straight below the stage's top
+        assert {f"{level}/top->{level}.tree1/body", f"{level}/top->{level}.downsample/body",
+                f"{level}.downsample/body->{level}.tree1/merge"} <= set(edges), sorted(edges)
 
 
 def test_split_parts_in_index_order() -> None:

@@ -4,7 +4,8 @@ Two halves. The default environment checks the figures' skip rule on small `.res
 dataflow is known by construction: a skip is drawn only into an add one of whose operands is
 the block's input or its shortcut's output (or a part of either); a sum of computing branches
 (RepVGG's) has none; a join after the sum that takes the input's other part (DPN's dense path)
-has its own; blocks equal up to a constant (NF-ResNet's β) group, the constant as a range.
+has its own; blocks equal up to a constant (NF-ResNet's β) group, the constant as a range, and
+so do blocks equal up to their input's width (DPN's and DenseNet's growth).
 
 The reference environment checks the nine shipped specs against timm's modules (the specs
 load timm's weights strictly, so their block paths are timm's): every block's skip, or its
@@ -178,6 +179,58 @@ block scaled_block(beta = 1.0) {
     lines = [dot.anatomy.branch_lines(net, b, dot.block_parts(net, b)) for b in blocks]
     assert dot.anatomy.group_lines(lines) == ["× 0.833–1", "3×3 conv, 8"]
     assert "blocks 0–2" in dot.emit(net, detail="block")
+
+
+def test_blocks_equal_up_to_their_input_width_group() -> None:
+    """DenseNet's growth (DPN's dense path): each block reads a wider input, concatenated
+    block by block; what its box shows is the same, so the blocks are one group, as the DPN
+    and DenseNet papers' tables write them. A width that follows the input's is a range."""
+    net = resdsl.loads("""
+network dense {
+    input [8, 8, 8]
+    s: stage(dense_layer, 4)
+}
+block dense_layer(growth = 4) {
+    n: batchnorm()
+    relu()
+    conv1: conv(16, 1)
+    relu()
+    conv2: conv(growth, 3)
+    concat(input, conv2)
+}
+""")
+    assert [net.shape_of(b.input)[0] for b in _blocks(net)] == [8, 12, 16, 20]
+    assert [len(g) for g in dot.block_groups(net, _stages(net)[0])] == [4]
+    text = dot.emit(net, detail="block")
+    assert "blocks 0–3" in text and "× 4" in text and "1×1 conv, 16<BR/>3×3 conv, 4" in text
+
+    follows = resdsl.loads("""
+network follows {
+    input [8, 8, 8]
+    s: stage(widening, 3)
+}
+block widening(growth = 4) {
+    conv1: conv(in_channels, 1)
+    relu()
+    conv2: conv(growth, 3)
+    concat(input, conv2)
+}
+""")
+    assert [len(g) for g in dot.block_groups(follows, _stages(follows)[0])] == [3]
+    assert "1×1 conv, 8–16<BR/>3×3 conv, 4" in dot.emit(follows, detail="block")
+
+    # a width of the block's own that differs (its argument) is another box
+    own = resdsl.loads("""
+network own {
+    input [8, 8, 8]
+    s: stage(dense_layer, 3, growth = 4 + 4 * index)
+}
+block dense_layer(growth = 4) {
+    conv1: conv(growth, 3)
+    concat(input, conv1)
+}
+""")
+    assert [len(g) for g in dot.block_groups(own, _stages(own)[0])] == [1, 1, 1]
 
 
 def test_block_figure_panels_name_what_each_block_has() -> None:

@@ -277,6 +277,28 @@ def block_signature(net: Network, block: Scope) -> tuple:
     return (block.definition, args, net.shape_of(block.input), layers)
 
 
+def _alike(a: tuple, b: tuple) -> bool:
+    """Two block signatures equal up to the block's input width: the same definition,
+    arguments and layers (names, kinds, inputs), inputs of the same size but for their
+    channels, and a layer's attributes or shape different only where one of its inputs
+    differs (DPN's dense path and DenseNet's concat grow block by block: the input's norm, the
+    split or concat that carries it; every conv's output width is the same)."""
+    (defn, args, shape, layers), (defn_b, args_b, shape_b, layers_b) = a, b
+    # shapes are per sample: channels first
+    if (defn, args, len(shape), shape[1:], len(layers)) != (defn_b, args_b, len(shape_b), shape_b[1:], len(layers_b)):
+        return False
+    differ = {"<input>"}
+    for (name, kind, attrs, out, ins), (name_b, kind_b, attrs_b, out_b, ins_b) in zip(layers, layers_b):
+        if (name, kind, ins) != (name_b, kind_b, ins_b):
+            return False
+        if (attrs, out) != (attrs_b, out_b):
+            if not differ.intersection(ins):  # a difference of its own, not the input's
+                return False
+            if out != out_b:
+                differ.add(name)
+    return True
+
+
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 
 
@@ -306,13 +328,15 @@ def group_lines(per_block: Sequence[Sequence[str]]) -> list[str]:
 
 
 def block_groups(net: Network, stage: Scope) -> list[list[Scope]]:
-    """A stage's blocks (and its other parts, :func:`resdsl.roles.stage_parts`), identical
-    consecutive blocks grouped together."""
+    """A stage's blocks (and its other parts, :func:`resdsl.roles.stage_parts`), consecutive
+    blocks grouped that are identical up to constants and their input width (what a block's
+    box shows, its layers' kernels and output widths and its skips, is then the same, as in
+    the DPN paper's Table 1)."""
     groups: list[list[Scope]] = []
     last = None
     for block in stage_parts(net, stage):
-        sig = block_signature(net, block) if block.role is Role.BLOCK else ("scope", block.path)
-        if groups and sig == last:
+        sig = block_signature(net, block) if block.role is Role.BLOCK else None
+        if groups and sig is not None and last is not None and (sig == last or _alike(last, sig)):
             groups[-1].append(block)
         else:
             groups.append([block])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ...diagnostics import did_you_mean
 from ...ir import INPUT, Network, Op, Role, Scope
 from ...roles import stage_parts
@@ -145,8 +147,19 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         # where each part's output is drawn: a part reads the one it reads, not always the
         # one above it (DLA's tree1 reads the tree's input, not the projection beside it)
         exits = {stage.input: top}
+        # a part that no part reads as its input, only a block's add as its skip (DLA's
+        # projection of the tree's input), is drawn with that block, beside it as a block's
+        # own shortcut is: on the main path it would push the stage off the column's axis
+        beside: dict[str, Scope] = {}
+        if any(group[0].role is not Role.BLOCK for group in groups):
+            read = {group[0].input for group in groups} | {stage.output}
+            skips = {block_parts(net, group[0]).skip_in for group in groups if group[0].role is Role.BLOCK}
+            beside = {group[0].output: group[0] for group in groups if group[0].role is not Role.BLOCK
+                      and group[0].output in skips and group[0].output not in read}
         for group in groups:
-            prev = _block_node(net, g, group, exits.get(group[0].input, prev), exits)
+            if group[0].output in beside:
+                continue
+            prev = _block_node(net, g, group, exits.get(group[0].input, prev), exits, beside)
             exits[group[-1].output] = prev
             tied[lanes[i]][-1].append(group[0].path + "/body")
         _cross_links(net, g, groups)
@@ -222,10 +235,16 @@ def _body_text(net: Network, group: list[Scope]) -> tuple[str, list[str], str]:
     if block.role is not Role.BLOCK:
         return block.definition, _lines(net, block.op_names(), convs_only=True), ""
     # which blocks, named within their stage (whose cluster names it): `block 0`, `blocks 1–5`
-    first, _, last = block.path.rpartition(".")[2], None, group[-1].path.rpartition(".")[2]
+    first, last = block.path.rpartition(".")[2], group[-1].path.rpartition(".")[2]
+    # a range of numbered names says their stem once, as page ranges do: `conv4_2–12`
+    stem = re.match(r"(.*\D)\d+$", first)
+    if stem and last.startswith(stem[1]) and last[len(stem[1]):].isdigit():
+        last = last[len(stem[1]):]
     sub = f"block {first}" if len(group) == 1 else f"blocks {first}–{last}"
-    # blocks called with the same arguments compute the same numbers: the first's lines do
-    varied = group if any(b.args != block.args for b in group) else [block]
+    # blocks called with the same arguments on inputs as wide compute the same numbers: the
+    # first's lines do (a wider input, DPN's, may change a number the box shows: a range then)
+    shape = net.shape_of(block.input)
+    varied = group if any(b.args != block.args or net.shape_of(b.input) != shape for b in group) else [block]
     lines = group_lines([branch_lines(net, b, block_parts(net, b)) for b in varied])
     return callee(block).definition, lines, sub
 
@@ -246,7 +265,8 @@ def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
     return round(widest + 0.26, 2)  # the node's margins, 0.12 in a side, and a little air
 
 
-def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dict[str, str] | None = None) -> str:
+def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dict[str, str] | None = None,
+                beside: dict[str, Scope] | None = None) -> str:
     """Draw a group of identical blocks as one; returns the node its output leaves from.
     A group of several is drawn once inside a plate marked ``× n``, its skip starting
     inside the plate: one skip per block, as in the network, never one arc over the group."""
@@ -315,6 +335,18 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
         # on one rank fixes the order that dot would otherwise pick by crossings
         g.same_rank([body, sc])
         g.edge(body, sc, style="invis")
+    elif parts.skip_projected and parts.skip_in in (beside or {}):
+        # a stage's part that only this add reads (DLA's projection): drawn as a shortcut is
+        part = (beside or {})[parts.skip_in]
+        sc = part.path + "/body"
+        g.node(sc, g.label(part.definition, _lines(net, part.op_names(), convs_only=True)),
+               fillcolor=st.fill("shortcut"), group="shortcuts")
+        g.skip((exits or {}).get(part.input, skip_src), sc, True, weight=0)
+        g.skip(sc, merge, True, weight=0)
+        g.same_rank([body, sc])
+        g.edge(body, sc, style="invis")
+        if exits is not None:
+            exits[part.output] = sc
     else:
         # a projection drawn as a part of its own (DLA's) is where the skip starts
         src = (exits or {}).get(parts.skip_in, skip_src) if parts.skip_projected else skip_src
