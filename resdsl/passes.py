@@ -67,7 +67,10 @@ def inplace_ops(net: Network, keep: Iterable[str] = ()) -> frozenset[str]:
     made by an op whose registry entry says it may be overwritten (a fresh tensor its
     backward never reads: not a ReLU's or a sigmoid's output, not a view or an alias). So
     no op, and no backward, sees a value after it is overwritten. A module applied more
-    than once runs in place only if every application may (it is one module object).
+    than once runs in place only if every application may (it is one module object). And
+    no module overwrites the tensor it was given (NF-ResNet's first `act1` on the stem's
+    output): a checkpointed block's input is saved for its recomputation, and a forward
+    hook or the caller may hold it — the value must be made inside the op's own instance.
     """
     readers = consumers(net)
     for name in keep:
@@ -81,9 +84,15 @@ def inplace_ops(net: Network, keep: Iterable[str] = ()) -> frozenset[str]:
         safe = (PRIMITIVES[op.kind].inplace and first != INPUT and readers[first] == 1
                 and PRIMITIVES[net.op(first).kind].overwritable
                 and net.op(first).shape == op.shape and net.op(first).batched == op.batched
-                and dict(op.attrs).get("constant_at") is None)
+                and dict(op.attrs).get("constant_at") is None and _made_inside(first, op.name))
         ok[key] = ok.get(key, True) and safe
     return frozenset(op.name for op in net.ops if ok[op.module or op.name])
+
+
+def _made_inside(value: str, op: str) -> bool:
+    """``value`` is made inside the instance that ``op`` belongs to (op names are paths)."""
+    instance = op.rpartition(".")[0]
+    return not instance or value.startswith(instance + ".")
 
 
 def with_inplace(net: Network, keep: Iterable[str] = ()) -> Network:

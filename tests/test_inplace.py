@@ -158,6 +158,28 @@ def test_feature_outputs_are_never_overwritten():
             assert torch.equal(a, b)
 
 
+def test_a_block_never_overwrites_its_input():
+    # NF-ResNet's first block starts `act1` on the stem's output: in place it overwrote the
+    # tensor the block was given, which a checkpointed block saves for its recomputation
+    net = resdsl.loads("""block pre_act(out) {
+    act1: relu()
+    conv1: conv(out, 3)
+    act2: relu()
+}
+network t {
+    input [4, 8, 8]
+    stem: conv(4, 3)
+    layer1: stage(pre_act(4), 2)
+}""")
+    chosen = inplace_ops(net)
+    assert "layer1.0.act1" not in chosen and "layer1.1.act1" not in chosen
+    assert "layer1.0.act2" in chosen  # made inside its own block
+    model = build(net, seed=0)
+    model.set_grad_checkpointing()
+    model.train()
+    model(sample(net)).square().mean().backward()  # raised: "modified by an inplace operation"
+
+
 def test_a_module_applied_twice_runs_in_place_only_if_both_applications_may():
     net = resdsl.loads("""network t {
     input [4, 8, 8]
