@@ -18,7 +18,6 @@ from .anatomy import (
     group_lines,
     look,
     op_text,
-    traits,
 )
 from .writer import _Dot, text, text_width
 
