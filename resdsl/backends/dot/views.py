@@ -156,7 +156,8 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             beside = {group[0].output: group[0] for group in groups if group[0].role is not Role.BLOCK
                       and group[0].output in skips and group[0].output not in read}
         # the box each value leaves from, to draw every read between boxes from where it starts
-        drawn: dict[str, str] = {}
+        # (only a stage part that is not a block reads across boxes: none, nothing to record)
+        drawn: dict[str, str] | None = None if all(gr[0].role is Role.BLOCK for gr in groups) else {}
         entries: dict[str, str] = {}  # each part's box: the node its main edge comes from
         for group in groups:
             if group[0].output in beside:
@@ -165,7 +166,8 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             prev = _block_node(net, g, group, entries[group[0].path], exits, beside, drawn)
             exits[group[-1].output] = prev
             tied[lanes[i]][-1].append(group[0].path + "/body")
-        _cross_links(net, g, groups, drawn, entries)
+        if drawn is not None:
+            _cross_links(net, g, groups, drawn, entries)
         # and one at its bottom, outside any plate: the stage's way out
         g.node(key + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
@@ -217,14 +219,16 @@ def _claimed(net: Network, groups: list[list[Scope]]) -> set[str]:
 def _segments(net: Network, part: Scope) -> list[list[str]]:
     """A part's ops, cut after each that something outside the part reads (DLA's max pool,
     which the tree's root reads as well as the projection): each piece is a box of its own,
-    so that a read of it starts where the value does, never at a box that computes more."""
+    so that a read of it starts where the value does, never at a box that computes more.
+    Only where weighted layers follow: a box's split or activation at its end (CSP's halves,
+    the one its cross link reads) is part of what the box hands on."""
     ops = list(part.op_names())
     inside = set(ops)
     read = {x for op in net.ops if op.name not in inside for x in op.inputs}
     out: list[list[str]] = [[]]
-    for n in ops:
+    for k, n in enumerate(ops):
         out[-1].append(n)
-        if n in read and n != ops[-1] and any(net.op(m).params for m in ops[ops.index(n) + 1:]):
+        if n in read and n != ops[-1] and any(net.op(m).params for m in ops[k + 1:]):
             out.append([])
     return [seg for seg in out if seg]
 
@@ -333,6 +337,7 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
     inside the plate: one skip per block, as in the network, never one arc over the group."""
     st = g.st
     block = group[0]
+    record = drawn is not None
     drawn = {} if drawn is None else drawn
     # one size for every block box (its width; left to right, its height: stored negative)
     wide = {} if not g.body_width else {"width": g.body_width} if g.body_width > 0 else {"height": -g.body_width}
@@ -373,7 +378,8 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
     g.node(body, g.label(title, lines, sub), main=True, fillcolor=st.fill("block"), **wide)
     g.edge(entry, body)
     if parts.merge is None:
-        drawn.update(dict.fromkeys((n for b in group for n in b.op_names()), body))
+        if record:
+            drawn.update(dict.fromkeys((n for b in group for n in b.op_names()), body))
         g.close()
         return body
     merge = block.path + "/merge"
@@ -411,9 +417,10 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
         # a projection drawn as a part of its own (DLA's) is where the skip starts
         src = (exits or {}).get(parts.skip_in, skip_src) if parts.skip_projected else skip_src
         g.skip(src, merge, parts.skip_projected, weight=0)
-    for b in group:  # a collapsed group's values leave its one drawing
-        bp = block_parts(net, b)
+    for b in group if record else ():  # a collapsed group's values leave its one drawing
         drawn.update(dict.fromkeys(b.op_names(), body))
+    for b in {block.path: block, group[-1].path: group[-1]}.values() if record else ():  # its way out
+        bp = block_parts(net, b) if b is not block else parts
         drawn.update(dict.fromkeys(bp.pre, block.path + "/pre"))
         if bp.shortcut is not None:
             drawn.update(dict.fromkeys(bp.shortcut.op_names(), block.path + "/shortcut"))
