@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .ir import Op
-from .looks import Look, register_look
+from .looks import Look, fmt_constant, register_look
 
 
 def _builtin(kind: str, look: Look) -> None:
@@ -107,7 +107,7 @@ def _arithmetic(symbol: str):
         at = dict(op.attrs).get("constant_at")
         if at is None:
             return symbol
-        number = f"{op.attr('constant'):g}"
+        number = fmt_constant(op.attr("constant"))
         return f"{number} {symbol}" if at == 0 else f"{symbol} {number}"
     return text
 

@@ -49,6 +49,15 @@ class Look:
 DEFAULT_LOOK = Look(lambda op: op.kind)
 
 
+def fmt_constant(x: float) -> str:
+    """A constant as a paper prints it: three significant digits (NF-ResNet's β, ``0.928``),
+    a whole number whole (``1024``, never ``1.02e+03``)."""
+    if float(x).is_integer():
+        return str(int(x))
+    digits = max(3, len(str(int(abs(x)))))  # 1234.5 keeps its integer digits
+    return f"{x:.{digits}g}"
+
+
 def _guard(look: Look, kind: str, origin: str) -> Look:
     return replace(look, text=guarded(look.text, kind, origin, "diagram text", text_result),
                    table=guarded(look.table, kind, origin, "table text", text_result),

@@ -486,3 +486,22 @@ def test_block_figure_panels_follow_the_arguments(rankdir: str) -> None:
     firsts = [pos for is34, pos in where if is34]
     seconds = [pos for is34, pos in where if not is34]
     assert max(firsts) < min(seconds), where
+
+
+def test_scaling_constants_printed_as_a_paper_does() -> None:
+    """NF-ResNet's β (timm: 1/√(1 + n·α²), α = 0.2, n the blocks before in the stage, reset
+    at each transition) in three significant digits, one value and a group's range alike;
+    never six digits (`× 0.928477`)."""
+    text = dot.emit(load_spec("nf_resnet50"), detail="block")
+    beta = [1 / (1 + n * 0.2**2) ** 0.5 for n in range(7)]
+    for n in (3, 4, 6):  # the first block of stages 1-3 (stage 0's first block has β 1)
+        assert f"× {beta[n]:.3f}>" in text, n
+    assert f"× {beta[2]:.3f}–{beta[1]:.3f}" in text  # stage 0's blocks 1-2
+    assert not re.search(r"\d\.\d{4,}", text)
+
+
+def test_fmt_constant() -> None:
+    from resdsl.looks import fmt_constant
+
+    xs = (0.9284767, 0.5, 1.0, 1024.0, 1234.5, 0.70710678)
+    assert [fmt_constant(x) for x in xs] == ["0.928", "0.5", "1", "1024", "1234", "0.707"]

@@ -333,8 +333,27 @@ def test_a_stage_part_only_an_add_reads_is_drawn_beside_its_block() -> None:
         top = d.box(nodes[f"{level}/top"])
         assert abs((proj[1] + proj[3]) / 2 - (body[1] + body[3]) / 2) <= 0.5 and proj[0] > body[2], (proj, body)
         assert body[0] <= (top[0] + top[2]) / 2 <= body[2], (top, body)  # straight below the stage's top
+        # level5's max pool, which the root reads too, is a box apart from the projection
+        proj_out = f"{level}.downsample/body" if level == "level2" else f"{level}.project.0/body"
         assert {f"{level}/top->{level}.tree1/body", f"{level}/top->{level}.downsample/body",
-                f"{level}.downsample/body->{level}.tree1/merge"} <= set(edges), sorted(edges)
+                f"{proj_out}->{level}.tree1/merge"} <= set(edges), sorted(edges)
+
+
+def test_every_read_between_boxes_is_drawn_from_where_it_starts() -> None:
+    """timm's DlaTree: the root (`root.conv`) reads cat([x2, x1, *children]), x1 the first
+    block's sum; with `level_root` (level5 of dla34) the children hold the max-pooled input
+    (`bottom`), which the projection reads too. Every such read is an edge, from the box the
+    value leaves: x1 from tree1's sum, `bottom` from a max-pool box that holds nothing else."""
+    d = draw(["dla34"], detail="block")
+    nodes, edges = d.groups("node"), set(d.groups("edge"))
+    for level in ("level2", "level5"):
+        assert f"{level}.tree1/merge->{level}.add#2/body" in edges, sorted(edges)  # x1 into the root
+        assert f"{level}.tree2/merge->{level}.add#2/body" in edges  # x2, the main path
+    assert "level5.downsample/body->level5.add#2/body" in edges
+    assert d.node_text(nodes["level5.downsample/body"]) == "downsample 2×2 max pool, /2"
+    assert "level5.downsample/body->level5.project.0/body" in edges
+    # level2 is not a level root: its root reads no max pool
+    assert not any(e.startswith("level2.downsample/body->level2.add#2") for e in edges)
 
 
 def test_split_parts_in_index_order() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from ... import builtin_looks  # noqa: F401  (registers the built-ins' looks)
 from ...grid import runs
 from ...ir import INPUT, Network, Op, Role, Scope
-from ...looks import Look, look_of
+from ...looks import Look, fmt_constant, look_of
 from ...primitives import PRIMITIVES, Traits
 from ...roles import (
     attention_convs,
@@ -321,7 +321,7 @@ def group_lines(per_block: Sequence[Sequence[str]]) -> list[str]:
         def ranged(m: re.Match, parts=parts, numbers=numbers) -> str:
             i = next(parts)
             lo, hi = min(v[i] for v in numbers), max(v[i] for v in numbers)
-            return m.group() if lo == hi else f"{lo:.3g}–{hi:.3g}"
+            return m.group() if lo == hi else f"{fmt_constant(lo)}–{fmt_constant(hi)}"
 
         out.append(_NUMBER.sub(ranged, line))
     return out

@@ -18,7 +18,6 @@ from .anatomy import (
     group_lines,
     look,
     op_text,
-    traits,
 )
 from .writer import _Dot, text, text_width
 
@@ -156,13 +155,19 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
             skips = {block_parts(net, group[0]).skip_in for group in groups if group[0].role is Role.BLOCK}
             beside = {group[0].output: group[0] for group in groups if group[0].role is not Role.BLOCK
                       and group[0].output in skips and group[0].output not in read}
+        # the box each value leaves from, to draw every read between boxes from where it starts
+        # (only a stage part that is not a block reads across boxes: none, nothing to record)
+        drawn: dict[str, str] | None = None if all(gr[0].role is Role.BLOCK for gr in groups) else {}
+        entries: dict[str, str] = {}  # each part's box: the node its main edge comes from
         for group in groups:
             if group[0].output in beside:
                 continue
-            prev = _block_node(net, g, group, exits.get(group[0].input, prev), exits, beside)
+            entries[group[0].path] = exits.get(group[0].input, prev)
+            prev = _block_node(net, g, group, entries[group[0].path], exits, beside, drawn)
             exits[group[-1].output] = prev
             tied[lanes[i]][-1].append(group[0].path + "/body")
-        _cross_links(net, g, groups)
+        if drawn is not None:
+            _cross_links(net, g, groups, drawn, entries)
         # and one at its bottom, outside any plate: the stage's way out
         g.node(key + "/end", " ", True, shape="point", width=0.03, height=0.03, style="filled",
                fillcolor=st.edge, color=st.edge)
@@ -175,23 +180,83 @@ def block_level(net: Network, g: _Dot, columns: int = 1) -> None:
         _tie_lanes(g, tied, firsts)
 
 
-def _cross_links(net: Network, g: _Dot, groups: list[list[Scope]]) -> None:
-    """A join in a stage's own layers that also reads a part before the one drawn above it
-    (CSP's concat of the half that bypassed the blocks) is drawn as such: a skip from that
-    part's box into the join's."""
-    where = {n: k for k, group in enumerate(groups) for block in group for n in block.op_names()}
-    for k, group in enumerate(groups):
+def _cross_links(net: Network, g: _Dot, groups: list[list[Scope]], drawn: dict[str, str],
+                 entries: dict[str, str]) -> None:
+    """A stage's own layer that also reads a value drawn in another box than the one its
+    main edge comes from (CSP's concat of the half that bypassed the blocks; DLA's root,
+    which reads the first tree's sum and the max-pooled input) is drawn as such: a skip from
+    the box that value leaves."""
+    claimed = _claimed(net, groups)
+    for group in groups:
         part = group[0]
         if part.role is Role.BLOCK:
             continue
+        own = {drawn.get(n) for n in part.op_names() if n not in claimed}
+        done: set[str] = set()
         for n in part.op_names():
-            op = net.op(n)
-            if not (traits(op).merge and len(op.inputs) > 1):
+            if n in claimed:
                 continue
-            for x in op.inputs:
-                j = where.get(x)
-                if j is not None and j < k - 1:
-                    g.skip(groups[j][0].path + "/body", part.path + "/body", False, weight=0)
+            for x in net.op(n).inputs:
+                src = drawn.get(x)
+                if src is None or src in own or src in done or src == entries.get(part.path):
+                    continue
+                done.add(src)
+                g.skip(src, drawn[n], False, weight=0)
+
+
+def _claimed(net: Network, groups: list[list[Scope]]) -> set[str]:
+    """The stage's own ops that a block's box draws: its add and what follows it (DLA's tree
+    adds each block's skip outside the block)."""
+    out: set[str] = set()
+    for group in groups:
+        for block in group:
+            if block.role is Role.BLOCK:
+                parts = block_parts(net, block)
+                out.update(n for n in (parts.merge, *parts.post, parts.dense) if n is not None)
+    return out
+
+
+def _segments(net: Network, part: Scope) -> list[list[str]]:
+    """A part's ops, cut after each that something outside the part reads (DLA's max pool,
+    which the tree's root reads as well as the projection): each piece is a box of its own,
+    so that a read of it starts where the value does, never at a box that computes more.
+    Only where weighted layers follow: a box's split or activation at its end (CSP's halves,
+    the one its cross link reads) is part of what the box hands on."""
+    ops = list(part.op_names())
+    inside = set(ops)
+    read = {x for op in net.ops if op.name not in inside for x in op.inputs}
+    out: list[list[str]] = [[]]
+    for k, n in enumerate(ops):
+        out[-1].append(n)
+        if n in read and n != ops[-1] and any(net.op(m).params for m in ops[k + 1:]):
+            out.append([])
+    return [seg for seg in out if seg]
+
+
+def _part_boxes(net: Network, g: _Dot, part: Scope, src: str, drawn: dict[str, str], beside: bool,
+                **wide: float) -> tuple[str, str]:
+    """Draw a stage part that is not a block as its boxes (:func:`_segments`), each read edge
+    between them drawn; returns its first and last box."""
+    segs = _segments(net, part)
+    base = part.path.rpartition(".")[0] + "." if "." in part.path else ""
+    nodes: list[str] = []
+    for k, seg in enumerate(segs):
+        nid = part.path + "/body" if k == 0 else seg[0] + "/body"
+        title = part.definition
+        if len(segs) > 1:  # each piece named by its layers' common first name, as the part is
+            firsts = {(net.op(n).module or n)[len(base):].split(".")[0] for n in seg}
+            title = firsts.pop() if len(firsts) == 1 else part.definition
+        fill = g.st.fill("shortcut") if beside else g.st.fill("block")
+        attrs = {"group": "shortcuts"} if beside else {}
+        g.node(nid, g.label(title, _lines(net, seg, convs_only=True)), main=not beside, fillcolor=fill,
+               **attrs, **({} if beside else wide))
+        before = {drawn[x] for n in seg for x in net.op(n).inputs if drawn.get(x) in nodes}
+        for n in seg:
+            drawn[n] = nid
+        for a in sorted(before, key=nodes.index) if k else [src]:
+            g.skip(a, nid, True, weight=0) if beside else g.edge(a, nid)
+        nodes.append(nid)
+    return nodes[0], nodes[-1]
 
 
 def _lanes(secs: list, columns: int, rankdir: str) -> list[int]:
@@ -266,21 +331,23 @@ def _body_width(net: Network, g: _Dot, stages: list[Scope]) -> float:
 
 
 def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dict[str, str] | None = None,
-                beside: dict[str, Scope] | None = None) -> str:
+                beside: dict[str, Scope] | None = None, drawn: dict[str, str] | None = None) -> str:
     """Draw a group of identical blocks as one; returns the node its output leaves from.
     A group of several is drawn once inside a plate marked ``× n``, its skip starting
     inside the plate: one skip per block, as in the network, never one arc over the group."""
     st = g.st
     block = group[0]
+    record = drawn is not None
+    drawn = {} if drawn is None else drawn
     # one size for every block box (its width; left to right, its height: stored negative)
     wide = {} if not g.body_width else {"width": g.body_width} if g.body_width > 0 else {"height": -g.body_width}
     if block.role is not Role.BLOCK:  # a stage item that is not a block: one box
-        nid = block.path + "/body"
         # framed unseen as a block is, so that every stage's boxes line up
         g.open_cluster(block.path + "/frame", "<B> </B>" if g.o.rankdir == "LR" else "", plate=True, hidden=True)
-        g.node(nid, g.label(block.definition, _lines(net, block.op_names(), convs_only=True)), main=True,
-               fillcolor=st.fill("block"), **wide)
-        g.edge(prev, nid)
+        # the ops a block's box draws (its add, DLA's) are that block's, not this box's
+        claimed = {n: drawn[n] for n in block.op_names() if n in drawn}
+        nid = _part_boxes(net, g, block, prev, drawn, False, **wide)[1]
+        drawn.update(claimed)
         g.close()
         return nid
     parts = block_parts(net, block)
@@ -311,6 +378,8 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
     g.node(body, g.label(title, lines, sub), main=True, fillcolor=st.fill("block"), **wide)
     g.edge(entry, body)
     if parts.merge is None:
+        if record:
+            drawn.update(dict.fromkeys((n for b in group for n in b.op_names()), body))
         g.close()
         return body
     merge = block.path + "/merge"
@@ -338,19 +407,26 @@ def _block_node(net: Network, g: _Dot, group: list[Scope], prev: str, exits: dic
     elif parts.skip_projected and parts.skip_in in (beside or {}):
         # a stage's part that only this add reads (DLA's projection): drawn as a shortcut is
         part = (beside or {})[parts.skip_in]
-        sc = part.path + "/body"
-        g.node(sc, g.label(part.definition, _lines(net, part.op_names(), convs_only=True)),
-               fillcolor=st.fill("shortcut"), group="shortcuts")
-        g.skip((exits or {}).get(part.input, skip_src), sc, True, weight=0)
+        first, sc = _part_boxes(net, g, part, (exits or {}).get(part.input, skip_src), drawn, True)
         g.skip(sc, merge, True, weight=0)
-        g.same_rank([body, sc])
-        g.edge(body, sc, style="invis")
+        g.same_rank([body, first])
+        g.edge(body, first, style="invis")
         if exits is not None:
             exits[part.output] = sc
     else:
         # a projection drawn as a part of its own (DLA's) is where the skip starts
         src = (exits or {}).get(parts.skip_in, skip_src) if parts.skip_projected else skip_src
         g.skip(src, merge, parts.skip_projected, weight=0)
+    for b in group if record else ():  # a collapsed group's values leave its one drawing
+        drawn.update(dict.fromkeys(b.op_names(), body))
+    for b in {block.path: block, group[-1].path: group[-1]}.values() if record else ():  # its way out
+        bp = block_parts(net, b) if b is not block else parts
+        drawn.update(dict.fromkeys(bp.pre, block.path + "/pre"))
+        if bp.shortcut is not None:
+            drawn.update(dict.fromkeys(bp.shortcut.op_names(), block.path + "/shortcut"))
+        drawn.update(dict.fromkeys((bp.merge, *(() if bp.dense else bp.post)), merge))
+        if bp.dense is not None:
+            drawn.update(dict.fromkeys((bp.dense, *bp.post), block.path + "/dense"))
     if parts.dense is not None:  # DPN's dense path: the input's other part joins after the sum
         dense = block.path + "/dense"
         words = ", ".join([op_text(net.op(parts.dense)), *_lines(net, parts.post)])
