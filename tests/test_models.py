@@ -53,6 +53,19 @@ def _grads(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, t
     return out.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
+def _checkpointing_changes_nothing(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """Activation checkpointing per block: the same outputs and the same gradients (the model
+    in training mode); the names of the parameters that got one."""
+    want, grads = _grads(model, x)
+    model.set_grad_checkpointing()
+    got, again = _grads(model, x)
+    torch.testing.assert_close(got, want)
+    assert again.keys() == grads.keys()
+    for key in grads:
+        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    return set(grads)
+
+
 # ---------------------------------------------------------------- the interface on every spec
 
 
@@ -92,13 +105,7 @@ def test_timm_interface_on_every_spec(name):
         assert state[f"{conv}.weight"].dim() == 4 and state[f"{conv}.weight"].shape[1] == net.input_shape[0]
     # activation checkpointing per block: the same outputs and gradients
     model.train()  # a batch of two: a norm over pooled 1×1 maps (SK's, ResNeSt's) needs two values
-    want, grads = _grads(model, x)
-    model.set_grad_checkpointing()
-    got, again = _grads(model, x)
-    torch.testing.assert_close(got, want)
-    assert again.keys() == grads.keys() == {k for k, p in model.named_parameters()}
-    for key in grads:
-        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    assert _checkpointing_changes_nothing(model, x) == {k for k, _ in model.named_parameters()}
     model.set_grad_checkpointing(False)
     # timm's optimizer groups: the stem, then one group per block; the head is left to the end
     matcher = model.group_matcher()
@@ -584,12 +591,7 @@ def test_stage_definitions_are_stages_of_the_interface():
     assert group("s3.0.weight") == group("s3.1.weight") == 4  # a stage of layers: one group
     assert [group(k, coarse=True) for k in ("s1.b2.bn1.bias", "s2.conv_down.weight", "s3.1.bias")] == [0, 1, 2]
     model.train()
-    want, grads = _grads(model, x[:1])
-    model.set_grad_checkpointing()
-    got, again = _grads(model, x[:1])
-    torch.testing.assert_close(got, want)
-    for key in grads:
-        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    _checkpointing_changes_nothing(model, x[:1])
 
 
 def group_ids(model, keys: list[str], coarse: bool = False) -> list[int]:
@@ -693,12 +695,7 @@ def test_unnamed_stages_are_inlined_and_still_the_networks_stages():
     assert group_ids(model, keys) == [0, 1, 2, 3, 5, 5, 6]
     assert group_ids(model, keys, coarse=True) == [0, 1, 1, 2, 2, 2, 3]
     model.train()
-    want, grads = _grads(model, x[:1])
-    model.set_grad_checkpointing()
-    got, again = _grads(model, x[:1])
-    torch.testing.assert_close(got, want)
-    for key in grads:
-        torch.testing.assert_close(again[key], grads[key], rtol=1e-4, atol=1e-6)
+    _checkpointing_changes_nothing(model, x[:1])
     model.eval()
     assert model.prune_intermediate_layers([0, 1]) == [0, 1]  # up to the first stage's map: the second goes
     assert not any(k.startswith("features.conv3_") for k in model.state_dict())
